@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+import { registerNode } from './node';
+
+/** Every calicoctl subcommand is registered here, one module per command. */
+export function registerCommands(program: Command): void {
+  registerNode(program);
+}

@@ -1,0 +1,44 @@
+import { Command, CommanderError } from 'commander';
+import { CliError } from './errors';
+import { registerCommands } from './commands';
+
+/**
+ * calicoctl: one program, subcommands registered from ./commands. Errors meant
+ * for people are CliError (message to stderr, exit 1, or 2 for missing root);
+ * anything else is a bug and prints its stack.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('calicoctl')
+    .description('Calico networking for Docker: routable container addresses from IP pools')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  registerCommands(program);
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; usage errors were already printed by commander.
+      return e.exitCode;
+    }
+    if (e instanceof CliError) {
+      process.stderr.write(e.message.endsWith('\n') ? e.message : e.message + '\n');
+      return e.exitCode;
+    }
+    process.stderr.write(`Unexpected error executing command.\n${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('calicoctl')) {
+  main(process.argv).then(
+    (code) => {
+      // Long-running commands (node) keep the event loop alive themselves.
+      if (code !== 0) process.exit(code);
+    },
+    (e) => {
+      process.stderr.write(`${(e as Error).stack}\n`);
+      process.exit(1);
+    },
+  );
+}

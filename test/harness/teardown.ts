@@ -1,0 +1,98 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { run } from './exec';
+
+/**
+ * Everything a test starts registers its undo here; teardown runs them in reverse
+ * order, even when a test failed, and keeps going past errors. Each test file
+ * calls `after(teardownAll)` (see harness/index.ts).
+ */
+type Undo = { what: string; fn: () => Promise<void> | void };
+const stack: Undo[] = [];
+
+export function onTeardown(what: string, fn: () => Promise<void> | void): void {
+  stack.push({ what, fn });
+}
+
+export async function teardownAll(): Promise<void> {
+  const errors: string[] = [];
+  while (stack.length) {
+    const u = stack.pop()!;
+    try {
+      await u.fn();
+    } catch (e) {
+      errors.push(`${u.what}: ${(e as Error).message}`);
+    }
+  }
+  if (errors.length) {
+    // Reported, not thrown: a failed undo must not hide the test's own failure.
+    console.error(`teardown problems:\n  ${errors.join('\n  ')}`);
+  }
+}
+
+/** Root of every directory the harness makes; one subdirectory per started thing. */
+export const HARNESS_ROOT = path.join(os.tmpdir(), 'calico-test');
+
+/**
+ * Makes a fresh directory for one started thing, records our pid in it so a
+ * later run can tell a crashed run's leftovers from a live run's, and sweeps
+ * leftovers of dead runs first.
+ */
+export async function makeRunDir(kind: string): Promise<string> {
+  fs.mkdirSync(HARNESS_ROOT, { recursive: true });
+  await sweepDeadRuns();
+  const dir = fs.mkdtempSync(path.join(HARNESS_ROOT, `${kind}-`));
+  fs.writeFileSync(path.join(dir, 'owner.pid'), String(process.pid));
+  return dir;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Kills processes and unmounts what a crashed earlier run left behind. */
+export async function sweepDeadRuns(): Promise<void> {
+  if (!fs.existsSync(HARNESS_ROOT)) return;
+  for (const name of fs.readdirSync(HARNESS_ROOT)) {
+    const dir = path.join(HARNESS_ROOT, name);
+    const ownerFile = path.join(dir, 'owner.pid');
+    let owner = 0;
+    try {
+      owner = Number(fs.readFileSync(ownerFile, 'utf8'));
+    } catch {
+      continue;
+    }
+    if (owner && alive(owner)) continue;
+    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'owner.pid')) {
+      const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8'));
+      if (pid && alive(pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    await removeTree(dir);
+  }
+}
+
+/** Unmounts anything mounted under dir (overlay, netns, shm), then removes it. */
+export async function removeTree(dir: string): Promise<void> {
+  const mounts = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    await run('umount', ['-l', m]);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
