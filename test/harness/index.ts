@@ -10,3 +10,7 @@ export * from './image';
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
+
+import path from 'node:path';
+/** Compiled calicoctl entry point, relative to this compiled file (works for any outDir). */
+export const CALICOCTL_MAIN = path.join(__dirname, '..', '..', 'src', 'cli', 'main.js');

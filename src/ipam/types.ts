@@ -1,0 +1,68 @@
+// The IPAM API the rest of the product calls (proxy create interceptor, Docker
+// IPAM driver, reconciler, calicoctl). Implemented in ./ipam.ts on etcd.
+// This file is the contract: change it only together with its callers.
+
+export type Family = 4 | 6;
+
+/** What to allocate for one owner (handle) on one host. */
+export interface AllocateRequest {
+  /**
+   * The owner. The proxy reserves before the container exists, so it uses a
+   * reservation id ("resv-<uuid>") that it also puts on the container as a
+   * label; the IPAM driver uses "docker-ep-..." ids. One handle may own
+   * several addresses (dual stack); release by handle frees them together.
+   */
+  handle: string;
+  /** Hostname of the node allocating (block affinity). */
+  host: string;
+  /** 'auto' or an explicit IPv4 address. Omit for none. */
+  ipv4?: 'auto' | string;
+  /** 'auto' or an explicit IPv6 address. Omit for none. */
+  ipv6?: 'auto' | string;
+  /** Free-form facts stored with the allocation (container id, source...). */
+  attrs?: Record<string, string>;
+}
+
+export interface Allocation {
+  address: string; // canonical text form, no prefix length
+  family: Family;
+  handle: string;
+  host: string; // host whose request allocated it (not necessarily block owner)
+  pool: string; // CIDR of the pool it came from
+  block: string; // CIDR of the block it lives in
+  attrs: Record<string, string>;
+}
+
+export type IpamErrorCode =
+  | 'IN_USE' // explicit address owned by another handle (message names the owner)
+  | 'NOT_IN_POOL' // explicit address outside every pool (message names the pools)
+  | 'EXHAUSTED' // no free address in any pool of that family (message names the full pools)
+  | 'NO_POOL' // no pool of the requested family exists
+  | 'INVALID' // malformed request
+  | 'CONFLICT' // CAS retries exhausted
+  | 'UNAVAILABLE'; // datastore unreachable (message names the endpoints)
+
+export class IpamError extends Error {
+  constructor(readonly code: IpamErrorCode, message: string, readonly owner?: string) {
+    super(message);
+    this.name = 'IpamError';
+  }
+}
+
+export interface Ipam {
+  /** All-or-none: if any requested family fails, nothing stays allocated. */
+  allocate(req: AllocateRequest): Promise<Allocation[]>;
+  /** Releases every address of the handle. Idempotent: returns how many were freed (0 if none). */
+  releaseByHandle(handle: string): Promise<number>;
+  /**
+   * Releases one address if, and only if, it is still owned by `handle`
+   * (a stale release never frees a re-allocated address). Idempotent.
+   */
+  releaseAddress(address: string, handle: string): Promise<boolean>;
+  /** Merges attrs into every allocation of the handle (e.g. the container id once known). */
+  setAttrs(handle: string, attrs: Record<string, string>): Promise<void>;
+  listByHost(host: string): Promise<Allocation[]>;
+  listByHandle(handle: string): Promise<Allocation[]>;
+  /** The current owner of an address, if allocated. */
+  lookup(address: string): Promise<Allocation | undefined>;
+}
