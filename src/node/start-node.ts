@@ -1,0 +1,32 @@
+import type { Logger } from 'pino';
+import { NodeProcess } from './node-process';
+
+/**
+ * Everything `calicoctl node` was asked for, after flag/env parsing.
+ * Each component's options live in its own field, owned by that component.
+ */
+export interface NodeOptions {
+  /** This host's name in the datastore (default: os.hostname()). */
+  hostname: string;
+  /** Where the node keeps pid file, logs, embedded etcd data. */
+  stateDir: string;
+  /** BGP peering addresses (`calicoctl node --ip=... --ip6=...`). */
+  ip?: string;
+  ip6?: string;
+}
+
+/**
+ * Builds the node process: components side by side, started in this order and
+ * stopped in reverse. Each component is added by one line below, in its slot:
+ *   1. datastore: connect to etcd, or start the embedded member
+ *   2. plugin: Docker network + IPAM driver on /run/docker/plugins/<name>.sock
+ *   3. proxy: Docker API on :2377 (pass-through + interceptors)
+ *   4. reconciler: Docker events + periodic sweep
+ *   (later: policy, bgp)
+ */
+export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
+  const node = new NodeProcess(log);
+  void opts;
+  await node.start();
+  return node;
+}
