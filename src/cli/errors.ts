@@ -15,3 +15,31 @@ export function requireRoot(what: string): void {
     throw new CliError(`${what} must be run as root.`, 2);
   }
 }
+
+/**
+ * Maps errors that are expected in normal use (etcd down, bad endpoint
+ * configuration) to a message for a person; returns undefined for anything
+ * else, which main() reports with its stack as a bug.
+ */
+export function describeError(e: unknown): CliError | undefined {
+  if (!(e instanceof Error)) return undefined;
+  if (e.name === 'EndpointError') return new CliError(e.message);
+  if (isDatastoreUnavailable(e)) {
+    const endpoints = (e as { endpoints?: unknown }).endpoints;
+    return new CliError(etcdUnavailableMessage(Array.isArray(endpoints) ? endpoints.map(String) : [], e.message));
+  }
+  return undefined;
+}
+
+/** The 2015 wording ("Error accessing etcd (...).  Is etcd running?"), naming the endpoints tried. */
+export function etcdUnavailableMessage(endpoints: string[], detail: string): string {
+  const where = endpoints.length ? ` at ${endpoints.join(', ')}` : '';
+  return `Error accessing etcd${where} (${detail.replace(/\.$/, '')}). Is etcd running?`;
+}
+
+function isDatastoreUnavailable(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'UNAVAILABLE') return true;
+  // Raw etcd3 client errors that escaped the datastore layer: gRPC transport failures.
+  return /^GRPC(Unavailable|DeadlineExceeded|Connect|Cancelled)/.test(e.name) || e.name === 'ClientClosedError';
+}

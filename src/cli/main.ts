@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { CliError } from './errors';
+import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';
 
 /**
@@ -11,6 +11,10 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('calicoctl')
     .description('Calico networking for Docker: routable container addresses from IP pools')
     .showHelpAfterError('(add --help for usage)')
+    .option(
+      '--etcd-endpoints <urls>',
+      'etcd client URLs, comma separated (default: $ETCD_ENDPOINTS, $ETCD_AUTHORITY, then http://127.0.0.1:2379)',
+    )
     .exitOverride();
   registerCommands(program);
   try {
@@ -21,9 +25,10 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version exit 0; usage errors were already printed by commander.
       return e.exitCode;
     }
-    if (e instanceof CliError) {
-      process.stderr.write(e.message.endsWith('\n') ? e.message : e.message + '\n');
-      return e.exitCode;
+    const known = e instanceof CliError ? e : describeError(e);
+    if (known) {
+      process.stderr.write(known.message.endsWith('\n') ? known.message : known.message + '\n');
+      return known.exitCode;
     }
     process.stderr.write(`Unexpected error executing command.\n${(e as Error)?.stack ?? String(e)}\n`);
     return 1;
