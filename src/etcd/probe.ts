@@ -9,6 +9,8 @@ import https from 'node:https';
  */
 export type ProbeResult = { kind: 'etcd'; version: string } | { kind: 'none' } | { kind: 'other'; detail: string };
 
+// agent: false: a kept-alive socket to a member that has since stopped would
+// report a reset, not the refused connection that means "nothing listens".
 export function probeEtcd(endpoint: string, timeoutMs = 1000): Promise<ProbeResult> {
   const url = new URL('/version', endpoint);
   const get = url.protocol === 'https:' ? https.get : http.get;
@@ -20,7 +22,7 @@ export function probeEtcd(endpoint: string, timeoutMs = 1000): Promise<ProbeResu
         resolve(r);
       }
     };
-    const req = get(url, { timeout: timeoutMs, rejectUnauthorized: false }, (res) => {
+    const req = get(url, { timeout: timeoutMs, rejectUnauthorized: false, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
