@@ -1,0 +1,165 @@
+// POST /containers/create: a container that asks for CALICO_IP gets its
+// address reserved here and is moved onto the host's `calico` Docker network,
+// whose driver plumbs the veth before the process runs (see DESIGN.md, "The
+// create/start flow"). Every reservation has its undo next to it: a create
+// that dockerd refuses, or never answers, releases what was reserved.
+import { randomUUID } from 'node:crypto';
+import type { Interceptor, InterceptContext, RequestDecision, UpstreamOutcome } from '../interceptor';
+import type { Ipam } from '../../ipam/types';
+import {
+  RESERVATION_PREFIX,
+  RequestRefused,
+  checkNetworkMode,
+  parseCalicoEnv,
+  parseCreateBody,
+  rewriteCreateBody,
+} from './calico-request';
+import { refusalForIpamError } from './ipam-refusal';
+import type { InflightHandles } from './inflight';
+
+export interface CreateContainerDeps {
+  ipam: Ipam;
+  /** This node's hostname in the datastore. */
+  host: string;
+  /** Handles being created right now; the reconciler never collects these. */
+  inflight: InflightHandles;
+  /**
+   * Says why containers cannot join the calico network right now (the
+   * network is missing, the node's plugin is not serving), or undefined
+   * when they can.
+   */
+  networkProblem(): Promise<string | undefined>;
+  /** How long IPAM may take before the client is told the datastore is not answering. */
+  ipamTimeoutMs?: number;
+}
+
+interface CreateState {
+  handle: string;
+}
+
+const CREATE_PATH = '/containers/create';
+
+export class CreateContainerInterceptor implements Interceptor {
+  readonly name = 'create-container';
+
+  constructor(private readonly deps: CreateContainerDeps) {}
+
+  matches(method: string, path: string): boolean {
+    return method === 'POST' && path === CREATE_PATH;
+  }
+
+  async onRequest(ctx: InterceptContext, raw: Buffer): Promise<RequestDecision> {
+    // Fast path, and the byte-identical guarantee: no CALICO_IP, not ours.
+    if (!raw.includes('CALICO_IP')) return { action: 'pass' };
+    let body: Record<string, unknown> | undefined;
+    let wanted;
+    try {
+      body = parseCreateBody(raw);
+      wanted = body && parseCalicoEnv(body.Env);
+      if (!body || !wanted) return { action: 'pass' };
+      const hostConfig = body.HostConfig as Record<string, unknown> | undefined;
+      checkNetworkMode(hostConfig?.NetworkMode);
+    } catch (e) {
+      if (e instanceof RequestRefused) return { action: 'reply', status: e.status, message: e.message };
+      throw e;
+    }
+
+    const problem = await this.deps.networkProblem();
+    if (problem) return { action: 'reply', status: 503, message: problem };
+
+    const handle = RESERVATION_PREFIX + randomUUID();
+    const name = ctx.query.get('name');
+    const what = `reserving ${describe(wanted)} for container${name ? ` ${name}` : ''}`;
+    this.deps.inflight.add(handle);
+    let allocations;
+    try {
+      allocations = await this.allocateWithDeadline(handle, wanted, name ?? undefined);
+    } catch (e) {
+      this.deps.inflight.delete(handle);
+      const r = refusalForIpamError(e, what);
+      ctx.log.info({ handle, status: r.status }, r.message);
+      return { action: 'reply', status: r.status, message: r.message };
+    }
+    const ipv4 = allocations.find((a) => a.family === 4)?.address;
+    const ipv6 = allocations.find((a) => a.family === 6)?.address;
+    const rewritten = rewriteCreateBody(body, { handle, ipv4, ipv6, profiles: wanted.profiles });
+    ctx.log.debug({ handle, ipv4, ipv6 }, 'create rewritten onto the calico network');
+    const state: CreateState = { handle };
+    return { action: 'forward', body: Buffer.from(JSON.stringify(rewritten)), state };
+  }
+
+  async onResponse(ctx: InterceptContext, outcome: UpstreamOutcome, state: unknown): Promise<void> {
+    if (!isCreateState(state)) return;
+    const { handle } = state;
+    try {
+      if ('status' in outcome && outcome.status === 201) {
+        const id = containerId(outcome.body);
+        if (id) {
+          try {
+            await this.deps.ipam.setAttrs(handle, { container: id });
+          } catch (e) {
+            // The container carries the handle as a label: the reconciler
+            // adopts the reservation on its next sweep.
+            ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed');
+          }
+        }
+        return;
+      }
+      // dockerd refused the create (no such image: the CLI pulls and creates
+      // again, with a new reservation) or could not be reached: one
+      // container, one address.
+      await this.releaseQuietly(ctx, handle);
+    } finally {
+      this.deps.inflight.delete(handle);
+    }
+  }
+
+  private async releaseQuietly(ctx: InterceptContext, handle: string): Promise<void> {
+    try {
+      await this.deps.ipam.releaseByHandle(handle);
+    } catch (e) {
+      // Without a container and past its grace period the reconciler collects it.
+      ctx.log.warn({ handle, err: e }, 'releasing the reservation of a failed create failed; the reconciler will collect it');
+    }
+  }
+
+  /**
+   * IPAM answers within its own bound when etcd is down; this deadline only
+   * covers a datastore that accepts connections but never answers. A late
+   * allocation is released as soon as it lands.
+   */
+  private allocateWithDeadline(handle: string, wanted: { ipv4?: string; ipv6?: string }, name?: string) {
+    const ms = this.deps.ipamTimeoutMs ?? 5000;
+    const attrs: Record<string, string> = { source: 'proxy' };
+    if (name) attrs.name = name;
+    const p = this.deps.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        p.then(() => this.deps.ipam.releaseByHandle(handle)).catch(() => undefined);
+        reject(new Error(`the datastore did not answer within ${ms} ms`));
+      }, ms);
+    });
+    return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+  }
+}
+
+function describe(w: { ipv4?: string; ipv6?: string }): string {
+  const parts: string[] = [];
+  if (w.ipv4) parts.push(w.ipv4 === 'auto' ? 'an IPv4 address' : w.ipv4);
+  if (w.ipv6) parts.push(w.ipv6 === 'auto' ? 'an IPv6 address' : w.ipv6);
+  return parts.join(' and ');
+}
+
+function isCreateState(s: unknown): s is CreateState {
+  return typeof s === 'object' && s !== null && typeof (s as CreateState).handle === 'string';
+}
+
+function containerId(body: Buffer): string | undefined {
+  try {
+    const id = (JSON.parse(body.toString('utf8')) as { Id?: unknown }).Id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}

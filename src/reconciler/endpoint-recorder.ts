@@ -1,0 +1,57 @@
+// Records a container's Calico endpoint from what dockerd says about it.
+// Shared by the start interceptor (client starts through the proxy) and the
+// reconciler (starts that bypass it: restart policies, dockerd restarts,
+// `docker run --net calico` on the real socket).
+import type Dockerode from 'dockerode';
+import type { Logger } from 'pino';
+import { ContainerView, EndpointRecord, endpointFromContainer } from './container-endpoint';
+import type { EndpointPort } from './endpoint-port';
+
+export class EndpointRecorder {
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly endpoints: EndpointPort,
+    private readonly host: string,
+    private readonly ifNameFor: (endpointId: string) => string,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Inspects the container and writes its endpoint if it runs on the calico
+   * network. Returns the record written, or undefined when there is nothing
+   * to record (not on the network, gone, or no longer running).
+   */
+  async record(idOrName: string): Promise<EndpointRecord | undefined> {
+    const view = await this.inspect(idOrName);
+    const ep = view && endpointFromContainer(view, this.host, this.ifNameFor);
+    if (!view || !ep) return undefined;
+    try {
+      await this.endpoints.put(ep);
+    } catch (e) {
+      throw new Error(`recording endpoint ${ep.endpointId.slice(0, 12)} of container ${view.Id.slice(0, 12)}: ${(e as Error).message}`);
+    }
+    // A container that exits at once (`run --rm true`) may have been
+    // destroyed, and its destroy handled, while the record was on its way:
+    // look again so no record outlives its container.
+    if (!(await this.inspect(view.Id))) {
+      await this.forget(view.Id);
+      return undefined;
+    }
+    this.log.debug({ container: view.Id, endpoint: ep.endpointId, addresses: [...ep.ipv4Nets, ...ep.ipv6Nets] }, 'endpoint recorded');
+    return ep;
+  }
+
+  /** Removes the container's endpoints on this host. Idempotent. */
+  forget(containerId: string): Promise<number> {
+    return this.endpoints.removeWorkload(this.host, containerId);
+  }
+
+  private async inspect(idOrName: string): Promise<ContainerView | undefined> {
+    try {
+      return (await this.docker.getContainer(idOrName).inspect()) as unknown as ContainerView;
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+      throw new Error(`inspecting container ${idOrName}: ${(e as Error).message}`);
+    }
+  }
+}

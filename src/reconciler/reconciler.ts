@@ -1,0 +1,154 @@
+// The node's reconciler: keeps the datastore's view of this host's
+// containers true when Docker acts without the proxy. Docker events give
+// prompt reactions (start -> record the endpoint; destroy -> release), a
+// periodic sweep repairs whatever events missed (dockerd restarts, a node
+// that was down, `docker rm` while we were away).
+import type Dockerode from 'dockerode';
+import type { Logger } from 'pino';
+import type { Component } from '../node/component';
+import type { Ipam } from '../ipam/types';
+import type { InflightHandles } from '../proxy/interceptors/inflight';
+import { HANDLE_LABEL } from '../proxy/interceptors/calico-request';
+import type { ContainerView } from './container-endpoint';
+import type { EndpointPort } from './endpoint-port';
+import type { EndpointRecorder } from './endpoint-recorder';
+import { ContainerEvent, EventFollower } from './docker-events';
+import { planSweep, SweepPlan } from './sweep-plan';
+
+export interface ReconcilerOptions {
+  docker: Dockerode;
+  ipam: Ipam;
+  endpoints: EndpointPort;
+  recorder: EndpointRecorder;
+  inflight: InflightHandles;
+  host: string;
+  ifNameFor(endpointId: string): string;
+  log: Logger;
+  /** Between sweeps (default 30 s). */
+  sweepIntervalMs?: number;
+  /** How long a reservation without a container survives before collection (default 120 s). */
+  gcGraceMs?: number;
+  /** Event stream resubscription backoff cap (default 5 s). */
+  maxBackoffMs?: number;
+}
+
+export class Reconciler implements Component {
+  readonly name = 'reconciler';
+  private follower?: EventFollower;
+  private timer?: NodeJS.Timeout;
+  private sightings = new Map<string, number>();
+  private sweeping?: Promise<SweepPlan | undefined>;
+  private sweepAgain = false;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(private readonly o: ReconcilerOptions) {}
+
+  async start(): Promise<void> {
+    // Adopt what exists before serving: a restarted node finds its
+    // containers running and leaves them be.
+    await this.sweep().catch((e) => this.o.log.warn({ err: e }, 'initial sweep failed; retrying on schedule'));
+    this.follower = new EventFollower({
+      docker: this.o.docker,
+      log: this.o.log,
+      actions: ['start', 'destroy'],
+      maxBackoffMs: this.o.maxBackoffMs,
+      onEvent: (e) => this.track(this.onEvent(e)),
+      // Events were missed while the stream was down.
+      onConnected: () => this.track(this.sweep()),
+    });
+    this.follower.start();
+    this.timer = setInterval(() => this.track(this.sweep()), this.o.sweepIntervalMs ?? 30000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.follower?.stop();
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((e) => this.o.log.warn({ err: e }, 'reconciler action failed; the next sweep retries'));
+    this.pending.add(q);
+    void q.finally(() => this.pending.delete(q));
+  }
+
+  private async onEvent(e: ContainerEvent): Promise<void> {
+    if (e.action === 'start') {
+      await this.o.recorder.record(e.id);
+      return;
+    }
+    if (e.action === 'destroy') {
+      await this.o.recorder.forget(e.id);
+      const handle = e.attributes[HANDLE_LABEL];
+      const released = handle ? await this.o.ipam.releaseByHandle(handle) : 0;
+      // Addresses given by `calicoctl container add` name the container, not a label.
+      const owned = (await this.o.ipam.listByHost(this.o.host)).filter((a) => a.attrs?.container === e.id);
+      let more = 0;
+      for (const h of new Set(owned.map((a) => a.handle))) more += await this.o.ipam.releaseByHandle(h);
+      if (released + more) {
+        this.o.log.info({ container: e.id, handle, released: released + more }, 'container removed; address released');
+      }
+    }
+  }
+
+  /**
+   * One pass over datastore and dockerd. Concurrent callers share the pass
+   * in progress and ask for one more after it.
+   */
+  sweep(): Promise<SweepPlan | undefined> {
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return this.sweeping;
+    }
+    this.sweeping = this.sweepOnce().finally(() => {
+      this.sweeping = undefined;
+      if (this.sweepAgain) {
+        this.sweepAgain = false;
+        this.track(this.sweep());
+      }
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<SweepPlan | undefined> {
+    const { host, log } = this.o;
+    // Order matters (see planSweep): allocations, then endpoints, then containers.
+    const allocations = await this.o.ipam.listByHost(host);
+    const endpoints = await this.o.endpoints.listByHost(host);
+    let containers: ContainerView[];
+    try {
+      containers = (await this.o.docker.listContainers({ all: true })) as unknown as ContainerView[];
+    } catch (e) {
+      // Without dockerd's word nothing may be released.
+      log.debug({ err: e }, 'dockerd unavailable; sweep skipped');
+      return undefined;
+    }
+    const plan = planSweep({
+      host,
+      now: Date.now(),
+      graceMs: this.o.gcGraceMs ?? 120000,
+      allocations,
+      endpoints,
+      containers,
+      inflight: (h) => this.o.inflight.has(h),
+      sightings: this.sightings,
+      ifNameFor: this.o.ifNameFor,
+    });
+    this.sightings = plan.sightings;
+    for (const a of plan.adopt) {
+      await this.o.ipam.setAttrs(a.handle, { container: a.container });
+      log.info({ handle: a.handle, container: a.container }, 'reservation adopted by its container');
+    }
+    for (const ep of plan.removeEndpoints) {
+      await this.o.endpoints.removeWorkload(host, ep.workloadId);
+      log.info({ container: ep.workloadId, endpoint: ep.endpointId }, 'endpoint of a removed container deleted');
+    }
+    for (const ep of plan.record) await this.o.endpoints.put(ep);
+    for (const r of plan.release) {
+      const n = await this.o.ipam.releaseByHandle(r.handle);
+      if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
+    }
+    return plan;
+  }
+}

@@ -1,0 +1,133 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
+import { ContainerView, EndpointRecord, endpointFromContainer } from '../../src/reconciler/container-endpoint';
+import { parseEventLine } from '../../src/reconciler/docker-events';
+import type { Allocation } from '../../src/ipam/types';
+
+const HOST = 'h1';
+const ifNameFor = (ep: string) => 'cali' + ep.slice(0, 11);
+
+function alloc(handle: string, address: string, attrs: Record<string, string> = {}): Allocation {
+  return { address, family: 4, handle, host: HOST, pool: '10.0.0.0/16', block: '10.0.0.0/26', attrs };
+}
+
+function container(id: string, opts: { handle?: string; running?: boolean; ep?: string; ip?: string; profiles?: string } = {}): ContainerView {
+  const labels: Record<string, string> = {};
+  if (opts.handle) labels['org.projectcalico.handle'] = opts.handle;
+  if (opts.profiles) labels['org.projectcalico.profiles'] = opts.profiles;
+  return {
+    Id: id,
+    Labels: labels,
+    State: opts.running ? 'running' : 'exited',
+    NetworkSettings: {
+      Networks: opts.ep ? { calico: { EndpointID: opts.ep, IPAddress: opts.ip ?? '10.0.0.1', MacAddress: '02:42:0a:00:00:01' } } : {},
+    },
+  };
+}
+
+function input(over: Partial<SweepInput>): SweepInput {
+  return {
+    host: HOST,
+    now: 1_000_000,
+    graceMs: 60_000,
+    allocations: [],
+    endpoints: [],
+    containers: [],
+    inflight: () => false,
+    sightings: new Map(),
+    ifNameFor,
+    ...over,
+  };
+}
+
+test('an allocation whose container exists is never released, running or not', () => {
+  const p = planSweep(
+    input({
+      allocations: [alloc('resv-a', '10.0.0.1', { container: 'c1' }), alloc('resv-b', '10.0.0.2', { container: 'c2' })],
+      containers: [container('c1', { handle: 'resv-a', running: true, ep: 'e1' }), container('c2', { handle: 'resv-b' })],
+    }),
+  );
+  assert.deepEqual(p.release, []);
+  assert.deepEqual(p.adopt, []);
+});
+
+test('an allocation naming a container that is gone is released at once', () => {
+  const p = planSweep(input({ allocations: [alloc('resv-a', '10.0.0.1', { container: 'gone' }), alloc('other', '10.0.0.9', { container: 'gone2' })] }));
+  assert.deepEqual(p.release.map((r) => r.handle).sort(), ['other', 'resv-a']);
+});
+
+test('a container carrying the handle label adopts a reservation that does not name it (node killed before setAttrs)', () => {
+  const p = planSweep(input({ allocations: [alloc('resv-a', '10.0.0.1')], containers: [container('c9', { handle: 'resv-a' })] }));
+  assert.deepEqual(p.adopt, [{ handle: 'resv-a', container: 'c9' }]);
+  assert.deepEqual(p.release, []);
+  assert.equal(p.sightings.size, 0);
+});
+
+test('a reservation without any container: first sighting, kept within grace, released after two sightings a grace apart', () => {
+  const allocations = [alloc('resv-x', '10.0.0.3')];
+  const first = planSweep(input({ allocations }));
+  assert.deepEqual(first.release, []);
+  assert.equal(first.sightings.get('resv-x'), 1_000_000);
+  const early = planSweep(input({ allocations, now: 1_000_000 + 59_999, sightings: first.sightings }));
+  assert.deepEqual(early.release, []);
+  assert.equal(early.sightings.get('resv-x'), 1_000_000);
+  const late = planSweep(input({ allocations, now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(late.release.map((r) => r.handle), ['resv-x']);
+  assert.equal(late.sightings.size, 0);
+});
+
+test('in-flight creates and foreign handles without an owner are never collected', () => {
+  const allocations = [alloc('resv-busy', '10.0.0.4'), alloc('docker-ep-1', '10.0.0.5')];
+  const sightings = new Map([['resv-busy', 0], ['docker-ep-1', 0]]);
+  const p = planSweep(input({ allocations, sightings, inflight: (h) => h === 'resv-busy' }));
+  assert.deepEqual(p.release, []);
+  assert.equal(p.sightings.size, 0);
+});
+
+test('a sighting is forgotten once its handle is gone or owned', () => {
+  const p = planSweep(input({ allocations: [], sightings: new Map([['resv-old', 5]]) }));
+  assert.equal(p.sightings.size, 0);
+});
+
+test('endpoints: removed when the container is gone, recorded when a running container lacks one, deactivated when stopped', () => {
+  const running = container('c1', { handle: 'resv-a', running: true, ep: 'aaaaaaaaaaaaaaaabbbb', ip: '10.0.0.1', profiles: 'web,db' });
+  const want = endpointFromContainer(running, HOST, ifNameFor)!;
+  assert.deepEqual(want, {
+    host: HOST,
+    orchestrator: 'docker',
+    workloadId: 'c1',
+    endpointId: 'aaaaaaaaaaaaaaaabbbb',
+    ifName: 'caliaaaaaaaaaaa',
+    mac: '02:42:0a:00:00:01',
+    ipv4Nets: ['10.0.0.1/32'],
+    ipv6Nets: [],
+    profiles: ['web', 'db'],
+    state: 'active',
+  });
+  const stale: EndpointRecord = { ...want, workloadId: 'gone', endpointId: 'zz' };
+  const stoppedRec: EndpointRecord = { ...want, workloadId: 'c2', endpointId: 'yy' };
+  const p = planSweep(
+    input({ endpoints: [stale, stoppedRec], containers: [running, container('c2', { handle: 'resv-b' })] }),
+  );
+  assert.deepEqual(p.removeEndpoints, [stale]);
+  assert.deepEqual(p.record, [want, { ...stoppedRec, state: 'inactive' }]);
+  // Already recorded as is: nothing to write.
+  const q = planSweep(input({ endpoints: [want], containers: [running] }));
+  assert.deepEqual(q.record, []);
+  // A restart gives a new endpoint id: recorded again.
+  const moved = container('c1', { handle: 'resv-a', running: true, ep: 'cccccccccccccccc', profiles: 'web,db' });
+  assert.equal(planSweep(input({ endpoints: [want], containers: [moved] })).record[0].endpointId, 'cccccccccccccccc');
+});
+
+test('parseEventLine: container events from current and legacy dockerd, others ignored', () => {
+  assert.deepEqual(
+    parseEventLine('{"status":"destroy","id":"abc","Type":"container","Action":"destroy","Actor":{"ID":"abc","Attributes":{"org.projectcalico.handle":"resv-1","name":"x"}},"time":1}'),
+    { action: 'destroy', id: 'abc', attributes: { 'org.projectcalico.handle': 'resv-1', name: 'x' } },
+  );
+  assert.deepEqual(parseEventLine('{"status":"start","id":"abc"}'), { action: 'start', id: 'abc', attributes: {} });
+  assert.equal(parseEventLine('{"Type":"network","Action":"connect","Actor":{"ID":"n"}}'), undefined);
+  assert.equal(parseEventLine('garbage'), undefined);
+  assert.equal(parseEventLine(''), undefined);
+  assert.equal(parseEventLine('{"Type":"container","Action":"exec_start: sh","Actor":{"ID":"c"}}')?.action, 'exec_start');
+});
