@@ -1,0 +1,83 @@
+/**
+ * Header handling for the pass-through. Headers travel as Node's rawHeaders
+ * (a flat [name, value, name, value] list) so repeated headers stay separate
+ * lines and names keep their case (BuildKit repeats
+ * X-Docker-Expose-Session-Grpc-Method; req.headers would join them with ", ").
+ */
+
+/** Per-hop headers (RFC 9110 7.6.1) plus those undici refuses to be given. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+]);
+
+/** Names listed in a Connection header are per-hop too. */
+function connectionTokens(raw: readonly string[]): Set<string> {
+  const s = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === 'connection') {
+      for (const t of raw[i + 1].split(',')) {
+        const v = t.trim().toLowerCase();
+        if (v) s.add(v);
+      }
+    }
+  }
+  return s;
+}
+
+/** End-to-end headers only, in order, repeats kept. `drop` names (lowercase) are removed too. */
+export function endToEndHeaders(raw: readonly string[], drop: readonly string[] = []): string[] {
+  const extra = connectionTokens(raw);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(n) || extra.has(n) || drop.includes(n)) continue;
+    out.push(raw[i], raw[i + 1]);
+  }
+  return out;
+}
+
+/** Whether a raw header list holds `name` (case-insensitive). */
+export function hasHeader(raw: readonly string[], name: string): boolean {
+  const n = name.toLowerCase();
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === n) return true;
+  return false;
+}
+
+/** The value of a response's chunked framing: true when Transfer-Encoding ends in chunked. */
+export function isChunked(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].toLowerCase() === 'transfer-encoding' && /(^|,)\s*chunked\s*$/i.test(raw[i + 1])) return true;
+  }
+  return false;
+}
+
+/** Lower-cased header object (repeats as arrays), the shape interceptors receive. */
+export function headerObject(raw: readonly string[]): Record<string, string | string[]> {
+  const o: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i].toLowerCase();
+    const prev = o[n];
+    if (prev === undefined) o[n] = raw[i + 1];
+    else if (Array.isArray(prev)) prev.push(raw[i + 1]);
+    else o[n] = [prev, raw[i + 1]];
+  }
+  return o;
+}
+
+/**
+ * The request head for a hijacked call, written verbatim upstream: the
+ * client's own header lines (case, order, repeats) with CRLF endings, even
+ * when the client used bare LF (the Jenkins attach connector does).
+ */
+export function requestHead(method: string, url: string, raw: readonly string[]): string {
+  let s = `${method} ${url} HTTP/1.1\r\n`;
+  for (let i = 0; i + 1 < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return s + '\r\n';
+}

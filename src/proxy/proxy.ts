@@ -1,0 +1,166 @@
+import crypto from 'node:crypto';
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Component } from '../node/component';
+import type { Address } from './address';
+import { formatAddress, parseAddress, pointsAt } from './address';
+import type { Interceptor } from './interceptor';
+import { findInterceptor } from './interceptor';
+import { parseRequestTarget } from './request-target';
+import { Upstream } from './upstream';
+import { passThrough, sendDockerError } from './pass-through';
+import { intercepted } from './intercepted';
+import { hijack } from './hijack';
+import { checkListenPolicy, createServer, listen, ListenError, TlsOptions } from './listener';
+
+export interface ProxyOptions {
+  /** Where clients connect: tcp://127.0.0.1:2377 (default), unix:///path. */
+  listen: string;
+  /** Where dockerd is: unix:///var/run/docker.sock (default), tcp://host:port. Never DOCKER_HOST. */
+  upstream: string;
+  tls?: TlsOptions;
+  /** First match claims the request; everything else passes through untouched. */
+  interceptors?: Interceptor[];
+  /** The socket whose mode and group a unix listener copies (default: the upstream socket, else /var/run/docker.sock). */
+  socketPermsFrom?: string;
+}
+
+const PROBE_HEADER = 'x-calico-proxy-probe';
+
+/**
+ * The Docker API proxy: the node component that owns the listener. Three
+ * paths, chosen per request: hijack (Upgrade), intercepted (an interceptor's
+ * match: buffered), pass-through (streamed). Knows nothing about Calico.
+ */
+export class DockerProxy implements Component {
+  readonly name = 'proxy';
+  private server?: http.Server;
+  private readonly upstream: Upstream;
+  private readonly listenAddr: Address;
+  private bound?: Address;
+  private readonly hijacked = new Set<Duplex>();
+  private readonly probeNonce = crypto.randomBytes(16).toString('hex');
+  private loopDetected = false;
+  private readonly interceptors: Interceptor[];
+
+  constructor(private readonly opts: ProxyOptions, private readonly log: Logger) {
+    this.listenAddr = parseAddress(opts.listen, '--listen', 2377);
+    const up = parseAddress(opts.upstream, '--docker-upstream', 2375);
+    if (pointsAt(up, this.listenAddr)) {
+      throw new ListenError(
+        `--docker-upstream ${formatAddress(up)} is this proxy's own listener (${formatAddress(this.listenAddr)}); ` +
+          'point it at dockerd, e.g. unix:///var/run/docker.sock',
+      );
+    }
+    checkListenPolicy(this.listenAddr, opts.tls);
+    this.upstream = new Upstream(up);
+    this.interceptors = opts.interceptors ?? [];
+  }
+
+  /** The address actually bound (port resolved when 0 was asked for). */
+  get address(): Address {
+    if (!this.bound) throw new Error('proxy is not listening');
+    return this.bound;
+  }
+
+  get upstreamLabel(): string {
+    return this.upstream.label;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer(this.opts.tls);
+    this.server = server;
+    server.on('request', (req, res) => this.onRequest(req, res));
+    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      this.log.debug({ err: err.message, code: err.code }, 'malformed request from client');
+      if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+        const body = JSON.stringify({ message: `calico proxy: malformed HTTP request: ${err.code ?? err.message}` });
+        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      } else socket.destroy();
+    });
+    const permsFrom = this.opts.socketPermsFrom ?? (this.upstream.address.kind === 'unix' ? this.upstream.address.path : '/var/run/docker.sock');
+    this.bound = await listen(server, this.listenAddr, permsFrom, this.log);
+    await this.probeForLoop();
+    this.log.info(
+      { listen: formatAddress(this.bound), upstream: this.upstream.label, tls: this.opts.tls ? (this.opts.tls.verify ? 'verify' : 'on') : 'off' },
+      `Docker API proxy listening on ${formatAddress(this.bound)}, forwarding to Docker at ${this.upstream.label}`,
+    );
+  }
+
+  /**
+   * Another name for this host (its LAN address, a DNS alias) can make the
+   * upstream lead back here; only the network can tell. One marked /_ping
+   * settles it. dockerd being down is not an error: it may start later.
+   */
+  private async probeForLoop(): Promise<void> {
+    try {
+      const r = await this.upstream.pool.request({
+        method: 'GET',
+        path: '/_ping',
+        headers: { [PROBE_HEADER]: this.probeNonce },
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
+      await r.body.dump();
+    } catch (e) {
+      this.log.warn({ upstream: this.upstream.label }, `Docker at ${this.upstream.label} does not answer yet: ${(e as Error).message}`);
+    }
+    if (this.loopDetected) {
+      await this.stop();
+      throw new ListenError(
+        `--docker-upstream ${this.upstream.label} leads back to this proxy (${formatAddress(this.listenAddr)}); point it at dockerd`,
+      );
+    }
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = process.hrtime.bigint();
+    const method = req.method ?? 'GET';
+    if (req.headers[PROBE_HEADER] === this.probeNonce) {
+      this.loopDetected = true;
+      sendDockerError(res, 508, 'calico proxy: request loop (the upstream is this proxy)');
+      return;
+    }
+    const target = parseRequestTarget(req.url ?? '/');
+    const icp = findInterceptor(this.interceptors, method, target.path);
+    const handled = icp ? intercepted(this.upstream, icp, target, req, res, this.log) : passThrough(this.upstream, req, res);
+    handled.then(
+      (status) => this.logRequest(method, req.url, status, started, icp?.name),
+      (err) => {
+        this.log.error({ err, method, url: req.url }, 'proxy request failed');
+        sendDockerError(res, 500, `calico proxy: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = process.hrtime.bigint();
+    this.hijacked.add(socket);
+    socket.once('close', () => this.hijacked.delete(socket));
+    hijack(this.upstream, req, socket, head, this.log, (status) =>
+      this.logRequest(req.method ?? 'POST', req.url, status, started, undefined, 'hijack'),
+    );
+  }
+
+  // One line per request at debug; never headers or bodies (X-Registry-Auth, create Env).
+  private logRequest(method: string, url: string | undefined, status: number, started: bigint, interceptor?: string, kind?: string): void {
+    if (!this.log.isLevelEnabled('debug')) return;
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    this.log.debug({ method, url, status, ms: Math.round(ms * 10) / 10, interceptor, kind }, `${method} ${url} ${status}`);
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      for (const s of this.hijacked) s.destroy();
+      this.hijacked.clear();
+      await closed;
+    }
+    await this.upstream.close();
+  }
+}

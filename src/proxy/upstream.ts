@@ -1,0 +1,48 @@
+import net from 'node:net';
+import { Pool } from 'undici';
+import type { Address } from './address';
+import { formatAddress } from './address';
+
+/**
+ * The way to dockerd. Ordinary calls go through an undici pool; hijacked calls
+ * get a fresh raw socket each (they own their connection until it closes).
+ */
+export class Upstream {
+  readonly pool: Pool;
+  readonly label: string;
+
+  constructor(readonly address: Address) {
+    this.label = formatAddress(address);
+    const origin = address.kind === 'unix' ? 'http://localhost' : `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+    this.pool = new Pool(origin, {
+      socketPath: address.kind === 'unix' ? address.path : undefined,
+      // Every foreground `docker run` holds a /wait, often a logs -f or events,
+      // for as long as the container lives: a bounded pool would queue the
+      // next call behind them (head-of-line blocking). Unbounded, as dockerd is.
+      connections: null,
+      pipelining: 1,
+      // logs -f / events / wait may be silent for hours: no timeouts at all.
+      bodyTimeout: 0,
+      headersTimeout: 0,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      // Large single chunks (`docker images -a`) and big headers must pass.
+      maxHeaderSize: 1024 * 1024,
+      connect: { timeout: 10_000 },
+    });
+  }
+
+  /** A raw, half-open-capable socket to dockerd for one hijacked call. */
+  connectRaw(): net.Socket {
+    const a = this.address;
+    const opts: net.NetConnectOpts =
+      a.kind === 'unix' ? { path: a.path, allowHalfOpen: true } : { host: a.host, port: a.port, allowHalfOpen: true };
+    const s = net.connect(opts);
+    s.setNoDelay?.(true);
+    return s;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy().catch(() => undefined);
+  }
+}
