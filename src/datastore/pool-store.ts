@@ -1,0 +1,223 @@
+// IP pools (/calico/v1/ipam/v4|v6/pool/<cidr>) and their usage, read from
+// the IPAM blocks inside them.
+import type { Family } from '../ipam/types';
+import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, cidrsOverlap, holdsBlock, parseCidr } from '../ipam/cidr';
+import { Datastore, json, Versioned } from './datastore';
+import { DatastoreError } from './errors';
+import { keys, parseAffinityKey } from './keys';
+import { BlockValue, HandleValue, PoolValue } from './schemas';
+
+export interface PoolOptions {
+  natOutgoing?: boolean;
+  ipip?: boolean;
+}
+
+export interface Pool {
+  cidr: string;
+  family: Family;
+  natOutgoing: boolean;
+  ipip: boolean;
+}
+
+export interface PoolUsage extends Pool {
+  /** Addresses allocated in the pool right now. */
+  allocated: number;
+  /** Addresses in the pool, as a decimal string (an IPv6 /64 exceeds a JS number). */
+  capacity: string;
+}
+
+export interface PoolOwner {
+  handle: string;
+  address: string;
+  /** The allocation's attributes (container id etc.). */
+  attrs: Record<string, string>;
+}
+
+/** The 2015 default pools, created by the first node when no pool exists. */
+export const DEFAULT_POOLS = ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64'];
+
+const IPIP_DEVICE = 'tunl0';
+
+export function poolFromValue(family: Family, v: PoolValue): Pool {
+  return { cidr: parseCidr(v.cidr).text, family, natOutgoing: v.masquerade === true, ipip: v.ipip !== undefined };
+}
+
+export class PoolStore {
+  constructor(private readonly ds: Datastore) {}
+
+  /** Validates and normalises a pool CIDR; INVALID_ARGUMENT with a message for the user. */
+  static parse(cidr: string, opts: PoolOptions = {}): Cidr {
+    let c: Cidr;
+    try {
+      c = parseCidr(cidr);
+    } catch (e) {
+      throw new DatastoreError('INVALID_ARGUMENT', (e as CidrError).message);
+    }
+    if (!holdsBlock(c)) {
+      throw new DatastoreError(
+        'INVALID_ARGUMENT',
+        `pool ${c.text} is too small: an IPv${c.family} pool must hold at least one /${BLOCK_PREFIX[c.family]} block (prefix length ${BLOCK_PREFIX[c.family]} or less)`,
+      );
+    }
+    if (opts.ipip && c.family === 6) {
+      throw new DatastoreError('INVALID_ARGUMENT', `--ipip is for IPv4 pools only; ${c.text} is IPv6`);
+    }
+    return c;
+  }
+
+  /**
+   * Adds a pool. Idempotent for the same CIDR (the options are updated);
+   * refuses a CIDR overlapping another pool, naming it. Returns the pool as stored.
+   */
+  async add(cidr: string, opts: PoolOptions = {}): Promise<Pool> {
+    const c = PoolStore.parse(cidr, opts);
+    const value: PoolValue = { cidr: c.text };
+    if (opts.ipip) value.ipip = IPIP_DEVICE;
+    if (opts.natOutgoing) value.masquerade = true;
+    const key = keys.pool(c.family, c.text);
+    this.refuseOverlap(c, await this.listFamily(c.family));
+    await this.ds.put(key, value);
+    // Two overlapping adds racing on different keys both pass the check above;
+    // the later one (higher create revision) notices here and backs out.
+    const after = await this.ds.list(keys.poolsDir(c.family), json(PoolValue));
+    const mine = after.find((p) => p.key === key);
+    const clash = after.find(
+      (p) => p.key !== key && cidrsOverlap(parseCidr(p.value.cidr), c) && mine && BigInt(p.createRevision) < BigInt(mine.createRevision),
+    );
+    if (clash) {
+      await this.ds.delete(key);
+      throw new DatastoreError('REFUSED', `pool ${c.text} overlaps existing pool ${parseCidr(clash.value.cidr).text}`, key);
+    }
+    return poolFromValue(c.family, value);
+  }
+
+  private refuseOverlap(c: Cidr, existing: Pool[]): void {
+    const other = existing.find((p) => p.cidr !== c.text && cidrsOverlap(parseCidr(p.cidr), c));
+    if (other) throw new DatastoreError('REFUSED', `pool ${c.text} overlaps existing pool ${other.cidr}`);
+  }
+
+  async get(cidr: string): Promise<Pool | undefined> {
+    const c = PoolStore.parse(cidr);
+    const v = await this.ds.get(keys.pool(c.family, c.text), json(PoolValue));
+    return v ? poolFromValue(c.family, v.value) : undefined;
+  }
+
+  private async listFamily(family: Family): Promise<Pool[]> {
+    const vs = await this.ds.list(keys.poolsDir(family), json(PoolValue));
+    return vs.map((v) => poolFromValue(family, v.value));
+  }
+
+  /** Pools of one family or both, IPv4 first, each family sorted by address. */
+  async list(family?: Family): Promise<Pool[]> {
+    const fams: Family[] = family ? [family] : [4, 6];
+    const out: Pool[] = [];
+    for (const f of fams) {
+      const ps = await this.listFamily(f);
+      ps.sort((a, b) => cmpBig(parseCidr(a.cidr).network, parseCidr(b.cidr).network));
+      out.push(...ps);
+    }
+    return out;
+  }
+
+  /** Pools with allocated/capacity counts (one read of the pools, one of the blocks per family). */
+  async listWithUsage(family?: Family): Promise<PoolUsage[]> {
+    const pools = await this.list(family);
+    const fams = [...new Set(pools.map((p) => p.family))];
+    const blocks = (await Promise.all(fams.map((f) => this.blocks(f)))).flat();
+    return pools.map((p) => {
+      const inPool = blocks.filter((b) => b.value.pool === p.cidr);
+      const allocated = inPool.reduce((n, b) => n + b.value.allocations.filter((a) => a !== null).length, 0);
+      return { ...p, allocated, capacity: cidrSize(parseCidr(p.cidr)).toString() };
+    });
+  }
+
+  private blocks(family: Family): Promise<Versioned<BlockValue>[]> {
+    return this.ds.list(keys.blocksDir(family), json(BlockValue));
+  }
+
+  /** Who holds addresses in the pool right now. */
+  async owners(cidr: string): Promise<PoolOwner[]> {
+    const c = PoolStore.parse(cidr);
+    const blocks = (await this.blocks(c.family)).filter((b) => b.value.pool === c.text);
+    const out: PoolOwner[] = [];
+    for (const b of blocks) {
+      const bc = parseCidr(b.value.cidr);
+      b.value.allocations.forEach((a, ord) => {
+        if (a) out.push({ handle: a.h, address: addressAt(bc, ord), attrs: a.a ?? {} });
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Removes a pool. While addresses are allocated in it, refuses (naming how
+   * many and to whom) unless `force`; with force, its blocks, affinities and
+   * the handles' references to them go too. Idempotent: false when absent.
+   */
+  async remove(cidr: string, opts: { force?: boolean } = {}): Promise<boolean> {
+    const c = PoolStore.parse(cidr);
+    const key = keys.pool(c.family, c.text);
+    const existing = await this.ds.get(key, json(PoolValue));
+    if (!existing) return false;
+    const owners = await this.owners(c.text);
+    if (owners.length && !opts.force) {
+      const who = owners
+        .slice(0, 10)
+        .map((o) => `${o.address} (${o.attrs.container ? `container ${o.attrs.container.slice(0, 12)}, ` : ''}handle ${o.handle})`)
+        .join(', ');
+      throw new DatastoreError(
+        'REFUSED',
+        `pool ${c.text} has ${owners.length} allocated address${owners.length === 1 ? '' : 'es'}: ${who}${owners.length > 10 ? ', ...' : ''}; release them or use --force`,
+        key,
+      );
+    }
+    // The pool key goes first, so no new block is claimed in it while its
+    // blocks are being removed.
+    await this.ds.delete(key);
+    await this.removeBlocks(c);
+    return true;
+  }
+
+  private async removeBlocks(c: Cidr): Promise<void> {
+    const blocks = (await this.blocks(c.family)).filter((b) => b.value.pool === c.text);
+    for (const b of blocks) {
+      const handles = new Set(b.value.allocations.filter((a) => a !== null).map((a) => a!.h));
+      for (const h of handles) {
+        await this.ds.update(keys.handle(h), json(HandleValue), (cur) => {
+          if (!cur) return undefined;
+          const rest = { ...cur.blocks };
+          delete rest[b.value.cidr];
+          return Object.keys(rest).length ? { ...cur, blocks: rest } : null;
+        });
+      }
+      await this.ds.delete(b.key);
+      const host = b.value.affinity?.startsWith('host:') ? b.value.affinity.slice(5) : undefined;
+      if (host) await this.ds.delete(keys.affinity(host, c.family, b.value.cidr));
+    }
+    // Pending claims inside the pool that never became blocks.
+    for (const k of await this.ds.listKeys(keys.affinitiesRoot())) {
+      const a = parseAffinityKey(k);
+      if (a && a.family === c.family && cidrsOverlap(parseCidr(a.cidr), c)) await this.ds.delete(k);
+    }
+  }
+
+  /**
+   * The node's first-start default: when no pool of any family exists,
+   * creates DEFAULT_POOLS. Returns the CIDRs it created (empty if pools existed).
+   */
+  async ensureDefaultPools(): Promise<string[]> {
+    const existing = await this.list();
+    if (existing.length) return [];
+    const created: string[] = [];
+    for (const p of DEFAULT_POOLS) {
+      const pool = await this.add(p);
+      created.push(pool.cidr);
+    }
+    return created;
+  }
+}
+
+function cmpBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+

@@ -1,0 +1,84 @@
+// Profiles (security groups): /calico/v1/policy/profile/<name>/tags and
+// /rules, the 2015 schema felix reads.
+import { Datastore, json } from './datastore';
+import { checkId, keys, parseProfileKey } from './keys';
+import { ProfileRulesValue, ProfileTagsValue } from './schemas';
+
+export interface Profile {
+  name: string;
+  tags: string[];
+  rules: ProfileRulesValue;
+}
+
+/** The default of `calicoctl profile add X` (v0.4.6+): members talk to each other, all outbound allowed. */
+export function defaultProfile(name: string): Profile {
+  return {
+    name,
+    tags: [name],
+    rules: { id: name, inbound_rules: [{ action: 'allow', src_tag: name }], outbound_rules: [{ action: 'allow' }] },
+  };
+}
+
+export class ProfileStore {
+  constructor(private readonly ds: Datastore) {}
+
+  /** Creates or replaces tags and rules (validated before writing). */
+  async put(p: Profile): Promise<void> {
+    checkId('profile name', p.name);
+    const tags = ProfileTagsValue.parse(p.tags);
+    const rules = ProfileRulesValue.parse(p.rules);
+    await this.ds.put(keys.profileTags(p.name), tags);
+    await this.ds.put(keys.profileRules(p.name), rules);
+  }
+
+  /** Creates the default profile unless one exists; true when created. */
+  async ensure(name: string): Promise<boolean> {
+    checkId('profile name', name);
+    const d = defaultProfile(name);
+    let created = false;
+    await this.ds.update(keys.profileTags(name), json(ProfileTagsValue), (cur) => (cur ? undefined : d.tags));
+    await this.ds.update(keys.profileRules(name), json(ProfileRulesValue), (cur) => {
+      if (cur) return undefined;
+      created = true;
+      return d.rules;
+    });
+    return created;
+  }
+
+  async get(name: string): Promise<Profile | undefined> {
+    checkId('profile name', name);
+    return (await this.listUnder(keys.profileDir(name))).find((p) => p.name === name);
+  }
+
+  /** Profiles with both tags and rules valid; a profile with an invalid part is reported and skipped. */
+  async list(): Promise<Profile[]> {
+    return this.listUnder(keys.profilesDir());
+  }
+
+  private async listUnder(prefix: string): Promise<Profile[]> {
+    const r = await this.ds.rangePrefix(prefix, false);
+    const tags = new Map<string, string[]>();
+    const rules = new Map<string, ProfileRulesValue>();
+    for (const kv of r.kvs) {
+      const k = parseProfileKey(kv.key.toString());
+      if (!k) continue;
+      if (k.leaf === 'tags') {
+        const [v] = this.ds.decodeAll([kv], json(ProfileTagsValue));
+        if (v) tags.set(k.name, v.value);
+      } else {
+        const [v] = this.ds.decodeAll([kv], json(ProfileRulesValue));
+        if (v) rules.set(k.name, v.value);
+      }
+    }
+    return [...rules.keys()]
+      .filter((n) => tags.has(n))
+      .sort()
+      .map((name) => ({ name, tags: tags.get(name)!, rules: rules.get(name)! }));
+  }
+
+  /** Idempotent: false when it did not exist. */
+  async delete(name: string): Promise<boolean> {
+    checkId('profile name', name);
+    return (await this.ds.deletePrefix(keys.profileDir(name))) > 0;
+  }
+}
