@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { NodeProcess } from './node-process';
+import { DockerProxy, ProxyOptions } from '../proxy';
 
 /**
  * Everything `calicoctl node` was asked for, after flag/env parsing.
@@ -13,6 +14,8 @@ export interface NodeOptions {
   /** BGP peering addresses (`calicoctl node --ip=... --ip6=...`). */
   ip?: string;
   ip6?: string;
+  /** The Docker API proxy (listen, upstream, TLS); absent: no proxy in this node. */
+  proxy?: ProxyOptions;
 }
 
 /**
@@ -27,6 +30,8 @@ export interface NodeOptions {
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
   const node = new NodeProcess(log);
   void opts;
+  // 3. proxy
+  if (opts.proxy) node.add(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
   await node.start();
   return node;
 }

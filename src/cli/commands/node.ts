@@ -1,17 +1,65 @@
+import os from 'node:os';
 import type { Command } from 'commander';
 import { CliError } from '../errors';
+import { createLogger } from '../../log/logger';
+import { startNode } from '../../node/start-node';
+import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
+import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
+
+/** Pid file, log file (with --detach) and embedded etcd data live here. */
+export const DEFAULT_STATE_DIR = '/var/lib/calico';
+
+interface NodeFlags extends ProxyFlags {
+  ip?: string;
+  ip6?: string;
+  stateDir: string;
+  detach?: boolean;
+  logLevel: string;
+}
 
 /**
  * `calicoctl node`: starts the node process (proxy, Docker plugin, reconciler,
  * ...) in the foreground, or in the background with --detach.
  */
 export function registerNode(program: Command): void {
-  program
+  const cmd = program
     .command('node')
     .description('Start the Calico node process on this host')
     .option('--ip <IP>', 'this host\'s IPv4 address (BGP peering, as in `calicoctl node --ip=...`)')
     .option('--ip6 <IP6>', 'this host\'s IPv6 address')
-    .action(async () => {
-      throw new CliError('calicoctl node: not wired yet');
+    .option('--state-dir <DIR>', 'where the node keeps its pid file, log file and embedded etcd data', DEFAULT_STATE_DIR)
+    .option('--detach', 'run in the background; pid file and log file go under --state-dir')
+    .option('--log-level <LEVEL>', 'trace, debug, info, warn or error', process.env.CALICO_LOG_LEVEL ?? 'info');
+  addProxyFlags(cmd);
+  cmd.action(async (flags: NodeFlags) => {
+    const proxy = proxyOptionsFrom(flags);
+    if (flags.detach) {
+      const pid = await detach(flags.stateDir, proxy.listen, process.argv);
+      const { pidFile, logFile } = nodeFiles(flags.stateDir);
+      process.stdout.write(`calicoctl node is running in the background: pid ${pid} (${pidFile}), log ${logFile}\n\n${dockerHostHint(proxy)}`);
+      return;
+    }
+    const log = createLogger({ level: flags.logLevel });
+    let node;
+    try {
+      node = await startNode(
+        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy },
+        log,
+      );
+    } catch (e) {
+      removeOwnPidFile(flags.stateDir);
+      throw new CliError(`calicoctl node failed to start: ${(e as Error).message}`);
+    }
+    process.stdout.write(dockerHostHint(proxy));
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
     });
+    log.info({ signal }, `${signal}: stopping the node`);
+    await node.stop();
+    removeOwnPidFile(flags.stateDir);
+    log.flush();
+    // Whatever a component forgot to close must not keep a stopped node alive.
+    setTimeout(() => process.exit(0), 2000).unref();
+  });
 }
