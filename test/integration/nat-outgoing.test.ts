@@ -1,0 +1,61 @@
+// NAT outgoing on a real kernel, inside namespaces this test makes:
+//   W (workload, 10.123.0.5) -- H (host, runs NatOutgoing) -- O (outside, 198.51.100.2, 10.124.0.9)
+// O has no route back to the pools, so W reaches O only when H masquerades.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Netns, vethLink, addRoute, teardownAll, onTeardown, uniqueName, waitFor, isRoot } from '../harness';
+import { NatOutgoing } from '../../src/dataplane/nat-outgoing/nat-outgoing';
+import { NatPool, natNames } from '../../src/dataplane/nat-outgoing/render';
+import { silentLogger } from '../../src/log/logger';
+
+after(teardownAll);
+
+async function reaches(w: Netns, dst: string): Promise<boolean> {
+  const r = await w.exec('busybox', ['ping', '-c', '1', '-W', '1', dst]);
+  return r.code === 0;
+}
+
+test('NAT outgoing: pool traffic to outside every pool is masqueraded, only while the flag is on', { skip: !isRoot() }, async () => {
+  const [w, h, o] = [await Netns.create('cdtw'), await Netns.create('cdth'), await Netns.create('cdto')];
+  await h.forwarding();
+  await vethLink({ side: w, ifName: 'eth0', addr: '10.123.0.5/24' }, { side: h, ifName: 'wl0', addr: '10.123.0.1/24' });
+  await vethLink({ side: h, ifName: 'up0', addr: '198.51.100.1/24' }, { side: o, ifName: 'eth0', addr: '198.51.100.2/24' });
+  await o.ok('ip', ['addr', 'add', '10.124.0.9/32', 'dev', 'eth0']);
+  await addRoute(w, 'default', '10.123.0.1');
+  await addRoute(h, '10.124.0.9/32', '198.51.100.2');
+
+  let pools: NatPool[] = [
+    { cidr: '10.123.0.0/24', natOutgoing: true },
+    { cidr: '10.124.0.0/24', natOutgoing: false },
+  ];
+  const names = natNames(uniqueName('t').slice(0, 8));
+  const nat = new NatOutgoing({ listPools: async () => pools, pollMs: 200, names, netns: h.name, removeOnStop: true, log: silentLogger() });
+  onTeardown('nat outgoing', () => nat.stop());
+
+  assert.equal(await reaches(w, '198.51.100.2'), false, 'without NAT, O cannot answer a pool address');
+  await nat.start();
+  assert.equal(await reaches(w, '198.51.100.2'), true, 'masqueraded to the outside');
+  assert.equal(await reaches(w, '10.124.0.9'), false, 'traffic to another pool keeps its source');
+  const saved = await h.ok('iptables-save', ['-t', 'nat']);
+  assert.match(saved.stdout, new RegExp(`-A POSTROUTING -j ${names.chain}`));
+
+  // The flag goes: the rule goes (the poll picks it up).
+  pools = [{ cidr: '10.123.0.0/24', natOutgoing: false }, pools[1]];
+  await waitFor('masquerade rule removed', async () => !(await h.ok('iptables-save', ['-t', 'nat'])).stdout.includes('MASQUERADE'), 5000);
+  assert.equal(await reaches(w, '198.51.100.2'), false);
+
+  // Back on, then the pool itself goes.
+  pools = [{ cidr: '10.123.0.0/24', natOutgoing: true }];
+  await nat.sync();
+  assert.equal(await reaches(w, '198.51.100.2'), true);
+  pools = [];
+  await nat.sync();
+  assert.equal(await reaches(w, '198.51.100.2'), false);
+
+  // Stop removes everything it made in H.
+  await nat.stop();
+  const after = await h.ok('iptables-save', ['-t', 'nat']);
+  assert.doesNotMatch(after.stdout, new RegExp(names.chain));
+  const sets = await h.ok('ipset', ['list', '-n']);
+  assert.equal(sets.stdout.trim(), '');
+});
