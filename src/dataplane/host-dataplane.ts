@@ -1,0 +1,104 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { IpBatch } from './ip-batch';
+import { EndpointSpec, Sysctl, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
+
+export interface HostDataplaneOptions {
+  /** Root of the sysctl tree (tests may point it elsewhere). Default /proc/sys. */
+  procSys?: string;
+  /** `ip` binary. */
+  ipPath?: string;
+}
+
+/**
+ * Applies endpoint plans to the host: veth pairs, routes and sysctls. All
+ * `ip` work goes through one long-lived batch process; sysctls are plain file
+ * writes. Nothing here spawns a process per endpoint.
+ */
+export class HostDataplane {
+  private readonly ip: IpBatch;
+  private readonly procSys: string;
+  private ipv6Forwarding?: Promise<void>;
+
+  constructor(private readonly log: Logger, opts: HostDataplaneOptions = {}) {
+    this.ip = new IpBatch(log, opts.ipPath);
+    this.procSys = opts.procSys ?? '/proc/sys';
+  }
+
+  /** Host-wide IPv4 forwarding (IPv6 is switched on with the first IPv6 endpoint or network). */
+  async start(): Promise<void> {
+    await this.writeSysctls(hostSysctls(false), 'enabling IPv4 forwarding');
+  }
+
+  enableIpv6Forwarding(): Promise<void> {
+    this.ipv6Forwarding ??= this.writeSysctls(hostSysctls(true), 'enabling IPv6 forwarding').catch((e) => {
+      this.ipv6Forwarding = undefined;
+      throw e;
+    });
+    return this.ipv6Forwarding;
+  }
+
+  /**
+   * Creates the endpoint's veth pair, routes and sysctls. A leftover link of
+   * the same name (a retried CreateEndpoint) is replaced. On failure nothing
+   * of this endpoint stays behind.
+   */
+  async addEndpoint(spec: EndpointSpec): Promise<void> {
+    const what = `creating veth ${spec.hostIf} for endpoint ${spec.endpointId.slice(0, 12)}`;
+    const plan = planEndpoint(spec);
+    if (spec.ipv6) await this.enableIpv6Forwarding();
+    let failures = await this.ip.run(plan.commands);
+    if (failures.length && failures[0].index === 0 && /File exists/i.test(failures[0].message)) {
+      this.log.info({ hostIf: spec.hostIf }, 'replacing leftover link of a retried endpoint');
+      await this.ip.run(planEndpointRemoval(spec.hostIf));
+      failures = await this.ip.run(plan.commands);
+    }
+    try {
+      if (failures.length) {
+        const f = failures[0];
+        throw new Error(`${what}: "ip ${f.command}" failed: ${f.message || 'unknown error'}`);
+      }
+      await this.writeSysctls(plan.sysctls, what);
+    } catch (e) {
+      if (!(failures.length && failures[0].index === 0)) await this.removeEndpointNow(spec.hostIf);
+      throw e;
+    }
+  }
+
+  /**
+   * Removes the endpoint's veth without making the caller wait: Docker's
+   * container teardown must not queue behind netlink. Already gone is success.
+   */
+  removeEndpoint(hostIf: string): void {
+    this.removeEndpointNow(hostIf).catch((e) => this.log.warn({ hostIf, err: e }, 'removing veth failed'));
+  }
+
+  /** Removes the veth and waits for it; already gone is success. */
+  async removeEndpointNow(hostIf: string): Promise<void> {
+    const failures = await this.ip.run(planEndpointRemoval(hostIf));
+    const real = failures.filter((f) => !isAlreadyGone(f.message));
+    if (real.length) throw new Error(`removing veth ${hostIf}: ${real[0].message}`);
+  }
+
+  /** Runs arbitrary `ip` lines through the shared batch process (diagnostics, other dataplane parts). */
+  runIp(commands: string[]) {
+    return this.ip.run(commands);
+  }
+
+  close(): void {
+    this.ip.close();
+  }
+
+  private async writeSysctls(sysctls: Sysctl[], what: string): Promise<void> {
+    await Promise.all(
+      sysctls.map(async (s) => {
+        try {
+          await fsp.writeFile(path.join(this.procSys, s.key), s.value);
+        } catch (e) {
+          throw new Error(`${what}: setting ${s.key.replace(/\//g, '.')}=${s.value}: ${(e as Error).message}`);
+        }
+      }),
+    );
+  }
+}

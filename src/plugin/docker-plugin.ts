@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type Dockerode from 'dockerode';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Component } from '../node/component';
+import type { Ipam } from '../ipam/types';
+import { HostDataplane } from '../dataplane/host-dataplane';
+import { hostIfName } from '../dataplane/names';
+import { withHostPrefix } from './address';
+import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
+import { EndpointRegistry } from './endpoints';
+import { IpamDriver } from './ipam-driver';
+import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from './names';
+import { NetworkDriver } from './network-driver';
+import { buildPluginServer } from './server';
+
+export interface DockerPluginOptions {
+  /** `--plugin-name`: driver names and socket /run/docker/plugins/<name>.sock. */
+  pluginName?: string;
+  pluginDir?: string;
+  /** This host's name in the datastore. */
+  hostname: string;
+  ipam: Ipam;
+  /** Client of the upstream dockerd (never the proxy). */
+  docker: Dockerode;
+  /** Whether an IPv6 pool exists (decides IPv6 on the calico network). */
+  hasIpv6Pool?: () => Promise<boolean>;
+  log: Logger;
+}
+
+/**
+ * The node's Docker plugin: network driver + IPAM driver on a unix socket that
+ * dockerd discovers by name, plus the host's calico Docker network.
+ */
+export class DockerPlugin implements Component {
+  readonly name = 'plugin';
+  /** Live endpoints by endpoint id (interface name, container MAC, addresses). */
+  readonly endpoints = new EndpointRegistry();
+  readonly pluginName: string;
+  readonly socketPath: string;
+  private readonly dataplane: HostDataplane;
+  private readonly network: NetworkDriver;
+  private app?: FastifyInstance;
+
+  constructor(private readonly o: DockerPluginOptions) {
+    this.pluginName = o.pluginName ?? DEFAULT_PLUGIN_NAME;
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(this.pluginName)) {
+      throw new Error(`invalid plugin name "${this.pluginName}": use letters, digits, "_", "." and "-"`);
+    }
+    this.socketPath = path.join(o.pluginDir ?? DEFAULT_PLUGIN_DIR, `${this.pluginName}.sock`);
+    const log = o.log.child({ component: 'plugin' });
+    this.dataplane = new HostDataplane(log);
+    this.network = new NetworkDriver({ dataplane: this.dataplane, endpoints: this.endpoints, log });
+    const ipam = new IpamDriver({
+      ipam: o.ipam,
+      hostname: o.hostname,
+      endpoints: this.endpoints,
+      log,
+      dockerOwnerOf: (a) => this.dockerOwnerOf(a),
+    });
+    this.app = buildPluginServer({ network: this.network, ipam, log });
+  }
+
+  async start(): Promise<void> {
+    await this.dataplane.start();
+    await this.claimSocket();
+    await this.app!.listen({ path: this.socketPath });
+    this.o.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening');
+    await this.adoptRunning();
+    const ipv6 = this.o.hasIpv6Pool ? await this.o.hasIpv6Pool() : false;
+    await ensureCalicoNetwork(this.o.docker, { pluginName: this.pluginName, ipv6, log: this.o.log });
+  }
+
+  async stop(): Promise<void> {
+    const app = this.app;
+    this.app = undefined;
+    if (app) {
+      await app.close().catch(() => undefined);
+      fs.rmSync(this.socketPath, { force: true });
+    }
+    this.dataplane.close();
+  }
+
+  /** Refuses a socket another live process serves; removes one a dead process left. */
+  private async claimSocket(): Promise<void> {
+    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true });
+    if (!fs.existsSync(this.socketPath)) return;
+    const live = await new Promise<boolean>((resolve) => {
+      const s = net.connect(this.socketPath);
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (live) {
+      throw new Error(
+        `plugin socket ${this.socketPath} is served by another process: stop it, or give this node its own --plugin-name`,
+      );
+    }
+    fs.rmSync(this.socketPath, { force: true });
+  }
+
+  /** After a node restart: containers already on the network keep their veths; just learn them. */
+  private async adoptRunning(): Promise<void> {
+    const net = await inspectCalicoNetwork(this.o.docker);
+    if (!net) return;
+    for (const m of await calicoNetworkMembers(this.o.docker)) {
+      this.network.adopt({
+        endpointId: m.endpointId,
+        networkId: net.Id,
+        interfaceName: hostIfName(m.endpointId),
+        mac: m.mac,
+        ipv4: m.ipv4,
+        ipv6: m.ipv6,
+        addresses: [...(m.ipv4 ? [withHostPrefix(m.ipv4, 4)] : []), ...(m.ipv6 ? [withHostPrefix(m.ipv6, 6)] : [])],
+      });
+    }
+  }
+
+  private async dockerOwnerOf(address: string): Promise<string | undefined> {
+    const m = (await calicoNetworkMembers(this.o.docker)).find((x) => x.ipv4 === address || x.ipv6 === address);
+    return m ? `container ${m.name} (${m.containerId.slice(0, 12)}) on Docker network ${calicoNetworkName()}` : undefined;
+  }
+}

@@ -1,0 +1,189 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Allocation, Ipam } from '../ipam/types';
+import { IpamError } from '../ipam/types';
+import { GATEWAY_V4, GATEWAY_V6 } from '../dataplane/names';
+import { Family, PluginError, parseAddress, withHostPrefix } from './address';
+import type { EndpointRegistry } from './endpoints';
+import {
+  ADDRESS_SPACE_GLOBAL,
+  ADDRESS_SPACE_LOCAL,
+  DOCKER_HANDLE_PREFIX,
+  GATEWAY_REQUEST_TYPE,
+  POOL_ID_V4,
+  POOL_ID_V6,
+  RESERVATION_HANDLE_PREFIX,
+} from './names';
+
+export interface IpamDriverOptions {
+  ipam: Ipam;
+  /** This host's name: block affinity for allocations. */
+  hostname: string;
+  endpoints: EndpointRegistry;
+  log: Logger;
+  /**
+   * Who in Docker holds this address on the calico network right now, if
+   * anyone ("container web1 (3f2a...)"). Asked only when an explicit address
+   * is owned by a Docker-driver handle this process did not allocate (e.g.
+   * after a node restart), to tell a live owner from a missed release.
+   */
+  dockerOwnerOf?: (address: string) => Promise<string | undefined>;
+}
+
+export interface RequestPool {
+  AddressSpace?: string;
+  Pool?: string;
+  SubPool?: string;
+  V6?: boolean;
+}
+
+/**
+ * The Docker IPAM driver. Calico pools, not Docker subnets, decide addresses:
+ * the network spans 0.0.0.0/0 (::/0) so Docker accepts any explicit address.
+ *
+ * Handles: an address the proxy reserved ("resv-..." handle) belongs to its
+ * container until the reconciler releases it after removal, so Docker's
+ * release at container stop leaves it alone and a restart gets it back.
+ * Addresses this driver allocates itself (`docker run --net calico [--ip X]`,
+ * `docker network connect`) get a "docker-..." handle and follow Docker's
+ * allocate/release calls.
+ */
+export class IpamDriver {
+  /** docker- handles this process allocated and has not released: known live. */
+  private readonly ownHandles = new Set<string>();
+
+  constructor(private readonly o: IpamDriverOptions) {}
+
+  getCapabilities() {
+    return { RequiresMACAddress: false, RequiresRequestReplay: false };
+  }
+
+  getDefaultAddressSpaces() {
+    return { LocalDefaultAddressSpace: ADDRESS_SPACE_LOCAL, GlobalDefaultAddressSpace: ADDRESS_SPACE_GLOBAL };
+  }
+
+  requestPool(req: RequestPool) {
+    const v6 = req.V6 === true;
+    const whole = v6 ? '::/0' : '0.0.0.0/0';
+    if (req.SubPool) {
+      throw new PluginError(`calico IPAM does not support --ip-range; manage address ranges with "calicoctl pool add"`);
+    }
+    if (req.Pool && req.Pool !== whole) {
+      throw new PluginError(
+        `calico IPAM serves the whole address space: create the network with --subnet ${whole} ` +
+          `(not ${req.Pool}) and manage address ranges with "calicoctl pool add"`,
+      );
+    }
+    return { PoolID: v6 ? POOL_ID_V6 : POOL_ID_V4, Pool: whole, Data: {} };
+  }
+
+  releasePool(_poolId: string) {
+    return {};
+  }
+
+  async requestAddress(req: { PoolID: string; Address?: string; Options?: Record<string, unknown> | null }) {
+    const family = poolFamily(req.PoolID);
+    if (req.Options?.RequestAddressType === GATEWAY_REQUEST_TYPE) {
+      // Containers route everything via 169.254.1.1 (IPv6: the host veth's
+      // link-local), answered by the host; no pool address is spent on it.
+      return { Address: family === 4 ? `${GATEWAY_V4}/32` : `${GATEWAY_V6}/128`, Data: {} };
+    }
+    const address = req.Address ? await this.explicit(req.Address, family) : await this.auto(family);
+    return { Address: withHostPrefix(address, family), Data: {} };
+  }
+
+  async releaseAddress(req: { PoolID: string; Address: string }) {
+    const family = poolFamily(req.PoolID);
+    const { address } = parseAddress(req.Address, 'address');
+    if (address === (family === 4 ? GATEWAY_V4 : GATEWAY_V6)) return {};
+    const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
+    // Reserved addresses outlive a stop: the reconciler frees them once the container is gone.
+    if (!owner || !owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) return {};
+    await this.ipamCall(`releasing ${address}`, () => this.o.ipam.releaseAddress(address, owner.handle));
+    this.ownHandles.delete(owner.handle);
+    this.o.log.debug({ address, handle: owner.handle }, 'released address at Docker request');
+    return {};
+  }
+
+  private async auto(family: Family): Promise<string> {
+    const handle = newHandle();
+    const allocs = await this.ipamCall('allocating an address', () =>
+      this.o.ipam.allocate({
+        handle,
+        host: this.o.hostname,
+        ...(family === 4 ? { ipv4: 'auto' } : { ipv6: 'auto' }),
+        attrs: { source: 'docker-ipam-driver' },
+      }),
+    );
+    this.ownHandles.add(handle);
+    return pick(allocs, family);
+  }
+
+  private async explicit(text: string, family: Family): Promise<string> {
+    const { address, family: f } = parseAddress(text, 'requested address');
+    if (f !== family) throw new PluginError(`requested address ${address} is IPv${f} but Docker asked the IPv${family} pool`);
+    const live = this.o.endpoints.findByAddress(address);
+    if (live) {
+      throw new PluginError(`address ${address} is in use by endpoint ${live.endpointId.slice(0, 12)} (${live.interfaceName}) on this host`);
+    }
+    const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
+    if (owner?.handle.startsWith(RESERVATION_HANDLE_PREFIX)) return address; // the reserving container starting
+    if (owner?.handle.startsWith(DOCKER_HANDLE_PREFIX)) await this.takeOverStale(owner);
+    else if (owner) throw new PluginError(`address ${address} is already in use by ${describeOwner(owner)}`);
+    const handle = newHandle();
+    const allocs = await this.ipamCall(`allocating ${address}`, () =>
+      this.o.ipam.allocate({
+        handle,
+        host: this.o.hostname,
+        ...(family === 4 ? { ipv4: address } : { ipv6: address }),
+        attrs: { source: 'docker-ipam-driver' },
+      }),
+    );
+    this.ownHandles.add(handle);
+    return pick(allocs, family);
+  }
+
+  /**
+   * An address held by a Docker-driver handle: refuse while its container
+   * lives; free it when Docker's release was missed (node down at the time).
+   */
+  private async takeOverStale(owner: Allocation): Promise<void> {
+    if (this.ownHandles.has(owner.handle)) {
+      throw new PluginError(`address ${owner.address} is already in use by ${describeOwner(owner)}`);
+    }
+    const holder = this.o.dockerOwnerOf ? await this.o.dockerOwnerOf(owner.address) : 'a container (cannot check Docker)';
+    if (holder) throw new PluginError(`address ${owner.address} is already in use by ${holder}`);
+    this.o.log.info({ address: owner.address, handle: owner.handle }, 'freeing address whose Docker release was missed');
+    await this.ipamCall(`releasing stale ${owner.address}`, () => this.o.ipam.releaseAddress(owner.address, owner.handle));
+  }
+
+  private async ipamCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof IpamError) throw new PluginError(`calico IPAM: ${e.message}`);
+      throw new PluginError(`calico IPAM: ${what}: ${(e as Error).message}`);
+    }
+  }
+}
+
+function newHandle(): string {
+  return DOCKER_HANDLE_PREFIX + randomUUID();
+}
+
+function pick(allocs: Allocation[], family: Family): string {
+  const a = allocs.find((x) => x.family === family);
+  if (!a) throw new PluginError(`calico IPAM returned no IPv${family} address`);
+  return a.address;
+}
+
+function describeOwner(a: Allocation): string {
+  const who = a.attrs.containerName ?? a.attrs.container ?? a.attrs.containerId;
+  return `${who ? `container ${who}` : `handle ${a.handle}`} (host ${a.host})`;
+}
+
+export function poolFamily(poolId: string): Family {
+  if (poolId === POOL_ID_V4) return 4;
+  if (poolId === POOL_ID_V6) return 6;
+  throw new PluginError(`unknown pool id "${poolId}": this network was not created by calico IPAM`);
+}

@@ -1,0 +1,27 @@
+// Names shared by the Docker plugin, the proxy's create interceptor and the
+// reconciler. One definition each.
+
+/** The host's Docker network that every Calico container joins. */
+export function calicoNetworkName(): string {
+  return 'calico';
+}
+
+/** Default plugin (and driver) name: the socket is /run/docker/plugins/<name>.sock. */
+export const DEFAULT_PLUGIN_NAME = 'calico';
+export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
+
+/** IPAM handles of addresses the proxy reserved before the container existed. */
+export const RESERVATION_HANDLE_PREFIX = 'resv-';
+/** IPAM handles of addresses the Docker IPAM driver allocated itself (`--ip`, auto without the proxy). */
+export const DOCKER_HANDLE_PREFIX = 'docker-';
+/** Container label carrying the reservation handle. */
+export const HANDLE_LABEL = 'org.projectcalico.handle';
+
+/** IPAM pool ids the driver hands Docker; they tell the address family of later requests. */
+export const POOL_ID_V4 = 'CalicoPoolIPv4';
+export const POOL_ID_V6 = 'CalicoPoolIPv6';
+export const ADDRESS_SPACE_LOCAL = 'CalicoLocalAddressSpace';
+export const ADDRESS_SPACE_GLOBAL = 'CalicoGlobalAddressSpace';
+
+/** Docker's marker on the gateway address request. */
+export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';

@@ -1,0 +1,130 @@
+import type { Logger } from 'pino';
+import type { HostDataplane } from '../dataplane/host-dataplane';
+import { GATEWAY_V4, GATEWAY_V6, containerMac, hostIfName, peerIfName } from '../dataplane/names';
+import { PluginError, parseAddress, withHostPrefix } from './address';
+import type { EndpointRegistry, PluginEndpoint } from './endpoints';
+
+export interface NetworkDriverOptions {
+  dataplane: HostDataplane;
+  endpoints: EndpointRegistry;
+  log: Logger;
+}
+
+export interface CreateEndpoint {
+  NetworkID: string;
+  EndpointID: string;
+  Interface?: { Address?: string; AddressIPv6?: string; MacAddress?: string } | null;
+}
+
+/** libnetwork's route type for a directly connected destination (no next hop). */
+const ROUTE_CONNECTED = 1;
+
+/**
+ * The Docker network driver: plumbs each endpoint's host side. The veth is
+ * created when Docker creates the endpoint and awaited in Join, so its
+ * netlink work overlaps Docker's own bookkeeping in between; Docker moves
+ * the peer into the container after Join, before the process starts.
+ */
+export class NetworkDriver {
+  /** Endpoint id -> its host-side setup, awaited by Join. */
+  private readonly ready = new Map<string, Promise<void>>();
+
+  constructor(private readonly o: NetworkDriverOptions) {}
+
+  getCapabilities() {
+    return { Scope: 'local', ConnectivityScope: 'local' };
+  }
+
+  async createNetwork(req: { NetworkID: string; IPv6Data?: unknown[] | null }) {
+    if (req.IPv6Data && req.IPv6Data.length) await this.o.dataplane.enableIpv6Forwarding();
+    this.o.log.info({ networkId: req.NetworkID, ipv6: !!req.IPv6Data?.length }, 'network created');
+    return {};
+  }
+
+  deleteNetwork(req: { NetworkID: string }) {
+    this.o.log.info({ networkId: req.NetworkID }, 'network deleted');
+    return {};
+  }
+
+  createEndpoint(req: CreateEndpoint) {
+    const iface = req.Interface ?? {};
+    const v4 = iface.Address ? parseAddress(iface.Address, 'endpoint address') : undefined;
+    const v6 = iface.AddressIPv6 ? parseAddress(iface.AddressIPv6, 'endpoint IPv6 address') : undefined;
+    if (!v4 && !v6) {
+      throw new PluginError('Docker gave the endpoint no address: use calico as the network\'s IPAM driver (--ipam-driver)');
+    }
+    const mac = iface.MacAddress ? iface.MacAddress.toLowerCase() : containerMac(req.EndpointID);
+    const ep: PluginEndpoint = {
+      endpointId: req.EndpointID,
+      networkId: req.NetworkID,
+      interfaceName: hostIfName(req.EndpointID),
+      mac,
+      ipv4: v4?.address,
+      ipv6: v6?.address,
+      addresses: [
+        ...(v4 ? [withHostPrefix(v4.address, 4)] : []),
+        ...(v6 ? [withHostPrefix(v6.address, 6)] : []),
+      ],
+    };
+    const setup = this.o.dataplane.addEndpoint({
+      endpointId: ep.endpointId,
+      hostIf: ep.interfaceName,
+      peerIf: peerIfName(req.EndpointID),
+      containerMac: mac,
+      ipv4: ep.ipv4,
+      ipv6: ep.ipv6,
+    });
+    const started = process.hrtime.bigint();
+    // Join reports a failure; until then nothing may treat it as unhandled.
+    setup.then(
+      () => this.o.log.debug({ endpointId: ep.endpointId, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'endpoint plumbed'),
+      (e) => this.o.log.warn({ endpointId: ep.endpointId, err: e }, 'endpoint setup failed'),
+    );
+    this.ready.set(ep.endpointId, setup);
+    this.o.endpoints.add(ep);
+    return iface.MacAddress ? {} : { Interface: { MacAddress: mac } };
+  }
+
+  endpointOperInfo(req: { EndpointID: string }) {
+    const ep = this.o.endpoints.get(req.EndpointID);
+    return { Value: ep ? { hostInterface: ep.interfaceName, mac: ep.mac, addresses: ep.addresses } : {} };
+  }
+
+  async join(req: { EndpointID: string; SandboxKey?: string }) {
+    const ep = this.o.endpoints.get(req.EndpointID);
+    const setup = this.ready.get(req.EndpointID);
+    if (!ep || !setup) {
+      throw new PluginError(`endpoint ${req.EndpointID.slice(0, 12)} is unknown to the calico plugin (was the node restarted in between?); start the container again`);
+    }
+    await setup;
+    this.o.endpoints.markJoined(req.EndpointID, req.SandboxKey);
+    const routes: { Destination: string; RouteType: number }[] = [];
+    if (ep.ipv4) routes.push({ Destination: `${GATEWAY_V4}/32`, RouteType: ROUTE_CONNECTED });
+    if (ep.ipv6) routes.push({ Destination: `${GATEWAY_V6}/128`, RouteType: ROUTE_CONNECTED });
+    return {
+      InterfaceName: { SrcName: peerIfName(req.EndpointID), DstPrefix: 'eth' },
+      ...(ep.ipv4 ? { Gateway: GATEWAY_V4 } : {}),
+      ...(ep.ipv6 ? { GatewayIPv6: GATEWAY_V6 } : {}),
+      StaticRoutes: routes,
+      DisableGatewayService: false,
+    };
+  }
+
+  leave(_req: { EndpointID: string }) {
+    // Docker moves the container end back to the host on Leave; the pair goes at DeleteEndpoint.
+    return {};
+  }
+
+  deleteEndpoint(req: { EndpointID: string }) {
+    this.o.endpoints.remove(req.EndpointID);
+    this.ready.delete(req.EndpointID);
+    this.o.dataplane.removeEndpoint(hostIfName(req.EndpointID));
+    return {};
+  }
+
+  /** Registers endpoints that exist in Docker but not in this process (node restart): no veth work. */
+  adopt(ep: PluginEndpoint): void {
+    this.o.endpoints.add(ep);
+    this.ready.set(ep.endpointId, Promise.resolve());
+  }
+}
