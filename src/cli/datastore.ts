@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { Datastore, DatastoreError } from '../datastore';
+import { EndpointError, resolveEndpoints, ResolvedEndpoints } from '../etcd/endpoints';
+import { CliError, etcdUnavailableMessage } from './errors';
+
+/** Per-call etcd deadline for CLI commands: an unreachable etcd fails well inside 3 s. */
+export const CLI_ETCD_TIMEOUT_MS = 2000;
+
+/** The etcd endpoints for this invocation: --etcd-endpoints, ETCD_ENDPOINTS, ETCD_AUTHORITY, default. */
+export function endpointsFor(cmd: Command, env: NodeJS.ProcessEnv = process.env): ResolvedEndpoints {
+  const flag = cmd.optsWithGlobals().etcdEndpoints as string | undefined;
+  try {
+    return resolveEndpoints(flag, env);
+  } catch (e) {
+    if (e instanceof EndpointError) throw new CliError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * Runs one command's datastore work: connects, runs fn, closes; datastore
+ * errors become messages for a person (no stack), naming etcd's endpoints
+ * when it cannot be reached.
+ */
+export async function withDatastore<T>(cmd: Command, fn: (ds: Datastore) => Promise<T>): Promise<T> {
+  const { endpoints } = endpointsFor(cmd);
+  const ds = new Datastore({ endpoints, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+  try {
+    return await fn(ds);
+  } catch (e) {
+    throw datastoreErrorToCli(e, endpoints);
+  } finally {
+    ds.close();
+  }
+}
+
+export function datastoreErrorToCli(e: unknown, endpoints: string[]): unknown {
+  if (!(e instanceof DatastoreError)) return e;
+  if (e.code === 'UNAVAILABLE' || e.code === 'FAILED') {
+    // The endpoints lead the message; drop the datastore's own copy of them.
+    const detail = e.message
+      .replace(/\s*\(endpoints tried: [^)]*\)/, '')
+      // gRPC appends name-resolution notes that mean nothing to a user.
+      .replace(/\.?\s*Resolution note:.*$/s, '');
+    return new CliError(etcdUnavailableMessage(endpoints, detail));
+  }
+  return new CliError(capitalise(e.message));
+}
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
