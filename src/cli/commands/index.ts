@@ -1,9 +1,15 @@
 import type { Command } from 'commander';
 import { registerNode } from './node';
 import { registerPool } from './pool';
+import { registerShownodes } from './shownodes';
+import { registerStatus } from './status';
+import { registerContainer } from './container';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
   registerNode(program);
   registerPool(program);
+  registerShownodes(program);
+  registerStatus(program);
+  registerContainer(program);
 }

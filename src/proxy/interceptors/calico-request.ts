@@ -2,15 +2,16 @@
 // (CALICO_IP, CALICO_IP6, CALICO_PROFILE in Env) and how the body is rewritten
 // onto the host's `calico` Docker network. No sockets, no etcd: unit-tested.
 import ipaddr from 'ipaddr.js';
+import { HANDLE_LABEL, RESERVATION_HANDLE_PREFIX, calicoNetworkName } from '../../plugin/names';
 
 /** The Docker network every Calico container joins (created by the node). */
-export const CALICO_NETWORK = 'calico';
+export const CALICO_NETWORK = calicoNetworkName();
 /** Label tying a container to its IPAM reservation (the handle). */
-export const HANDLE_LABEL = 'org.projectcalico.handle';
+export { HANDLE_LABEL };
+/** Handles the proxy reserves under; the IPAM driver accepts their addresses at start. */
+export const RESERVATION_PREFIX = RESERVATION_HANDLE_PREFIX;
 /** Label carrying the profiles asked for with CALICO_PROFILE (comma list). */
 export const PROFILES_LABEL = 'org.projectcalico.profiles';
-/** Handles the proxy reserves under; the IPAM driver accepts their addresses at start. */
-export const RESERVATION_PREFIX = 'resv-';
 
 /** 2015 calicoctl v0.4.9 profile name rule. */
 const PROFILE_RE = /^[a-zA-Z0-9_.-]{1,40}$/;

@@ -1,0 +1,142 @@
+import os from 'node:os';
+import { randomUUID } from 'node:crypto';
+import Dockerode from 'dockerode';
+import type { Command } from 'commander';
+import { EndpointStore } from '../../datastore';
+import { EtcdIpam } from '../../ipam/ipam';
+import { hostIfName } from '../../dataplane/names';
+import { silentLogger } from '../../log/logger';
+import { inspectCalicoNetwork } from '../../plugin/docker-network';
+import { CALICO_NETWORK, RESERVATION_PREFIX, RequestRefused, parseCalicoEnv } from '../../proxy/interceptors/calico-request';
+import { refusalForIpamError } from '../../proxy/interceptors/ipam-refusal';
+import { handleOf, isRunning, type ContainerView } from '../../reconciler/container-endpoint';
+import { EndpointRecorder } from '../../reconciler/endpoint-recorder';
+import { EndpointStorePort } from '../../reconciler/endpoint-store-adapter';
+import { withDatastore } from '../datastore';
+import { CliError, requireRoot } from '../errors';
+
+const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
+
+/** A Docker client for unix:///path or tcp://host:port (never the proxy: it adds nothing here). */
+export function dockerClient(url: string): Dockerode {
+  if (url.startsWith('unix://')) return new Dockerode({ socketPath: url.slice('unix://'.length) });
+  const u = new URL(url.replace(/^tcp:/, 'http:'));
+  return new Dockerode({ host: u.hostname, port: Number(u.port || 2375) });
+}
+
+interface Flags {
+  docker: string;
+  hostname: string;
+}
+
+async function inspect(docker: Dockerode, name: string): Promise<ContainerView & { Name?: string }> {
+  try {
+    return (await docker.getContainer(name).inspect()) as unknown as ContainerView & { Name?: string };
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) throw new CliError(`Container ${name} was not found.`);
+    throw new CliError(`Unable to run docker commands (${(e as Error).message}). Is the docker daemon running?`);
+  }
+}
+
+function parseRequest(ip: string): { ipv4?: string; ipv6?: string } {
+  try {
+    return parseCalicoEnv([`CALICO_IP=${ip}`])!;
+  } catch (e) {
+    if (e instanceof RequestRefused) throw new CliError(`Invalid IP address specified: ${e.message.replace(/^CALICO_IP/, 'the address')}.`);
+    throw e;
+  }
+}
+
+/**
+ * `calicoctl container add <container> <ip|auto>`: networks a running
+ * container that was started without the proxy, the same way the proxy
+ * would have (reserved address, calico network, recorded endpoint).
+ */
+async function add(name: string, ip: string, flags: Flags, cmd: Command): Promise<void> {
+  requireRoot('This command');
+  const wanted = parseRequest(ip);
+  const docker = dockerClient(flags.docker);
+  const c = await inspect(docker, name);
+  if (!isRunning(c)) throw new CliError(`${name} is not currently running.`);
+  if (c.NetworkSettings?.Networks?.[CALICO_NETWORK]) throw new CliError(`${name} has already been configured with Calico Networking.`);
+  if (!(await inspectCalicoNetwork(docker))) {
+    throw new CliError(`The ${CALICO_NETWORK} Docker network does not exist on this host: start \`calicoctl node\` first.`);
+  }
+  const added = await withDatastore(cmd, async (ds) => {
+    const ipam = new EtcdIpam(ds);
+    const handle = RESERVATION_PREFIX + randomUUID();
+    let allocations;
+    try {
+      allocations = await ipam.allocate({ handle, host: flags.hostname, ...wanted, attrs: { source: 'calicoctl', container: c.Id } });
+    } catch (e) {
+      throw new CliError(refusalForIpamError(e, `assigning ${ip} to ${name}`).message);
+    }
+    const ipv4 = allocations.find((a) => a.family === 4)?.address;
+    const ipv6 = allocations.find((a) => a.family === 6)?.address;
+    try {
+      await docker.getNetwork(CALICO_NETWORK).connect({
+        Container: c.Id,
+        EndpointConfig: { IPAMConfig: { ...(ipv4 ? { IPv4Address: ipv4 } : {}), ...(ipv6 ? { IPv6Address: ipv6 } : {}) } },
+      });
+    } catch (e) {
+      await ipam.releaseByHandle(handle);
+      throw new CliError(`Connecting ${name} to the ${CALICO_NETWORK} network failed: ${(e as Error).message}`);
+    }
+    const recorder = new EndpointRecorder(docker, new EndpointStorePort(new EndpointStore(ds)), flags.hostname, hostIfName, silentLogger());
+    await recorder.record(c.Id);
+    return [ipv4, ipv6].filter(Boolean).join(' and ');
+  });
+  process.stdout.write(`IP ${added} added to ${name}\n`);
+}
+
+/** `calicoctl container remove <container>`: takes a container off Calico (address, veth, endpoint). */
+async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
+  requireRoot('This command');
+  const docker = dockerClient(flags.docker);
+  const c = await inspect(docker, name);
+  const onNetwork = c.NetworkSettings?.Networks?.[CALICO_NETWORK] !== undefined;
+  const removed = await withDatastore(cmd, async (ds) => {
+    const ipam = new EtcdIpam(ds);
+    const handles = new Set(
+      (await ipam.listByHost(flags.hostname)).filter((a) => a.attrs?.container === c.Id).map((a) => a.handle),
+    );
+    const label = handleOf(c);
+    if (label) handles.add(label);
+    const endpoints = await new EndpointStore(ds).deleteContainer(flags.hostname, c.Id);
+    if (!onNetwork && !handles.size && !endpoints) return false;
+    if (onNetwork) {
+      try {
+        await docker.getNetwork(CALICO_NETWORK).disconnect({ Container: c.Id, Force: true });
+      } catch (e) {
+        throw new CliError(`Disconnecting ${name} from the ${CALICO_NETWORK} network failed: ${(e as Error).message}`);
+      }
+    }
+    for (const h of handles) await ipam.releaseByHandle(h);
+    return true;
+  });
+  if (!removed) throw new CliError(`Container ${name} doesn't contain any endpoints`);
+  process.stdout.write(`Removed Calico interface from ${name}\n`);
+}
+
+export function registerContainer(program: Command): void {
+  const container = program
+    .command('container')
+    .description('Add or remove Calico networking for containers started without the proxy');
+  const common = (c: Command) =>
+    c
+      .option('--docker <URL>', 'the Docker daemon (not the proxy)', DEFAULT_DOCKER)
+      .option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
+  common(
+    container
+      .command('add')
+      .description('Give a running container a Calico address: an IPv4 or IPv6 address in a pool, or auto')
+      .argument('<container>', 'container name or id')
+      .argument('<ip>', 'auto, or an address inside a configured pool'),
+  ).action((name: string, ip: string, flags: Flags, cmd: Command) => add(name, ip, flags, cmd));
+  common(
+    container
+      .command('remove')
+      .description('Remove a container\'s Calico interface, endpoint and address')
+      .argument('<container>', 'container name or id'),
+  ).action((name: string, flags: Flags, cmd: Command) => remove(name, flags, cmd));
+}

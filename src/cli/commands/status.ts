@@ -1,0 +1,90 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { Datastore, EndpointStore, HostStore } from '../../datastore';
+import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../plugin/names';
+import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
+import { addOutputOption, outputFormat, renderJson } from '../output';
+import { nodeFiles, runningNodePid } from './node-detach';
+import { DEFAULT_STATE_DIR } from './node';
+
+export interface NodeStatus {
+  host: string;
+  node: { running: boolean; pid?: number; pidFile: string };
+  plugin: { name: string; socket: string; listening: boolean };
+  etcd: { endpoints: string[]; reachable: boolean; error?: string };
+  /** Undefined when etcd could not be read. */
+  registered?: boolean;
+  workloads?: number;
+  endpoints?: number;
+}
+
+function socketListening(p: string): Promise<boolean> {
+  if (!fs.existsSync(p)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const s = net.connect(p);
+    const t = setTimeout(() => (s.destroy(), resolve(false)), 1000);
+    s.once('connect', () => (clearTimeout(t), s.destroy(), resolve(true)));
+    s.once('error', () => (clearTimeout(t), resolve(false)));
+  });
+}
+
+/** Plain lines, one fact each, the first saying whether the node runs (as 2015's status did). */
+export function renderStatus(s: NodeStatus): string {
+  const lines = [
+    s.node.running ? `calico node is running${s.node.pid ? ` (pid ${s.node.pid})` : ''}` : `calico node is not running (no live process in ${s.node.pidFile})`,
+    `Docker plugin "${s.plugin.name}": ${s.plugin.listening ? 'listening on' : 'not listening on'} ${s.plugin.socket}`,
+    s.etcd.reachable ? `etcd: reachable at ${s.etcd.endpoints.join(', ')}` : `etcd: NOT reachable at ${s.etcd.endpoints.join(', ')} (${s.etcd.error})`,
+  ];
+  if (s.registered !== undefined) {
+    lines.push(
+      `Host ${s.host}: ${s.registered ? 'registered' : 'not registered (start `calicoctl node --ip=<IP>`)'}; ` +
+        `${s.workloads} workload${s.workloads === 1 ? '' : 's'}, ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** `calicoctl status`: is this host's node running, is its plugin serving, is etcd there. */
+export function registerStatus(program: Command): void {
+  const cmd = program
+    .command('status')
+    .description('Show whether the Calico node, its Docker plugin and etcd are up on this host')
+    .option('--state-dir <DIR>', 'the node\'s state directory', DEFAULT_STATE_DIR)
+    .option('--plugin-name <NAME>', 'the node\'s Docker plugin name', DEFAULT_PLUGIN_NAME)
+    .option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
+  addOutputOption(cmd).action(
+    async (flags: { stateDir: string; pluginName: string; hostname: string; output?: string }, c: Command) => {
+      const format = outputFormat(flags.output);
+      const pid = runningNodePid(flags.stateDir);
+      const socket = path.join(DEFAULT_PLUGIN_DIR, `${flags.pluginName}.sock`);
+      const { endpoints } = endpointsFor(c);
+      const listening = await socketListening(socket);
+      const s: NodeStatus = {
+        host: flags.hostname,
+        // A foreground node has no pid file; its plugin socket answers for it.
+        node: { running: pid !== undefined || listening, pid, pidFile: nodeFiles(flags.stateDir).pidFile },
+        plugin: { name: flags.pluginName, socket, listening },
+        etcd: { endpoints, reachable: false },
+      };
+      const ds = new Datastore({ endpoints, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+      try {
+        const host = await new HostStore(ds).get(flags.hostname);
+        const eps = await new EndpointStore(ds).list(flags.hostname);
+        s.etcd.reachable = true;
+        s.registered = host !== undefined;
+        s.endpoints = eps.length;
+        s.workloads = new Set(eps.map((e) => e.containerId)).size;
+      } catch (e) {
+        s.etcd.error = (e as Error).message;
+      } finally {
+        ds.close();
+      }
+      process.stdout.write(format === 'json' ? renderJson(s) : renderStatus(s));
+      // Scripts can test the exit code: 0 only when everything answers.
+      if (!s.node.running || !s.plugin.listening || !s.etcd.reachable) process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,60 @@
+// EndpointPort on the datastore's EndpointStore: this node's records in the
+// 2015 endpoint JSON under /calico/v1/host/<h>/workload/docker/<cid>/endpoint/<epid>.
+import type { Endpoint, EndpointStore } from '../datastore/endpoint-store';
+import { GATEWAY_V4, GATEWAY_V6 } from '../dataplane/names';
+import type { EndpointRecord } from './container-endpoint';
+import type { EndpointPort } from './endpoint-port';
+
+/** The container-side interface name Docker gives the calico network's interface. */
+const CONTAINER_IF = 'eth0';
+
+export function toStored(ep: EndpointRecord): Endpoint {
+  return {
+    host: ep.host,
+    containerId: ep.workloadId,
+    endpointId: ep.endpointId,
+    state: ep.state,
+    name: ep.ifName,
+    mac: ep.mac,
+    'container:if_name': CONTAINER_IF,
+    profile_ids: ep.profiles,
+    ipv4_nets: ep.ipv4Nets,
+    ipv6_nets: ep.ipv6Nets,
+    ipv4_gateway: ep.ipv4Nets.length ? GATEWAY_V4 : null,
+    ipv6_gateway: ep.ipv6Nets.length ? GATEWAY_V6 : null,
+  };
+}
+
+export function fromStored(e: Endpoint): EndpointRecord {
+  return {
+    host: e.host,
+    orchestrator: 'docker',
+    workloadId: e.containerId,
+    endpointId: e.endpointId,
+    ifName: e.name,
+    mac: e.mac,
+    ipv4Nets: e.ipv4_nets,
+    ipv6Nets: e.ipv6_nets,
+    profiles: e.profile_ids,
+    state: e.state,
+  };
+}
+
+export class EndpointStorePort implements EndpointPort {
+  constructor(private readonly store: EndpointStore) {}
+
+  async listByHost(host: string): Promise<EndpointRecord[]> {
+    return (await this.store.list(host)).map(fromStored);
+  }
+
+  async put(ep: EndpointRecord): Promise<void> {
+    // A restarted container has a new endpoint id: its old record goes
+    // first (the old veth died with the old endpoint, so nothing relies on it).
+    await this.store.deleteContainer(ep.host, ep.workloadId);
+    await this.store.put(toStored(ep));
+  }
+
+  removeWorkload(host: string, workloadId: string): Promise<number> {
+    return this.store.deleteContainer(host, workloadId);
+  }
+}
