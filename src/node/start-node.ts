@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { NodeProcess } from './node-process';
 import { DockerProxy, ProxyOptions } from '../proxy';
+import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
 
 /**
  * Everything `calicoctl node` was asked for, after flag/env parsing.
@@ -16,6 +17,8 @@ export interface NodeOptions {
   ip6?: string;
   /** The Docker API proxy (listen, upstream, TLS); absent: no proxy in this node. */
   proxy?: ProxyOptions;
+  /** etcd endpoints and whether an embedded member may be started; absent: no datastore in this node. */
+  etcd?: NodeEtcdOptions;
 }
 
 /**
@@ -30,6 +33,9 @@ export interface NodeOptions {
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
   const node = new NodeProcess(log);
   void opts;
+  // 1. datastore: etcd (or the embedded member), default pools, this host's registration
+  const datastore = opts.etcd ? new DatastoreComponent({ ...opts, etcd: opts.etcd }, log.child({ component: 'datastore' })) : undefined;
+  if (datastore) node.add(datastore);
   // 3. proxy
   if (opts.proxy) node.add(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
   await node.start();

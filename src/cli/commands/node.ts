@@ -5,6 +5,7 @@ import { createLogger } from '../../log/logger';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
+import { endpointsFor } from '../datastore';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -15,6 +16,8 @@ interface NodeFlags extends ProxyFlags {
   stateDir: string;
   detach?: boolean;
   logLevel: string;
+  /** --embedded-etcd / --no-embedded-etcd; undefined means auto. */
+  embeddedEtcd?: boolean;
 }
 
 /**
@@ -31,8 +34,12 @@ export function registerNode(program: Command): void {
     .option('--detach', 'run in the background; pid file and log file go under --state-dir')
     .option('--log-level <LEVEL>', 'trace, debug, info, warn or error', process.env.CALICO_LOG_LEVEL ?? 'info');
   addProxyFlags(cmd);
-  cmd.action(async (flags: NodeFlags) => {
+  cmd
+    .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
+    .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd');
+  cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
+    const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
@@ -43,7 +50,7 @@ export function registerNode(program: Command): void {
     let node;
     try {
       node = await startNode(
-        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy },
+        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd },
         log,
       );
     } catch (e) {

@@ -1,0 +1,100 @@
+import os from 'node:os';
+import type { Logger } from 'pino';
+import type { Component } from '../node/component';
+import { Datastore, HostStore, PoolStore } from '../datastore';
+import type { ResolvedEndpoints } from './endpoints';
+import { EmbeddedMode, findOrStartEtcd } from './discovery';
+import type { EmbeddedEtcd } from './embedded';
+
+export interface NodeEtcdOptions {
+  endpoints: ResolvedEndpoints;
+  /** See EmbeddedMode; default 'auto'. */
+  embedded?: EmbeddedMode;
+  /** How long the node waits for an external etcd at startup (boot order). Default 20 s. */
+  waitMs?: number;
+}
+
+export interface DatastoreComponentOptions {
+  etcd: NodeEtcdOptions;
+  hostname: string;
+  stateDir: string;
+  ip?: string;
+  ip6?: string;
+}
+
+/**
+ * The node's first component: finds etcd (or starts the embedded member),
+ * creates the 2015 default pools when no pool exists, and registers this
+ * host. Later components reach etcd through `datastore`.
+ */
+export class DatastoreComponent implements Component {
+  readonly name = 'datastore';
+  private ds?: Datastore;
+  private member?: EmbeddedEtcd;
+
+  constructor(private readonly opts: DatastoreComponentOptions, private readonly log: Logger) {}
+
+  /** The connected datastore; only valid after start(). */
+  get datastore(): Datastore {
+    if (!this.ds) throw new Error('datastore used before the datastore component started');
+    return this.ds;
+  }
+
+  /** The embedded member, when this node started one. */
+  get embedded(): EmbeddedEtcd | undefined {
+    return this.member;
+  }
+
+  async start(): Promise<void> {
+    const { etcd, stateDir, hostname } = this.opts;
+    this.member = await findOrStartEtcd(etcd.endpoints, etcd.embedded ?? 'auto', stateDir, this.log);
+    this.ds = new Datastore({ endpoints: etcd.endpoints.endpoints, log: this.log });
+    await this.waitForEtcd(etcd.waitMs ?? 20000);
+
+    const created = await new PoolStore(this.ds).ensureDefaultPools();
+    if (created.length) {
+      this.log.info({ pools: created }, `no IP pool existed: created the default pools ${created.join(' and ')}`);
+    }
+
+    const ip = this.opts.ip ?? detectIPv4();
+    const hosts = new HostStore(this.ds);
+    if (ip) {
+      await hosts.register(hostname, { ip, ip6: this.opts.ip6 });
+      this.log.info({ host: hostname, ip, ip6: this.opts.ip6 }, `registered host ${hostname} (${ip}${this.opts.ip6 ? `, ${this.opts.ip6}` : ''})${this.opts.ip ? '' : ' (address detected; set it with --ip)'}`);
+    } else {
+      await hosts.ensureGlobalConfig();
+      this.log.warn({ host: hostname }, `host ${hostname} not registered for BGP: no IPv4 address found; pass --ip`);
+    }
+  }
+
+  private async waitForEtcd(waitMs: number): Promise<void> {
+    const ds = this.ds!;
+    const deadline = Date.now() + waitMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await ds.ping();
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        if (attempt === 0) this.log.warn(`waiting for etcd at ${ds.endpoints.join(', ')}: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.ds?.close();
+    this.ds = undefined;
+    await this.member?.stop();
+    this.member = undefined;
+  }
+}
+
+/** The first non-internal IPv4 address of this host, as BGP peers would reach it. */
+function detectIPv4(): string | undefined {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
+    if (a) return a.address;
+  }
+  return undefined;
+}
