@@ -5,6 +5,7 @@ export * from './exec';
 export * from './teardown';
 export * from './dockerd';
 export * from './image';
+export * from './etcd';
 export * from './netns';
 
 /** True when the process can do what integration tests need (root: dockerd, netns, iptables). */

@@ -1,0 +1,307 @@
+// Allocation for one host, a batch of requests at a time (requests that
+// queue up while the host's previous batch is in flight go out together).
+// Fast path: plan against the cached affine blocks and write every touched
+// block and handle in ONE transaction guarded by their mod revisions; a
+// conflict's Else branch brings back fresh values, so a retry needs no read.
+// Slow paths (explicit address, new block, borrowing) read what they need.
+import { randomUUID } from 'node:crypto';
+import type { BlockValue, HandleValue } from '../datastore/schemas';
+import { backoff, Put } from '../datastore/datastore';
+import { DatastoreError } from '../datastore/errors';
+import { keys } from '../datastore/keys';
+import type { Pool } from '../datastore/pool-store';
+import { blockOf, cidrContains, ordinalOf, parseAddress, parseCidr } from './cidr';
+import { cloneBlock, describeOwner, freeCount, takeNext, takeOrdinal, toAllocation } from './block';
+import { borrowCandidates, claimAnyBlock, claimBlock } from './claim';
+import type { HandleState, IpamContext } from './context';
+import { Allocation, Family, IpamError } from './types';
+
+export interface FamilyRequest {
+  family: Family;
+  /** 'auto' or an explicit canonical address. */
+  want: 'auto' | string;
+}
+
+export interface Pending {
+  handle: string;
+  host: string;
+  families: FamilyRequest[];
+  attrs: Record<string, string>;
+  resolve: (a: Allocation[]) => void;
+  reject: (e: unknown) => void;
+}
+
+type Planned = { p: Pending; assigns: Assignment[] };
+
+interface Assignment {
+  family: Family;
+  blockKey: string;
+  ordinal: number;
+}
+
+class NeedPools {
+  constructor(readonly family: Family) {}
+}
+class NeedRead {
+  constructor(readonly blockKey: string) {}
+}
+class NeedClaim {
+  constructor(
+    readonly family: Family,
+    readonly specific?: { blockKey: string; pool: string; address: bigint },
+  ) {}
+}
+type Need = NeedPools | NeedRead | NeedClaim;
+
+/** Bound on plan/commit rounds of one batch (conflicts plus slow-path steps). */
+const MAX_ROUNDS = 100;
+/** Consecutive UNAVAILABLE commits before the batch fails. */
+const MAX_UNAVAILABLE = 3;
+
+export async function allocateBatch(ctx: IpamContext, host: string, batch: Pending[]): Promise<void> {
+  const b = new Batch(ctx, host, batch);
+  await b.run();
+}
+
+class Batch {
+  private open: Pending[];
+  private readonly handles = new Map<string, HandleState>();
+  /** Block keys read during this batch: the only basis for IN_USE / EXHAUSTED answers. */
+  private readonly fresh = new Set<string>();
+  private readonly pools: Partial<Record<Family, Pool[]>> = {};
+  private readonly borrow: Partial<Record<Family, string[]>> = {};
+  private readonly refreshed = new Set<Family>();
+  /** Plans of our commits by op id: after an ambiguous failure, a handle carrying one proves it landed. */
+  private readonly sent = new Map<string, { planned: Planned[]; blocks: Map<string, BlockValue> }>();
+  private work = new Map<string, BlockValue | undefined>();
+  private dirty = new Set<string>();
+
+  constructor(
+    private readonly ctx: IpamContext,
+    private readonly host: string,
+    batch: Pending[],
+  ) {
+    // Explicit addresses first, so an auto request never takes an address
+    // that an explicit request of the same batch asked for.
+    this.open = [...batch].sort((a, b) => explicitCount(b) - explicitCount(a));
+  }
+
+  async run(): Promise<void> {
+    if (!this.ctx.isLoaded(this.host)) await this.ctx.loadAffinities(this.host);
+    let unavailable = 0;
+    for (let round = 0; this.open.length && round < MAX_ROUNDS; round++) {
+      this.work = new Map();
+      this.dirty = new Set();
+      const planned: { p: Pending; assigns: Assignment[] }[] = [];
+      const needs: Need[] = [];
+      for (const p of [...this.open]) {
+        const snapshot = new Map(this.work);
+        const dirtyBefore = new Set(this.dirty);
+        try {
+          planned.push({ p, assigns: p.families.map((f) => this.planFamily(p, f)) });
+        } catch (e) {
+          this.work = snapshot; // all-or-none: drop this request's partial plan
+          this.dirty = dirtyBefore;
+          if (e instanceof NeedPools || e instanceof NeedRead || e instanceof NeedClaim) needs.push(e);
+          else this.fail(p, e);
+        }
+      }
+      if (needs.length) {
+        await this.resolve(needs);
+        continue;
+      }
+      if (!planned.length) break;
+      try {
+        const conflicted = await this.commit(planned);
+        unavailable = 0;
+        if (!conflicted) continue;
+      } catch (e) {
+        if (!(e instanceof DatastoreError && e.code === 'UNAVAILABLE') || ++unavailable >= MAX_UNAVAILABLE) throw e;
+        // The transaction may have landed: read our handles back before planning again.
+        await this.recheck(planned.map((x) => keys.handle(x.p.handle))).catch(() => undefined);
+      }
+      await backoff(round);
+    }
+    for (const p of this.open) {
+      p.reject(new IpamError('CONFLICT', `allocating for ${p.handle} on ${this.host}: gave up after ${MAX_ROUNDS} conflicting attempts`));
+    }
+  }
+
+  private fail(p: Pending, e: unknown): void {
+    this.open = this.open.filter((x) => x !== p);
+    p.reject(e);
+  }
+
+  private block(key: string): BlockValue | undefined {
+    if (!this.work.has(key)) {
+      const c = this.ctx.blocks.get(key)?.value;
+      this.work.set(key, c ? cloneBlock(c) : undefined);
+    }
+    return this.work.get(key);
+  }
+
+  private mutate(key: string): BlockValue {
+    // Copy-on-write per request: the snapshot in run() holds the previous object.
+    const v = cloneBlock(this.block(key)!);
+    this.work.set(key, v);
+    this.dirty.add(key);
+    return v;
+  }
+
+  private planFamily(p: Pending, f: FamilyRequest): Assignment {
+    const rec = { h: p.handle, t: Date.now(), host: p.host, a: p.attrs };
+    if (f.want !== 'auto') return this.planExplicit(p, f.family, f.want, rec);
+    for (const list of [this.ctx.affineKeys(this.host, f.family), this.borrow[f.family] ?? []]) {
+      for (const key of list) {
+        const b = this.block(key);
+        if (b && freeCount(b) > 0) {
+          const ordinal = takeNext(this.mutate(key), rec)!;
+          return { family: f.family, blockKey: key, ordinal };
+        }
+      }
+    }
+    const pools = this.pools[f.family];
+    if (pools && !pools.length) throw new IpamError('NO_POOL', `no IPv${f.family} pool exists (add one with: calicoctl pool add <CIDR>)`);
+    if (this.borrow[f.family]) {
+      throw new IpamError(
+        'EXHAUSTED',
+        `no free IPv${f.family} address: ${pools!.length === 1 ? 'pool' : 'pools'} ${pools!.map((x) => x.cidr).join(', ')} ${pools!.length === 1 ? 'is' : 'are'} full`,
+      );
+    }
+    throw new NeedClaim(f.family);
+  }
+
+  private planExplicit(p: Pending, family: Family, address: string, rec: { h: string; t: number; host: string; a: Record<string, string> }): Assignment {
+    const pools = this.pools[family];
+    if (!pools) throw new NeedPools(family);
+    const value = parseAddress(address).value;
+    const pool = pools.find((x) => cidrContains(parseCidr(x.cidr), family, value));
+    if (!pool) {
+      const all = pools.map((x) => x.cidr).join(', ') || 'none';
+      throw new IpamError('NOT_IN_POOL', `${address} is not in any IPv${family} pool (pools: ${all})`);
+    }
+    const bc = blockOf(family, value);
+    const key = this.ctx.blockKeyOf(bc);
+    if (!this.fresh.has(key)) throw new NeedRead(key);
+    const b = this.block(key);
+    if (!b) throw new NeedClaim(family, { blockKey: key, pool: pool.cidr, address: value });
+    const ord = ordinalOf(bc, value);
+    const owner = b.allocations[ord];
+    if (owner) throw new IpamError('IN_USE', `${address} is already in use by ${describeOwner(owner)}`, owner.h);
+    takeOrdinal(this.mutate(key), ord, rec);
+    return { family, blockKey: key, ordinal: ord };
+  }
+
+  private async resolve(needs: Need[]): Promise<void> {
+    const reads = [...new Set(needs.filter((n): n is NeedRead => n instanceof NeedRead).map((n) => n.blockKey))];
+    if (reads.length) {
+      await this.ctx.readBlocks(reads);
+      reads.forEach((k) => this.fresh.add(k));
+    }
+    for (const fam of [4, 6] as Family[]) {
+      if (needs.some((n) => (n instanceof NeedPools || n instanceof NeedClaim) && n.family === fam) && !this.pools[fam]) {
+        this.pools[fam] = await this.ctx.poolsOf(fam);
+      }
+    }
+    for (const n of needs) {
+      if (!(n instanceof NeedClaim) || !n.specific) continue;
+      const bc = blockOf(n.family, n.specific.address);
+      await claimBlock(this.ctx, this.host, bc, n.specific.pool);
+      this.fresh.add(n.specific.blockKey);
+    }
+    for (const fam of [4, 6] as Family[]) {
+      if (!needs.some((n) => n instanceof NeedClaim && !n.specific && n.family === fam)) continue;
+      const pools = this.pools[fam]!;
+      if (!pools.length) continue; // planFamily now answers NO_POOL
+      if (!this.refreshed.has(fam)) {
+        // Another process of this host may have claimed blocks we do not know yet.
+        this.refreshed.add(fam);
+        await this.ctx.loadAffinities(this.host);
+        if (this.ctx.affineKeys(this.host, fam).some((k) => (this.ctx.blocks.get(k)?.value?.unallocated.length ?? 0) > 0)) continue;
+      }
+      const claimed = await claimAnyBlock(this.ctx, this.host, fam, pools);
+      if (!claimed) this.borrow[fam] = await borrowCandidates(this.ctx, this.host, fam, pools);
+    }
+  }
+
+  /** One transaction for the whole batch. True when it conflicted (and the cache is now fresh). */
+  private async commit(planned: { p: Pending; assigns: Assignment[] }[]): Promise<boolean> {
+    const op = randomUUID();
+    this.sent.set(op, { planned, blocks: new Map([...this.dirty].map((k) => [k, this.work.get(k)!])) });
+    const counts = new Map<string, Record<string, number>>();
+    for (const { p, assigns } of planned) {
+      const c = counts.get(p.handle) ?? {};
+      for (const a of assigns) {
+        const cidr = this.work.get(a.blockKey)!.cidr;
+        c[cidr] = (c[cidr] ?? 0) + 1;
+      }
+      counts.set(p.handle, c);
+    }
+    const compares: { key: string; modRevision: string }[] = [];
+    const puts: Put[] = [];
+    for (const key of this.dirty) {
+      compares.push({ key, modRevision: this.ctx.blocks.get(key)?.rev ?? '0' });
+      puts.push({ key, value: this.work.get(key) });
+    }
+    for (const [handle, c] of counts) {
+      const key = keys.handle(handle);
+      const cur = this.handles.get(key);
+      const blocks = { ...(cur?.value?.blocks ?? {}) };
+      for (const [cidr, n] of Object.entries(c)) blocks[cidr] = (blocks[cidr] ?? 0) + n;
+      const value: HandleValue = { handle, blocks, op };
+      compares.push({ key, modRevision: cur?.rev ?? '0' });
+      puts.push({ key, value });
+    }
+    const r = await this.ctx.ds.cas(`allocating ${planned.length} address set(s) on ${this.host}`, compares, puts);
+    if (r.succeeded) {
+      for (const key of this.dirty) this.ctx.setBlock(key, this.work.get(key), r.revision);
+      this.finish(planned, (k) => this.work.get(k)!);
+      return false;
+    }
+    this.absorb(r.current);
+    return true;
+  }
+
+  /** Takes in fresh values after a conflict; resolves the batch if one of our own commits shows up in them. */
+  private absorb(current: Map<string, { key: string; raw?: string; modRevision: string }>): void {
+    for (const kv of current.values()) {
+      if (kv.key.startsWith(keys.handlesDir())) {
+        const h = this.ctx.decodeHandle(kv);
+        this.handles.set(kv.key, h);
+      } else {
+        this.ctx.setBlockRaw(kv);
+        this.fresh.add(kv.key);
+      }
+    }
+    for (const h of this.handles.values()) {
+      const landed = h.value && this.sent.get(h.value.op);
+      if (landed) {
+        this.finish(landed.planned, (k) => landed.blocks.get(k)!);
+        return;
+      }
+    }
+  }
+
+  private async recheck(handleKeys: string[]): Promise<void> {
+    const m = await this.ctx.ds.getRaw(handleKeys);
+    this.absorb(m);
+  }
+
+  private finish(planned: { p: Pending; assigns: Assignment[] }[], blockOfKey: (k: string) => BlockValue): void {
+    const done = new Set(planned.map((x) => x.p));
+    this.open = this.open.filter((p) => !done.has(p));
+    for (const { p, assigns } of planned) {
+      p.resolve(assigns.map((a) => stripInternal(toAllocation(blockOfKey(a.blockKey), a.ordinal))));
+    }
+  }
+}
+
+function stripInternal(a: ReturnType<typeof toAllocation>): Allocation {
+  const { seq: _s, allocatedAt: _t, ...rest } = a;
+  return rest;
+}
+
+function explicitCount(p: Pending): number {
+  return p.families.filter((f) => f.want !== 'auto').length;
+}
+

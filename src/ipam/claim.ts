@@ -1,0 +1,131 @@
+// Claiming a block for a host, in two phases: (1) create the host's affinity
+// as "pending"; (2) one transaction creates the block (only if absent) and
+// confirms the affinity. A pending affinity counts as absent for ownership;
+// a crash between the phases leaves only a pending affinity, which
+// cleanupPendingAffinities() removes. Also the borrow scan for when no
+// block is free anywhere.
+import { keys, parseAffinityKey, parseBlockKey } from '../datastore/keys';
+import { json } from '../datastore/datastore';
+import { AffinityValue } from '../datastore/schemas';
+import type { Pool } from '../datastore/pool-store';
+import { candidateBlocks, Cidr, hostHash, parseCidr } from './cidr';
+import { freeCount, newBlock } from './block';
+import type { IpamContext } from './context';
+import type { Family } from './types';
+
+/** Blocks tried per claim before concluding that no block is free. */
+const MAX_CANDIDATES = 32;
+
+export type ClaimResult = { kind: 'claimed'; blockKey: string } | { kind: 'taken' };
+
+/**
+ * Claims one specific block for the host. "taken" when another host's block
+ * already exists there. A block of the same host created concurrently (by
+ * another process) is adopted.
+ */
+export async function claimBlock(ctx: IpamContext, host: string, block: Cidr, pool: string): Promise<ClaimResult> {
+  const affKey = keys.affinity(host, block.family, block.text);
+  const blockKey = ctx.blockKeyOf(block);
+  const pending: AffinityValue = { state: 'pending', since: Date.now() };
+  let phase1 = await ctx.ds.cas(`claiming block ${block.text} for ${host}`, [{ key: affKey, modRevision: '0' }], [
+    { key: affKey, value: pending },
+  ]);
+  // Our host's affinity already existed (another process of this host, or a
+  // crashed earlier claim): continue from its current revision.
+  let affRev = phase1.succeeded ? phase1.revision : phase1.current.get(affKey)!.modRevision;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const confirmed: AffinityValue = { state: 'confirmed', since: Date.now() };
+    const value = newBlock(block, pool, host, Date.now());
+    const r = await ctx.ds.cas(
+      `creating block ${block.text} for ${host}`,
+      [
+        { key: blockKey, modRevision: '0' },
+        { key: affKey, modRevision: affRev },
+      ],
+      [
+        { key: blockKey, value },
+        { key: affKey, value: confirmed },
+      ],
+    );
+    if (r.succeeded) {
+      ctx.setBlock(blockKey, value, r.revision);
+      ctx.addAffine(host, block.family, blockKey);
+      return { kind: 'claimed', blockKey };
+    }
+    const cur = ctx.setBlockRaw(r.current.get(blockKey)!);
+    const aff = r.current.get(affKey)!;
+    if (cur.value) {
+      if (cur.value.affinity === `host:${host}`) {
+        // Claimed by a sibling process of this host: make sure the affinity says so.
+        await ctx.ds.update(keys.affinity(host, block.family, block.text), json(AffinityValue), (a) =>
+          a?.state === 'confirmed' ? undefined : confirmed,
+        );
+        ctx.addAffine(host, block.family, blockKey);
+        return { kind: 'claimed', blockKey };
+      }
+      // Lost the race: withdraw our pending claim (only if it is still ours as written).
+      await ctx.ds.cas(`withdrawing claim of ${block.text} for ${host}`, [{ key: affKey, modRevision: aff.modRevision }], [], [affKey]);
+      return { kind: 'taken' };
+    }
+    if (aff.raw === undefined) {
+      phase1 = await ctx.ds.cas(`claiming block ${block.text} for ${host}`, [{ key: affKey, modRevision: '0' }], [
+        { key: affKey, value: pending },
+      ]);
+      affRev = phase1.succeeded ? phase1.revision : phase1.current.get(affKey)!.modRevision;
+    } else {
+      affRev = aff.modRevision;
+    }
+  }
+  return { kind: 'taken' };
+}
+
+/**
+ * Claims some free block of the family for the host, trying pools in order
+ * and, within a pool, blocks from a host-dependent offset. Undefined when
+ * every block of every pool exists already (the caller then borrows).
+ */
+export async function claimAnyBlock(ctx: IpamContext, host: string, family: Family, pools: Pool[]): Promise<string | undefined> {
+  const existing = new Set(
+    (await ctx.ds.listKeys(keys.blocksDir(family))).map((k) => parseBlockKey(k)?.cidr).filter((c): c is string => !!c),
+  );
+  // Others' pending claims: skip them rather than race for the same block.
+  for (const k of await ctx.ds.listKeys(keys.affinitiesRoot())) {
+    const a = parseAffinityKey(k);
+    if (a && a.family === family && a.host !== host) existing.add(a.cidr);
+  }
+  let tried = 0;
+  for (const pool of pools) {
+    const p = parseCidr(pool.cidr);
+    for (const cand of candidateBlocks(p, host, existing.size + MAX_CANDIDATES)) {
+      if (existing.has(cand.text)) continue;
+      if (++tried > MAX_CANDIDATES) return undefined;
+      const r = await claimBlock(ctx, host, cand, pool.cidr);
+      if (r.kind === 'claimed') return r.blockKey;
+      existing.add(cand.text);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Blocks of other hosts (or none) with free addresses, for borrowing when no
+ * block can be claimed; read fresh into the cache. Ordered by a host-derived
+ * offset so different hosts borrow from different blocks first.
+ */
+export async function borrowCandidates(ctx: IpamContext, host: string, family: Family, pools: Pool[]): Promise<string[]> {
+  const r = await ctx.ds.rangePrefix(keys.blocksDir(family), false);
+  const poolSet = new Set(pools.map((p) => p.cidr));
+  const out: string[] = [];
+  for (const kv of r.kvs) {
+    const key = kv.key.toString();
+    try {
+      const b = ctx.setBlockRaw({ key, raw: kv.value.toString(), modRevision: kv.mod_revision });
+      if (b.value && poolSet.has(b.value.pool) && freeCount(b.value) > 0) out.push(key);
+    } catch (e) {
+      ctx.log?.warn({ key }, (e as Error).message);
+    }
+  }
+  if (!out.length) return out;
+  const start = Number(hostHash(host) % BigInt(out.length));
+  return [...out.slice(start), ...out.slice(0, start)];
+}

@@ -1,0 +1,139 @@
+// What the IPAM operations share inside one process: the datastore, a cache
+// of blocks with their mod revisions (so the fast path can write without
+// reading first: a stale entry only costs a failed compare, whose Else branch
+// returns the fresh value), and the affine-block sets of the hosts it served.
+import type { Logger } from 'pino';
+import { Datastore, json, RawKv } from '../datastore/datastore';
+import { DatastoreError } from '../datastore/errors';
+import { keys, parseAffinityKey, parseBlockKey } from '../datastore/keys';
+import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
+import { Pool, PoolStore } from '../datastore/pool-store';
+import { Cidr, parseCidr } from './cidr';
+import { Family, IpamError } from './types';
+
+export interface CachedBlock {
+  key: string;
+  cidr: Cidr;
+  /** Undefined when the block does not exist (rev "0"). */
+  value?: BlockValue;
+  rev: string;
+}
+
+export interface HandleState {
+  key: string;
+  value?: HandleValue;
+  rev: string;
+}
+
+export class IpamContext {
+  readonly blocks = new Map<string, CachedBlock>();
+  /** host -> family -> block keys with a confirmed affinity to the host. */
+  private readonly affine = new Map<string, Record<Family, Set<string>>>();
+  readonly pools: PoolStore;
+
+  constructor(
+    readonly ds: Datastore,
+    readonly log?: Logger,
+  ) {
+    this.pools = new PoolStore(ds);
+  }
+
+  blockKeyOf(cidr: Cidr): string {
+    return keys.block(cidr.family, cidr.text);
+  }
+
+  /** Records what etcd said about a block key (value text or absent). */
+  setBlockRaw(kv: RawKv): CachedBlock {
+    const parsed = parseBlockKey(kv.key);
+    if (!parsed) throw new Error(`not a block key: ${kv.key}`);
+    let value: BlockValue | undefined;
+    if (kv.raw !== undefined) value = this.ds.decode(kv.key, kv.raw, json(BlockValue));
+    const c: CachedBlock = { key: kv.key, cidr: parseCidr(parsed.cidr), value, rev: kv.modRevision };
+    this.blocks.set(kv.key, c);
+    if (!value) this.forgetAffinity(kv.key);
+    return c;
+  }
+
+  setBlock(key: string, value: BlockValue | undefined, rev: string): void {
+    const parsed = parseBlockKey(key)!;
+    this.blocks.set(key, { key, cidr: parseCidr(parsed.cidr), value, rev });
+    if (!value) this.forgetAffinity(key);
+  }
+
+  private forgetAffinity(blockKey: string): void {
+    for (const fams of this.affine.values()) {
+      fams[4].delete(blockKey);
+      fams[6].delete(blockKey);
+    }
+  }
+
+  /** Reads blocks (one round trip) into the cache. */
+  async readBlocks(blockKeys: string[]): Promise<void> {
+    if (!blockKeys.length) return;
+    const m = await this.ds.getRaw(blockKeys);
+    for (const kv of m.values()) this.setBlockRaw(kv);
+  }
+
+  decodeHandle(kv: RawKv): HandleState {
+    return {
+      key: kv.key,
+      value: kv.raw === undefined ? undefined : this.ds.decode(kv.key, kv.raw, json(HandleValue)),
+      rev: kv.modRevision,
+    };
+  }
+
+  affineKeys(host: string, family: Family): string[] {
+    return [...(this.affine.get(host)?.[family] ?? [])].sort();
+  }
+
+  isLoaded(host: string): boolean {
+    return this.affine.has(host);
+  }
+
+  addAffine(host: string, family: Family, blockKey: string): void {
+    let fams = this.affine.get(host);
+    if (!fams) {
+      fams = { 4: new Set(), 6: new Set() };
+      this.affine.set(host, fams);
+    }
+    fams[family].add(blockKey);
+  }
+
+  /**
+   * (Re)loads the host's confirmed affinities and reads the blocks not yet
+   * cached: two round trips, once per host, and again when the host's known
+   * blocks are full (another process of the same host may have claimed more).
+   */
+  async loadAffinities(host: string): Promise<void> {
+    const fams: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
+    const entries = await this.ds.list(keys.affinitiesRoot() + host + '/', json(AffinityValue));
+    for (const e of entries) {
+      const a = parseAffinityKey(e.key);
+      if (!a || a.host !== host || e.value.state !== 'confirmed') continue;
+      fams[a.family].add(keys.block(a.family, a.cidr));
+    }
+    this.affine.set(host, fams);
+    await this.readBlocks([...fams[4], ...fams[6]].filter((k) => !this.blocks.get(k)?.value));
+    for (const k of [...fams[4], ...fams[6]]) {
+      const b = this.blocks.get(k);
+      // An affinity whose block is gone or names another host is not ours to use.
+      if (!b?.value || b.value.affinity !== `host:${host}`) {
+        fams[4].delete(k);
+        fams[6].delete(k);
+      }
+    }
+  }
+
+  async poolsOf(family: Family): Promise<Pool[]> {
+    return this.pools.list(family);
+  }
+}
+
+/** Maps datastore failures onto the IPAM error codes callers switch on. */
+export function toIpamError(e: unknown): unknown {
+  if (e instanceof DatastoreError) {
+    if (e.code === 'UNAVAILABLE') return new IpamError('UNAVAILABLE', e.message);
+    if (e.code === 'CONFLICT') return new IpamError('CONFLICT', e.message);
+  }
+  return e;
+}
