@@ -1,0 +1,69 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { teardownAll, onTeardown, run, CALICOCTL_MAIN, freePort } from '../harness';
+
+after(teardownAll);
+
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.ETCD_ENDPOINTS;
+  delete env.ETCD_AUTHORITY;
+  return { ...env, ...extra };
+}
+
+function ctl(args: string[], env = cleanEnv()) {
+  return run(process.execPath, [CALICOCTL_MAIN, ...args], { env, timeoutMs: 20000 });
+}
+
+/** A loopback listener that accepts connections and never says a word (a hung etcd). */
+async function silentListener(): Promise<string> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onTeardown('silent listener', () => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+function assertEtcdError(r: Awaited<ReturnType<typeof ctl>>, endpoints: string[]): void {
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, new RegExp(`^Error accessing etcd at ${endpoints.join(', ').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`));
+  assert.match(r.stderr, /\)\. Is etcd running\?\n$/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  // The whole command, node start-up included, fails well within 3 s.
+  assert.ok(r.ms < 3000, `failed after ${r.ms} ms; must be < 3000 ms`);
+}
+
+test('unreachable etcd: nothing listening -> fails in < 3 s naming the endpoint', async () => {
+  const endpoint = `http://127.0.0.1:${await freePort()}`;
+  assertEtcdError(await ctl(['pool', 'show', '--etcd-endpoints', endpoint]), [endpoint]);
+});
+
+test('unreachable etcd: a listener that never answers -> fails in < 3 s naming every endpoint tried', async () => {
+  const hung = await silentListener();
+  const refused = `http://127.0.0.1:${await freePort()}`;
+  const r = await ctl(['pool', 'add', '10.0.0.0/16'], cleanEnv({ ETCD_ENDPOINTS: `${hung},${refused}` }));
+  assertEtcdError(r, [hung, refused]);
+});
+
+test('unreachable etcd: ETCD_AUTHORITY host:port is named as the URL tried', async () => {
+  const port = await freePort();
+  assertEtcdError(await ctl(['pool', 'remove', '10.0.0.0/16'], cleanEnv({ ETCD_AUTHORITY: `127.0.0.1:${port}` })), [`http://127.0.0.1:${port}`]);
+});
+
+test('bad endpoint configuration and bad arguments are reported before etcd is contacted', async () => {
+  let r = await ctl(['pool', 'show', '--etcd-endpoints', 'unix:///run/etcd.sock']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, '--etcd-endpoints: "unix:///run/etcd.sock" uses unix; etcd endpoints are http:// or https://\n');
+  // The endpoint is dead, yet the malformed CIDR is what gets reported (validate first).
+  r = await ctl(['pool', 'add', '10.0.0.300/8', '--etcd-endpoints', `127.0.0.1:${await freePort()}`]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^"10\.0\.0\.300\/8" is not a CIDR/);
+});
