@@ -33,7 +33,6 @@ export class IpBatch {
   private jobs: Job[] = [];
   private out = '';
   private text: string[] = [];
-  private closed = false;
 
   constructor(private readonly log: Logger, private readonly ipPath = 'ip') {}
 
@@ -43,7 +42,6 @@ export class IpBatch {
    * the `ip` process itself died.
    */
   run(commands: string[]): Promise<CommandFailure[]> {
-    if (this.closed) return Promise.reject(new Error('ip batch runner is closed'));
     for (const c of commands) {
       if (c.includes('\n')) throw new Error(`ip batch command contains a newline: ${JSON.stringify(c)}`);
     }
@@ -65,8 +63,8 @@ export class IpBatch {
     }
   }
 
+  /** Ends the `ip` process once it has run what it was given; a later run() starts a new one. */
   close(): void {
-    this.closed = true;
     this.child?.stdin?.end();
     this.child = undefined;
   }

@@ -42,6 +42,8 @@ export class DockerPlugin implements Component {
   readonly socketPath: string;
   private readonly dataplane: HostDataplane;
   private readonly network: NetworkDriver;
+  private readonly ipam: IpamDriver;
+  private readonly log: Logger;
   private app?: FastifyInstance;
 
   constructor(private readonly o: DockerPluginOptions) {
@@ -53,20 +55,21 @@ export class DockerPlugin implements Component {
     const log = o.log.child({ component: 'plugin' });
     this.dataplane = new HostDataplane(log);
     this.network = new NetworkDriver({ dataplane: this.dataplane, endpoints: this.endpoints, log });
-    const ipam = new IpamDriver({
+    this.log = log;
+    this.ipam = new IpamDriver({
       ipam: o.ipam,
       hostname: o.hostname,
       endpoints: this.endpoints,
       log,
       dockerOwnerOf: (a) => this.dockerOwnerOf(a),
     });
-    this.app = buildPluginServer({ network: this.network, ipam, log });
   }
 
   async start(): Promise<void> {
     await this.dataplane.start();
     await this.claimSocket();
-    await this.app!.listen({ path: this.socketPath });
+    this.app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log });
+    await this.app.listen({ path: this.socketPath });
     this.o.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening');
     await this.adoptRunning();
     const ipv6 = this.o.hasIpv6Pool ? await this.o.hasIpv6Pool() : false;

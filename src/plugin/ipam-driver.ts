@@ -124,7 +124,10 @@ export class IpamDriver {
     if (f !== family) throw new PluginError(`requested address ${address} is IPv${f} but Docker asked the IPv${family} pool`);
     const live = this.o.endpoints.findByAddress(address);
     if (live) {
-      throw new PluginError(`address ${address} is in use by endpoint ${live.endpointId.slice(0, 12)} (${live.interfaceName}) on this host`);
+      const holder = await this.o.dockerOwnerOf?.(address).catch(() => undefined);
+      throw new PluginError(
+        `address ${address} is in use by ${holder ?? `endpoint ${live.endpointId.slice(0, 12)} (${live.interfaceName}) on this host`}`,
+      );
     }
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
     if (owner?.handle.startsWith(RESERVATION_HANDLE_PREFIX)) return address; // the reserving container starting
