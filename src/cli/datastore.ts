@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { Datastore, DatastoreError } from '../datastore';
 import { EndpointError, resolveEndpoints, ResolvedEndpoints } from '../etcd/endpoints';
-import { CliError, etcdUnavailableMessage } from './errors';
+import { IpamError } from '../ipam/types';
+import { capitalise, CliError, etcdUnavailableMessage } from './errors';
 
 /**
  * Per-call etcd deadline for CLI commands: an unreachable etcd fails well
@@ -38,8 +39,8 @@ export async function withDatastore<T>(cmd: Command, fn: (ds: Datastore) => Prom
 }
 
 export function datastoreErrorToCli(e: unknown, endpoints: string[]): unknown {
-  if (!(e instanceof DatastoreError)) return e;
-  if (e.code === 'UNAVAILABLE' || e.code === 'FAILED') {
+  if (!(e instanceof DatastoreError || e instanceof IpamError)) return e;
+  if (e.code === 'UNAVAILABLE' || (e instanceof DatastoreError && e.code === 'FAILED')) {
     // The endpoints lead the message; drop the datastore's own copy of them.
     const detail = e.message
       .replace(/\s*\(endpoints tried: [^)]*\)/, '')
@@ -48,8 +49,4 @@ export function datastoreErrorToCli(e: unknown, endpoints: string[]): unknown {
     return new CliError(etcdUnavailableMessage(endpoints, detail));
   }
   return new CliError(capitalise(e.message));
-}
-
-function capitalise(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
 }

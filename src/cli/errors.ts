@@ -28,6 +28,8 @@ export function describeError(e: unknown): CliError | undefined {
     const endpoints = (e as { endpoints?: unknown }).endpoints;
     return new CliError(etcdUnavailableMessage(Array.isArray(endpoints) ? endpoints.map(String) : [], e.message));
   }
+  // The datastore and IPAM word their errors for people (what failed on what).
+  if (e.name === 'DatastoreError' || e.name === 'IpamError') return new CliError(capitalise(e.message));
   return undefined;
 }
 
@@ -42,4 +44,8 @@ function isDatastoreUnavailable(e: Error): boolean {
   if (code === 'UNAVAILABLE') return true;
   // Raw etcd3 client errors that escaped the datastore layer: gRPC transport failures.
   return /^GRPC(Unavailable|DeadlineExceeded|Connect|Cancelled)/.test(e.name) || e.name === 'ClientClosedError';
+}
+
+export function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }

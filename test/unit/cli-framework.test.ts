@@ -8,6 +8,7 @@ import { main } from '../../src/cli/main';
 import { CliError, describeError, etcdUnavailableMessage } from '../../src/cli/errors';
 import { datastoreErrorToCli } from '../../src/cli/datastore';
 import { DatastoreError } from '../../src/datastore/errors';
+import { IpamError } from '../../src/ipam/types';
 import { EndpointError } from '../../src/etcd/endpoints';
 import { optionsText, poolTable } from '../../src/cli/commands/pool';
 
@@ -154,4 +155,12 @@ test('pool table: one table per family, options spelled as in 2015, usage right-
       '',
     ].join('\n'),
   );
+});
+
+test('framework: IPAM errors read the same way, unreachable etcd included', () => {
+  const inUse = datastoreErrorToCli(new IpamError('IN_USE', '10.0.0.5 is already owned by container abc', 'abc'), ['http://a:1']) as CliError;
+  assert.equal(inUse.message, '10.0.0.5 is already owned by container abc');
+  const down = datastoreErrorToCli(new IpamError('UNAVAILABLE', 'allocating: etcd did not answer within 1500 ms (endpoints tried: http://a:1)'), ['http://a:1']) as CliError;
+  assert.equal(down.message, 'Error accessing etcd at http://a:1 (allocating: etcd did not answer within 1500 ms). Is etcd running?');
+  assert.equal(describeError(new IpamError('EXHAUSTED', 'pools full: 10.0.0.0/26'))?.message, 'Pools full: 10.0.0.0/26');
 });
