@@ -68,6 +68,18 @@ export class DockerProxy implements Component {
     return this.upstream.label;
   }
 
+  /** Settings that decide whether long streams survive (tests assert they are unbounded). */
+  get streamSettings(): { bodyTimeout?: number; headersTimeout?: number; connections?: number | null; requestTimeout?: number; serverTimeout?: number } {
+    const p = this.upstream.poolOptions;
+    return {
+      bodyTimeout: p.bodyTimeout,
+      headersTimeout: p.headersTimeout,
+      connections: p.connections,
+      requestTimeout: this.server?.requestTimeout,
+      serverTimeout: this.server?.timeout,
+    };
+  }
+
   async start(): Promise<void> {
     const server = createServer(this.opts.tls);
     this.server = server;

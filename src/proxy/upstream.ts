@@ -10,11 +10,13 @@ import { formatAddress } from './address';
 export class Upstream {
   readonly pool: Pool;
   readonly label: string;
+  /** The pool's settings, kept so tests can assert that no timeout is configured. */
+  readonly poolOptions: Pool.Options;
 
   constructor(readonly address: Address) {
     this.label = formatAddress(address);
     const origin = address.kind === 'unix' ? 'http://localhost' : `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
-    this.pool = new Pool(origin, {
+    this.poolOptions = {
       socketPath: address.kind === 'unix' ? address.path : undefined,
       // Every foreground `docker run` holds a /wait, often a logs -f or events,
       // for as long as the container lives: a bounded pool would queue the
@@ -29,7 +31,8 @@ export class Upstream {
       // Large single chunks (`docker images -a`) and big headers must pass.
       maxHeaderSize: 1024 * 1024,
       connect: { timeout: 10_000 },
-    });
+    };
+    this.pool = new Pool(origin, this.poolOptions);
   }
 
   /** A raw, half-open-capable socket to dockerd for one hijacked call. */

@@ -1,0 +1,37 @@
+// The Calico interceptors the node hands the proxy, and what they need.
+import type Dockerode from 'dockerode';
+import type { Ipam } from '../../ipam/types';
+import type { Interceptor } from '../interceptor';
+import type { EndpointRecorder } from '../../reconciler/endpoint-recorder';
+import { CreateContainerInterceptor } from './create-container';
+import { StartContainerInterceptor } from './start-container';
+import { InflightHandles } from './inflight';
+import { calicoNetworkCheck } from './network-check';
+
+export { InflightHandles } from './inflight';
+export { CreateContainerInterceptor } from './create-container';
+export { StartContainerInterceptor } from './start-container';
+
+export interface CalicoInterceptorDeps {
+  ipam: Ipam;
+  host: string;
+  /** Client of the upstream dockerd (never the proxy). */
+  docker: Dockerode;
+  /** The node's plugin socket (/run/docker/plugins/<name>.sock). */
+  pluginSocket: string;
+  recorder: EndpointRecorder;
+  inflight: InflightHandles;
+}
+
+/** Create (reserve + rewrite) and start (record the endpoint). */
+export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
+  return [
+    new CreateContainerInterceptor({
+      ipam: d.ipam,
+      host: d.host,
+      inflight: d.inflight,
+      networkProblem: calicoNetworkCheck(d.docker, d.pluginSocket),
+    }),
+    new StartContainerInterceptor(d.recorder),
+  ];
+}

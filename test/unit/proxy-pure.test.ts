@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRequestTarget, isHijackCall } from '../../src/proxy/request-target';
+import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
+import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
+import { checkListenPolicy } from '../../src/proxy/listener';
+import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
+import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
+import { CliError } from '../../src/cli/errors';
+
+test('request target: versioned and unversioned paths are the same call', () => {
+  const v = parseRequestTarget('/v1.41/containers/create?name=web');
+  assert.deepEqual([v.path, v.apiVersion, v.query.get('name')], ['/containers/create', '1.41', 'web']);
+  const u = parseRequestTarget('/containers/create');
+  assert.deepEqual([u.path, u.apiVersion], ['/containers/create', undefined]);
+  assert.equal(parseRequestTarget('/v1.24/containers/abc/start').path, '/containers/abc/start');
+  // Percent-encoding and doubled slashes cannot slip a call past an interceptor.
+  assert.equal(parseRequestTarget('/v1.41/containers/%63reate').path, '/containers/create');
+  assert.equal(parseRequestTarget('//containers//create/').path, '/containers/create');
+  // A path segment that merely starts with v is not a version.
+  assert.equal(parseRequestTarget('/version').path, '/version');
+  assert.equal(parseRequestTarget('/v1.41/version').apiVersion, '1.41');
+  assert.equal(parseRequestTarget('/containers/%zz/json').path, '/containers/%zz/json');
+});
+
+test('hijack calls: attach, exec start, session, grpc', () => {
+  assert.ok(isHijackCall('POST', '/containers/abc/attach'));
+  assert.ok(isHijackCall('POST', '/exec/abc/start'));
+  assert.ok(isHijackCall('POST', '/session'));
+  assert.ok(isHijackCall('POST', '/grpc'));
+  assert.ok(!isHijackCall('GET', '/containers/abc/attach'));
+  assert.ok(!isHijackCall('POST', '/containers/create'));
+});
+
+test('addresses: tcp and unix as docker spells them', () => {
+  assert.deepEqual(parseAddress('tcp://127.0.0.1:2377', 'x'), { kind: 'tcp', host: '127.0.0.1', port: 2377 });
+  assert.deepEqual(parseAddress('unix:///var/run/docker.sock', 'x'), { kind: 'unix', path: '/var/run/docker.sock' });
+  assert.deepEqual(parseAddress('localhost:2377', 'x'), { kind: 'tcp', host: 'localhost', port: 2377 });
+  assert.deepEqual(parseAddress('tcp://[::1]:2377', 'x'), { kind: 'tcp', host: '::1', port: 2377 });
+  assert.deepEqual(parseAddress('tcp://10.0.0.1', 'x', 2376), { kind: 'tcp', host: '10.0.0.1', port: 2376 });
+  assert.throws(() => parseAddress('unix://relative.sock', '--listen'), /must be absolute/);
+  assert.throws(() => parseAddress('http://x:1', '--listen'), /unsupported scheme/);
+  assert.throws(() => parseAddress('tcp://x:99999', '--listen'), /out of range/);
+  assert.equal(formatAddress({ kind: 'tcp', host: '::1', port: 5 }), 'tcp://[::1]:5');
+});
+
+test('loopback and self-loop detection', () => {
+  for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) assert.ok(isLoopbackHost(h), h);
+  for (const h of ['0.0.0.0', '10.0.0.1', '::', 'example.org']) assert.ok(!isLoopbackHost(h), h);
+  const l = parseAddress('tcp://127.0.0.1:2377', 'x');
+  assert.ok(pointsAt(parseAddress('tcp://localhost:2377', 'x'), l));
+  assert.ok(pointsAt(parseAddress('tcp://10.1.2.3:2377', 'x'), parseAddress('tcp://0.0.0.0:2377', 'x')));
+  assert.ok(!pointsAt(parseAddress('tcp://localhost:2375', 'x'), l));
+  assert.ok(!pointsAt(parseAddress('unix:///var/run/docker.sock', 'x'), l));
+  assert.ok(pointsAt(parseAddress('unix:///run/a.sock', 'x'), parseAddress('unix:///run//a.sock', 'x')));
+});
+
+test('listen policy: non-loopback TCP needs TLS; --tlsverify needs a CA', () => {
+  assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x')), /--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem/);
+  checkListenPolicy(parseAddress('tcp://127.0.0.1:2377', 'x'));
+  checkListenPolicy(parseAddress('unix:///run/calico.sock', 'x'));
+  checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', ca: 'ca', verify: true });
+  assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', verify: true }), /needs --tlscacert/);
+});
+
+test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () => {
+  assert.equal(DEFAULT_LISTEN, 'tcp://127.0.0.1:2377');
+  assert.equal(DEFAULT_DOCKER_UPSTREAM, 'unix:///var/run/docker.sock');
+  const o = proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM });
+  assert.deepEqual(o, { listen: 'tcp://127.0.0.1:2377', upstream: 'unix:///var/run/docker.sock', tls: undefined });
+  assert.equal(
+    dockerHostHint(o),
+    'Docker Remote API is on port 2377. Run\n\nexport DOCKER_HOST=localhost:2377\n\nbefore using `docker run` for Calico networking.\n',
+  );
+  assert.match(dockerHostHint(proxyOptionsFrom({ listen: 'unix:///run/c.sock', dockerUpstream: DEFAULT_DOCKER_UPSTREAM })), /export DOCKER_HOST=unix:\/\/\/run\/c.sock/);
+  assert.throws(() => proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2377', dockerUpstream: DEFAULT_DOCKER_UPSTREAM }), (e) => e instanceof CliError && /--tlsverify/.test(e.message));
+  assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true }), /needs --tlscert and --tlskey/);
+  assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlscert: 'c', tlskey: 'k' }), /without --tls/);
+  const t = proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true, tlscacert: 'ca', tlscert: 'c', tlskey: 'k' });
+  assert.deepEqual(t.tls, { cert: 'c', key: 'k', ca: 'ca', verify: true });
+  assert.match(dockerHostHint(t), /DOCKER_TLS_VERIFY=1/);
+});
+
+test('headers: hop-by-hop dropped, repeats and case kept', () => {
+  const raw = [
+    'Host', 'docker', 'Connection', 'keep-alive, X-Drop', 'X-Drop', '1', 'Transfer-Encoding', 'chunked',
+    'X-Docker-Expose-Session-Grpc-Method', '/a', 'X-Docker-Expose-Session-Grpc-Method', '/b', 'Expect', '100-continue',
+    'Content-Length', '3',
+  ];
+  assert.deepEqual(endToEndHeaders(raw), ['Host', 'docker', 'X-Docker-Expose-Session-Grpc-Method', '/a', 'X-Docker-Expose-Session-Grpc-Method', '/b', 'Content-Length', '3']);
+  assert.deepEqual(endToEndHeaders(raw, ['content-length']).slice(-2), ['X-Docker-Expose-Session-Grpc-Method', '/b']);
+  assert.ok(isChunked(['Transfer-Encoding', 'gzip, chunked']));
+  assert.ok(!isChunked(['Content-Length', '5']));
+  assert.deepEqual(headerObject(['A', '1', 'a', '2', 'B', '3']), { a: ['1', '2'], b: '3' });
+  assert.equal(
+    requestHead('POST', '/exec/x/start', ['Host', 'docker.sock', 'Upgrade', 'tcp', 'Connection', 'Upgrade']),
+    'POST /exec/x/start HTTP/1.1\r\nHost: docker.sock\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n',
+  );
+});
+
+test('interceptor helpers: Docker error shape and first match wins', () => {
+  assert.deepEqual(JSON.parse(dockerErrorBody('no such pool').toString()), { message: 'no such pool' });
+  const e = dockerError(409, 'taken');
+  assert.equal(e.status, 409);
+  assert.equal(e.headers?.['Content-Type'], 'application/json');
+  const mk = (name: string, p: string): Interceptor => ({ name, matches: (m, path) => m === 'POST' && path === p, onRequest: async () => ({ action: 'pass' }) });
+  const list = [mk('a', '/containers/create'), mk('b', '/containers/create')];
+  assert.equal(findInterceptor(list, 'POST', '/containers/create')?.name, 'a');
+  assert.equal(findInterceptor(list, 'GET', '/containers/create'), undefined);
+});
