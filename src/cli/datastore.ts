@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Datastore, DatastoreError } from '../datastore';
 import { EndpointError, resolveEndpoints, ResolvedEndpoints } from '../etcd/endpoints';
 import { IpamError } from '../ipam/types';
+import { startProgress } from './progress';
 import { capitalise, CliError, etcdUnavailableMessage } from './errors';
 
 /**
@@ -26,14 +27,17 @@ export function endpointsFor(cmd: Command, env: NodeJS.ProcessEnv = process.env)
  * errors become messages for a person (no stack), naming etcd's endpoints
  * when it cannot be reached.
  */
-export async function withDatastore<T>(cmd: Command, fn: (ds: Datastore) => Promise<T>): Promise<T> {
+export async function withDatastore<T>(cmd: Command, fn: (ds: Datastore) => Promise<T>, what?: string): Promise<T> {
   const { endpoints } = endpointsFor(cmd);
   const ds = new Datastore({ endpoints, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+  // On a terminal, a spinner says what we wait for when etcd is slow to answer.
+  const progress = startProgress(what ?? `Waiting for etcd at ${endpoints.join(', ')}`);
   try {
     return await fn(ds);
   } catch (e) {
     throw datastoreErrorToCli(e, endpoints);
   } finally {
+    progress.stop();
     ds.close();
   }
 }

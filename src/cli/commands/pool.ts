@@ -4,7 +4,6 @@ import type { Family } from '../../ipam/types';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
-import { withProgress } from '../progress';
 
 /**
  * `calicoctl pool add|remove|show`: the IP pools containers get addresses
@@ -46,14 +45,16 @@ export function registerPool(program: Command): void {
     .option('--force', 'remove the pool even though addresses in it are allocated (their blocks are removed too)')
     .action(async (cidr: string, flags: { force?: boolean }, cmd: Command) => {
       const c = parsePool(cidr, {});
-      const message = await withDatastore(cmd, (ds) =>
-        withProgress(`Removing pool ${c.text}`, async () => {
+      const message = await withDatastore(
+        cmd,
+        async (ds) => {
           const store = new PoolStore(ds);
           const inUse = flags.force ? (await store.owners(c.text)).length : 0;
           const removed = await store.remove(c.text, { force: flags.force === true });
           if (!removed) return `${c.text} is not a configured pool.`;
           return inUse ? `Removed pool ${c.text} (forced: ${inUse} allocated address${inUse === 1 ? '' : 'es'} released from it)` : `Removed pool ${c.text}`;
-        }),
+        },
+        `Removing pool ${c.text}`,
       );
       process.stdout.write(`${message}\n`);
     });
