@@ -1,0 +1,119 @@
+// Container networking through the proxy, on a real dockerd, etcd and docker
+// CLI in a lab host namespace: the address is there at the first
+// instruction, shows in inspect, survives restarts; 20 parallel runs get 20
+// addresses; containers reach each other, the host and a LAN host.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { teardownAll, isRoot, Netns, vethLink, addRoute, waitFor } from '../harness';
+import { CalicoLab } from './calico-lab';
+
+after(teardownAll);
+
+const POOL4 = '10.65.0.0/16';
+const POOL6 = 'fd65::/64';
+let lab: CalicoLab;
+
+before(async () => {
+  if (!isRoot()) return;
+  lab = await CalicoLab.start({ pools: [POOL4, POOL6] });
+});
+
+function inPool4(a: string): boolean {
+  return /^10\.65\.\d+\.\d+$/.test(a);
+}
+
+test('first instruction sees the address: auto, explicit IPv4, IPv6, 50 times each', { skip: !isRoot() }, async () => {
+  const cases: { env: (i: number) => string; show: string[]; expect: (i: number) => RegExp }[] = [
+    { env: () => 'CALICO_IP=auto', show: ['ip', '-4', 'addr', 'show', 'eth0'], expect: () => /inet 10\.65\.\d+\.\d+\/32/ },
+    { env: (i) => `CALICO_IP=10.65.200.${i + 1}`, show: ['ip', '-4', 'addr', 'show', 'eth0'], expect: (i) => new RegExp(`inet 10\\.65\\.200\\.${i + 1}/32`) },
+    { env: (i) => `CALICO_IP=fd65::${(i + 1).toString(16)}`, show: ['ip', '-6', 'addr', 'show', 'eth0'], expect: (i) => new RegExp(`inet6 fd65::${(i + 1).toString(16)}/128`) },
+  ];
+  for (const c of cases) {
+    const failures: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      const r = await lab.docker(['run', '--rm', '-e', c.env(i), lab.image, ...c.show]);
+      if (r.code !== 0 || !c.expect(i).test(r.stdout)) failures.push(`#${i} (${c.env(i)}): exit ${r.code} ${r.stdout.trim()} ${r.stderr.trim()}`);
+    }
+    assert.deepEqual(failures, [], `${c.env(0)}: ${failures.length}/50 runs did not see the address`);
+  }
+  await lab.waitClean();
+});
+
+test('inspect shows the address; -h works; stop/start, restart, restart policy and dockerd restart keep it', { skip: !isRoot() }, async () => {
+  const id = (await lab.dockerOk(['run', '-d', '-h', 'web1', '-e', 'CALICO_IP=auto', '--name', 'keep', lab.image, 'sleep', '1d'])).trim();
+  const addr = (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', id])).trim();
+  assert.ok(inPool4(addr), `inspect shows a pool address, got "${addr}"`);
+  assert.equal((await lab.dockerOk(['exec', id, 'hostname'])).trim(), 'web1');
+  const seen = async () => {
+    const r = await lab.dockerOk(['exec', id, 'ip', '-4', 'addr', 'show', 'eth0']);
+    return /inet (\S+)\/32/.exec(r)?.[1];
+  };
+  assert.equal(await seen(), addr);
+  await lab.dockerOk(['stop', '-t', '0', id]);
+  await lab.dockerOk(['start', id]);
+  assert.equal(await seen(), addr, 'after stop/start');
+  await lab.dockerOk(['restart', '-t', '0', id]);
+  assert.equal(await seen(), addr, 'after restart');
+  const s = await lab.state();
+  const eps = s.endpoints.filter((e) => e.containerId === id);
+  assert.equal(eps.length, 1, 'one endpoint recorded');
+  assert.deepEqual(eps[0].ipv4_nets, [`${addr}/32`]);
+
+  // --restart=always, its process killed from the host: Docker restarts it, same address.
+  const rid = (await lab.dockerOk(['run', '-d', '--restart=always', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'])).trim();
+  const raddr = (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', rid])).trim();
+  const pid = Number((await lab.dockerOk(['inspect', '-f', '{{.State.Pid}}', rid])).trim());
+  process.kill(pid, 'SIGKILL');
+  await waitFor('restart policy to restart it', async () => {
+    const p = Number((await lab.direct(['inspect', '-f', '{{.State.Pid}}', rid])).stdout.trim());
+    return p > 0 && p !== pid;
+  }, 30000, 200);
+  const r1 = await lab.dockerOk(['exec', rid, 'ip', '-4', 'addr', 'show', 'eth0']);
+  assert.match(r1, new RegExp(`inet ${raddr.replace(/\./g, '\\.')}/32`));
+
+  // dockerd restart: the restart=always container comes back with its address, recorded again.
+  await lab.dockerd.restart();
+  await waitFor('restart=always container running again', async () => (await lab.direct(['inspect', '-f', '{{.State.Running}}', rid])).stdout.trim() === 'true', 60000, 200);
+  const r2 = await lab.dockerOk(['exec', rid, 'ip', '-4', 'addr', 'show', 'eth0']);
+  assert.match(r2, new RegExp(`inet ${raddr.replace(/\./g, '\\.')}/32`));
+  await waitFor('endpoint recorded after the dockerd restart', async () => {
+    const st = await lab.state();
+    const ep = await lab.direct(['inspect', '-f', '{{.NetworkSettings.Networks.calico.EndpointID}}', rid]);
+    return st.endpoints.some((e) => e.containerId === rid && e.endpointId === ep.stdout.trim());
+  }, 30000, 500);
+  await lab.dockerOk(['start', id]);
+  assert.equal(await seen(), addr, 'after the dockerd restart');
+
+  await lab.dockerOk(['rm', '-f', id, rid]);
+  await lab.waitClean();
+});
+
+test('20 parallel run -d get 20 distinct addresses; they reach each other, the host and a LAN host', { skip: !isRoot() }, async () => {
+  const runs = await Promise.all(
+    Array.from({ length: 20 }, () => lab.docker(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'], { timeoutMs: 120000 })),
+  );
+  for (const r of runs) assert.equal(r.code, 0, r.stderr);
+  const ids = runs.map((r) => r.stdout.trim());
+  const addrs = await Promise.all(ids.map(async (id) => (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', id])).trim()));
+  assert.equal(new Set(addrs).size, 20, `distinct addresses: ${addrs.join(' ')}`);
+  for (const a of addrs) assert.ok(inPool4(a), a);
+
+  // Container to container.
+  const ping = await lab.docker(['exec', ids[0], 'ping', '-c', '1', '-W', '2', addrs[1]]);
+  assert.equal(ping.code, 0, `container ${addrs[0]} -> ${addrs[1]}: ${ping.stdout}${ping.stderr}`);
+  // The host (the lab namespace) to a container.
+  const hostPing = await lab.ns.exec('busybox', ['ping', '-c', '1', '-W', '2', addrs[2]]);
+  assert.equal(hostPing.code, 0, `host -> ${addrs[2]}: ${hostPing.stdout}`);
+  // A LAN host with a static route to the pool via the host (the seed's first routing step).
+  const lan = await Netns.create('cdtlan');
+  await lab.ns.forwarding();
+  await vethLink({ side: lab.ns, ifName: 'lan0', addr: '192.0.2.1/24' }, { side: lan, ifName: 'eth0', addr: '192.0.2.2/24' });
+  await addRoute(lan, POOL4, '192.0.2.1');
+  const lanPing = await lan.exec('busybox', ['ping', '-c', '1', '-W', '2', addrs[3]]);
+  assert.equal(lanPing.code, 0, `LAN -> ${addrs[3]}: ${lanPing.stdout}`);
+  const back = await lab.docker(['exec', ids[3], 'ping', '-c', '1', '-W', '2', '192.0.2.2']);
+  assert.equal(back.code, 0, `container -> LAN: ${back.stdout}`);
+
+  await lab.dockerOk(['rm', '-f', ...ids]);
+  await lab.waitClean();
+});
