@@ -49,6 +49,9 @@ export async function findOrStartEtcd(
   log: Logger,
 ): Promise<EmbeddedEtcd | undefined> {
   const mayProbe = mode === 'on' || (mode === 'auto' && resolved.source === 'default');
+  // A member orphaned by a killed node would answer the probe and then live
+  // on unowned: stop it first, so the plan starts one this node owns.
+  if (mayProbe) await EmbeddedEtcd.stopLeftover(stateDir, log);
   const probe = mayProbe && resolved.endpoints.length === 1 ? await probeEtcd(resolved.endpoints[0]!, 1500) : undefined;
   const plan = planEtcd(resolved, mode, probe);
   if (plan.action === 'refuse') throw new Error(plan.reason);

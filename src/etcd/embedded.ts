@@ -49,7 +49,7 @@ export class EmbeddedEtcd {
       throw new Error(`starting embedded etcd: ${binary} not found (install the Debian package etcd-server, or point --etcd-endpoints at an etcd cluster)`);
     }
     fs.mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-    this.killLeftover();
+    await EmbeddedEtcd.stopLeftover(this.opts.stateDir, log);
     // A single member never talks to peers, but etcd insists on a peer
     // listener: take any free loopback port (the data dir does not pin it).
     const peerUrl = `http://127.0.0.1:${await freeLoopbackPort()}`;
@@ -112,23 +112,33 @@ export class EmbeddedEtcd {
     fs.rmSync(this.pidFile, { force: true });
   }
 
-  /** A node killed with SIGKILL leaves its etcd child running on our data dir: end it. */
-  private killLeftover(): void {
+  /**
+   * A node killed with SIGKILL leaves its etcd child running on this state
+   * dir's data: end it, so the member always belongs to a live node (and is
+   * stopped with it). Returns the pid it stopped, if any.
+   */
+  static async stopLeftover(stateDir: string, log: Logger): Promise<number | undefined> {
+    const pidFile = path.join(stateDir, 'etcd.pid');
     let pid = 0;
     try {
-      pid = Number(fs.readFileSync(this.pidFile, 'utf8'));
+      pid = Number(fs.readFileSync(pidFile, 'utf8'));
     } catch {
-      return;
+      return undefined;
     }
-    if (pid > 0 && commandLineOf(pid).includes(this.dataDir)) {
-      this.opts.log.warn({ pid }, `stopping leftover embedded etcd (pid ${pid}) from an earlier node run`);
+    let stopped: number | undefined;
+    if (pid > 0 && commandLineOf(pid).includes(path.join(stateDir, 'etcd'))) {
+      log.warn({ pid }, `stopping leftover embedded etcd (pid ${pid}) from an earlier node run`);
       try {
         process.kill(pid, 'SIGKILL');
+        stopped = pid;
       } catch {
         /* already gone */
       }
+      // Its client port must be free before a new member (or the probe) looks at it.
+      for (let i = 0; i < 100 && commandLineOf(pid); i++) await new Promise((r) => setTimeout(r, 50));
     }
-    fs.rmSync(this.pidFile, { force: true });
+    fs.rmSync(pidFile, { force: true });
+    return stopped;
   }
 
   private logTail(): string {

@@ -90,7 +90,22 @@ test('calicoctl node: starts an embedded etcd member under its state dir, create
   assert.deepEqual(kept, ['10.9.0.0/16', '192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   await waitFor('host registration log', async () => again.log().includes('registered host'), 20000);
   assert.doesNotMatch(again.log(), /created the default pools/);
-  assert.equal(await stopNode(again), 0, again.log());
+
+  // A node killed outright leaves its member running; the next node stops that orphan and starts its own.
+  const orphan = Number(fs.readFileSync(path.join(stateDir, 'etcd.pid'), 'utf8'));
+  again.child.kill('SIGKILL');
+  await again.exited;
+  assert.equal((await probeEtcd(endpoint)).kind, 'etcd', 'the orphan still answers');
+  const third = await startNode(stateDir, ['--etcd-endpoints', endpoint, '--embedded-etcd']);
+  await waitFor('node after kill', async () => {
+    if (third.child.exitCode !== null) throw new Error(`node exited: ${third.log()}`);
+    return third.log().includes('registered host');
+  }, 60000, 250);
+  assert.ok(third.log().includes(`stopping leftover embedded etcd (pid ${orphan})`), third.log());
+  assert.throws(() => process.kill(orphan, 0), /ESRCH/);
+  assert.deepEqual(await pools(endpoint), ['10.9.0.0/16', '192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
+  assert.equal(await stopNode(third), 0, third.log());
+  assert.equal((await probeEtcd(endpoint)).kind, 'none');
 });
 
 test('calicoctl node: with an etcd cluster configured, uses it and starts no member of its own', async () => {
