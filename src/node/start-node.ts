@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { NodeProcess } from './node-process';
 import { DockerProxy, ProxyOptions } from '../proxy';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
+import { createDockerPlugin, PluginNodeOptions } from '../plugin/node-wiring';
 
 /**
  * Everything `calicoctl node` was asked for, after flag/env parsing.
@@ -19,6 +20,8 @@ export interface NodeOptions {
   proxy?: ProxyOptions;
   /** etcd endpoints and whether an embedded member may be started; absent: no datastore in this node. */
   etcd?: NodeEtcdOptions;
+  /** The Docker network + IPAM driver (--plugin-name, the real dockerd); needs etcd. Absent: no plugin. */
+  plugin?: PluginNodeOptions;
 }
 
 /**
@@ -36,6 +39,9 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   // 1. datastore: etcd (or the embedded member), default pools, this host's registration
   const datastore = opts.etcd ? new DatastoreComponent({ ...opts, etcd: opts.etcd }, log.child({ component: 'datastore' })) : undefined;
   if (datastore) node.add(datastore);
+  // 2. plugin: Docker network + IPAM driver, the calico Docker network
+  const plugin = datastore && opts.plugin ? createDockerPlugin(opts.plugin, opts.hostname, () => datastore.datastore, log) : undefined;
+  if (plugin) node.add(plugin);
   // 3. proxy
   if (opts.proxy) node.add(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
   await node.start();

@@ -22,7 +22,8 @@ export interface DockerPluginOptions {
   pluginDir?: string;
   /** This host's name in the datastore. */
   hostname: string;
-  ipam: Ipam;
+  /** The IPAM, or how to get it once the datastore is connected (read at start). */
+  ipam: Ipam | (() => Ipam);
   /** Client of the upstream dockerd (never the proxy). */
   docker: Dockerode;
   /** Whether an IPv6 pool exists (decides IPv6 on the calico network). */
@@ -42,9 +43,13 @@ export class DockerPlugin implements Component {
   readonly socketPath: string;
   private readonly dataplane: HostDataplane;
   private readonly network: NetworkDriver;
-  private readonly ipam: IpamDriver;
+  private ipam?: IpamDriver;
   private readonly log: Logger;
   private app?: FastifyInstance;
+  private stopped = false;
+  private retry?: NodeJS.Timeout;
+  private markNetworkReady!: () => void;
+  private readonly networkReady = new Promise<void>((r) => (this.markNetworkReady = r));
 
   constructor(private readonly o: DockerPluginOptions) {
     this.pluginName = o.pluginName ?? DEFAULT_PLUGIN_NAME;
@@ -56,27 +61,65 @@ export class DockerPlugin implements Component {
     this.dataplane = new HostDataplane(log);
     this.network = new NetworkDriver({ dataplane: this.dataplane, endpoints: this.endpoints, log });
     this.log = log;
-    this.ipam = new IpamDriver({
-      ipam: o.ipam,
-      hostname: o.hostname,
-      endpoints: this.endpoints,
-      log,
-      dockerOwnerOf: (a) => this.dockerOwnerOf(a),
-    });
   }
 
   async start(): Promise<void> {
     await this.dataplane.start();
     await this.claimSocket();
+    this.ipam ??= new IpamDriver({
+      ipam: typeof this.o.ipam === 'function' ? this.o.ipam() : this.o.ipam,
+      hostname: this.o.hostname,
+      endpoints: this.endpoints,
+      log: this.log,
+      dockerOwnerOf: (a) => this.dockerOwnerOf(a),
+    });
     this.app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log });
     await this.app.listen({ path: this.socketPath });
     this.o.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening');
+    this.stopped = false;
+    // dockerd may start after the node (boot order) or restart under it: the
+    // drivers serve regardless, and the network is ensured until it exists.
+    try {
+      await this.syncWithDocker();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, `Docker network ${calicoNetworkName()} not ensured yet; retrying in the background`);
+      this.retryInBackground();
+    }
+  }
+
+  /** Resolves once the calico network exists in Docker (tests, node readiness). */
+  whenNetworkReady(): Promise<void> {
+    return this.networkReady;
+  }
+
+  private async syncWithDocker(): Promise<void> {
     await this.adoptRunning();
     const ipv6 = this.o.hasIpv6Pool ? await this.o.hasIpv6Pool() : false;
-    await ensureCalicoNetwork(this.o.docker, { pluginName: this.pluginName, ipv6, log: this.o.log });
+    await ensureCalicoNetwork(this.o.docker, { pluginName: this.pluginName, ipv6, log: this.log });
+    this.markNetworkReady();
+  }
+
+  private retryInBackground(): void {
+    let delay = 1000;
+    const attempt = async () => {
+      if (this.stopped) return;
+      try {
+        await this.syncWithDocker();
+        this.log.info(`Docker network ${calicoNetworkName()} ensured`);
+      } catch (e) {
+        delay = Math.min(delay * 2, 15000);
+        this.log.debug({ err: (e as Error).message }, 'ensuring the Docker network failed again');
+        this.retry = setTimeout(attempt, delay);
+        this.retry.unref();
+      }
+    };
+    this.retry = setTimeout(attempt, delay);
+    this.retry.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     const app = this.app;
     this.app = undefined;
     if (app) {

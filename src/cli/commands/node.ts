@@ -6,6 +6,7 @@ import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { endpointsFor } from '../datastore';
+import { DEFAULT_PLUGIN_NAME } from '../../plugin/names';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -18,6 +19,7 @@ interface NodeFlags extends ProxyFlags {
   logLevel: string;
   /** --embedded-etcd / --no-embedded-etcd; undefined means auto. */
   embeddedEtcd?: boolean;
+  pluginName: string;
 }
 
 /**
@@ -36,7 +38,8 @@ export function registerNode(program: Command): void {
   addProxyFlags(cmd);
   cmd
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
-    .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd');
+    .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
+    .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
@@ -47,10 +50,15 @@ export function registerNode(program: Command): void {
       return;
     }
     const log = createLogger({ level: flags.logLevel });
+    // Listening before the components start: a SIGTERM during startup stops the node cleanly once started.
+    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
     let node;
     try {
       node = await startNode(
-        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd },
+        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
         log,
       );
     } catch (e) {
@@ -58,10 +66,7 @@ export function registerNode(program: Command): void {
       throw new CliError(`calicoctl node failed to start: ${(e as Error).message}`);
     }
     process.stdout.write(dockerHostHint(proxy));
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
+    const signal = await stopSignal;
     log.info({ signal }, `${signal}: stopping the node`);
     await node.stop();
     removeOwnPidFile(flags.stateDir);
