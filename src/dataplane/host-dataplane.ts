@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { IpBatch } from './ip-batch';
-import { EndpointSpec, Sysctl, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
+import { GATEWAY_V4 } from './names';
+import { EndpointSpec, Sysctl, gatewayRouteCommand, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
 
 export interface HostDataplaneOptions {
   /** Root of the sysctl tree (tests may point it elsewhere). Default /proc/sys. */
@@ -19,16 +21,35 @@ export interface HostDataplaneOptions {
 export class HostDataplane {
   private readonly ip: IpBatch;
   private readonly procSys: string;
+  private readonly ipPath: string;
   private ipv6Forwarding?: Promise<void>;
 
   constructor(private readonly log: Logger, opts: HostDataplaneOptions = {}) {
-    this.ip = new IpBatch(log, opts.ipPath);
+    this.ipPath = opts.ipPath ?? 'ip';
+    this.ip = new IpBatch(log, this.ipPath);
     this.procSys = opts.procSys ?? '/proc/sys';
   }
 
   /** Host-wide IPv4 forwarding (IPv6 is switched on with the first IPv6 endpoint or network). */
   async start(): Promise<void> {
     await this.writeSysctls(hostSysctls(false), 'enabling IPv4 forwarding');
+    await this.ensureGatewayRoute();
+  }
+
+  /**
+   * Proxy ARP answers for 169.254.1.1 only while the host has a route to it
+   * through another interface; a host without a default route (a lab
+   * namespace, an isolated server) would leave every container without a
+   * gateway. Such a host gets a route to it on lo. It stays when the node
+   * stops: running containers keep needing it.
+   */
+  private async ensureGatewayRoute(): Promise<void> {
+    const reachable = await new Promise<boolean>((resolve) =>
+      execFile(this.ipPath, ['-4', 'route', 'get', GATEWAY_V4], (err) => resolve(!err)),
+    );
+    if (reachable) return;
+    await this.ip.runOk([gatewayRouteCommand()], `adding a route to the container gateway ${GATEWAY_V4}`);
+    this.log.info(`this host has no route to ${GATEWAY_V4}: added one on lo so proxy ARP answers containers`);
   }
 
   enableIpv6Forwarding(): Promise<void> {

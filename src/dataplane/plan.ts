@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { GATEWAY_V6, HOST_VETH_MAC } from './names';
+import { GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC } from './names';
 
 // Pure: what the host must look like for one container endpoint, as `ip -batch`
 // lines and /proc/sys writes. No effects here; ./host-dataplane.ts applies it.
@@ -108,4 +108,12 @@ export function hostSysctls(ipv6: boolean): Sysctl[] {
 /** True when an `ip` error means the thing to delete was already gone. */
 export function isAlreadyGone(message: string): boolean {
   return /Cannot find device|does not exist|No such device/i.test(message);
+}
+
+/**
+ * A host route to the gateway address, for hosts with none: proxy ARP needs
+ * the target routed through some interface other than the asking one.
+ */
+export function gatewayRouteCommand(): string {
+  return `route replace ${GATEWAY_V4}/32 dev lo scope link`;
 }
