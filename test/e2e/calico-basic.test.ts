@@ -30,9 +30,16 @@ test('first instruction sees the address: auto, explicit IPv4, IPv6, 50 times ea
   ];
   for (const c of cases) {
     const failures: string[] = [];
-    for (let i = 0; i < 50; i++) {
-      const r = await lab.docker(['run', '--rm', '-e', c.env(i), lab.image, ...c.show]);
-      if (r.code !== 0 || !c.expect(i).test(r.stdout)) failures.push(`#${i} (${c.env(i)}): exit ${r.code} ${r.stdout.trim()} ${r.stderr.trim()}`);
+    // Five at a time: each run is still a fresh container whose first instruction looks.
+    for (let i = 0; i < 50; i += 5) {
+      await Promise.all(
+        [0, 1, 2, 3, 4].map(async (j) => {
+          const r = await lab.docker(['run', '--rm', '-e', c.env(i + j), lab.image, ...c.show]);
+          if (r.code !== 0 || !c.expect(i + j).test(r.stdout)) {
+            failures.push(`#${i + j} (${c.env(i + j)}): exit ${r.code} ${r.stdout.trim()} ${r.stderr.trim()}`);
+          }
+        }),
+      );
     }
     assert.deepEqual(failures, [], `${c.env(0)}: ${failures.length}/50 runs did not see the address`);
   }

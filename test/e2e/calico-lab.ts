@@ -162,9 +162,23 @@ export class CalicoLab {
   }
 
   async state(): Promise<{ allocations: Allocation[]; endpoints: Endpoint[] }> {
-    const r = await this.ns.exec(process.execPath, [QUERY_MAIN, ETCD_URL, this.hostname], { timeoutMs: 30000 });
-    if (r.code !== 0) throw new Error(`querying the lab's etcd: ${r.stderr}`);
-    return JSON.parse(r.stdout);
+    return JSON.parse(await this.query('state'));
+  }
+
+  /** Allocates (fill) or frees (release) n test addresses straight in IPAM. */
+  async query(mode: 'state' | 'fill' | 'release', n = 0): Promise<string> {
+    const r = await this.ns.exec(process.execPath, [QUERY_MAIN, ETCD_URL, this.hostname, mode, String(n)], { timeoutMs: 60000 });
+    if (r.code !== 0) throw new Error(`${mode} on the lab's etcd: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** Stops the lab's etcd (SIGSTOP: it accepts connections but never answers) or resumes it. */
+  pauseEtcd(paused: boolean): void {
+    process.kill(this.etcdPid, paused ? 'SIGSTOP' : 'SIGCONT');
+  }
+
+  private get etcdPid(): number {
+    return Number(fs.readFileSync(path.join(this.dir, 'etcd.pid'), 'utf8'));
   }
 
   /** cali* (and not yet moved ctmp*) links in the host namespace. */
@@ -207,6 +221,7 @@ async function startEtcd(ns: Netns, dir: string): Promise<void> {
   fs.writeFileSync(path.join(dir, 'etcd.pid'), String(child.pid));
   onTeardown('lab etcd', async () => {
     if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGKILL');
       await gone;

@@ -59,6 +59,7 @@ async function main(): Promise<void> {
         pluginSocket: path.join(DEFAULT_PLUGIN_DIR, `${cfg.pluginName}.sock`),
         recorder,
         inflight,
+        etcdEndpoints: cfg.etcd,
       }),
     },
     log.child({ component: 'proxy' }),

@@ -5,7 +5,7 @@
 // that dockerd refuses, or never answers, releases what was reserved.
 import { randomUUID } from 'node:crypto';
 import type { Interceptor, InterceptContext, RequestDecision, UpstreamOutcome } from '../interceptor';
-import type { Ipam } from '../../ipam/types';
+import { Ipam, IpamError } from '../../ipam/types';
 import {
   RESERVATION_PREFIX,
   RequestRefused,
@@ -29,8 +29,10 @@ export interface CreateContainerDeps {
    * when they can.
    */
   networkProblem(): Promise<string | undefined>;
-  /** How long IPAM may take before the client is told the datastore is not answering. */
+  /** How long IPAM may take before the client is told the datastore is not answering (default 3 s). */
   ipamTimeoutMs?: number;
+  /** Where the datastore is, for that message (e.g. "etcd at http://127.0.0.1:2379"). */
+  datastoreName?: string;
 }
 
 interface CreateState {
@@ -129,7 +131,7 @@ export class CreateContainerInterceptor implements Interceptor {
    * allocation is released as soon as it lands.
    */
   private allocateWithDeadline(handle: string, wanted: { ipv4?: string; ipv6?: string }, name?: string) {
-    const ms = this.deps.ipamTimeoutMs ?? 5000;
+    const ms = this.deps.ipamTimeoutMs ?? 3000;
     const attrs: Record<string, string> = { source: 'proxy' };
     if (name) attrs.name = name;
     const p = this.deps.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
@@ -137,7 +139,8 @@ export class CreateContainerInterceptor implements Interceptor {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         p.then(() => this.deps.ipam.releaseByHandle(handle)).catch(() => undefined);
-        reject(new Error(`the datastore did not answer within ${ms} ms`));
+        const where = this.deps.datastoreName ?? 'the datastore';
+        reject(new IpamError('UNAVAILABLE', `${where} did not answer within ${ms} ms; is etcd running?`));
       }, ms);
     });
     return Promise.race([p, deadline]).finally(() => clearTimeout(timer));

@@ -21,6 +21,8 @@ export interface CalicoInterceptorDeps {
   pluginSocket: string;
   recorder: EndpointRecorder;
   inflight: InflightHandles;
+  /** etcd client URLs, named when etcd does not answer. */
+  etcdEndpoints?: string[];
 }
 
 /** Create (reserve + rewrite) and start (record the endpoint). */
@@ -31,6 +33,7 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       host: d.host,
       inflight: d.inflight,
       networkProblem: calicoNetworkCheck(d.docker, d.pluginSocket),
+      datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),
     new StartContainerInterceptor(d.recorder),
   ];

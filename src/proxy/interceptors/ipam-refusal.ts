@@ -23,9 +23,8 @@ export function refusalForIpamError(e: unknown, what: string): Refusal {
         return { status: 409, message };
       case 'NOT_IN_POOL':
       case 'INVALID':
-        return { status: 400, message };
       case 'NO_POOL':
-        return { status: 400, message: `${message} (add one with \`calicoctl pool add <CIDR>\`)` };
+        return { status: 400, message };
       case 'EXHAUSTED':
         return { status: 503, message: `${message} (remove containers or add a pool with \`calicoctl pool add <CIDR>\`)` };
       case 'CONFLICT':
