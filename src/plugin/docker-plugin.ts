@@ -87,6 +87,11 @@ export class DockerPlugin implements Component {
     }
   }
 
+  /** Resolves once the address releases Docker asked for so far have finished (they run after Docker's answer). */
+  async settled(): Promise<void> {
+    await this.ipam?.settled();
+  }
+
   /** Resolves once the calico network exists in Docker (tests, node readiness). */
   whenNetworkReady(): Promise<void> {
     return this.networkReady;

@@ -51,6 +51,8 @@ export interface RequestPool {
 export class IpamDriver {
   /** docker- handles this process allocated and has not released: known live. */
   private readonly ownHandles = new Set<string>();
+  /** Address -> its release in flight. */
+  private readonly releasing = new Map<string, Promise<void>>();
 
   constructor(private readonly o: IpamDriverOptions) {}
 
@@ -92,17 +94,38 @@ export class IpamDriver {
     return { Address: withHostPrefix(address, family), Data: {} };
   }
 
+  /**
+   * Answers at once and releases in the background: Docker calls this on
+   * the container's teardown path (`run --rm` waits for it). A request for
+   * the same address waits for the release first.
+   */
   async releaseAddress(req: { PoolID: string; Address: string }) {
     const family = poolFamily(req.PoolID);
     const { address } = parseAddress(req.Address, 'address');
     if (address === (family === 4 ? GATEWAY_V4 : GATEWAY_V6)) return {};
+    const prior = this.releasing.get(address) ?? Promise.resolve();
+    const release = prior.then(() => this.release(address));
+    this.releasing.set(address, release);
+    release
+      .catch((e) => this.o.log.warn({ address, err: (e as Error).message }, 'releasing address at Docker request failed'))
+      .finally(() => {
+        if (this.releasing.get(address) === release) this.releasing.delete(address);
+      });
+    return {};
+  }
+
+  /** Resolves once every release of Docker's that is in flight has finished. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.releasing.values()]);
+  }
+
+  private async release(address: string): Promise<void> {
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
     // Reserved addresses outlive a stop: the reconciler frees them once the container is gone.
-    if (!owner || !owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) return {};
+    if (!owner || !owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) return;
     await this.ipamCall(`releasing ${address}`, () => this.o.ipam.releaseAddress(address, owner.handle));
     this.ownHandles.delete(owner.handle);
     this.o.log.debug({ address, handle: owner.handle }, 'released address at Docker request');
-    return {};
   }
 
   private async auto(family: Family): Promise<string> {
@@ -122,6 +145,7 @@ export class IpamDriver {
   private async explicit(text: string, family: Family): Promise<string> {
     const { address, family: f } = parseAddress(text, 'requested address');
     if (f !== family) throw new PluginError(`requested address ${address} is IPv${f} but Docker asked the IPv${family} pool`);
+    await this.releasing.get(address)?.catch(() => undefined); // a restart right after its stop
     const live = this.o.endpoints.findByAddress(address);
     if (live) {
       const holder = await this.o.dockerOwnerOf?.(address).catch(() => undefined);

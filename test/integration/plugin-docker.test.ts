@@ -107,7 +107,8 @@ test('the network is there at the first instruction, 50 of 50 runs; nothing left
     assert.match(r.stdout, /default via 169\.254\.1\.1 dev eth0/, `run ${i}`);
   }
   await waitFor('cali links gone', async () => (await caliLinks()).length === 0, 10000);
-  assert.deepEqual((await ipam.listByHost('h4a-host')).map((a) => a.address), [], 'auto addresses released at --rm');
+  // Releases run after Docker got its answer (off the teardown path): poll.
+  await waitFor('auto addresses released at --rm', async () => (await ipam.listByHost('h4a-host')).length === 0, 10000);
 });
 
 test('host side: cali veth with ee:ee MAC, proxy ARP, /32 route; ping both ways at the first instruction', { skip }, async () => {
@@ -156,13 +157,13 @@ test('--ip: explicit address; refused while another container holds it; kept acr
   assert.match(b.stderr, new RegExp(`address ${want.replace(/\./g, '\\.')} is in use by container /?ipa `), b.stderr);
 
   await d.docker(['stop', '-t', '0', 'ipa']);
-  assert.equal(await ipam.lookup(want), undefined, 'Docker released it at stop');
+  await waitFor('Docker released it at stop', async () => (await ipam.lookup(want)) === undefined, 10000);
   assert.equal((await d.docker(['start', 'ipa'])).code, 0);
   assert.equal((await inspect('ipa')).ip, want);
   const r = await d.docker(['exec', 'ipa', 'ip', '-4', 'addr', 'show', 'eth0']);
   assert.match(r.stdout, new RegExp(`inet ${want.replace(/\./g, '\\.')}/32`));
   await d.docker(['rm', '-f', 'ipa']);
-  assert.equal(await ipam.lookup(want), undefined, 'released at removal');
+  await waitFor('released at removal', async () => (await ipam.lookup(want)) === undefined, 10000);
 });
 
 test('--ip outside every pool is refused with IPAM\'s message', { skip }, async () => {
@@ -178,6 +179,7 @@ test('an address the proxy reserved (resv- handle) is accepted and survives stop
   assert.equal(c.code, 0, c.stderr);
   assert.equal((await inspect('resv')).ip, alloc.address);
   await d.docker(['stop', '-t', '0', 'resv']);
+  await plugin.settled();
   assert.equal((await ipam.lookup(alloc.address))?.handle, handle, 'a stop keeps the reservation');
   await d.docker(['start', 'resv']);
   assert.equal((await inspect('resv')).ip, alloc.address);
@@ -186,6 +188,7 @@ test('an address the proxy reserved (resv- handle) is accepted and survives stop
   assert.notEqual(dup.code, 0);
   assert.match(dup.stderr, /in use by container \/?resv /, dup.stderr);
   await d.docker(['rm', '-f', 'resv']);
+  await plugin.settled();
   assert.equal((await ipam.lookup(alloc.address))?.handle, handle, 'the reconciler, not Docker, frees a reservation');
   assert.equal(await ipam.releaseByHandle(handle), 1);
 });
@@ -208,7 +211,7 @@ test('a node restart adopts running containers: registered again, removed cleanl
   assert.equal(ep?.ipv4, i.ip);
   assert.equal((await d.docker(['exec', c, 'ping', '-c1', '-W2', HOST4])).code, 0, 'traffic undisturbed');
   await d.docker(['rm', '-f', c]);
-  assert.equal(await ipam.lookup(i.ip), undefined);
+  await waitFor('address released', async () => (await ipam.lookup(i.ip)) === undefined, 10000);
   await waitFor('veth gone', async () => !(await caliLinks()).includes(hostIfName(i.ep)), 10000);
 });
 
@@ -216,6 +219,6 @@ test('after every container is gone: no cali link, no driver allocation', { skip
   const ids = (await d.docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
   if (ids.length) await d.docker(['rm', '-f', ...ids]);
   await waitFor('no cali links', async () => (await caliLinks()).length === 0, 10000);
-  assert.deepEqual((await ipam.listByHost('h4a-host')).map((a) => `${a.address} ${a.handle}`), []);
+  await waitFor('no allocation left', async () => (await ipam.listByHost('h4a-host')).length === 0, 10000);
   assert.equal(plugin.endpoints.list().length, 0);
 });
