@@ -125,11 +125,15 @@ export class Datastore {
         isRecoverableError(err) ||
         err instanceof GRPCUnavailableError ||
         err instanceof GRPCDeadlineExceededError ||
-        err.name === 'BrokenCircuitError'
+        (err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError === true
       ) {
+        // etcd3 stops calling a member for a few seconds after repeated failures.
+        const cause = (err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError
+          ? 'every member failed repeatedly just before'
+          : err.message;
         throw new DatastoreError(
           'UNAVAILABLE',
-          `${what}: etcd unreachable (endpoints tried: ${this.endpoints.join(', ')}): ${err.message}`,
+          `${what}: etcd unreachable (endpoints tried: ${this.endpoints.join(', ')}): ${cause}`,
         );
       }
       throw new DatastoreError('FAILED', `${what}: ${err.message}`);

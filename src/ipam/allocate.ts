@@ -74,6 +74,8 @@ class Batch {
   /** Plans of our commits by op id: after an ambiguous failure, a handle carrying one proves it landed. */
   private readonly sent = new Map<string, { planned: Planned[]; blocks: Map<string, BlockValue> }>();
   private work = new Map<string, BlockValue | undefined>();
+  /** Mod revision of each block as it was when planning read it: the guard of the commit. */
+  private planRevs = new Map<string, string>();
   private dirty = new Set<string>();
 
   constructor(
@@ -91,6 +93,7 @@ class Batch {
     let unavailable = 0;
     for (let round = 0; this.open.length && round < MAX_ROUNDS; round++) {
       this.work = new Map();
+      this.planRevs = new Map();
       this.dirty = new Set();
       const planned: { p: Pending; assigns: Assignment[] }[] = [];
       const needs: Need[] = [];
@@ -134,8 +137,9 @@ class Batch {
 
   private block(key: string): BlockValue | undefined {
     if (!this.work.has(key)) {
-      const c = this.ctx.blocks.get(key)?.value;
-      this.work.set(key, c ? cloneBlock(c) : undefined);
+      const c = this.ctx.blocks.get(key);
+      this.work.set(key, c?.value ? cloneBlock(c.value) : undefined);
+      this.planRevs.set(key, c?.rev ?? '0');
     }
     return this.work.get(key);
   }
@@ -240,7 +244,7 @@ class Batch {
     const compares: { key: string; modRevision: string }[] = [];
     const puts: Put[] = [];
     for (const key of this.dirty) {
-      compares.push({ key, modRevision: this.ctx.blocks.get(key)?.rev ?? '0' });
+      compares.push({ key, modRevision: this.planRevs.get(key)! });
       puts.push({ key, value: this.work.get(key) });
     }
     for (const [handle, c] of counts) {

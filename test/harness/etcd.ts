@@ -52,7 +52,7 @@ export class EtcdCluster {
     fs.mkdirSync(dataRoot);
     if (process.getuid?.() === 0) {
       // etcd fsyncs every commit; on a tmpfs that costs nothing (3.4 has no --unsafe-no-fsync).
-      const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=512m', 'tmpfs', dataRoot]);
+      const m = await run('mount', ['-t', 'tmpfs', '-o', 'size=4g', 'tmpfs', dataRoot]);
       if (m.code !== 0) console.error(`etcd harness: no tmpfs (${m.stderr.trim()}); using disk`);
     }
     const members: EtcdMember[] = [];
@@ -90,6 +90,9 @@ export class EtcdCluster {
       // not so short that a loaded 2-core machine triggers needless elections.
       '--heartbeat-interval', '100',
       '--election-timeout', '1000',
+      // Block values are rewritten on every allocation: keep history short.
+      '--auto-compaction-mode', 'revision',
+      '--auto-compaction-retention', '5000',
       '--log-level', 'warn',
       '--logger', 'zap',
     ];
