@@ -11,6 +11,8 @@ export interface HostDataplaneOptions {
   procSys?: string;
   /** `ip` binary. */
   ipPath?: string;
+  /** MTU of both veth ends; default: the MTU of the default route's interface. */
+  mtu?: number;
 }
 
 /**
@@ -22,10 +24,12 @@ export class HostDataplane {
   private readonly ip: IpBatch;
   private readonly procSys: string;
   private readonly ipPath: string;
+  private mtu?: number;
   private ipv6Forwarding?: Promise<void>;
 
   constructor(private readonly log: Logger, opts: HostDataplaneOptions = {}) {
     this.ipPath = opts.ipPath ?? 'ip';
+    this.mtu = opts.mtu;
     this.ip = new IpBatch(log, this.ipPath);
     this.procSys = opts.procSys ?? '/proc/sys';
   }
@@ -34,6 +38,22 @@ export class HostDataplane {
   async start(): Promise<void> {
     await this.writeSysctls(hostSysctls(false), 'enabling IPv4 forwarding');
     await this.ensureGatewayRoute();
+    this.mtu ??= await this.uplinkMtu();
+    if (this.mtu) this.log.info({ mtu: this.mtu }, `container interfaces get the uplink MTU ${this.mtu}`);
+  }
+
+  /**
+   * No overlay: a container's packets leave with the size they had, so its
+   * interface gets the MTU of the interface holding the default route.
+   */
+  private async uplinkMtu(): Promise<number | undefined> {
+    // Through `ip`, not /sys: a node entered into a namespace with nsenter still sees the machine's /sys.
+    const ip = (args: string[]) =>
+      new Promise<string>((resolve) => execFile(this.ipPath, args, (err, stdout) => resolve(err ? '' : stdout)));
+    const dev = /\bdev (\S+)/.exec(await ip(['-o', '-4', 'route', 'show', 'default']))?.[1];
+    if (!dev) return undefined;
+    const mtu = Number(/\bmtu (\d+)/.exec(await ip(['-o', 'link', 'show', 'dev', dev]))?.[1]);
+    return mtu >= 68 && mtu <= 65535 ? mtu : undefined;
   }
 
   /**
@@ -67,7 +87,7 @@ export class HostDataplane {
    */
   async addEndpoint(spec: EndpointSpec): Promise<void> {
     const what = `creating veth ${spec.hostIf} for endpoint ${spec.endpointId.slice(0, 12)}`;
-    const plan = planEndpoint(spec);
+    const plan = planEndpoint({ ...spec, mtu: spec.mtu ?? this.mtu });
     if (spec.ipv6) await this.enableIpv6Forwarding();
     let failures = await this.ip.run(plan.commands);
     if (failures.length && failures[0].index === 0 && /File exists/i.test(failures[0].message)) {

@@ -124,6 +124,12 @@ test('host side: cali veth with ee:ee MAC, proxy ARP, /32 route; ping both ways 
   const hostIf = hostIfName(i.ep);
   const link = await runOk('ip', ['-o', 'link', 'show', hostIf]);
   assert.match(link.stdout, /link\/ether ee:ee:ee:ee:ee:ee/);
+  const uplink = /\bdev (\S+)/.exec((await runOk('ip', ['-o', '-4', 'route', 'show', 'default'])).stdout)?.[1];
+  if (uplink) {
+    const mtu = /\bmtu (\d+)/.exec((await runOk('ip', ['-o', 'link', 'show', 'dev', uplink])).stdout)![1];
+    assert.match(link.stdout, new RegExp(`mtu ${mtu} `), 'host end has the uplink MTU');
+    assert.match((await d.docker(['exec', c, 'ip', '-o', 'link', 'show', 'eth0'])).stdout, new RegExp(`mtu ${mtu} `), 'so has eth0');
+  }
   assert.equal(fs.readFileSync(`/proc/sys/net/ipv4/conf/${hostIf}/proxy_arp`, 'utf8').trim(), '1');
   assert.equal(fs.readFileSync(`/proc/sys/net/ipv4/neigh/${hostIf}/proxy_delay`, 'utf8').trim(), '0');
   assert.equal(fs.readFileSync(`/proc/sys/net/ipv6/conf/${hostIf}/proxy_ndp`, 'utf8').trim(), '1');
@@ -213,6 +219,21 @@ test('a node restart adopts running containers: registered again, removed cleanl
   await d.docker(['rm', '-f', c]);
   await waitFor('address released', async () => (await ipam.lookup(i.ip)) === undefined, 10000);
   await waitFor('veth gone', async () => !(await caliLinks()).includes(hostIfName(i.ep)), 10000);
+});
+
+test('docker network connect: a container made on another network gets an auto address on calico', { skip }, async () => {
+  await d.docker(['network', 'create', '--subnet', '172.29.231.0/24', 'h4aother']);
+  const c = (await d.docker(['create', '--net', 'h4aother', img, 'sleep', '600'])).stdout.trim();
+  const con = await d.docker(['network', 'connect', net, c]);
+  assert.equal(con.code, 0, con.stderr);
+  assert.equal((await d.docker(['start', c])).code, 0);
+  const i = await inspect(c);
+  assert.ok(inPool4(i.ip), i.ip);
+  const r = await d.docker(['exec', c, 'ip', '-4', 'addr', 'show']);
+  assert.match(r.stdout, new RegExp(`inet ${i.ip.replace(/\./g, '\\.')}/32`));
+  assert.match(r.stdout, /inet 172\.29\.231\.\d+\/24/);
+  await d.docker(['rm', '-f', c]);
+  await d.docker(['network', 'rm', 'h4aother']);
 });
 
 test('after every container is gone: no cali link, no driver allocation', { skip }, async () => {
