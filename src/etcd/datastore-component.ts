@@ -46,6 +46,16 @@ export class DatastoreComponent implements Component {
   }
 
   async start(): Promise<void> {
+    try {
+      await this.connect();
+    } catch (e) {
+      // The node stops only components that started: undo our half (an embedded member) here.
+      await this.stop();
+      throw e;
+    }
+  }
+
+  private async connect(): Promise<void> {
     const { etcd, stateDir, hostname } = this.opts;
     this.member = await findOrStartEtcd(etcd.endpoints, etcd.embedded ?? 'auto', stateDir, this.log);
     this.ds = new Datastore({ endpoints: etcd.endpoints.endpoints, log: this.log });
