@@ -3,6 +3,7 @@ import { NodeProcess } from './node-process';
 import { DockerProxy, ProxyOptions } from '../proxy';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
 import { createDockerPlugin, PluginNodeOptions } from '../plugin/node-wiring';
+import { createNetworking, ReconcilerNodeOptions } from '../reconciler/node-wiring';
 
 /**
  * Everything `calicoctl node` was asked for, after flag/env parsing.
@@ -22,6 +23,8 @@ export interface NodeOptions {
   etcd?: NodeEtcdOptions;
   /** The Docker network + IPAM driver (--plugin-name, the real dockerd); needs etcd. Absent: no plugin. */
   plugin?: PluginNodeOptions;
+  /** Reconciler sweep interval and GC grace (defaults 30 s / 120 s). */
+  reconciler?: ReconcilerNodeOptions;
 }
 
 /**
@@ -42,8 +45,12 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   // 2. plugin: Docker network + IPAM driver, the calico Docker network
   const plugin = datastore && opts.plugin ? createDockerPlugin(opts.plugin, opts.hostname, () => datastore.datastore, log) : undefined;
   if (plugin) node.add(plugin);
+  // CALICO_IP networking (create/start interceptors, reconciler, NAT outgoing): needs the datastore and the plugin
+  const networking = datastore && opts.plugin ? createNetworking({ ...opts.plugin, hostname: opts.hostname, etcdEndpoints: opts.etcd!.endpoints.endpoints, datastore: () => datastore.datastore, reconciler: opts.reconciler, log }) : undefined;
   // 3. proxy
-  if (opts.proxy) node.add(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
+  if (opts.proxy) node.add(new DockerProxy({ ...opts.proxy, interceptors: [...(opts.proxy.interceptors ?? []), ...(networking?.interceptors ?? [])] }, log.child({ component: 'proxy' })));
+  // 4. reconciler, then NAT outgoing for --nat-outgoing pools
+  if (networking) node.add(networking.reconciler).add(networking.nat);
   await node.start();
   return node;
 }

@@ -41,7 +41,12 @@ export function fromStored(e: Endpoint): EndpointRecord {
 }
 
 export class EndpointStorePort implements EndpointPort {
-  constructor(private readonly store: EndpointStore) {}
+  /** The store, or how to reach it once the datastore is up. */
+  constructor(private readonly source: EndpointStore | (() => EndpointStore)) {}
+
+  private get store(): EndpointStore {
+    return typeof this.source === 'function' ? this.source() : this.source;
+  }
 
   async listByHost(host: string): Promise<EndpointRecord[]> {
     return (await this.store.list(host)).map(fromStored);

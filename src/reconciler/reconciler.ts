@@ -17,7 +17,8 @@ import { planSweep, SweepPlan } from './sweep-plan';
 
 export interface ReconcilerOptions {
   docker: Dockerode;
-  ipam: Ipam;
+  /** The IPAM, or how to reach it once the datastore is up. */
+  ipam: Ipam | (() => Ipam);
   endpoints: EndpointPort;
   recorder: EndpointRecorder;
   inflight: InflightHandles;
@@ -42,6 +43,10 @@ export class Reconciler implements Component {
   private readonly pending = new Set<Promise<unknown>>();
 
   constructor(private readonly o: ReconcilerOptions) {}
+
+  private get ipam(): Ipam {
+    return typeof this.o.ipam === 'function' ? this.o.ipam() : this.o.ipam;
+  }
 
   async start(): Promise<void> {
     // Adopt what exists before serving: a restarted node finds its
@@ -81,11 +86,11 @@ export class Reconciler implements Component {
     if (e.action === 'destroy') {
       await this.o.recorder.forget(e.id);
       const handle = e.attributes[HANDLE_LABEL];
-      const released = handle ? await this.o.ipam.releaseByHandle(handle) : 0;
+      const released = handle ? await this.ipam.releaseByHandle(handle) : 0;
       // Addresses given by `calicoctl container add` name the container, not a label.
-      const owned = (await this.o.ipam.listByHost(this.o.host)).filter((a) => a.attrs?.container === e.id);
+      const owned = (await this.ipam.listByHost(this.o.host)).filter((a) => a.attrs?.container === e.id);
       let more = 0;
-      for (const h of new Set(owned.map((a) => a.handle))) more += await this.o.ipam.releaseByHandle(h);
+      for (const h of new Set(owned.map((a) => a.handle))) more += await this.ipam.releaseByHandle(h);
       if (released + more) {
         this.o.log.info({ container: e.id, handle, released: released + more }, 'container removed; address released');
       }
@@ -114,7 +119,7 @@ export class Reconciler implements Component {
   private async sweepOnce(): Promise<SweepPlan | undefined> {
     const { host, log } = this.o;
     // Order matters (see planSweep): allocations, then endpoints, then containers.
-    const allocations = await this.o.ipam.listByHost(host);
+    const allocations = await this.ipam.listByHost(host);
     const endpoints = await this.o.endpoints.listByHost(host);
     let containers: ContainerView[];
     try {
@@ -137,7 +142,7 @@ export class Reconciler implements Component {
     });
     this.sightings = plan.sightings;
     for (const a of plan.adopt) {
-      await this.o.ipam.setAttrs(a.handle, { container: a.container });
+      await this.ipam.setAttrs(a.handle, { container: a.container });
       log.info({ handle: a.handle, container: a.container }, 'reservation adopted by its container');
     }
     for (const ep of plan.removeEndpoints) {
@@ -146,7 +151,7 @@ export class Reconciler implements Component {
     }
     for (const ep of plan.record) await this.o.endpoints.put(ep);
     for (const r of plan.release) {
-      const n = await this.o.ipam.releaseByHandle(r.handle);
+      const n = await this.ipam.releaseByHandle(r.handle);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
     }
     return plan;

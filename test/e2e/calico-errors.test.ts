@@ -123,7 +123,8 @@ test('etcd not answering: the client hears so within seconds, naming the endpoin
   assert.equal(r.status, 503, r.message);
   assert.match(r.message, /etcd .*127\.0\.0\.1:2379/);
   assert.ok(r.ms < 8000, `answered in ${r.ms} ms`);
-  await sleep(1000);
+  // The allocation that was stuck in etcd lands once etcd answers again, and is released.
+  await lab.waitClean(20000);
   await assertNothingLeft();
 });
 

@@ -18,7 +18,8 @@ import { refusalForIpamError } from './ipam-refusal';
 import type { InflightHandles } from './inflight';
 
 export interface CreateContainerDeps {
-  ipam: Ipam;
+  /** The IPAM, or how to reach it once the datastore is up. */
+  ipam: Ipam | (() => Ipam);
   /** This node's hostname in the datastore. */
   host: string;
   /** Handles being created right now; the reconciler never collects these. */
@@ -45,6 +46,10 @@ export class CreateContainerInterceptor implements Interceptor {
   readonly name = 'create-container';
 
   constructor(private readonly deps: CreateContainerDeps) {}
+
+  private get ipam(): Ipam {
+    return typeof this.deps.ipam === 'function' ? this.deps.ipam() : this.deps.ipam;
+  }
 
   matches(method: string, path: string): boolean {
     return method === 'POST' && path === CREATE_PATH;
@@ -98,7 +103,7 @@ export class CreateContainerInterceptor implements Interceptor {
         const id = containerId(outcome.body);
         if (id) {
           try {
-            await this.deps.ipam.setAttrs(handle, { container: id });
+            await this.ipam.setAttrs(handle, { container: id });
           } catch (e) {
             // The container carries the handle as a label: the reconciler
             // adopts the reservation on its next sweep.
@@ -118,7 +123,7 @@ export class CreateContainerInterceptor implements Interceptor {
 
   private async releaseQuietly(ctx: InterceptContext, handle: string): Promise<void> {
     try {
-      await this.deps.ipam.releaseByHandle(handle);
+      await this.ipam.releaseByHandle(handle);
     } catch (e) {
       // Without a container and past its grace period the reconciler collects it.
       ctx.log.warn({ handle, err: e }, 'releasing the reservation of a failed create failed; the reconciler will collect it');
@@ -134,11 +139,11 @@ export class CreateContainerInterceptor implements Interceptor {
     const ms = this.deps.ipamTimeoutMs ?? 3000;
     const attrs: Record<string, string> = { source: 'proxy' };
     if (name) attrs.name = name;
-    const p = this.deps.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
+    const p = this.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        p.then(() => this.deps.ipam.releaseByHandle(handle)).catch(() => undefined);
+        p.then(() => this.ipam.releaseByHandle(handle)).catch(() => undefined);
         const where = this.deps.datastoreName ?? 'the datastore';
         reject(new IpamError('UNAVAILABLE', `${where} did not answer within ${ms} ms; is etcd running?`));
       }, ms);

@@ -13,7 +13,7 @@ export { CreateContainerInterceptor } from './create-container';
 export { StartContainerInterceptor } from './start-container';
 
 export interface CalicoInterceptorDeps {
-  ipam: Ipam;
+  ipam: Ipam | (() => Ipam);
   host: string;
   /** Client of the upstream dockerd (never the proxy). */
   docker: Dockerode;

@@ -1,0 +1,95 @@
+// calicoctl shownodes/status/container against a lab host, and a node restart
+// that adopts running containers without disturbing them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { teardownAll, isRoot } from '../harness';
+import { CalicoLab } from './calico-lab';
+
+after(teardownAll);
+
+let lab: CalicoLab;
+
+before(async () => {
+  if (!isRoot()) return;
+  lab = await CalicoLab.start({ pools: ['10.69.0.0/16'], gcGraceMs: 3000, sweepIntervalMs: 1500 });
+});
+
+const addrOf = async (id: string) => (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', id])).trim();
+
+test('shownodes [--detailed] and status show the host and its workloads', { skip: !isRoot() }, async () => {
+  const id = (await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=auto', '-e', 'CALICO_PROFILE=web', lab.image, 'sleep', '1d'])).trim();
+  const addr = await addrOf(id);
+  const summary = await lab.calicoctl(['shownodes'], true);
+  assert.match(summary.stdout, /\| labhost +\| docker +\| 1 +\|/);
+  const detailed = await lab.calicoctl(['shownodes', '--detailed'], true);
+  assert.match(detailed.stdout, /Host +\| Workload Type \| Workload ID +\| Endpoint ID +\| +Addresses +\| +MAC +\| State +\|/);
+  assert.match(detailed.stdout, new RegExp(`\\| labhost \\| docker +\\| ${id.slice(0, 12)} \\| [0-9a-f]{12} \\| ${addr.replace(/\./g, '\\.')}/32 \\| [0-9a-f:]{17} \\| active \\|`));
+  const json = JSON.parse((await lab.calicoctl(['shownodes', '--detailed', '--output', 'json'], true)).stdout);
+  assert.equal(json[0].workloadId, id);
+  assert.deepEqual(json[0].addresses, [`${addr}/32`]);
+  const st = await lab.calicoctl(['status', '--plugin-name', lab.pluginName, '--hostname', 'labhost']);
+  assert.equal(st.code, 0, st.stdout + st.stderr);
+  assert.match(st.stdout, /calico node is running/);
+  assert.match(st.stdout, new RegExp(`Docker plugin "${lab.pluginName}": listening on`));
+  assert.match(st.stdout, /etcd: reachable at http:\/\/127\.0\.0\.1:2379/);
+  assert.match(st.stdout, /Host labhost: registered; 1 workload, 1 endpoint/);
+  await lab.dockerOk(['rm', '-f', id]);
+  await lab.waitClean();
+  const after = await lab.calicoctl(['shownodes'], true);
+  assert.match(after.stdout, /\| labhost +\| N\/A +\| 0 +\|/);
+});
+
+test('container add/remove network a container started without the proxy', { skip: !isRoot() }, async () => {
+  await lab.direct(['network', 'create', 'plain']);
+  const id = (await lab.direct(['run', '-d', '--name', 'noproxy', '--net', 'plain', lab.image, 'sleep', '1d'])).stdout.trim();
+  const add = await lab.calicoctl(['container', 'add', 'noproxy', '10.69.9.9', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.equal(add.code, 0, add.stderr);
+  assert.equal(add.stdout, 'IP 10.69.9.9 added to noproxy\n');
+  const inside = await lab.direct(['exec', id, 'ip', '-4', 'addr']);
+  assert.match(inside.stdout, /inet 10\.69\.9\.9\/32/);
+  const ping = await lab.ns.exec('busybox', ['ping', '-c', '1', '-W', '2', '10.69.9.9']);
+  assert.equal(ping.code, 0, ping.stdout);
+  let s = await lab.state();
+  assert.deepEqual(s.allocations.map((a) => a.address), ['10.69.9.9']);
+  assert.equal(s.endpoints.filter((e) => e.containerId === id).length, 1);
+  const again = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /noproxy has already been configured with Calico Networking/);
+  const missing = await lab.calicoctl(['container', 'add', 'nosuch', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.match(missing.stderr, /Container nosuch was not found/);
+
+  const rm = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.equal(rm.stdout, 'Removed Calico interface from noproxy\n');
+  s = await lab.state();
+  assert.deepEqual(s.allocations, []);
+  assert.deepEqual(s.endpoints, []);
+  const rmAgain = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.equal(rmAgain.code, 1);
+  assert.match(rmAgain.stderr, /Container noproxy doesn't contain any endpoints/);
+  await lab.direct(['rm', '-f', id]);
+  await lab.direct(['network', 'rm', 'plain']);
+  await lab.waitClean();
+});
+
+test('a node restart adopts running containers: same address, still reachable, nothing released', { skip: !isRoot() }, async () => {
+  const id = (await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'])).trim();
+  const addr = await addrOf(id);
+  const before = await lab.state();
+  await lab.killNode();
+  await lab.startNode();
+  // Past a sweep and the GC grace: still there.
+  await new Promise((r) => setTimeout(r, 4000));
+  const after = await lab.state();
+  assert.deepEqual(after.allocations.map((a) => a.address), before.allocations.map((a) => a.address));
+  assert.deepEqual(after.allocations[0].attrs.container, id);
+  assert.deepEqual(after.endpoints.map((e) => e.endpointId), before.endpoints.map((e) => e.endpointId));
+  assert.equal(await addrOf(id), addr);
+  const ping = await lab.ns.exec('busybox', ['ping', '-c', '1', '-W', '2', addr]);
+  assert.equal(ping.code, 0, ping.stdout);
+  // A removal while the node is down is caught up at the next start.
+  await lab.stopNode();
+  await lab.direct(['rm', '-f', id]);
+  await lab.startNode();
+  await lab.waitClean();
+});
