@@ -33,13 +33,13 @@ interface RunningNode {
 }
 
 /** `calicoctl node` in the foreground inside ns: no dockerd needed to start (it waits for Docker in the background). */
-function startNode(ns: Netns, stateDir: string, etcdArgs: string[]): RunningNode {
+function startNode(ns: Netns, stateDir: string, extraArgs: string[]): RunningNode {
   const [cmd, args] = nsenter(ns, process.execPath, [
-    CALICOCTL_MAIN, 'node', '--state-dir', stateDir, '--listen', LISTEN,
+    CALICOCTL_MAIN, 'node', '--state-dir', stateDir,
     '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`,
     // /run/docker/plugins is shared by every dockerd and node on the machine: a name of our own.
     '--plugin-name', `h3t${process.pid}n${nodeSeq++}`,
-    '--ip', '127.0.0.1', ...etcdArgs,
+    '--ip', '127.0.0.1', ...extraArgs,
   ]);
   const child = spawn(cmd, args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -103,7 +103,7 @@ async function stopNode(n: RunningNode): Promise<number | null> {
 test('calicoctl node: starts an embedded etcd member under its state dir, creates the default pools, stops it on exit', async () => {
   const ns = await Netns.create('h3n');
   const stateDir = await makeRunDir('h3-node');
-  const node = startNode(ns, stateDir, ['--etcd-endpoints', ETCD, '--embedded-etcd']);
+  const node = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
   await waitStarted(node);
   assert.deepEqual(await pools(ns, ETCD), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   const log = node.log();
@@ -125,7 +125,7 @@ test('calicoctl node: starts an embedded etcd member under its state dir, create
   assert.equal(fs.existsSync(path.join(stateDir, 'etcd.pid')), false);
 
   // A restart finds its data again; pools exist, so no defaults are (re)created.
-  const again = startNode(ns, stateDir, ['--etcd-endpoints', ETCD, '--embedded-etcd']);
+  const again = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
   await waitStarted(again);
   assert.deepEqual(await pools(ns, ETCD), ['10.9.0.0/16', '192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   assert.doesNotMatch(again.log(), /created the default pools/);
@@ -135,7 +135,7 @@ test('calicoctl node: starts an embedded etcd member under its state dir, create
   again.child.kill('SIGKILL');
   await again.exited;
   assert.equal(await etcdAnswers(ns, ETCD), true, 'the orphan still answers');
-  const third = startNode(ns, stateDir, ['--etcd-endpoints', ETCD, '--embedded-etcd']);
+  const third = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
   await waitStarted(third);
   assert.ok(third.log().includes(`stopping leftover embedded etcd (pid ${orphan})`), third.log());
   assert.ok(gone(orphan), `orphan ${orphan} stopped`);
@@ -166,7 +166,7 @@ test('calicoctl node: with etcd configured and answering, uses it and starts no 
   await waitFor('external etcd', () => etcdAnswers(ns, ETCD), 60000, 200);
 
   const stateDir = await makeRunDir('h3-node');
-  const node = startNode(ns, stateDir, ['--etcd-endpoints', ETCD]);
+  const node = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD]);
   await waitStarted(node);
   assert.deepEqual(await pools(ns, ETCD), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   assert.match(node.log(), new RegExp(`using etcd at ${ETCD} \\(from --etcd-endpoints\\)`));
@@ -191,4 +191,20 @@ test('calicoctl node: a start that fails after the embedded member started stops
   assert.match(r.stderr, /stopped embedded etcd member/);
   assert.equal(await etcdAnswers(ns, ETCD), false);
   assert.equal(fs.existsSync(path.join(stateDir, 'etcd.pid')), false);
+});
+
+test('calicoctl node with nothing configured: embedded member on 127.0.0.1:2379, found by other commands with no configuration', async () => {
+  // 127.0.0.1:2379 and :2377 inside a namespace of our own belong to no user's node.
+  const ns = await Netns.create('h3n');
+  const stateDir = await makeRunDir('h3-node');
+  // Defaults throughout: no --etcd-endpoints, no --listen.
+  const node = startNode(ns, stateDir, []);
+  await waitStarted(node);
+  assert.match(node.log(), /no etcd answers at http:\/\/127\.0\.0\.1:2379: starting an embedded etcd member/);
+  const [c2, a2] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'pool', 'show', '--output', 'json']);
+  const r = await run(c2, a2, { env: cleanEnv(), timeoutMs: 20000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((JSON.parse(r.stdout) as { cidr: string }[]).map((p) => p.cidr), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
+  assert.equal(await stopNode(node), 0, node.log());
+  assert.equal(await etcdAnswers(ns, 'http://127.0.0.1:2379'), false);
 });
