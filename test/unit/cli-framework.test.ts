@@ -6,7 +6,7 @@ import { CALICOCTL_MAIN } from '../harness';
 import { registerCommands } from '../../src/cli/commands';
 import { main } from '../../src/cli/main';
 import { CliError, describeError, etcdUnavailableMessage } from '../../src/cli/errors';
-import { datastoreErrorToCli } from '../../src/cli/datastore';
+import { datastoreErrorToCli, DEFAULT_ENDPOINT_HINT } from '../../src/cli/datastore';
 import { DatastoreError } from '../../src/datastore/errors';
 import { IpamError } from '../../src/ipam/types';
 import { EndpointError } from '../../src/etcd/endpoints';
@@ -163,4 +163,10 @@ test('framework: IPAM errors read the same way, unreachable etcd included', () =
   const down = datastoreErrorToCli(new IpamError('UNAVAILABLE', 'allocating: etcd did not answer within 1500 ms (endpoints tried: http://a:1)'), ['http://a:1']) as CliError;
   assert.equal(down.message, 'Error accessing etcd at http://a:1 (allocating: etcd did not answer within 1500 ms). Is etcd running?');
   assert.equal(describeError(new IpamError('EXHAUSTED', 'pools full: 10.0.0.0/26'))?.message, 'Pools full: 10.0.0.0/26');
+});
+
+test('framework: with no endpoint configured, an unreachable etcd comes with a hint for new users', () => {
+  const e = datastoreErrorToCli(new DatastoreError('UNAVAILABLE', 'reading x: etcd did not answer within 1500 ms'), ['http://127.0.0.1:2379'], DEFAULT_ENDPOINT_HINT) as CliError;
+  assert.equal(e.message.split('\n')[0], 'Error accessing etcd at http://127.0.0.1:2379 (reading x: etcd did not answer within 1500 ms). Is etcd running?');
+  assert.match(e.message.split('\n')[1]!, /^No etcd endpoint is configured: start `calicoctl node` on this host/);
 });
