@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { teardownAll, onTeardown, makeRunDir, runOk } from '../harness';
+import { teardownAll, onTeardown, makeRunDir, removeTree, runOk } from '../harness';
 import { silentLogger } from '../../src/log/logger';
 import { EmbeddedEtcd, freeLoopbackPort } from '../../src/etcd/embedded';
 import { probeEtcd } from '../../src/etcd/probe';
@@ -12,12 +12,19 @@ import { resolveEndpoints } from '../../src/etcd/endpoints';
 
 after(teardownAll);
 
+/** A harness directory, removed at teardown (after whatever was started in it). */
+async function runDir(kind: string): Promise<string> {
+  const dir = await makeRunDir(kind);
+  onTeardown(`removing ${dir}`, () => removeTree(dir));
+  return dir;
+}
+
 function etcdctl(endpoint: string, args: string[]) {
   return runOk('etcdctl', ['--endpoints', endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeoutMs: 20000 });
 }
 
 test('embedded etcd: starts under the state dir, keeps data across restarts, frees its port on stop', async () => {
-  const stateDir = await makeRunDir('h3-embedded');
+  const stateDir = await runDir('h3-embedded');
   const clientUrl = `http://127.0.0.1:${await freeLoopbackPort()}`;
   assert.equal((await probeEtcd(clientUrl)).kind, 'none');
 
@@ -42,7 +49,7 @@ test('embedded etcd: starts under the state dir, keeps data across restarts, fre
 });
 
 test('embedded etcd: a member left running by a killed node is replaced, not duplicated', async () => {
-  const stateDir = await makeRunDir('h3-embedded');
+  const stateDir = await runDir('h3-embedded');
   const clientUrl = `http://127.0.0.1:${await freeLoopbackPort()}`;
   const first = new EmbeddedEtcd({ clientUrl, stateDir, log: silentLogger() });
   onTeardown('embedded etcd (first)', () => first.stop());
@@ -66,12 +73,12 @@ test('etcd discovery: a port held by something that is not etcd is refused, nami
   onTeardown('http server', () => new Promise<void>((r) => server.close(() => r())));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   assert.equal((await probeEtcd(url)).kind, 'other');
-  const stateDir = await makeRunDir('h3-embedded');
+  const stateDir = await runDir('h3-embedded');
   await assert.rejects(findOrStartEtcd(resolveEndpoints(url, {}), 'on', stateDir, silentLogger()), new RegExp(`cannot use or start etcd at ${url}: something else listens there`));
 });
 
 test('embedded etcd: a missing binary is reported with what to install', async () => {
-  const stateDir = await makeRunDir('h3-embedded');
+  const stateDir = await runDir('h3-embedded');
   const m = new EmbeddedEtcd({ clientUrl: 'http://127.0.0.1:1', stateDir, log: silentLogger(), binary: path.join(stateDir, 'no-etcd') });
   await assert.rejects(m.start(), /not found \(install the Debian package etcd-server/);
 });

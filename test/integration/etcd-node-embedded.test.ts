@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
-import { teardownAll, onTeardown, makeRunDir, run, waitFor, Netns, CALICOCTL_MAIN } from '../harness';
+import { teardownAll, onTeardown, makeRunDir, removeTree, run, waitFor, Netns, CALICOCTL_MAIN } from '../harness';
 
 after(teardownAll);
 
@@ -12,6 +12,13 @@ after(teardownAll);
 // Inside it, loopback ports are ours alone, so fixed ones are safe.
 const ETCD = 'http://127.0.0.1:23790';
 const LISTEN = 'tcp://127.0.0.1:23770';
+
+/** A harness directory, removed at teardown (after whatever was started in it). */
+async function runDir(kind: string): Promise<string> {
+  const dir = await makeRunDir(kind);
+  onTeardown(`removing ${dir}`, () => removeTree(dir));
+  return dir;
+}
 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
@@ -34,11 +41,14 @@ interface RunningNode {
 
 /** `calicoctl node` in the foreground inside ns: no dockerd needed to start (it waits for Docker in the background). */
 function startNode(ns: Netns, stateDir: string, extraArgs: string[]): RunningNode {
+  const pluginName = `h3t${process.pid}n${nodeSeq++}`;
+  // A node killed outright leaves its plugin socket behind.
+  onTeardown(`plugin socket ${pluginName}`, () => fs.rmSync(`/run/docker/plugins/${pluginName}.sock`, { force: true }));
   const [cmd, args] = nsenter(ns, process.execPath, [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir,
     '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`,
     // /run/docker/plugins is shared by every dockerd and node on the machine: a name of our own.
-    '--plugin-name', `h3t${process.pid}n${nodeSeq++}`,
+    '--plugin-name', pluginName,
     '--ip', '127.0.0.1', ...extraArgs,
   ]);
   const child = spawn(cmd, args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -102,7 +112,7 @@ async function stopNode(n: RunningNode): Promise<number | null> {
 
 test('calicoctl node: starts an embedded etcd member under its state dir, creates the default pools, stops it on exit', async () => {
   const ns = await Netns.create('h3n');
-  const stateDir = await makeRunDir('h3-node');
+  const stateDir = await runDir('h3-node');
   const node = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
   await waitStarted(node);
   assert.deepEqual(await pools(ns, ETCD), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
@@ -146,7 +156,7 @@ test('calicoctl node: starts an embedded etcd member under its state dir, create
 
 test('calicoctl node: with etcd configured and answering, uses it and starts no member of its own', async () => {
   const ns = await Netns.create('h3n');
-  const etcdDir = await makeRunDir('h3-etcd');
+  const etcdDir = await runDir('h3-etcd');
   // A plain etcd-server in the namespace, the way an operator would run one.
   const [cmd, args] = nsenter(ns, '/usr/bin/etcd', [
     '--name', 'ext', '--data-dir', path.join(etcdDir, 'data'),
@@ -165,7 +175,7 @@ test('calicoctl node: with etcd configured and answering, uses it and starts no 
   });
   await waitFor('external etcd', () => etcdAnswers(ns, ETCD), 60000, 200);
 
-  const stateDir = await makeRunDir('h3-node');
+  const stateDir = await runDir('h3-node');
   const node = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD]);
   await waitStarted(node);
   assert.deepEqual(await pools(ns, ETCD), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
@@ -178,7 +188,7 @@ test('calicoctl node: with etcd configured and answering, uses it and starts no 
 
 test('calicoctl node: a start that fails after the embedded member started stops the member again', async () => {
   const ns = await Netns.create('h3n');
-  const stateDir = await makeRunDir('h3-node');
+  const stateDir = await runDir('h3-node');
   const [cmd, args] = nsenter(ns, process.execPath, [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir, '--listen', LISTEN,
     '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`, '--plugin-name', `h3t${process.pid}`,
@@ -196,7 +206,7 @@ test('calicoctl node: a start that fails after the embedded member started stops
 test('calicoctl node with nothing configured: embedded member on 127.0.0.1:2379, found by other commands with no configuration', async () => {
   // 127.0.0.1:2379 and :2377 inside a namespace of our own belong to no user's node.
   const ns = await Netns.create('h3n');
-  const stateDir = await makeRunDir('h3-node');
+  const stateDir = await runDir('h3-node');
   // Defaults throughout: no --etcd-endpoints, no --listen.
   const node = startNode(ns, stateDir, []);
   await waitStarted(node);
