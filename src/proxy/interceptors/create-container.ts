@@ -102,13 +102,12 @@ export class CreateContainerInterceptor implements Interceptor {
       if ('status' in outcome && outcome.status === 201) {
         const id = containerId(outcome.body);
         if (id) {
-          try {
-            await this.ipam.setAttrs(handle, { container: id });
-          } catch (e) {
-            // The container carries the handle as a label: the reconciler
-            // adopts the reservation on its next sweep.
-            ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed');
-          }
+          // Not awaited: the container carries the handle as a label, so the
+          // id on the reservation is a convenience the reconciler would also
+          // fill in; the client need not wait for it.
+          this.ipam.setAttrs(handle, { container: id }).catch((e) => {
+            ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed; the reconciler adopts it');
+          });
         }
         return;
       }
