@@ -51,8 +51,9 @@ export async function findOrStartEtcd(
   const mayProbe = mode === 'on' || (mode === 'auto' && resolved.source === 'default');
   // A member orphaned by a killed node would answer the probe and then live
   // on unowned: stop it first, so the plan starts one this node owns.
-  if (mayProbe) await EmbeddedEtcd.stopLeftover(stateDir, log);
-  const probe = mayProbe && resolved.endpoints.length === 1 ? await probeEtcd(resolved.endpoints[0]!, 1500) : undefined;
+  const stopped = mayProbe ? await EmbeddedEtcd.stopLeftover(stateDir, log) : undefined;
+  const single = mayProbe && resolved.endpoints.length === 1 ? resolved.endpoints[0]! : undefined;
+  const probe = single ? await (stopped ? probeAfterStop(single) : probeEtcd(single, 1500)) : undefined;
   const plan = planEtcd(resolved, mode, probe);
   if (plan.action === 'refuse') throw new Error(plan.reason);
   log.info({ endpoints: resolved.endpoints, source: resolved.source }, plan.reason);
@@ -60,4 +61,18 @@ export async function findOrStartEtcd(
   const member = new EmbeddedEtcd({ clientUrl: plan.clientUrl, stateDir, log });
   await member.start();
   return member;
+}
+
+/**
+ * A member just killed may still hold or reset connections on its port for a
+ * moment: probe until the port is free (or 10 s pass) rather than mistake it
+ * for "something else listens there".
+ */
+async function probeAfterStop(endpoint: string): Promise<ProbeResult> {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const p = await probeEtcd(endpoint, 1500);
+    if (p.kind === 'none' || Date.now() > deadline) return p;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
