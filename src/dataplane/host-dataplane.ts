@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { IpBatch } from './ip-batch';
 import { GATEWAY_V4 } from './names';
-import { EndpointSpec, Sysctl, gatewayRouteCommand, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
+import { EndpointSpec, HostLink, Sysctl, gatewayRouteCommand, planSweep, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
 
 export interface HostDataplaneOptions {
   /** Root of the sysctl tree (tests may point it elsewhere). Default /proc/sys. */
@@ -13,6 +13,8 @@ export interface HostDataplaneOptions {
   ipPath?: string;
   /** MTU of both veth ends; default: the MTU of the default route's interface. */
   mtu?: number;
+  /** Alias put on every host end this dataplane makes; sweep() removes only links carrying it. */
+  owner?: string;
 }
 
 /**
@@ -27,7 +29,7 @@ export class HostDataplane {
   private mtu?: number;
   private ipv6Forwarding?: Promise<void>;
 
-  constructor(private readonly log: Logger, opts: HostDataplaneOptions = {}) {
+  constructor(private readonly log: Logger, private readonly opts: HostDataplaneOptions = {}) {
     this.ipPath = opts.ipPath ?? 'ip';
     this.mtu = opts.mtu;
     this.ip = new IpBatch(log, this.ipPath);
@@ -87,7 +89,7 @@ export class HostDataplane {
    */
   async addEndpoint(spec: EndpointSpec): Promise<void> {
     const what = `creating veth ${spec.hostIf} for endpoint ${spec.endpointId.slice(0, 12)}`;
-    const plan = planEndpoint({ ...spec, mtu: spec.mtu ?? this.mtu });
+    const plan = planEndpoint({ ...spec, mtu: spec.mtu ?? this.mtu, owner: spec.owner ?? this.opts.owner });
     if (spec.ipv6) await this.enableIpv6Forwarding();
     let failures = await this.ip.run(plan.commands);
     if (failures.length && failures[0].index === 0 && /File exists/i.test(failures[0].message)) {
@@ -120,6 +122,25 @@ export class HostDataplane {
     const failures = await this.ip.run(planEndpointRemoval(hostIf));
     const real = failures.filter((f) => !isAlreadyGone(f.message));
     if (real.length) throw new Error(`removing veth ${hostIf}: ${real[0].message}`);
+  }
+
+  /**
+   * Removes this owner's host ends whose names `keep` does not give (see planSweep);
+   * returns their names. Needs the owner option.
+   */
+  async sweep(keep: () => Iterable<string>): Promise<string[]> {
+    const owner = this.opts.owner;
+    if (!owner) throw new Error('sweeping links needs an owner tag');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(this.ipPath, ['-j', 'link', 'show'], { maxBuffer: 64 << 20 }, (err, stdout) =>
+        err ? reject(new Error(`listing links: ${err.message}`)) : resolve(stdout),
+      ),
+    );
+    const links = JSON.parse(out || '[]') as HostLink[];
+    // Asked after listing: an endpoint created meanwhile is either unlisted or already kept.
+    const stale = planSweep(links, owner, new Set(keep()));
+    for (const name of stale) await this.removeEndpointNow(name);
+    return stale;
   }
 
   /** Runs arbitrary `ip` lines through the shared batch process (diagnostics, other dataplane parts). */

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC } from './names';
+import { GATEWAY_V4, GATEWAY_V6, HOST_IF_PREFIX, HOST_VETH_MAC } from './names';
 
 // Pure: what the host must look like for one container endpoint, as `ip -batch`
 // lines and /proc/sys writes. No effects here; ./host-dataplane.ts applies it.
@@ -14,6 +14,8 @@ export interface EndpointSpec {
   ipv4?: string;
   ipv6?: string;
   mtu?: number;
+  /** Written as the host end's alias: tells this node's links from another node's on a shared host. */
+  owner?: string;
 }
 
 export interface Sysctl {
@@ -65,6 +67,7 @@ export function planEndpoint(spec: EndpointSpec): EndpointPlan {
   const h = spec.hostIf;
   const commands = [
     `link add ${h}${mtu} address ${HOST_VETH_MAC} type veth peer name ${spec.peerIf}${mtu} address ${mac}`,
+    ...(spec.owner ? [`link set ${h} alias ${checkOwner(spec.owner)}`] : []),
     `link set ${h} up`,
   ];
   const sysctls: Sysctl[] = [
@@ -90,6 +93,30 @@ export function planEndpoint(spec: EndpointSpec): EndpointPlan {
     );
   }
   return { commands, sysctls };
+}
+
+const OWNER = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+function checkOwner(owner: string): string {
+  if (!OWNER.test(owner)) throw new Error(`invalid link owner tag "${owner}"`);
+  return owner;
+}
+
+export interface HostLink {
+  ifname: string;
+  ifalias?: string;
+}
+
+/**
+ * Host ends this owner made whose endpoint no longer exists: left when the
+ * node was down while Docker tore a container down (Docker then moves the
+ * container end back to the host, and the pair stays). Links of other owners
+ * (another node sharing the host in a test lab) are never touched.
+ */
+export function planSweep(links: HostLink[], owner: string, keep: Set<string>): string[] {
+  return links
+    .filter((l) => l.ifname.startsWith(HOST_IF_PREFIX) && l.ifalias === owner && !keep.has(l.ifname))
+    .map((l) => l.ifname);
 }
 
 /** Removing the host end removes the pair and every route through it. */

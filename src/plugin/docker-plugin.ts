@@ -58,7 +58,7 @@ export class DockerPlugin implements Component {
     }
     this.socketPath = path.join(o.pluginDir ?? DEFAULT_PLUGIN_DIR, `${this.pluginName}.sock`);
     const log = o.log.child({ component: 'plugin' });
-    this.dataplane = new HostDataplane(log);
+    this.dataplane = new HostDataplane(log, { owner: `calico-docker:${this.pluginName}` });
     this.network = new NetworkDriver({ dataplane: this.dataplane, endpoints: this.endpoints, log });
     this.log = log;
   }
@@ -73,6 +73,8 @@ export class DockerPlugin implements Component {
       log: this.log,
       dockerOwnerOf: (a) => this.dockerOwnerOf(a),
     });
+    // A restarted plugin knows only what Docker tells it (adoptRunning), as a new process would.
+    this.network.reset();
     this.app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log });
     await this.app.listen({ path: this.socketPath });
     this.o.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening');
@@ -87,6 +89,18 @@ export class DockerPlugin implements Component {
     }
   }
 
+  /**
+   * Removes this node's veths whose endpoint is gone: Docker tore down a
+   * container while the node was down (or killed mid-start) and could not
+   * tell us. Runs at start after the running containers are adopted; the
+   * reconciler may call it again at any time.
+   */
+  async sweepLinks(): Promise<string[]> {
+    const removed = await this.dataplane.sweep(() => this.endpoints.list().map((e) => e.interfaceName));
+    if (removed.length) this.log.info({ links: removed }, `removed ${removed.length} veth(s) of containers that are gone`);
+    return removed;
+  }
+
   /** Resolves once the address releases Docker asked for so far have finished (they run after Docker's answer). */
   async settled(): Promise<void> {
     await this.ipam?.settled();
@@ -99,6 +113,7 @@ export class DockerPlugin implements Component {
 
   private async syncWithDocker(): Promise<void> {
     await this.adoptRunning();
+    await this.sweepLinks();
     const ipv6 = this.o.hasIpv6Pool ? await this.o.hasIpv6Pool() : false;
     await ensureCalicoNetwork(this.o.docker, { pluginName: this.pluginName, ipv6, log: this.log });
     this.markNetworkReady();

@@ -59,6 +59,12 @@ export class EndpointRegistry extends EventEmitter<EndpointRegistryEvents> {
     return ep;
   }
 
+  /** Forgets everything without events: a restarted plugin relearns its endpoints from Docker. */
+  reset(): void {
+    this.byId.clear();
+    this.byAddress.clear();
+  }
+
   /** Idempotent. */
   remove(endpointId: string): PluginEndpoint | undefined {
     const ep = this.byId.get(endpointId);

@@ -122,6 +122,12 @@ export class NetworkDriver {
     return {};
   }
 
+  /** Forgets every endpoint (plugin restart: Docker's view is adopted again). */
+  reset(): void {
+    this.ready.clear();
+    this.o.endpoints.reset();
+  }
+
   /** Registers endpoints that exist in Docker but not in this process (node restart): no veth work. */
   adopt(ep: PluginEndpoint): void {
     this.o.endpoints.add(ep);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from '../../src/dataplane/plan';
+import { hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval, planSweep } from '../../src/dataplane/plan';
 
 const base = { endpointId: 'e1', hostIf: 'cali0123456789a', peerIf: 'ctmp0123456789a', containerMac: '02:11:22:33:44:55' };
 
@@ -51,4 +51,19 @@ test('removal deletes the host end (the kernel takes the pair and its routes)', 
 test('host forwarding: IPv4 always, IPv6 only when asked', () => {
   assert.deepEqual(hostSysctls(false), [{ key: 'net/ipv4/ip_forward', value: '1' }]);
   assert.deepEqual(hostSysctls(true).map((s) => s.key), ['net/ipv4/ip_forward', 'net/ipv6/conf/all/forwarding']);
+});
+
+test('links are tagged with their owner; the sweep takes only our stale host ends', () => {
+  const p = planEndpoint({ ...base, ipv4: '10.0.0.5', owner: 'calico-docker:calico' });
+  assert.equal(p.commands[1], 'link set cali0123456789a alias calico-docker:calico');
+  assert.throws(() => planEndpoint({ ...base, ipv4: '10.0.0.5', owner: 'two words' }), /invalid link owner/);
+  const links = [
+    { ifname: 'lo' },
+    { ifname: 'cali00000000001', ifalias: 'calico-docker:calico' }, // live endpoint
+    { ifname: 'cali00000000002', ifalias: 'calico-docker:calico' }, // stale
+    { ifname: 'cali00000000003', ifalias: 'calico-docker:other' }, // another node's
+    { ifname: 'cali00000000004' }, // untagged: not ours to judge
+    { ifname: 'ctmp00000000002', ifalias: 'calico-docker:calico' }, // goes with its cali end
+  ];
+  assert.deepEqual(planSweep(links, 'calico-docker:calico', new Set(['cali00000000001'])), ['cali00000000002']);
 });
