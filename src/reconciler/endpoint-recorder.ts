@@ -7,7 +7,12 @@ import type { Logger } from 'pino';
 import { ContainerView, EndpointRecord, endpointFromContainer } from './container-endpoint';
 import type { EndpointPort } from './endpoint-port';
 
+/** How long a removed container is remembered (covers a record still on its way). */
+const TOMBSTONE_MS = 60000;
+
 export class EndpointRecorder {
+  private readonly removed = new Map<string, number>();
+
   constructor(
     private readonly docker: Dockerode,
     private readonly endpoints: EndpointPort,
@@ -31,18 +36,22 @@ export class EndpointRecorder {
       throw new Error(`recording endpoint ${ep.endpointId.slice(0, 12)} of container ${view.Id.slice(0, 12)}: ${(e as Error).message}`);
     }
     // A container that exits at once (`run --rm true`) may have been
-    // destroyed, and its destroy handled, while the record was on its way:
-    // look again so no record outlives its container.
-    if (!(await this.inspect(view.Id))) {
-      await this.forget(view.Id);
+    // destroyed, and its destroy event handled, while the record was on its
+    // way: then the record goes again. (A destroy handled after this point
+    // removes the record itself; one missed altogether, the sweep catches.)
+    if (this.removed.has(view.Id)) {
+      await this.endpoints.removeWorkload(this.host, view.Id);
       return undefined;
     }
     this.log.debug({ container: view.Id, endpoint: ep.endpointId, addresses: [...ep.ipv4Nets, ...ep.ipv6Nets] }, 'endpoint recorded');
     return ep;
   }
 
-  /** Removes the container's endpoints on this host. Idempotent. */
+  /** Removes the container's endpoints on this host (it is gone). Idempotent. */
   forget(containerId: string): Promise<number> {
+    const now = Date.now();
+    this.removed.set(containerId, now);
+    for (const [id, at] of this.removed) if (now - at > TOMBSTONE_MS) this.removed.delete(id);
     return this.endpoints.removeWorkload(this.host, containerId);
   }
 

@@ -41,6 +41,9 @@ export function fromStored(e: Endpoint): EndpointRecord {
 }
 
 export class EndpointStorePort implements EndpointPort {
+  /** Endpoint id this process last recorded per host/container. */
+  private readonly written = new Map<string, string>();
+
   /** The store, or how to reach it once the datastore is up. */
   constructor(private readonly source: EndpointStore | (() => EndpointStore)) {}
 
@@ -53,13 +56,26 @@ export class EndpointStorePort implements EndpointPort {
   }
 
   async put(ep: EndpointRecord): Promise<void> {
-    // A restarted container has a new endpoint id: its old record goes
-    // first (the old veth died with the old endpoint, so nothing relies on it).
-    await this.store.deleteContainer(ep.host, ep.workloadId);
+    // One write on the start path: the common case is a container's first
+    // endpoint. A restarted container has a new endpoint id; the record of
+    // its previous start, if this process wrote it, goes after.
+    const key = `${ep.host}/${ep.workloadId}`;
     await this.store.put(toStored(ep));
+    const previous = this.written.get(key);
+    this.written.set(key, ep.endpointId);
+    if (previous && previous !== ep.endpointId) {
+      await this.store.delete({ host: ep.host, containerId: ep.workloadId, endpointId: previous });
+    }
+  }
+
+  async removeEndpoint(ep: EndpointRecord): Promise<void> {
+    await this.store.delete({ host: ep.host, containerId: ep.workloadId, endpointId: ep.endpointId });
+    const key = `${ep.host}/${ep.workloadId}`;
+    if (this.written.get(key) === ep.endpointId) this.written.delete(key);
   }
 
   removeWorkload(host: string, workloadId: string): Promise<number> {
+    this.written.delete(`${host}/${workloadId}`);
     return this.store.deleteContainer(host, workloadId);
   }
 }

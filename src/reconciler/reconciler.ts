@@ -146,8 +146,8 @@ export class Reconciler implements Component {
       log.info({ handle: a.handle, container: a.container }, 'reservation adopted by its container');
     }
     for (const ep of plan.removeEndpoints) {
-      await this.o.endpoints.removeWorkload(host, ep.workloadId);
-      log.info({ container: ep.workloadId, endpoint: ep.endpointId }, 'endpoint of a removed container deleted');
+      await this.o.endpoints.removeEndpoint(ep);
+      log.info({ container: ep.workloadId, endpoint: ep.endpointId }, 'stale endpoint record deleted');
     }
     for (const ep of plan.record) await this.o.endpoints.put(ep);
     for (const r of plan.release) {

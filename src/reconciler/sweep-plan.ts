@@ -91,9 +91,10 @@ export function planSweep(input: SweepInput): SweepPlan {
     const mine = recorded.get(c.Id) ?? [];
     if (isRunning(c)) {
       const want = endpointFromContainer(c, input.host, input.ifNameFor);
-      if (want && !(mine.length === 1 && sameEndpoint(mine[0], want))) plan.record.push(want);
-      // Running but off the calico network (disconnected by hand): no endpoint.
-      if (!want) plan.removeEndpoints.push(...mine);
+      if (want && !mine.some((ep) => sameEndpoint(ep, want))) plan.record.push(want);
+      // Records of earlier starts (another endpoint id), or of a container
+      // taken off the calico network by hand, go.
+      plan.removeEndpoints.push(...mine.filter((ep) => !want || ep.endpointId !== want.endpointId));
     } else {
       for (const ep of mine) {
         if (ep.state === 'active') plan.record.push({ ...ep, state: 'inactive' });

@@ -50,6 +50,11 @@ test('inspect shows the address; -h works; stop/start, restart, restart policy a
   const id = (await lab.dockerOk(['run', '-d', '-h', 'web1', '-e', 'CALICO_IP=auto', '--name', 'keep', lab.image, 'sleep', '1d'])).trim();
   const addr = (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', id])).trim();
   assert.ok(inPool4(addr), `inspect shows a pool address, got "${addr}"`);
+  // The top-level field 2015 users looked at (and found empty) shows it too.
+  assert.equal((await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id])).trim(), addr);
+  const missingProxied = await lab.docker(['inspect', 'nosuch']);
+  const missingDirect = await lab.direct(['inspect', 'nosuch']);
+  assert.deepEqual([missingProxied.code, missingProxied.stderr, missingProxied.stdout], [missingDirect.code, missingDirect.stderr, missingDirect.stdout]);
   assert.equal((await lab.dockerOk(['exec', id, 'hostname'])).trim(), 'web1');
   const seen = async () => {
     const r = await lab.dockerOk(['exec', id, 'ip', '-4', 'addr', 'show', 'eth0']);

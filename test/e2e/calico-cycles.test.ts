@@ -1,6 +1,6 @@
 // Leak-free: after 200 mixed cycles (run --rm, run -d + rm -f, create + rm
-// without start, rm on the real socket, the node SIGKILLed mid-start and
-// restarted) nothing is allocated, recorded or plumbed. Cycles run four at a
+// without start, rm and container prune on the real socket, the node
+// SIGKILLed mid-start and restarted) nothing is allocated, recorded or plumbed. Cycles run four at a
 // time, which also exercises concurrent creates and removals.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,6 +52,19 @@ async function cycle(kind: Kind, problems: string[]): Promise<void> {
   }
 }
 
+/** Containers that exited, removed by `container prune` on the real socket (never seen by the proxy). */
+async function pruneRealSocket(problems: string[]): Promise<void> {
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await lab.docker(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'true']);
+    if (r.code === 0) ids.push(r.stdout.trim());
+    else problems.push(`prune: run -d: ${r.stderr.trim()}`);
+  }
+  for (const id of ids) await lab.direct(['wait', id]);
+  const p = await lab.direct(['container', 'prune', '-f']);
+  if (p.code !== 0) problems.push(`container prune: ${p.stderr.trim()}`);
+}
+
 /** A start in flight when the node dies: whatever it left is removed on the real socket, as an operator would. */
 async function killMidStart(n: number): Promise<void> {
   const run = lab.docker(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d']);
@@ -70,6 +83,8 @@ test(`${CYCLES} mixed cycles leave zero addresses, zero cali* links, zero endpoi
   let kills = 0;
   while (next < CYCLES) {
     if (Math.floor(next / KILL_EVERY) > kills) {
+      // Serial steps: prune removes every stopped container, so nothing else may run.
+      if (kills % 2) await pruneRealSocket(problems);
       await killMidStart(kills++);
       next++;
       continue;

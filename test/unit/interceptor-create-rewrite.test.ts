@@ -126,3 +126,30 @@ test('refusalForIpamError: status per failure, message names what was attempted'
   assert.equal(refusalForIpamError(new IpamError('CONFLICT', 'x'), w).status, 503);
   assert.deepEqual(refusalForIpamError(new Error('boom'), w), { status: 500, message: `${w}: boom` });
 });
+
+test('inspect: the calico address fills the empty top-level NetworkSettings fields; other bodies untouched', async () => {
+  const { fillTopLevelAddress } = await import('../../src/proxy/interceptors/inspect-container');
+  const body = {
+    Id: 'abc',
+    NetworkSettings: {
+      IPAddress: '',
+      MacAddress: '',
+      GlobalIPv6Address: '',
+      Networks: { calico: { IPAddress: '10.65.0.7', MacAddress: '02:00:00:00:00:07', Gateway: '169.254.1.1', GlobalIPv6Address: '', EndpointID: 'e' } },
+    },
+  };
+  const out = JSON.parse(fillTopLevelAddress(JSON.stringify(body))!);
+  assert.equal(out.NetworkSettings.IPAddress, '10.65.0.7');
+  assert.equal(out.NetworkSettings.IPPrefixLen, 32);
+  assert.equal(out.NetworkSettings.MacAddress, '02:00:00:00:00:07');
+  assert.equal(out.NetworkSettings.Gateway, '169.254.1.1');
+  assert.equal(out.NetworkSettings.GlobalIPv6Address, '');
+  assert.deepEqual(out.NetworkSettings.Networks, body.NetworkSettings.Networks);
+  assert.equal(out.Id, 'abc');
+  // Not on calico, already filled, not JSON, or numbers JSON cannot carry: untouched.
+  assert.equal(fillTopLevelAddress(JSON.stringify({ NetworkSettings: { Networks: { bridge: { IPAddress: '172.17.0.2' } } } })), undefined);
+  assert.equal(fillTopLevelAddress(JSON.stringify({ NetworkSettings: { IPAddress: '1.2.3.4', MacAddress: 'm', Gateway: 'g', Networks: { calico: { IPAddress: '10.0.0.1', MacAddress: 'x', Gateway: 'y' } } } })), undefined);
+  assert.equal(fillTopLevelAddress('{"message":"No such container: x"}'), undefined);
+  assert.equal(fillTopLevelAddress('not json'), undefined);
+  assert.equal(fillTopLevelAddress(JSON.stringify({ SizeRw: 12345678901234567, NetworkSettings: body.NetworkSettings })), undefined);
+});

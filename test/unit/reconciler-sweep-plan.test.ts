@@ -117,7 +117,12 @@ test('endpoints: removed when the container is gone, recorded when a running con
   assert.deepEqual(q.record, []);
   // A restart gives a new endpoint id: recorded again.
   const moved = container('c1', { handle: 'resv-a', running: true, ep: 'cccccccccccccccc', profiles: 'web,db' });
-  assert.equal(planSweep(input({ endpoints: [want], containers: [moved] })).record[0].endpointId, 'cccccccccccccccc');
+  const r = planSweep(input({ endpoints: [want], containers: [moved] }));
+  assert.equal(r.record[0].endpointId, 'cccccccccccccccc');
+  assert.deepEqual(r.removeEndpoints, [want], 'the previous start\'s record goes');
+  // Taken off the calico network by hand while running: its record goes.
+  const off = container('c1', { running: true });
+  assert.deepEqual(planSweep(input({ endpoints: [want], containers: [off] })).removeEndpoints, [want]);
 });
 
 test('parseEventLine: container events from current and legacy dockerd, others ignored', () => {

@@ -5,6 +5,7 @@ import type { Interceptor } from '../interceptor';
 import type { EndpointRecorder } from '../../reconciler/endpoint-recorder';
 import { CreateContainerInterceptor } from './create-container';
 import { StartContainerInterceptor } from './start-container';
+import { InspectContainerInterceptor } from './inspect-container';
 import { InflightHandles } from './inflight';
 import { calicoNetworkCheck } from './network-check';
 
@@ -25,7 +26,7 @@ export interface CalicoInterceptorDeps {
   etcdEndpoints?: string[];
 }
 
-/** Create (reserve + rewrite) and start (record the endpoint). */
+/** Create (reserve + rewrite), start (record the endpoint), inspect (top-level address). */
 export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
   return [
     new CreateContainerInterceptor({
@@ -36,5 +37,6 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),
     new StartContainerInterceptor(d.recorder),
+    new InspectContainerInterceptor(),
   ];
 }
