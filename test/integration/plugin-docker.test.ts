@@ -112,6 +112,18 @@ test('the network is there at the first instruction, 50 of 50 runs; nothing left
   await waitFor('auto addresses released at --rm', async () => (await ipam.listByHost('h4a-host')).length === 0, 10000);
 });
 
+test('20 containers started at once get 20 distinct addresses, each networked at its first instruction', { skip }, async () => {
+  const runs = await Promise.all(
+    Array.from({ length: 20 }, () => d.docker(['run', '--rm', '--net', net, img, 'sh', '-c', `ip -4 addr show eth0 && ping -c1 -W2 ${HOST4} >/dev/null`])),
+  );
+  const addrs = runs.map((r, i) => {
+    assert.equal(r.code, 0, `run ${i}: ${r.stdout}${r.stderr}`);
+    return /inet (\d+\.\d+\.\d+\.\d+)\/32 /.exec(r.stdout)![1];
+  });
+  assert.equal(new Set(addrs).size, 20, addrs.join(' '));
+  await waitFor('their veths gone', async () => (await caliLinks()).length === 0, 10000);
+});
+
 test('host side: cali veth with ee:ee MAC, proxy ARP, /32 route; ping both ways at the first instruction', { skip }, async () => {
   const r = await d.docker(['run', '--rm', '--net', net, img, 'ping', '-c1', '-W2', HOST4]);
   assert.equal(r.code, 0, `container -> host: ${r.stdout}${r.stderr}`);
