@@ -217,6 +217,11 @@ class Batch {
       if (!needs.some((n) => n instanceof NeedClaim && !n.specific && n.family === fam)) continue;
       const pools = this.pools[fam]!;
       if (!pools.length) continue; // planFamily now answers NO_POOL
+      const prefetch = this.ctx.prefetches.get(`${this.host}/${fam}`);
+      if (prefetch) {
+        await prefetch;
+        if (this.ctx.spare(this.host, fam) > 0) continue;
+      }
       if (!this.refreshed.has(fam)) {
         // Another process of this host may have claimed blocks we do not know yet.
         this.refreshed.add(fam);

@@ -9,6 +9,7 @@ import { keys, parseAffinityKey, parseBlockKey } from '../datastore/keys';
 import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
 import { Pool, PoolStore } from '../datastore/pool-store';
 import { Cidr, parseCidr } from './cidr';
+import { claimAnyBlock } from './claim';
 import { Family, IpamError } from './types';
 
 export interface CachedBlock {
@@ -30,6 +31,9 @@ export class IpamContext {
   /** host -> family -> block keys with a confirmed affinity to the host. */
   private readonly affine = new Map<string, Record<Family, Set<string>>>();
   readonly pools: PoolStore;
+  /** Background claims of a host's next block, by "host/family". */
+  readonly prefetches = new Map<string, Promise<void>>();
+  private readonly prefetchIdleUntil = new Map<string, number>();
 
   constructor(
     readonly ds: Datastore,
@@ -122,6 +126,31 @@ export class IpamContext {
         fams[6].delete(k);
       }
     }
+  }
+
+  /** Free addresses in the host's known affine blocks. */
+  spare(host: string, family: Family): number {
+    return this.affineKeys(host, family).reduce((n, k) => n + (this.blocks.get(k)?.value?.unallocated.length ?? 0), 0);
+  }
+
+  /**
+   * When a host that uses a family is down to its last few free addresses,
+   * claims its next block in the background, so no allocation waits for the
+   * (four round trip) claim. Finding no free block is remembered for a while
+   * rather than re-scanned after every batch.
+   */
+  maybePrefetch(host: string, family: Family, threshold = 16): void {
+    const k = `${host}/${family}`;
+    if (this.prefetches.has(k) || (this.prefetchIdleUntil.get(k) ?? 0) > Date.now()) return;
+    if (!this.affineKeys(host, family).length || this.spare(host, family) >= threshold) return;
+    const p = (async () => {
+      const pools = await this.poolsOf(family);
+      const claimed = pools.length ? await claimAnyBlock(this, host, family, pools) : undefined;
+      if (!claimed) this.prefetchIdleUntil.set(k, Date.now() + 5000);
+    })()
+      .catch((e) => this.log?.warn({ host, family }, `claiming a spare block: ${(e as Error).message}`))
+      .finally(() => this.prefetches.delete(k));
+    this.prefetches.set(k, p);
   }
 
   async poolsOf(family: Family): Promise<Pool[]> {

@@ -58,6 +58,7 @@ export class EtcdIpam implements Ipam {
         const batch = q.items.splice(0, this.maxBatch);
         try {
           await allocateBatch(this.ctx, host, batch);
+          for (const f of new Set(batch.flatMap((p) => p.families.map((x) => x.family)))) this.ctx.maybePrefetch(host, f);
         } catch (e) {
           // Requests already answered ignore a second settlement.
           const err = toIpamError(e);
@@ -66,6 +67,17 @@ export class EtcdIpam implements Ipam {
       }
     } finally {
       q.running = false;
+    }
+  }
+
+  /** Resolves once no allocation is queued and no background block claim is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const busy = [...this.queues.values()].some((q) => q.running || q.items.length);
+      const pending = [...this.ctx.prefetches.values()];
+      if (!busy && !pending.length) return;
+      await Promise.all(pending);
+      if (busy) await new Promise((r) => setTimeout(r, 5));
     }
   }
 

@@ -186,9 +186,16 @@ test('hosts and BGP config: register, list, route reflectors, AS; profiles in th
 test('an unreachable etcd fails within 3 s naming the endpoints tried (refused and silent ports)', async () => {
   const refused = `http://127.0.0.1:${await freePort()}`;
   // A listener that accepts and never answers: the hang case.
-  const silent = net.createServer(() => undefined);
+  const held = new Set<net.Socket>();
+  const silent = net.createServer((sock) => {
+    held.add(sock);
+    sock.on('error', () => undefined);
+  });
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-  onTeardown('closing silent listener', () => void silent.close());
+  onTeardown('closing silent listener', () => {
+    for (const s of held) s.destroy();
+    silent.close();
+  });
   const silentUrl = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
   for (const endpoints of [[refused], [silentUrl], [refused, silentUrl]]) {
     const d = new Datastore({ endpoints });

@@ -115,6 +115,7 @@ async function hammer(endpoints: string[], opts: { during?: (done: number) => Pr
   };
   await Promise.all(Array.from({ length: ALLOCATORS }, (_, i) => allocator(i)));
   st.ms = Date.now() - t0;
+  await Promise.all(instances.map((i) => i.idle()));
   return st;
 }
 

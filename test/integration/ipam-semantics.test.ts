@@ -12,6 +12,7 @@ after(teardownAll);
 let etcd: EtcdCluster;
 let ds: Datastore;
 let n = 0;
+let last: EtcdIpam | undefined;
 
 before(async () => {
   etcd = await EtcdCluster.start({ size: 1 });
@@ -21,11 +22,14 @@ before(async () => {
 
 /** A fresh keyspace per test: pools and IPAM state wiped, one new Ipam. */
 async function fresh(pools: string[]): Promise<{ ipam: EtcdIpam; host: string }> {
+  // A background block claim of the previous test must not land in this one's keyspace.
+  await last?.idle();
   await ds.deletePrefix('/calico/');
   const ps = new PoolStore(ds);
   for (const p of pools) await ps.add(p);
   n++;
-  return { ipam: new EtcdIpam(ds), host: `host-${n}` };
+  last = new EtcdIpam(ds);
+  return { ipam: last, host: `host-${n}` };
 }
 
 async function rejectsCode(p: Promise<unknown>, code: string, re?: RegExp): Promise<IpamError> {
