@@ -16,7 +16,7 @@ import { hostIfName } from '../../src/dataplane/names';
 // has its network at its first instruction.
 
 const skip = !isRoot() && 'needs root (dockerd, veths)';
-const NAME = `cdt${process.pid % 100000}p`; // plugin name, unique on this machine
+const NAME = `cdt${process.pid}p`; // plugin name, unique on this machine
 const POOL4 = '10.231.0.0/16';
 const POOL6 = 'fd31:231::/64';
 // Host addresses the containers ping: on a link of the test's own, so
@@ -48,8 +48,25 @@ function inPool4(a: string): boolean {
   return a.startsWith('10.231.');
 }
 
+/** Veths a killed earlier run of this file left (its plugin name carries its pid). */
+async function removeDeadRunsLinks(): Promise<void> {
+  const links = JSON.parse((await runOk('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string; ifalias?: string }[];
+  for (const l of links) {
+    const pid = Number(/^calico-docker:cdt(\d+)p$/.exec(l.ifalias ?? '')?.[1]);
+    if (!pid || pid === process.pid) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive) await run('ip', ['link', 'del', l.ifname]);
+  }
+}
+
 before(async () => {
   if (skip) return;
+  await removeDeadRunsLinks();
   const [etcd, dockerd] = await Promise.all([EtcdCluster.start({ size: 1 }), PrivateDockerd.start()]);
   d = dockerd;
   img = await ensureTestImage(d);
