@@ -10,14 +10,20 @@ import { blockOf, ordinalOf, parseAddress, parseCidr } from './cidr';
 import { cloneBlock, releaseHandle, releaseOrdinal } from './block';
 import type { CachedBlock, HandleState, IpamContext } from './context';
 
-/** Releases every address of the handle. Idempotent: 0 when it owns nothing. */
+/**
+ * Releases every address of the handle. Idempotent: 0 when it owns nothing.
+ * Two round trips when the blocks are cached: read the handle, then one
+ * transaction guarded by the handle's and every listed block's revision
+ * (a stale cached block fails the compare and comes back fresh).
+ */
 export async function releaseByHandle(ctx: IpamContext, handle: string): Promise<number> {
   const hk = keys.handle(handle);
   let h = ctx.decodeHandle((await ctx.ds.getRaw([hk])).get(hk)!);
   for (let attempt = 0; attempt < CAS_RETRIES; attempt++) {
     if (!h.value) return 0;
     const blockKeys = Object.keys(h.value.blocks).map((c) => ctx.blockKeyOf(parseCidr(c)));
-    const blocks = await readFresh(ctx, blockKeys);
+    await ctx.readBlocks(blockKeys.filter((k) => !ctx.blocks.has(k)));
+    const blocks = blockKeys.map((k) => ctx.blocks.get(k)!);
     let freed = 0;
     const puts: Put[] = [];
     const next = new Map<string, BlockValue>();
@@ -33,7 +39,7 @@ export async function releaseByHandle(ctx: IpamContext, handle: string): Promise
     }
     const r = await ctx.ds.cas(
       `releasing addresses of ${handle}`,
-      [{ key: hk, modRevision: h.rev }, ...[...next.keys()].map((k) => ({ key: k, modRevision: ctx.blocks.get(k)!.rev }))],
+      [{ key: hk, modRevision: h.rev }, ...blocks.map((b) => ({ key: b.key, modRevision: b.rev }))],
       puts,
       [hk],
     );
