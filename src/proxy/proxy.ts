@@ -68,6 +68,11 @@ export class DockerProxy implements Component {
     return this.upstream.label;
   }
 
+  /** Calls in flight to dockerd on the pooled connections (hijacked ones not included). */
+  get upstreamRunning(): number {
+    return this.upstream.pool.stats.running;
+  }
+
   /** Settings that decide whether long streams survive (tests assert they are unbounded). */
   get streamSettings(): { bodyTimeout?: number; headersTimeout?: number; connections?: number | null; requestTimeout?: number; serverTimeout?: number } {
     const p = this.upstream.poolOptions;

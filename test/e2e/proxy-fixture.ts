@@ -67,3 +67,16 @@ export function maskIds(s: string): string {
 }
 
 export { TEST_IMAGE, run };
+
+/** A TCP port that was free a moment ago (for processes that need a port on their command line). */
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}

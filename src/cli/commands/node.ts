@@ -20,6 +20,8 @@ interface NodeFlags extends ProxyFlags {
   /** --embedded-etcd / --no-embedded-etcd; undefined means auto. */
   embeddedEtcd?: boolean;
   pluginName: string;
+  /** --proxy-only: the Docker API proxy alone, plain pass-through. */
+  proxyOnly?: boolean;
 }
 
 /**
@@ -35,7 +37,7 @@ export function registerNode(program: Command): void {
     .option('--state-dir <DIR>', 'where the node keeps its pid file, log file and embedded etcd data', DEFAULT_STATE_DIR)
     .option('--detach', 'run in the background; pid file and log file go under --state-dir')
     .option('--log-level <LEVEL>', 'trace, debug, info, warn or error', process.env.CALICO_LOG_LEVEL ?? 'info');
-  addProxyFlags(cmd);
+  addProxyFlags(cmd).option('--proxy-only', 'run only the Docker API proxy (no datastore, plugin or reconciler): plain pass-through, to try or debug a docker client');
   cmd
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
@@ -58,7 +60,9 @@ export function registerNode(program: Command): void {
     let node;
     try {
       node = await startNode(
-        { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
+        flags.proxyOnly
+          ? { hostname: os.hostname(), stateDir: flags.stateDir, proxy }
+          : { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
         log,
       );
     } catch (e) {
