@@ -126,6 +126,25 @@ export class EtcdCluster {
     }
   }
 
+  /** Index of the current raft leader (asked through the members' JSON gateway). */
+  async leaderIndex(): Promise<number> {
+    const ids: string[] = [];
+    let leader = '';
+    for (const m of this.members) {
+      try {
+        const r = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) });
+        const s = (await r.json()) as { header: { member_id: string }; leader: string };
+        ids.push(s.header.member_id);
+        leader = s.leader;
+      } catch {
+        ids.push('');
+      }
+    }
+    const i = ids.indexOf(leader);
+    if (i < 0) throw new Error('etcd cluster has no leader that a member reports');
+    return i;
+  }
+
   /** kill -9 one member (index), and wait for it to be gone. */
   async kill(i: number): Promise<void> {
     const m = this.members[i];

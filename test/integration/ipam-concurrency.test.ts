@@ -166,23 +166,32 @@ if (CHILD) {
     await reconcile(new EtcdIpam(ds), st);
   });
 
-  test('the same with one etcd member killed -9 and restarted mid-run', async () => {
+  test('the same with the etcd leader killed -9 and restarted mid-run', async () => {
     await freshPools();
     let phase = 0;
+    let victim = -1;
+    let faultError: Error | undefined;
     const st = await hammer(etcd.endpoints, {
       during: async (done) => {
         if (phase === 0 && done >= TOTAL * 0.3) {
           phase = 1;
           void (async () => {
-            await etcd.kill(0);
+            // The leader: its loss forces an election while allocations are in flight.
+            victim = await etcd.leaderIndex();
+            await etcd.kill(victim);
             await sleep(1500);
-            await etcd.restart(0);
+            await etcd.restart(victim);
             phase = 2;
-          })();
+          })().catch((e) => {
+            faultError = e as Error;
+            phase = 2;
+          });
         }
       },
     });
     await waitFor('member restarted', async () => phase === 2, 60_000);
+    assert.equal(faultError, undefined, `killing and restarting the leader: ${faultError?.message}`);
+    assert.ok(victim >= 0);
     console.log(`with fault: allocated ${st.allocated}, released ${st.released} in ${st.ms} ms; errors ${JSON.stringify([...st.errors])}; ambiguous releases ${st.ambiguousReleases}`);
     assert.ok(st.allocated >= TOTAL * 0.95, `most allocations succeed while a member is down (${st.allocated})`);
     await reconcile(new EtcdIpam(ds), st);
