@@ -2,7 +2,7 @@
 // the IPAM blocks inside them.
 import type { Family } from '../ipam/types';
 import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, cidrsOverlap, holdsBlock, parseCidr } from '../ipam/cidr';
-import { Datastore, json, Versioned } from './datastore';
+import { backoff, CAS_RETRIES, Datastore, json, Put, Versioned } from './datastore';
 import { DatastoreError } from './errors';
 import { keys, parseAffinityKey } from './keys';
 import { BlockValue, HandleValue, PoolValue } from './schemas';
@@ -180,25 +180,48 @@ export class PoolStore {
 
   private async removeBlocks(c: Cidr): Promise<void> {
     const blocks = (await this.blocks(c.family)).filter((b) => b.value.pool === c.text);
-    for (const b of blocks) {
-      const handles = new Set(b.value.allocations.filter((a) => a !== null).map((a) => a!.h));
-      for (const h of handles) {
-        await this.ds.update(keys.handle(h), json(HandleValue), (cur) => {
-          if (!cur) return undefined;
-          const rest = { ...cur.blocks };
-          delete rest[b.value.cidr];
-          return Object.keys(rest).length ? { ...cur, blocks: rest } : null;
-        });
-      }
-      await this.ds.delete(b.key);
-      const host = b.value.affinity?.startsWith('host:') ? b.value.affinity.slice(5) : undefined;
-      if (host) await this.ds.delete(keys.affinity(host, c.family, b.value.cidr));
-    }
+    for (const b of blocks) await this.removeBlock(b);
     // Pending claims inside the pool that never became blocks.
     for (const k of await this.ds.listKeys(keys.affinitiesRoot())) {
       const a = parseAffinityKey(k);
       if (a && a.family === c.family && cidrsOverlap(parseCidr(a.cidr), c)) await this.ds.delete(k);
     }
+  }
+
+  /**
+   * Deletes one block together with its handles' references to it and its
+   * affinity, in one transaction guarded by all their revisions: an
+   * allocation that slips into the block meanwhile makes it re-read and retry.
+   */
+  private async removeBlock(first: Versioned<BlockValue>): Promise<void> {
+    let b: Versioned<BlockValue> | undefined = first;
+    for (let attempt = 0; b && attempt < CAS_RETRIES; attempt++) {
+      const block: Versioned<BlockValue> = b;
+      const handleKeys = [...new Set(block.value.allocations.filter((a) => a !== null).map((a) => keys.handle(a!.h)))];
+      const current = await this.ds.getRaw(handleKeys);
+      const puts: Put[] = [];
+      const deletes = [block.key];
+      for (const [key, kv] of current) {
+        if (kv.raw === undefined) continue;
+        const h = this.ds.decode(key, kv.raw, json(HandleValue));
+        const rest = { ...h.blocks };
+        delete rest[block.value.cidr];
+        if (Object.keys(rest).length) puts.push({ key, value: { ...h, blocks: rest } });
+        else deletes.push(key);
+      }
+      const host = block.value.affinity?.startsWith('host:') ? block.value.affinity.slice(5) : undefined;
+      if (host) deletes.push(keys.affinity(host, parseCidr(block.value.cidr).family as Family, block.value.cidr));
+      const r = await this.ds.cas(
+        `removing block ${block.value.cidr}`,
+        [{ key: block.key, modRevision: block.modRevision }, ...[...current.values()].map((kv) => ({ key: kv.key, modRevision: kv.modRevision }))],
+        puts,
+        deletes,
+      );
+      if (r.succeeded) return;
+      b = await this.ds.get(block.key, json(BlockValue));
+      await backoff(attempt);
+    }
+    if (b) throw new DatastoreError('CONFLICT', `removing block ${b.value.cidr}: still conflicting after ${CAS_RETRIES} attempts`, b.key);
   }
 
   /**

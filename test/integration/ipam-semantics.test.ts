@@ -167,3 +167,19 @@ test('setAttrs merges into every allocation of the handle; GC finds unowned allo
   assert.deepEqual(r.problems, []);
   assert.equal(r.pendingAffinities, 0);
 });
+
+test('a forced pool removal leaves no dangling references, even for a host that has the pool cached', async () => {
+  const { ipam, host } = await fresh(['10.80.0.0/24', '10.81.0.0/24']);
+  const [a] = await ipam.allocate({ handle: 'h1', host, ipv4: 'auto' });
+  assert.equal(a.pool, '10.80.0.0/24');
+  await ipam.allocate({ handle: 'h1b', host, ipv4: 'auto' });
+  assert.equal(await new PoolStore(ds).remove('10.80.0.0/24', { force: true }), true);
+  const [b] = await ipam.allocate({ handle: 'h2', host, ipv4: 'auto' });
+  assert.equal(b.pool, '10.81.0.0/24');
+  assert.deepEqual(await ipam.listByHandle('h1'), []);
+  assert.equal(await ipam.releaseByHandle('h1'), 0);
+  const r = await ipam.audit();
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.allocations, 1);
+  assert.equal(r.handles, 1);
+});
