@@ -229,6 +229,23 @@ test('an address the proxy reserved (resv- handle) is accepted and survives stop
   assert.equal(await ipam.releaseByHandle(handle), 1);
 });
 
+test('a dockerd restart brings a --restart=always container back with its reserved address and network', { skip }, async () => {
+  const handle = `resv-${randomUUID()}`;
+  const [alloc] = await ipam.allocate({ handle, host: 'h4a-host', ipv4: 'auto' });
+  const c = await d.docker(['run', '-d', '--name', 'always', '--restart=always', '--label', `${HANDLE_LABEL}=${handle}`, '--net', net, '--ip', alloc.address, img, 'sleep', '600']);
+  assert.equal(c.code, 0, c.stderr);
+  await d.restart();
+  await waitFor('container running again', async () => (await d.docker(['inspect', '-f', '{{.State.Running}}', 'always'])).stdout.trim() === 'true', 30000, 200);
+  assert.equal((await inspect('always')).ip, alloc.address);
+  const r = await d.docker(['exec', 'always', 'ping', '-c1', '-W2', HOST4]);
+  assert.equal(r.code, 0, `network after the daemon restart: ${r.stdout}${r.stderr}`);
+  // Docker re-reserved its network's gateway and pools at startup; the driver answered.
+  await d.docker(['rm', '-f', 'always']);
+  await plugin.settled();
+  assert.equal((await ipam.lookup(alloc.address))?.handle, handle);
+  await ipam.releaseByHandle(handle);
+});
+
 test('explicit IPv6 address', { skip }, async () => {
   const want = 'fd31:231::77';
   const r = await d.docker(['run', '--rm', '--net', net, '--ip6', want, img, 'sh', '-c', 'ip -6 addr show eth0; ip -6 route']);
