@@ -154,7 +154,7 @@ class Batch {
 
   private planFamily(p: Pending, f: FamilyRequest): Assignment {
     const rec = { h: p.handle, t: Date.now(), host: p.host, a: p.attrs };
-    if (f.want !== 'auto') return this.planExplicit(p, f.family, f.want, rec);
+    if (f.want !== 'auto') return this.planExplicit(f.family, f.want, rec);
     for (const list of [this.ctx.affineKeys(this.host, f.family), this.borrow[f.family] ?? []]) {
       for (const key of list) {
         const b = this.block(key);
@@ -175,7 +175,7 @@ class Batch {
     throw new NeedClaim(f.family);
   }
 
-  private planExplicit(p: Pending, family: Family, address: string, rec: { h: string; t: number; host: string; a: Record<string, string> }): Assignment {
+  private planExplicit(family: Family, address: string, rec: { h: string; t: number; host: string; a: Record<string, string> }): Assignment {
     const pools = this.pools[family];
     if (!pools) throw new NeedPools(family);
     const value = parseAddress(address).value;

@@ -3,11 +3,9 @@
 // a batch is in flight go out together in the next one), so a host's
 // allocators do not burn CAS retries against each other.
 import type { Logger } from 'pino';
-import type { Datastore } from '../datastore/datastore';
-import { checkId } from '../datastore/keys';
-import { json } from '../datastore/datastore';
+import { Datastore, json } from '../datastore/datastore';
+import { checkId, keys } from '../datastore/keys';
 import { BlockValue, HandleValue } from '../datastore/schemas';
-import { keys } from '../datastore/keys';
 import { allocateBatch, FamilyRequest, Pending } from './allocate';
 import { toAllocation } from './block';
 import { blockOf, canonicalAddress, ordinalOf, parseAddress, parseCidr } from './cidr';
