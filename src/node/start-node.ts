@@ -46,7 +46,7 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   const plugin = datastore && opts.plugin ? createDockerPlugin(opts.plugin, opts.hostname, () => datastore.datastore, log) : undefined;
   if (plugin) node.add(plugin);
   // CALICO_IP networking (create/start interceptors, reconciler, NAT outgoing): needs the datastore and the plugin
-  const networking = datastore && opts.plugin ? createNetworking({ ...opts.plugin, hostname: opts.hostname, etcdEndpoints: opts.etcd!.endpoints.endpoints, datastore: () => datastore.datastore, reconciler: opts.reconciler, log }) : undefined;
+  const networking = datastore && opts.plugin ? createNetworking({ ...opts.plugin, hostname: opts.hostname, etcdEndpoints: opts.etcd!.endpoints.endpoints, datastore: () => datastore.datastore, reconciler: opts.reconciler, pluginEndpoints: plugin?.endpoints, log }) : undefined;
   // 3. proxy
   if (opts.proxy) node.add(new DockerProxy({ ...opts.proxy, interceptors: [...(opts.proxy.interceptors ?? []), ...(networking?.interceptors ?? [])] }, log.child({ component: 'proxy' })));
   // 4. reconciler, then NAT outgoing for --nat-outgoing pools

@@ -4,14 +4,19 @@
 // `docker run --net calico` on the real socket).
 import type Dockerode from 'dockerode';
 import type { Logger } from 'pino';
-import { ContainerView, EndpointRecord, endpointFromContainer } from './container-endpoint';
+import { ContainerView, EndpointRecord, endpointFromContainer, sameEndpoint } from './container-endpoint';
 import type { EndpointPort } from './endpoint-port';
 
 /** How long a removed container is remembered (covers a record still on its way). */
 const TOMBSTONE_MS = 60000;
 
+/** What the node already knows about a container's endpoint, without asking dockerd. */
+export type KnownEndpoint = (containerId: string) => EndpointRecord | undefined;
+
 export class EndpointRecorder {
   private readonly removed = new Map<string, number>();
+  /** What this process last wrote per container: a start seen twice (proxy and event) is written once. */
+  private readonly written = new Map<string, EndpointRecord>();
 
   constructor(
     private readonly docker: Dockerode,
@@ -19,6 +24,7 @@ export class EndpointRecorder {
     private readonly host: string,
     private readonly ifNameFor: (endpointId: string) => string,
     private readonly log: Logger,
+    private readonly known?: KnownEndpoint,
   ) {}
 
   /**
@@ -27,23 +33,30 @@ export class EndpointRecorder {
    * to record (not on the network, gone, or no longer running).
    */
   async record(idOrName: string): Promise<EndpointRecord | undefined> {
-    const view = await this.inspect(idOrName);
-    const ep = view && endpointFromContainer(view, this.host, this.ifNameFor);
-    if (!view || !ep) return undefined;
+    let ep = this.known?.(idOrName);
+    if (!ep) {
+      const view = await this.inspect(idOrName);
+      ep = view && endpointFromContainer(view, this.host, this.ifNameFor);
+    }
+    if (!ep) return undefined;
+    const id = ep.workloadId;
+    const before = this.written.get(id);
+    if (before && sameEndpoint(before, ep)) return ep;
     try {
       await this.endpoints.put(ep);
     } catch (e) {
-      throw new Error(`recording endpoint ${ep.endpointId.slice(0, 12)} of container ${view.Id.slice(0, 12)}: ${(e as Error).message}`);
+      throw new Error(`recording endpoint ${ep.endpointId.slice(0, 12)} of container ${id.slice(0, 12)}: ${(e as Error).message}`);
     }
     // A container that exits at once (`run --rm true`) may have been
     // destroyed, and its destroy event handled, while the record was on its
     // way: then the record goes again. (A destroy handled after this point
     // removes the record itself; one missed altogether, the sweep catches.)
-    if (this.removed.has(view.Id)) {
-      await this.endpoints.removeWorkload(this.host, view.Id);
+    if (this.removed.has(id)) {
+      await this.endpoints.removeWorkload(this.host, id);
       return undefined;
     }
-    this.log.debug({ container: view.Id, endpoint: ep.endpointId, addresses: [...ep.ipv4Nets, ...ep.ipv6Nets] }, 'endpoint recorded');
+    this.written.set(id, ep);
+    this.log.debug({ container: id, endpoint: ep.endpointId, addresses: [...ep.ipv4Nets, ...ep.ipv6Nets] }, 'endpoint recorded');
     return ep;
   }
 
@@ -51,6 +64,7 @@ export class EndpointRecorder {
   forget(containerId: string): Promise<number> {
     const now = Date.now();
     this.removed.set(containerId, now);
+    this.written.delete(containerId);
     for (const [id, at] of this.removed) if (now - at > TOMBSTONE_MS) this.removed.delete(id);
     return this.endpoints.removeWorkload(this.host, containerId);
   }

@@ -10,7 +10,9 @@ import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
 import { DEFAULT_PLUGIN_DIR } from '../plugin/names';
 import { dockerClient, sharedIpam } from '../plugin/node-wiring';
 import type { Interceptor } from '../proxy/interceptor';
-import { calicoInterceptors, InflightHandles } from '../proxy/interceptors';
+import { calicoInterceptors, InflightHandles, ReservationBook } from '../proxy/interceptors';
+import type { EndpointRegistry } from '../plugin/endpoints';
+import { knownFromPlugin } from './plugin-endpoint';
 import { EndpointRecorder } from './endpoint-recorder';
 import { EndpointStorePort } from './endpoint-store-adapter';
 import { Reconciler } from './reconciler';
@@ -35,12 +37,16 @@ export function createNetworking(o: {
   etcdEndpoints: string[];
   datastore: () => Datastore;
   reconciler?: ReconcilerNodeOptions;
+  /** The plugin's live endpoints: the start path records from them without asking dockerd. */
+  pluginEndpoints?: EndpointRegistry;
   log: Logger;
 }): NetworkingParts {
   const docker = dockerClient(o.dockerUpstream);
   const ipam = () => sharedIpam(o.datastore(), o.log);
   const endpoints = new EndpointStorePort(() => new EndpointStore(o.datastore()));
-  const recorder = new EndpointRecorder(docker, endpoints, o.hostname, hostIfName, o.log.child({ component: 'endpoints' }));
+  const reservations = new ReservationBook();
+  const known = o.pluginEndpoints ? knownFromPlugin(o.hostname, reservations, o.pluginEndpoints) : undefined;
+  const recorder = new EndpointRecorder(docker, endpoints, o.hostname, hostIfName, o.log.child({ component: 'endpoints' }), known);
   const inflight = new InflightHandles();
   return {
     interceptors: calicoInterceptors({
@@ -51,6 +57,7 @@ export function createNetworking(o: {
       recorder,
       inflight,
       etcdEndpoints: o.etcdEndpoints,
+      reservations,
     }),
     reconciler: new Reconciler({
       docker,
@@ -63,6 +70,7 @@ export function createNetworking(o: {
       log: o.log.child({ component: 'reconciler' }),
       sweepIntervalMs: o.reconciler?.sweepIntervalMs,
       gcGraceMs: o.reconciler?.gcGraceMs,
+      onRemoved: (id) => reservations.delete(id),
     }),
     nat: new NatOutgoing({ listPools: () => new PoolStore(o.datastore()).list(), log: o.log.child({ component: 'nat-outgoing' }) }),
   };

@@ -31,6 +31,8 @@ export interface ReconcilerOptions {
   gcGraceMs?: number;
   /** Event stream resubscription backoff cap (default 5 s). */
   maxBackoffMs?: number;
+  /** Told about every container that was removed (drops in-memory notes about it). */
+  onRemoved?(containerId: string): void;
 }
 
 export class Reconciler implements Component {
@@ -84,6 +86,7 @@ export class Reconciler implements Component {
       return;
     }
     if (e.action === 'destroy') {
+      this.o.onRemoved?.(e.id);
       await this.o.recorder.forget(e.id);
       const handle = e.attributes[HANDLE_LABEL];
       const released = handle ? await this.ipam.releaseByHandle(handle) : 0;

@@ -59,3 +59,15 @@ test('NAT outgoing: pool traffic to outside every pool is masqueraded, only whil
   const sets = await h.ok('ipset', ['list', '-n']);
   assert.equal(sets.stdout.trim(), '');
 });
+
+test('NAT outgoing: a host whose pools never ask for it is left untouched', { skip: !isRoot() }, async () => {
+  const h = await Netns.create('cdth');
+  const names = natNames(uniqueName('t').slice(0, 8));
+  const nat = new NatOutgoing({ listPools: async () => [{ cidr: '10.125.0.0/24', natOutgoing: false }, { cidr: 'fd7d::/64', natOutgoing: false }], names, netns: h.name, removeOnStop: true, log: silentLogger() });
+  onTeardown('nat outgoing', () => nat.stop());
+  await nat.start();
+  await nat.sync();
+  assert.doesNotMatch((await h.ok('iptables-save', ['-t', 'nat'])).stdout, new RegExp(names.chain));
+  assert.doesNotMatch((await h.ok('ip6tables-save', ['-t', 'nat'])).stdout, new RegExp(names.chain));
+  assert.equal((await h.ok('ipset', ['list', '-n'])).stdout.trim(), '');
+});

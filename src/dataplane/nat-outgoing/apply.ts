@@ -24,6 +24,10 @@ export class NatKernel {
   /** Brings the kernel to `rules` for both families, skipping what is unchanged since the last call. */
   async apply(rules: NatRules): Promise<void> {
     for (const v of [4, 6] as const) {
+      // A host whose pools never asked for NAT outgoing is left untouched:
+      // no chain, no jump, no sets. Once touched, the rules are kept in step
+      // (an empty chain when the last flag goes).
+      if (!rules.active(v) && !this.applied.has(`ipt${v}`)) continue;
       const ipset = rules.ipset(v);
       if (this.applied.get(`ipset${v}`) !== ipset) {
         await this.must(`ipset${v}`, 'ipset', ['restore'], ipset);

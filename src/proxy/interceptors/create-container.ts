@@ -16,6 +16,7 @@ import {
 } from './calico-request';
 import { refusalForIpamError } from './ipam-refusal';
 import type { InflightHandles } from './inflight';
+import type { Reservation, ReservationBook } from './reservations';
 
 export interface CreateContainerDeps {
   /** The IPAM, or how to reach it once the datastore is up. */
@@ -24,6 +25,8 @@ export interface CreateContainerDeps {
   host: string;
   /** Handles being created right now; the reconciler never collects these. */
   inflight: InflightHandles;
+  /** Where a created container's reservation is noted for its start. */
+  reservations?: ReservationBook;
   /**
    * Says why containers cannot join the calico network right now (the
    * network is missing, the node's plugin is not serving), or undefined
@@ -36,9 +39,7 @@ export interface CreateContainerDeps {
   datastoreName?: string;
 }
 
-interface CreateState {
-  handle: string;
-}
+type CreateState = Reservation;
 
 const CREATE_PATH = '/containers/create';
 
@@ -91,7 +92,7 @@ export class CreateContainerInterceptor implements Interceptor {
     const ipv6 = allocations.find((a) => a.family === 6)?.address;
     const rewritten = rewriteCreateBody(body, { handle, ipv4, ipv6, profiles: wanted.profiles });
     ctx.log.debug({ handle, ipv4, ipv6 }, 'create rewritten onto the calico network');
-    const state: CreateState = { handle };
+    const state: CreateState = { handle, ipv4, ipv6, profiles: wanted.profiles };
     return { action: 'forward', body: Buffer.from(JSON.stringify(rewritten)), state };
   }
 
@@ -102,6 +103,7 @@ export class CreateContainerInterceptor implements Interceptor {
       if ('status' in outcome && outcome.status === 201) {
         const id = containerId(outcome.body);
         if (id) {
+          this.deps.reservations?.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
           // Not awaited: the container carries the handle as a label, so the
           // id on the reservation is a convenience the reconciler would also
           // fill in; the client need not wait for it.

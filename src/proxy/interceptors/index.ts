@@ -8,8 +8,10 @@ import { StartContainerInterceptor } from './start-container';
 import { InspectContainerInterceptor } from './inspect-container';
 import { InflightHandles } from './inflight';
 import { calicoNetworkCheck } from './network-check';
+import type { ReservationBook } from './reservations';
 
 export { InflightHandles } from './inflight';
+export { ReservationBook } from './reservations';
 export { CreateContainerInterceptor } from './create-container';
 export { StartContainerInterceptor } from './start-container';
 
@@ -24,6 +26,8 @@ export interface CalicoInterceptorDeps {
   inflight: InflightHandles;
   /** etcd client URLs, named when etcd does not answer. */
   etcdEndpoints?: string[];
+  /** Where created containers' reservations are noted for their start. */
+  reservations?: ReservationBook;
 }
 
 /** Create (reserve + rewrite), start (record the endpoint), inspect (top-level address). */
@@ -33,6 +37,7 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       ipam: d.ipam,
       host: d.host,
       inflight: d.inflight,
+      reservations: d.reservations,
       networkProblem: calicoNetworkCheck(d.docker, d.pluginSocket),
       datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),

@@ -27,8 +27,10 @@ export class StartContainerInterceptor implements Interceptor {
     if (!('status' in outcome) || (outcome.status !== 204 && outcome.status !== 304)) return;
     const id = START_PATH.exec(ctx.path)?.[1];
     if (!id) return;
+    const started = process.hrtime.bigint();
     try {
-      await this.recorder.record(id);
+      const ep = await this.recorder.record(id);
+      ctx.log.debug({ container: id, endpoint: ep?.endpointId, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'endpoint recorded at start');
     } catch (e) {
       // The container runs with its network; the reconciler records the
       // endpoint on its next pass. Refusing the start now would not undo it.
