@@ -77,6 +77,8 @@ class Batch {
   /** Mod revision of each block as it was when planning read it: the guard of the commit. */
   private planRevs = new Map<string, string>();
   private dirty = new Set<string>();
+  /** Blocks the request being planned has already copied. */
+  private ownClones = new Set<string>();
 
   constructor(
     private readonly ctx: IpamContext,
@@ -100,6 +102,7 @@ class Batch {
       for (const p of [...this.open]) {
         const snapshot = new Map(this.work);
         const dirtyBefore = new Set(this.dirty);
+        this.ownClones = new Set();
         try {
           planned.push({ p, assigns: p.families.map((f) => this.planFamily(p, f)) });
         } catch (e) {
@@ -135,19 +138,23 @@ class Batch {
     p.reject(e);
   }
 
+  /** The block as planned so far; read-only (cached values are shared, never mutated). */
   private block(key: string): BlockValue | undefined {
     if (!this.work.has(key)) {
       const c = this.ctx.blocks.get(key);
-      this.work.set(key, c?.value ? cloneBlock(c.value) : undefined);
+      this.work.set(key, c?.value);
       this.planRevs.set(key, c?.rev ?? '0');
     }
     return this.work.get(key);
   }
 
   private mutate(key: string): BlockValue {
-    // Copy-on-write per request: the snapshot in run() holds the previous object.
+    // Copy-on-write, once per request: the snapshot taken in run() keeps the
+    // previous object, so dropping a failed request's plan is a map restore.
+    if (this.ownClones.has(key)) return this.work.get(key)!;
     const v = cloneBlock(this.block(key)!);
     this.work.set(key, v);
+    this.ownClones.add(key);
     this.dirty.add(key);
     return v;
   }
