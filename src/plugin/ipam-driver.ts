@@ -122,7 +122,7 @@ export class IpamDriver {
   private async release(address: string): Promise<void> {
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
     // Reserved addresses outlive a stop: the reconciler frees them once the container is gone.
-    if (!owner || !owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) return;
+    if (!owner || !owner.handle.startsWith(DOCKER_HANDLE_PREFIX) || owner.host !== this.o.hostname) return;
     await this.ipamCall(`releasing ${address}`, () => this.o.ipam.releaseAddress(address, owner.handle));
     this.ownHandles.delete(owner.handle);
     this.o.log.debug({ address, handle: owner.handle }, 'released address at Docker request');
@@ -154,8 +154,10 @@ export class IpamDriver {
       );
     }
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
-    if (owner?.handle.startsWith(RESERVATION_HANDLE_PREFIX)) return address; // the reserving container starting
-    if (owner?.handle.startsWith(DOCKER_HANDLE_PREFIX)) await this.takeOverStale(owner);
+    // Handles of other hosts belong to containers there: never ours to accept or free.
+    const here = owner?.host === this.o.hostname;
+    if (owner && here && owner.handle.startsWith(RESERVATION_HANDLE_PREFIX)) return address; // the reserving container starting
+    if (owner && here && owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) await this.takeOverStale(owner);
     else if (owner) throw new PluginError(`address ${address} is already in use by ${describeOwner(owner)}`);
     const handle = newHandle();
     const allocs = await this.ipamCall(`allocating ${address}`, () =>

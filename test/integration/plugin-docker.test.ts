@@ -229,6 +229,19 @@ test('an address the proxy reserved (resv- handle) is accepted and survives stop
   assert.equal(await ipam.releaseByHandle(handle), 1);
 });
 
+test('addresses held on another host are refused, whatever their handle, naming that host', { skip }, async () => {
+  for (const prefix of ['resv-', 'docker-']) {
+    const handle = `${prefix}${randomUUID()}`;
+    const [a] = await ipam.allocate({ handle, host: 'other-host', ipv4: 'auto' });
+    const r = await d.docker(['run', '--rm', '--net', net, '--ip', a.address, img, 'true']);
+    assert.notEqual(r.code, 0, `${prefix} address of another host was accepted`);
+    assert.match(r.stderr, /already in use by .*\(host other-host\)/, r.stderr);
+    await plugin.settled();
+    assert.equal((await ipam.lookup(a.address))?.handle, handle, 'still theirs');
+    await ipam.releaseByHandle(handle);
+  }
+});
+
 test('a dockerd restart brings a --restart=always container back with its reserved address and network', { skip }, async () => {
   const handle = `resv-${randomUUID()}`;
   const [alloc] = await ipam.allocate({ handle, host: 'h4a-host', ipv4: 'auto' });
