@@ -4,6 +4,9 @@ import type { Upstream } from './upstream';
 import { endToEndHeaders, hasHeader, isChunked } from './headers';
 import { dockerErrorBody } from './interceptor';
 
+/** How much of dockerd's answer may wait for a slow client before dockerd is paused. */
+const RESPONSE_QUEUE = 1024 * 1024;
+
 /** No body may follow these, whatever the headers say. */
 function bodyless(method: string, status: number): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
@@ -72,9 +75,13 @@ export function passThrough(up: Upstream, req: IncomingMessage, res: ServerRespo
         return true;
       },
       onData(chunk) {
-        const ok = res.write(chunk);
-        if (!ok) res.once('drain', () => resumeUpstream?.());
-        return ok;
+        res.write(chunk);
+        // Pausing dockerd's socket at Node's 16 KiB mark turns a 256 MiB
+        // `docker cp` into thousands of pause/resume round trips; let a little
+        // more queue up before pushing back.
+        if (res.writableLength < RESPONSE_QUEUE) return true;
+        res.once('drain', () => resumeUpstream?.());
+        return false;
       },
       onComplete() {
         res.end();

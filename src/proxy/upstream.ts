@@ -30,7 +30,10 @@ export class Upstream {
       keepAliveMaxTimeout: 600_000,
       // Large single chunks (`docker images -a`) and big headers must pass.
       maxHeaderSize: 1024 * 1024,
-      connect: { timeout: 10_000 },
+      // A bigger socket buffer than undici's 64 KiB: uploads (`docker cp` in,
+      // build contexts, `docker load`) pause the client far less often.
+      // (undici passes these on to net.connect; its types do not list highWaterMark.)
+      connect: { timeout: 10_000, highWaterMark: 1024 * 1024 } as Pool.Options['connect'],
     };
     this.pool = new Pool(origin, this.poolOptions);
   }
