@@ -282,6 +282,22 @@ test('37: a non-loopback listener without TLS is refused, saying how to enable T
   const loop = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://127.0.0.1:23998', '--docker-upstream', 'tcp://localhost:23998', '--state-dir', dir], { env: { ...process.env, DOCKER_HOST: 'tcp://127.0.0.1:23998' } });
   assert.equal(loop.code, 1);
   assert.match(loop.stderr, /own listener/);
+  // DOCKER_HOST points at the proxy for the users; the node never takes its upstream from it.
+  const port = await freePort();
+  const n = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `tcp://127.0.0.1:${port}`, '--state-dir', dir], {
+    env: { ...process.env, DOCKER_HOST: f.proxyHost },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  n.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise((r) => n.once('exit', r));
+  try {
+    await waitFor('the startup log line', async () => err.includes('forwarding to Docker at'), 20000);
+    assert.match(err, /forwarding to Docker at unix:\/\/\/var\/run\/docker\.sock/);
+  } finally {
+    n.kill('SIGTERM');
+    await exited;
+  }
 });
 
 test('38: one debug line per request; no X-Registry-Auth, no container Env in the log', async () => {
