@@ -2,6 +2,7 @@
 // concurrency 1, 8 and 32 on a three-member etcd cluster on loopback, beside
 // the raw rate of single-key etcd transactions measured in the same run.
 // Run: npm run bench:ipam   (root: the etcd members' data goes on a tmpfs)
+import os from 'node:os';
 import { EtcdCluster, teardownAll } from '../../test/harness';
 import { Datastore, PoolStore } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
@@ -73,6 +74,8 @@ async function main(): Promise<void> {
   const ds = new Datastore({ endpoints: etcd.endpoints, timeoutMs: 10_000 });
   const f = (x: number): string => x.toFixed(1).padStart(8);
   console.log(`IPAM benchmark: 3-member etcd on loopback, ${ALLOCS} allocations and ${TXNS} raw txns per level`);
+  // Latency on a shared machine follows its load: print it beside the figures.
+  console.log(`machine: ${os.cpus().length} cores, load average ${os.loadavg()[0].toFixed(1)} at start`);
   console.log(`${'conc'.padStart(4)} | ${'raw txn/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} | ${'alloc/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} | ratio`);
   const rows: { conc: number; raw: Result; ipam: Result }[] = [];
   for (const conc of LEVELS) {
@@ -89,6 +92,7 @@ async function main(): Promise<void> {
   console.log(
     `target at concurrency 32: alloc/s >= 0.5 x raw txn/s: ${okRatio ? 'met' : 'MISSED'} (${(top.ipam.rate / top.raw.rate).toFixed(2)}); p99 <= 50 ms: ${okP99 ? 'met' : 'MISSED'} (${top.ipam.p99.toFixed(1)} ms)`,
   );
+  console.log(`load average ${os.loadavg()[0].toFixed(1)} at end`);
   ds.close();
   await teardownAll();
   process.exit(0);
