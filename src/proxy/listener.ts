@@ -38,10 +38,12 @@ export function checkListenPolicy(a: Address, tls?: TlsOptions): void {
 // - requestTimeout 300 s answers 408 to `docker build`/`load`/`cp` uploads longer than 5 minutes;
 // - strict parsing refuses the Jenkins attach connector's LF-only request;
 // - docker-py and old clients may send no Host, or a socket path as Host;
-// - X-Registry-Auth headers can be large.
+// - X-Registry-Auth headers can be large;
+// - closing idle keep-alive connections races with long-lived clients (compose,
+//   dockerode, Go's 90 s idle pool) sending their next POST; dockerd never does.
 const SERVER_OPTIONS = {
   requestTimeout: 0,
-  keepAliveTimeout: 72_000,
+  keepAliveTimeout: 0,
   insecureHTTPParser: true,
   requireHostHeader: false,
   maxHeaderSize: 1024 * 1024,
