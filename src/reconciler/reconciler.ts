@@ -89,14 +89,10 @@ export class Reconciler implements Component {
       this.o.onRemoved?.(e.id);
       await this.o.recorder.forget(e.id);
       const handle = e.attributes[HANDLE_LABEL];
+      // Addresses given by `calicoctl container add` carry no label: they
+      // name their container, and the next sweep releases them.
       const released = handle ? await this.ipam.releaseByHandle(handle) : 0;
-      // Addresses given by `calicoctl container add` name the container, not a label.
-      const owned = (await this.ipam.listByHost(this.o.host)).filter((a) => a.attrs?.container === e.id);
-      let more = 0;
-      for (const h of new Set(owned.map((a) => a.handle))) more += await this.ipam.releaseByHandle(h);
-      if (released + more) {
-        this.o.log.info({ container: e.id, handle, released: released + more }, 'container removed; address released');
-      }
+      if (released) this.o.log.info({ container: e.id, handle, released }, 'container removed; address released');
     }
   }
 

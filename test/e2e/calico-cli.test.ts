@@ -67,6 +67,9 @@ test('container add/remove network a container started without the proxy', { ski
   const rmAgain = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
   assert.equal(rmAgain.code, 1);
   assert.match(rmAgain.stderr, /Container noproxy doesn't contain any endpoints/);
+  // Added again, then removed by Docker alone: the reconciler releases its address.
+  const auto = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  assert.match(auto.stdout, /^IP 10\.69\.\d+\.\d+ added to noproxy\n$/);
   await lab.direct(['rm', '-f', id]);
   await lab.direct(['network', 'rm', 'plain']);
   await lab.waitClean();
