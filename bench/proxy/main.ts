@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { Client } from 'undici';
-import { PrivateDockerd, ensureTestImage, makeRunDir, runOk, teardownAll, onTeardown, waitFor, CALICOCTL_MAIN } from '../../test/harness';
+import { PrivateDockerd, ensureTestImage, makeRunDir, removeTree, runOk, teardownAll, onTeardown, waitFor, CALICOCTL_MAIN } from '../../test/harness';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const WARMUP = 300;
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const d = await PrivateDockerd.start();
   const image = await ensureTestImage(d);
   const dir = await makeRunDir('bench-proxy');
+  onTeardown(`remove ${dir}`, () => removeTree(dir));
   const port = await freePort();
   const node = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `tcp://127.0.0.1:${port}`, '--docker-upstream', d.host, '--state-dir', dir, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'inherit'],

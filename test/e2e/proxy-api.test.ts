@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
-import { teardownAll, makeRunDir, run, runOk, onTeardown, waitFor, sleep, PrivateDockerd, ensureTestImage, CALICOCTL_MAIN, RunResult } from '../harness';
+import { teardownAll, makeRunDir, removeTree, run, runOk, onTeardown, waitFor, sleep, PrivateDockerd, ensureTestImage, CALICOCTL_MAIN, RunResult } from '../harness';
 import { DockerProxy } from '../../src/proxy';
 import type { Interceptor } from '../../src/proxy';
 import { silentLogger } from '../../src/log/logger';
@@ -43,6 +43,7 @@ before(async () => {
   const d = await PrivateDockerd.start();
   const image = await ensureTestImage(d);
   dir = await makeRunDir('proxy-api');
+  onTeardown(`remove ${dir}`, () => removeTree(dir));
   const port = await freePort();
   nodeLog = path.join(dir, 'node.log');
   const logFd = fs.openSync(nodeLog, 'a');

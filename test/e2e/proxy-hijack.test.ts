@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import { teardownAll, makeRunDir, run, RunResult, onTeardown } from '../harness';
+import { teardownAll, makeRunDir, removeTree, run, RunResult, onTeardown } from '../harness';
 import { DockerProxy } from '../../src/proxy';
 import { silentLogger } from '../../src/log/logger';
 import { startProxyFixture, compare, assertSame, ProxyFixture, maskIds } from './proxy-fixture';
@@ -20,6 +20,7 @@ let unixSock: string;
 before(async () => {
   f = await startProxyFixture();
   const dir = await makeRunDir('proxy-hijack');
+  onTeardown(`remove ${dir}`, () => removeTree(dir));
   certs = makeCerts(dir);
   const tlsProxy = new DockerProxy(
     { listen: 'tcp://127.0.0.1:0', upstream: f.d.host, tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, verify: true } },
