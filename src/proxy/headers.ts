@@ -50,7 +50,7 @@ export function hasHeader(raw: readonly string[], name: string): boolean {
   return false;
 }
 
-/** The value of a response's chunked framing: true when Transfer-Encoding ends in chunked. */
+/** Whether a message is chunked (its Transfer-Encoding ends in chunked). */
 export function isChunked(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i].toLowerCase() === 'transfer-encoding' && /(^|,)\s*chunked\s*$/i.test(raw[i + 1])) return true;

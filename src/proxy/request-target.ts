@@ -39,17 +39,3 @@ function safeDecode(s: string): string {
   }
 }
 
-/**
- * Calls that take over the connection (attach, exec start, BuildKit session,
- * buildx grpc). A client that sends them without `Upgrade` (old docker-py,
- * docker-java without stdin) gets dockerd's raw 200 stream, close-delimited.
- */
-export function isHijackCall(method: string, path: string): boolean {
-  if (method !== 'POST') return false;
-  return (
-    /^\/containers\/[^/]+\/attach$/.test(path) ||
-    /^\/exec\/[^/]+\/start$/.test(path) ||
-    path === '/session' ||
-    path === '/grpc'
-  );
-}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRequestTarget, isHijackCall } from '../../src/proxy/request-target';
+import { parseRequestTarget } from '../../src/proxy/request-target';
 import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
 import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/proxy/listener';
@@ -21,15 +21,6 @@ test('request target: versioned and unversioned paths are the same call', () => 
   assert.equal(parseRequestTarget('/version').path, '/version');
   assert.equal(parseRequestTarget('/v1.41/version').apiVersion, '1.41');
   assert.equal(parseRequestTarget('/containers/%zz/json').path, '/containers/%zz/json');
-});
-
-test('hijack calls: attach, exec start, session, grpc', () => {
-  assert.ok(isHijackCall('POST', '/containers/abc/attach'));
-  assert.ok(isHijackCall('POST', '/exec/abc/start'));
-  assert.ok(isHijackCall('POST', '/session'));
-  assert.ok(isHijackCall('POST', '/grpc'));
-  assert.ok(!isHijackCall('GET', '/containers/abc/attach'));
-  assert.ok(!isHijackCall('POST', '/containers/create'));
 });
 
 test('addresses: tcp and unix as docker spells them', () => {
