@@ -3,6 +3,7 @@
 // leaves nothing behind: no address, endpoint, veth or container.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import { teardownAll, isRoot, sleep } from '../harness';
 import { CalicoLab } from './calico-lab';
@@ -125,6 +126,21 @@ test('etcd not answering: the client hears so within seconds, naming the endpoin
   assert.ok(r.ms < 8000, `answered in ${r.ms} ms`);
   // The allocation that was stuck in etcd lands once etcd answers again, and is released.
   await lab.waitClean(20000);
+  await assertNothingLeft();
+});
+
+test('the node\'s plugin not serving: a clear 503 naming its socket; nothing left', { skip: !isRoot() }, async () => {
+  const socket = `/run/docker/plugins/${lab.pluginName}.sock`;
+  fs.renameSync(socket, `${socket}.away`);
+  let r;
+  try {
+    await sleep(5500); // past the check's memory of a good answer
+    r = await create({ Env: ['CALICO_IP=auto'] });
+  } finally {
+    fs.renameSync(`${socket}.away`, socket);
+  }
+  assert.equal(r.status, 503);
+  assert.equal(r.message, `the Calico Docker plugin is not serving on ${socket}: is \`calicoctl node\` running on this host? Start it and retry`);
   await assertNothingLeft();
 });
 
