@@ -38,7 +38,6 @@ export interface NodeOptions {
  */
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
   const node = new NodeProcess(log);
-  void opts;
   // 1. datastore: etcd (or the embedded member), default pools, this host's registration
   const datastore = opts.etcd ? new DatastoreComponent({ ...opts, etcd: opts.etcd }, log.child({ component: 'datastore' })) : undefined;
   if (datastore) node.add(datastore);
