@@ -60,12 +60,23 @@ test('inspect shows the address; -h works; stop/start, restart, restart policy a
     const r = await lab.dockerOk(['exec', id, 'ip', '-4', 'addr', 'show', 'eth0']);
     return /inet (\S+)\/32/.exec(r)?.[1];
   };
+  // The lab's network carries IPv6 too: the container's IPv6 address is
+  // reserved with its IPv4 one and must survive restarts the same way.
+  const addr6 = (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.GlobalIPv6Address}}', id])).trim();
+  assert.ok(addr6.includes(':'), `inspect shows an IPv6 address, got "${addr6}"`);
+  const seen6 = async () => {
+    const r = await lab.dockerOk(['exec', id, 'ip', '-6', 'addr', 'show', 'eth0', 'scope', 'global']);
+    return /inet6 (\S+)\/128/.exec(r)?.[1];
+  };
   assert.equal(await seen(), addr);
+  assert.equal(await seen6(), addr6);
   await lab.dockerOk(['stop', '-t', '0', id]);
   await lab.dockerOk(['start', id]);
   assert.equal(await seen(), addr, 'after stop/start');
+  assert.equal(await seen6(), addr6, 'IPv6 after stop/start');
   await lab.dockerOk(['restart', '-t', '0', id]);
   assert.equal(await seen(), addr, 'after restart');
+  assert.equal(await seen6(), addr6, 'IPv6 after restart');
   const s = await lab.state();
   const eps = s.endpoints.filter((e) => e.containerId === id);
   assert.equal(eps.length, 1, 'one endpoint recorded');

@@ -10,6 +10,7 @@ import {
   parseCalicoEnv,
   parseCreateBody,
   rewriteCreateBody,
+  withNetworkFamilies,
 } from '../../src/proxy/interceptors/calico-request';
 import { refusalForIpamError } from '../../src/proxy/interceptors/ipam-refusal';
 import { IpamError } from '../../src/ipam/types';
@@ -152,4 +153,15 @@ test('inspect: the calico address fills the empty top-level NetworkSettings fiel
   assert.equal(fillTopLevelAddress('{"message":"No such container: x"}'), undefined);
   assert.equal(fillTopLevelAddress('not json'), undefined);
   assert.equal(fillTopLevelAddress(JSON.stringify({ SizeRw: 12345678901234567, NetworkSettings: body.NetworkSettings })), undefined);
+});
+
+test('every family the calico network carries is reserved: the one the client left out becomes auto', () => {
+  // IPv4 asked, network with IPv6: an IPv6 address is reserved too (Docker asks for one).
+  assert.deepEqual(withNetworkFamilies({ ipv4: 'auto', profiles: [] }, true), { ipv4: 'auto', ipv6: 'auto', profiles: [] });
+  // IPv4 asked, IPv4-only network: nothing added.
+  assert.deepEqual(withNetworkFamilies({ ipv4: '10.0.0.5', profiles: ['A'] }, false), { ipv4: '10.0.0.5', ipv6: undefined, profiles: ['A'] });
+  // IPv6 asked: the network always carries IPv4, so an IPv4 address is reserved too.
+  assert.deepEqual(withNetworkFamilies({ ipv6: 'fd00::5', profiles: [] }, true), { ipv4: 'auto', ipv6: 'fd00::5', profiles: [] });
+  // Both asked: kept as asked.
+  assert.deepEqual(withNetworkFamilies({ ipv4: '10.0.0.5', ipv6: 'auto', profiles: [] }, true), { ipv4: '10.0.0.5', ipv6: 'auto', profiles: [] });
 });

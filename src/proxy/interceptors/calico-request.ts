@@ -107,6 +107,19 @@ export function parseCalicoEnv(env: unknown): CalicoRequest | undefined {
   return req;
 }
 
+/**
+ * The request completed with an automatic address for each family the calico
+ * network carries and the client did not name: every calico network carries
+ * IPv4; it carries IPv6 when an IPv6 pool existed when it was created.
+ */
+export function withNetworkFamilies(req: CalicoRequest, networkHasIpv6: boolean): CalicoRequest {
+  return {
+    ...req,
+    ipv4: req.ipv4 ?? 'auto',
+    ipv6: req.ipv6 ?? (networkHasIpv6 ? 'auto' : undefined),
+  };
+}
+
 type Json = Record<string, unknown>;
 
 function isObject(v: unknown): v is Json {

@@ -13,7 +13,9 @@ import {
   parseCalicoEnv,
   parseCreateBody,
   rewriteCreateBody,
+  withNetworkFamilies,
 } from './calico-request';
+import type { CalicoNetworkState } from './network-check';
 import { refusalForIpamError } from './ipam-refusal';
 import type { InflightHandles } from './inflight';
 import type { Reservation, ReservationBook } from './reservations';
@@ -29,10 +31,10 @@ export interface CreateContainerDeps {
   reservations?: ReservationBook;
   /**
    * Says why containers cannot join the calico network right now (the
-   * network is missing, the node's plugin is not serving), or undefined
-   * when they can.
+   * network is missing, the node's plugin is not serving), or which address
+   * families it carries.
    */
-  networkProblem(): Promise<string | undefined>;
+  network(): Promise<CalicoNetworkState>;
   /** How long IPAM may take before the client is told the datastore is not answering (default 3 s). */
   ipamTimeoutMs?: number;
   /** Where the datastore is, for that message (e.g. "etcd at http://127.0.0.1:2379"). */
@@ -72,8 +74,12 @@ export class CreateContainerInterceptor implements Interceptor {
       throw e;
     }
 
-    const problem = await this.deps.networkProblem();
-    if (problem) return { action: 'reply', status: 503, message: problem };
+    const net = await this.deps.network();
+    if (net.problem !== undefined) return { action: 'reply', status: 503, message: net.problem };
+    // Docker asks for an address of every family the network carries; one
+    // the client left out is reserved here too, so it belongs to the
+    // container like the other: same address after a restart, released with it.
+    wanted = withNetworkFamilies(wanted, net.ipv6);
 
     const handle = RESERVATION_PREFIX + randomUUID();
     const name = ctx.query.get('name');

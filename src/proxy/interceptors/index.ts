@@ -38,7 +38,7 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       host: d.host,
       inflight: d.inflight,
       reservations: d.reservations,
-      networkProblem: calicoNetworkCheck(d.docker, d.pluginSocket),
+      network: calicoNetworkCheck(d.docker, d.pluginSocket),
       datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),
     new StartContainerInterceptor(d.recorder),

@@ -17,27 +17,34 @@ function socketAnswers(path: string): Promise<boolean> {
 }
 
 /**
- * Returns a check that says what is wrong, or undefined when all is well.
- * A good answer is remembered for `okForMs` (default 5 s) so the create
- * path pays for it once in a while, not per container.
+ * What a CALICO_IP create needs to know about the calico network: what is
+ * wrong with it (the create is refused), or which families it carries
+ * (Docker asks our IPAM driver for an address of each).
  */
-export function calicoNetworkCheck(docker: Dockerode, pluginSocket: string, okForMs = 5000): () => Promise<string | undefined> {
-  let okUntil = 0;
+export type CalicoNetworkState = { problem: string } | { problem?: undefined; ipv6: boolean };
+
+/**
+ * Returns a check of the calico network. A good answer is remembered for
+ * `okForMs` (default 5 s) so the create path pays for it once in a while,
+ * not per container.
+ */
+export function calicoNetworkCheck(docker: Dockerode, pluginSocket: string, okForMs = 5000): () => Promise<CalicoNetworkState> {
+  let ok: { until: number; ipv6: boolean } | undefined;
   return async () => {
-    if (Date.now() < okUntil) return undefined;
+    if (ok && Date.now() < ok.until) return { ipv6: ok.ipv6 };
     if (!(await socketAnswers(pluginSocket))) {
-      return `the Calico Docker plugin is not serving on ${pluginSocket}: is \`calicoctl node\` running on this host? Start it and retry`;
+      return { problem: `the Calico Docker plugin is not serving on ${pluginSocket}: is \`calicoctl node\` running on this host? Start it and retry` };
     }
-    let exists: boolean;
+    let net;
     try {
-      exists = (await inspectCalicoNetwork(docker)) !== undefined;
+      net = await inspectCalicoNetwork(docker);
     } catch (e) {
-      return `checking the ${CALICO_NETWORK} Docker network: ${(e as Error).message}`;
+      return { problem: `checking the ${CALICO_NETWORK} Docker network: ${(e as Error).message}` };
     }
-    if (!exists) {
-      return `the ${CALICO_NETWORK} Docker network does not exist on this host: restart \`calicoctl node\`, which creates it`;
+    if (!net) {
+      return { problem: `the ${CALICO_NETWORK} Docker network does not exist on this host: restart \`calicoctl node\`, which creates it` };
     }
-    okUntil = Date.now() + okForMs;
-    return undefined;
+    ok = { until: Date.now() + okForMs, ipv6: net.EnableIPv6 === true };
+    return { ipv6: ok.ipv6 };
   };
 }
