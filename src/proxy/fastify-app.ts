@@ -209,7 +209,6 @@ export async function buildFastifyProxy(server: http.Server, hooks: FastifyProxy
       return server;
     },
     logger: false,
-    disableRequestLogging: true,
     // Nothing is parsed: pass-through bodies stream, intercepted bodies are
     // read (and limited) by intercepted.ts before fastify's parsers would run.
     bodyLimit: 1024 * 1024,
@@ -217,9 +216,12 @@ export async function buildFastifyProxy(server: http.Server, hooks: FastifyProxy
     exposeHeadRoutes: false,
     return503OnClosing: false,
     clientErrorHandler: (err, socket) => hooks.clientError(err as NodeJS.ErrnoException, socket),
+    // A URL fastify's router refuses (bad percent-encoding...) never reaches
+    // the onRequest hook: interceptors still get their say, then dockerd decides.
     frameworkErrors: (_err, req, reply) => {
       reply.hijack();
-      hooks.fallback(req.raw, reply.raw);
+      callState(req.raw, reply.raw);
+      if (!hooks.claim(req.raw, reply.raw)) hooks.fallback(req.raw, reply.raw);
     },
   });
   // No built-in parser may consume a pass-through body (text/plain, JSON):
