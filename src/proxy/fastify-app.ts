@@ -167,7 +167,9 @@ function onResponse(request: FastifyRequest, reply: FastifyReply, upstream: { st
     // it sees an error instead of a silently truncated stream.
     if (!res.destroyed) res.destroy(err);
   });
-  if (res.destroyed) {
+  if (res.destroyed || res.headersSent) {
+    // The client left, or reply-from already answered (it refuses a status
+    // fastify cannot set and calls onError before onResponse).
     stream.destroy();
     return;
   }
