@@ -37,6 +37,10 @@ export function sendDockerError(res: ServerResponse, status: number, message: st
  * before it starts the container, so holding them until the first body byte
  * deadlocks it. Backpressure is end to end (a slow client pauses dockerd's
  * socket, a slow dockerd pauses the client's upload).
+ *
+ * Ordinary calls now go through fastify + @fastify/http-proxy (fastify-app.ts,
+ * same wire behaviour); this one serves the requests fastify or reply-from
+ * would refuse or rewrite, so that dockerd still sees them verbatim.
  */
 export function passThrough(up: Upstream, req: IncomingMessage, res: ServerResponse): Promise<number> {
   return new Promise((resolve) => {

@@ -10,6 +10,8 @@ import { findInterceptor } from './interceptor';
 import { parseRequestTarget } from './request-target';
 import { Upstream } from './upstream';
 import { passThrough, sendDockerError } from './pass-through';
+import type { FastifyInstance } from 'fastify';
+import { buildFastifyProxy, callState } from './fastify-app';
 import { intercepted } from './intercepted';
 import { hijack } from './hijack';
 import { checkListenPolicy, createServer, listen, ListenError, TlsOptions } from './listener';
@@ -36,6 +38,7 @@ const PROBE_HEADER = 'x-calico-proxy-probe';
 export class DockerProxy implements Component {
   readonly name = 'proxy';
   private server?: http.Server;
+  private app?: FastifyInstance;
   private readonly upstream: Upstream;
   private readonly listenAddr: Address;
   private bound?: Address;
@@ -88,15 +91,15 @@ export class DockerProxy implements Component {
   async start(): Promise<void> {
     const server = createServer(this.opts.tls);
     this.server = server;
-    server.on('request', (req, res) => this.onRequest(req, res));
-    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      this.log.debug({ err: err.message, code: err.code }, 'malformed request from client');
-      if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
-        const body = JSON.stringify({ message: `calico proxy: malformed HTTP request: ${err.code ?? err.message}` });
-        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
-      } else socket.destroy();
+    // Ordinary calls: fastify + @fastify/http-proxy (fastify-app.ts). Hijacked
+    // (Upgrade) calls stay on the raw 'upgrade' event: fastify never sees them.
+    this.app = await buildFastifyProxy(server, {
+      upstream: this.upstream,
+      claim: (req, res) => this.claim(req, res),
+      fallback: (req, res) => this.fallback(req, res),
+      clientError: (err, socket) => this.onClientError(err, socket),
     });
+    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     const permsFrom = this.opts.socketPermsFrom ?? (this.upstream.address.kind === 'unix' ? this.upstream.address.path : '/var/run/docker.sock');
     this.bound = await listen(server, this.listenAddr, permsFrom, this.log);
     await this.probeForLoop();
@@ -132,19 +135,53 @@ export class DockerProxy implements Component {
     }
   }
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    this.log.debug({ err: err.message, code: err.code }, 'malformed request from client');
+    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+      const body = JSON.stringify({ message: `calico proxy: malformed HTTP request: ${err.code ?? err.message}` });
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    } else socket.destroy();
+  }
+
+  /**
+   * fastify's onRequest: the loop probe and intercepted calls are taken here
+   * (true); anything else goes on to @fastify/http-proxy's route.
+   */
+  private claim(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const started = process.hrtime.bigint();
     const method = req.method ?? 'GET';
     if (req.headers[PROBE_HEADER] === this.probeNonce) {
       this.loopDetected = true;
       sendDockerError(res, 508, 'calico proxy: request loop (the upstream is this proxy)');
-      return;
+      return true;
     }
     const target = parseRequestTarget(req.url ?? '/');
     const icp = findInterceptor(this.interceptors, method, target.path);
-    const handled = icp ? intercepted(this.upstream, icp, target, req, res, this.log) : passThrough(this.upstream, req, res);
+    if (!icp) {
+      if (this.log.isLevelEnabled('debug')) {
+        const call = callState(req, res);
+        res.once('close', () => this.logRequest(method, req.url, call.status || (res.writableFinished ? res.statusCode : 499), started));
+      }
+      return false;
+    }
+    this.track(intercepted(this.upstream, icp, target, req, res, this.log), req, res, method, started, icp.name);
+    return true;
+  }
+
+  /** Requests fastify does not proxy itself (see fastify-app.ts): the node:http pass-through. */
+  private fallback(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const call = callState(req, res);
+    passThrough(this.upstream, req, res).then((status) => {
+      call.status = status;
+    }, (err) => {
+      this.log.error({ err, method: req.method, url: req.url }, 'proxy request failed');
+      sendDockerError(res, 500, `calico proxy: ${(err as Error).message}`);
+    });
+  }
+
+  private track(handled: Promise<number>, req: http.IncomingMessage, res: http.ServerResponse, method: string, started: bigint, interceptor?: string): void {
     handled.then(
-      (status) => this.logRequest(method, req.url, status, started, icp?.name),
+      (status) => this.logRequest(method, req.url, status, started, interceptor),
       (err) => {
         this.log.error({ err, method, url: req.url }, 'proxy request failed');
         sendDockerError(res, 500, `calico proxy: ${(err as Error).message}`);
@@ -170,7 +207,9 @@ export class DockerProxy implements Component {
 
   async stop(): Promise<void> {
     const server = this.server;
+    const app = this.app;
     this.server = undefined;
+    this.app = undefined;
     if (server) {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
@@ -178,6 +217,8 @@ export class DockerProxy implements Component {
       this.hijacked.clear();
       await closed;
     }
+    // Not listening through fastify: this only runs its onClose hooks.
+    await app?.close().catch(() => undefined);
     await this.upstream.close();
   }
 }
