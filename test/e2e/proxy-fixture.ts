@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { PrivateDockerd, ensureTestImage, run, RunOptions, RunResult, TEST_IMAGE } from '../harness';
-import { onTeardown } from '../harness';
+import { onTeardown, freePort } from '../harness';
 import { DockerProxy, ProxyOptions } from '../../src/proxy';
 import { formatAddress } from '../../src/proxy/address';
 import { silentLogger, createLogger } from '../../src/log/logger';
@@ -66,17 +66,5 @@ export function maskIds(s: string): string {
   return s.replace(/\b[0-9a-f]{64}\b/g, '<id>').replace(/\b[0-9a-f]{12}\b/g, '<id>');
 }
 
-export { TEST_IMAGE, run };
+export { TEST_IMAGE, run, freePort };
 
-/** A TCP port that was free a moment ago (for processes that need a port on their command line). */
-export async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -2,7 +2,7 @@
 // loopback (free ports, data under makeRunDir, on a tmpfs when root so fsync
 // is cheap), with kill -9 and restart of one member, torn down via onTeardown.
 import fs from 'node:fs';
-import net from 'node:net';
+import { freeLoopbackPort } from '../../src/etcd/embedded';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { makeRunDir, onTeardown, removeTree } from './teardown';
@@ -10,16 +10,8 @@ import { run, sleep } from './exec';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A loopback TCP port that was free a moment ago (the helper the embedded member uses). */
+export const freePort = freeLoopbackPort;
 
 export interface EtcdMember {
   name: string;
