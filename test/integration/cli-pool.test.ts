@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult } from '../harness';
+import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, waitFor } from '../harness';
 import { Datastore } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 
@@ -122,6 +122,10 @@ test('pool commands against a three-member cluster (ETCD_ENDPOINTS), and with on
   const ctl = ctlWith([], cleanEnv({ ETCD_ENDPOINTS: etcd.endpoints.join(',') }));
   await poolScenario(ctl, etcd.endpoints);
   await etcd.kill(0);
+  // "One member down" is the steady state after the cluster re-elected (if
+  // member 0 led it): during the election itself (election timeout 1-2 s)
+  // etcd answers no linearizable read, which the 3 s bound rightly reports.
+  await waitFor('the two remaining members to agree on a leader', async () => (await etcd.leaderIndex()) !== 0, 20000, 100);
   assert.deepEqual((await showJson(ctl)).map((p) => p.cidr), ['10.20.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   const r = await ctl('pool', 'add', '10.30.0.0/16');
   assert.equal(r.code, 0, r.stderr);
