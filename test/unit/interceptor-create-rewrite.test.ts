@@ -153,6 +153,12 @@ test('inspect: the calico address fills the empty top-level NetworkSettings fiel
   assert.equal(fillTopLevelAddress('{"message":"No such container: x"}'), undefined);
   assert.equal(fillTopLevelAddress('not json'), undefined);
   assert.equal(fillTopLevelAddress(JSON.stringify({ SizeRw: 12345678901234567, NetworkSettings: body.NetworkSettings })), undefined);
+  // Hex ids often hold 16 digits in a row: that alone must not stop the fill (seen flaking in CI).
+  const digitsId = JSON.parse(fillTopLevelAddress(JSON.stringify({ ...body, Id: '1d28747e7903612345678901234567890fe44395ace28ecfcd64a200b1234567' }))!);
+  assert.equal(digitsId.NetworkSettings.IPAddress, '10.65.0.7');
+  // A 16-digit integer that is still exact is carried through unchanged.
+  const exact = JSON.parse(fillTopLevelAddress(JSON.stringify({ ...body, SizeRw: 1234567890123456 }))!);
+  assert.equal(exact.SizeRw, 1234567890123456);
 });
 
 test('every family the calico network carries is reserved: the one the client left out becomes auto', () => {

@@ -217,7 +217,13 @@ export function parseCreateBody(raw: Buffer): Json | undefined {
   return body;
 }
 
-function hasUnsafeInteger(v: unknown): boolean {
+/**
+ * Whether a parsed JSON value holds an integer that JSON.parse could not carry
+ * exactly (so re-serialising it would alter the number). Callers test the raw
+ * text for a run of 16 digits first: cheap, and ids (hex strings) make that
+ * pre-test true often, so it can never be the whole check.
+ */
+export function hasUnsafeInteger(v: unknown): boolean {
   if (typeof v === 'number') return Number.isInteger(v) && !Number.isSafeInteger(v);
   if (Array.isArray(v)) return v.some(hasUnsafeInteger);
   if (isObject(v)) return Object.values(v).some(hasUnsafeInteger);

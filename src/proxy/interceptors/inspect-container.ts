@@ -5,7 +5,7 @@
 // `calicoctl shownodes --detailed` (the seed blog post says so); scripts
 // that read `{{.NetworkSettings.IPAddress}}` work again.
 import type { Interceptor, InterceptContext, InterceptorResponse, RequestDecision, UpstreamOutcome } from '../interceptor';
-import { CALICO_NETWORK } from './calico-request';
+import { CALICO_NETWORK, hasUnsafeInteger } from './calico-request';
 
 const INSPECT_PATH = /^\/containers\/[^/]+\/json$/;
 
@@ -23,8 +23,9 @@ export function fillTopLevelAddress(body: string): string | undefined {
   } catch {
     return undefined;
   }
-  // A rewrite must not alter numbers JSON cannot carry exactly.
-  if (/\d{16,}/.test(body)) return undefined;
+  // A rewrite must not alter numbers JSON cannot carry exactly. (The digit
+  // run alone is no test: 64-hex ids hold 16 digits in a row often enough.)
+  if (/\d{16,}/.test(body) && hasUnsafeInteger(doc)) return undefined;
   const ns = doc?.NetworkSettings as Json | undefined;
   const net = (ns?.Networks as Json | undefined)?.[CALICO_NETWORK] as Json | undefined;
   if (!ns || !net) return undefined;
