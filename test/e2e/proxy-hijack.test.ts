@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
-import { teardownAll, makeRunDir, removeTree, run, RunResult, onTeardown } from '../harness';
+import { spawn } from 'node:child_process';
+import { teardownAll, makeRunDir, removeTree, run, RunResult, onTeardown, makeTestCerts, TestCerts } from '../harness';
 import { DockerProxy } from '../../src/proxy';
 import { silentLogger } from '../../src/log/logger';
 import { startProxyFixture, compare, assertSame, ProxyFixture, maskIds } from './proxy-fixture';
@@ -14,14 +14,14 @@ import { startProxyFixture, compare, assertSame, ProxyFixture, maskIds } from '.
 
 after(teardownAll);
 let f: ProxyFixture;
-let certs: Certs;
+let certs: TestCerts;
 let tlsHost: string;
 let unixSock: string;
 before(async () => {
   f = await startProxyFixture();
   const dir = await makeRunDir('proxy-hijack');
   onTeardown(`remove ${dir}`, () => removeTree(dir));
-  certs = makeCerts(dir);
+  certs = makeTestCerts(dir);
   const tlsProxy = new DockerProxy(
     { listen: 'tcp://127.0.0.1:0', upstream: f.d.host, tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, verify: true } },
     silentLogger(),
@@ -224,15 +224,3 @@ test('24: the proxy on a unix socket: mode and group of the Docker socket; run -
   assert.equal(p.code, 2);
 });
 
-interface Certs { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string }
-function makeCerts(dir: string): Certs {
-  const f = (n: string) => path.join(dir, n);
-  const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ossl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca-key.pem'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=test-ca']);
-  for (const who of ['server', 'client']) {
-    ossl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}-key.pem`), '-out', f(`${who}.csr`), '-subj', `/CN=${who === 'server' ? 'localhost' : 'client'}`]);
-    fs.writeFileSync(f(`${who}.ext`), who === 'server' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n');
-    ossl(['x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'), '-CAcreateserial', '-out', f(`${who}-cert.pem`), '-days', '1', '-extfile', f(`${who}.ext`)]);
-  }
-  return { ca: f('ca.pem'), serverCert: f('server-cert.pem'), serverKey: f('server-key.pem'), clientCert: f('client-cert.pem'), clientKey: f('client-key.pem') };
-}

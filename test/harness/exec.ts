@@ -78,3 +78,11 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     await sleep(everyMs);
   }
 }
+
+/** The environment without any etcd setting of the machine running the tests (ETCD_ENDPOINTS, ETCD_AUTHORITY), plus `extra`. */
+export function envWithoutEtcd(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.ETCD_ENDPOINTS;
+  delete env.ETCD_AUTHORITY;
+  return { ...env, ...extra };
+}

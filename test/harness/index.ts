@@ -5,6 +5,7 @@ export * from './exec';
 export * from './teardown';
 export * from './dockerd';
 export * from './image';
+export * from './certs';
 export * from './etcd';
 export * from './netns';
 

@@ -1,18 +1,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { teardownAll, onTeardown, run, CALICOCTL_MAIN, freePort } from '../harness';
+import { teardownAll, onTeardown, run, CALICOCTL_MAIN, freePort, envWithoutEtcd } from '../harness';
 
 after(teardownAll);
 
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.ETCD_ENDPOINTS;
-  delete env.ETCD_AUTHORITY;
-  return { ...env, ...extra };
-}
-
-function ctl(args: string[], env = cleanEnv()) {
+function ctl(args: string[], env = envWithoutEtcd()) {
   return run(process.execPath, [CALICOCTL_MAIN, ...args], { env, timeoutMs: 20000 });
 }
 
@@ -56,19 +49,19 @@ async function assertFailsInTime(args: string[], env: NodeJS.ProcessEnv): Promis
 
 test('unreachable etcd: nothing listening -> fails in < 3 s naming the endpoint', async () => {
   const endpoint = `http://127.0.0.1:${await freePort()}`;
-  assertEtcdError(await assertFailsInTime(['pool', 'show', '--etcd-endpoints', endpoint], cleanEnv()), [endpoint]);
+  assertEtcdError(await assertFailsInTime(['pool', 'show', '--etcd-endpoints', endpoint], envWithoutEtcd()), [endpoint]);
 });
 
 test('unreachable etcd: a listener that never answers -> fails in < 3 s naming every endpoint tried', async () => {
   const hung = await silentListener();
   const refused = `http://127.0.0.1:${await freePort()}`;
-  const r = await assertFailsInTime(['pool', 'add', '10.0.0.0/16'], cleanEnv({ ETCD_ENDPOINTS: `${hung},${refused}` }));
+  const r = await assertFailsInTime(['pool', 'add', '10.0.0.0/16'], envWithoutEtcd({ ETCD_ENDPOINTS: `${hung},${refused}` }));
   assertEtcdError(r, [hung, refused]);
 });
 
 test('unreachable etcd: ETCD_AUTHORITY host:port is named as the URL tried', async () => {
   const port = await freePort();
-  const env = cleanEnv({ ETCD_AUTHORITY: `127.0.0.1:${port}` });
+  const env = envWithoutEtcd({ ETCD_AUTHORITY: `127.0.0.1:${port}` });
   assertEtcdError(await assertFailsInTime(['pool', 'remove', '10.0.0.0/16'], env), [`http://127.0.0.1:${port}`]);
 });
 

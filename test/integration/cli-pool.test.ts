@@ -1,18 +1,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, waitFor } from '../harness';
+import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, waitFor, envWithoutEtcd } from '../harness';
 import { Datastore } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 
 after(teardownAll);
-
-/** The environment without any etcd setting of the machine running the tests. */
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.ETCD_ENDPOINTS;
-  delete env.ETCD_AUTHORITY;
-  return { ...env, ...extra };
-}
 
 type Ctl = (...args: string[]) => Promise<RunResult>;
 
@@ -111,15 +103,15 @@ async function poolScenario(ctl: Ctl, endpoints: string[]): Promise<void> {
 
 test('pool commands against a single etcd member (--etcd-endpoints)', async () => {
   const etcd = await EtcdCluster.start({ size: 1 });
-  await poolScenario(ctlWith(['--etcd-endpoints', etcd.endpoints.join(',')], cleanEnv()), etcd.endpoints);
+  await poolScenario(ctlWith(['--etcd-endpoints', etcd.endpoints.join(',')], envWithoutEtcd()), etcd.endpoints);
   // ETCD_AUTHORITY (2015) finds the same data.
-  const viaAuthority = ctlWith([], cleanEnv({ ETCD_AUTHORITY: etcd.endpoints[0]!.replace('http://', '') }));
+  const viaAuthority = ctlWith([], envWithoutEtcd({ ETCD_AUTHORITY: etcd.endpoints[0]!.replace('http://', '') }));
   assert.deepEqual((await showJson(viaAuthority)).map((p) => p.cidr), ['10.20.0.0/16', 'fd80:24e2:f998:72d6::/64']);
 });
 
 test('pool commands against a three-member cluster (ETCD_ENDPOINTS), and with one member down', async () => {
   const etcd = await EtcdCluster.start({ size: 3 });
-  const ctl = ctlWith([], cleanEnv({ ETCD_ENDPOINTS: etcd.endpoints.join(',') }));
+  const ctl = ctlWith([], envWithoutEtcd({ ETCD_ENDPOINTS: etcd.endpoints.join(',') }));
   await poolScenario(ctl, etcd.endpoints);
   await etcd.kill(0);
   // "One member down" is the steady state after the cluster re-elected (if

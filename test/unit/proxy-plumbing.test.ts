@@ -6,7 +6,7 @@ import path from 'node:path';
 import net from 'node:net';
 import http from 'node:http';
 import tls from 'node:tls';
-import { execFileSync } from 'node:child_process';
+import { makeTestCerts } from '../harness/certs';
 import { DockerProxy } from '../../src/proxy';
 import type { Interceptor, UpstreamOutcome } from '../../src/proxy';
 import { formatAddress } from '../../src/proxy/address';
@@ -178,7 +178,7 @@ test('hijack error (409) reaches the client as dockerd sent it', async () => {
 });
 
 test('hijack over TLS with client certificates: half-close keeps the output; no cert is refused', async () => {
-  const certs = makeCerts();
+  const certs = makeTestCerts(fs.mkdtempSync(path.join(dir, 'certs-')));
   const { port } = await startProxy([], { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, verify: true } });
   const exchange = (withCert: boolean) =>
     new Promise<string>((resolve) => {
@@ -282,15 +282,3 @@ test('the proxy refuses to start when the upstream leads back to itself', async 
   void formatAddress;
 });
 
-function makeCerts() {
-  const d = fs.mkdtempSync(path.join(dir, 'certs-'));
-  const f = (n: string) => path.join(d, n);
-  const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ossl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca-key.pem'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=test-ca']);
-  for (const who of ['server', 'client']) {
-    ossl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}-key.pem`), '-out', f(`${who}.csr`), '-subj', `/CN=${who === 'server' ? 'localhost' : 'client'}`]);
-    fs.writeFileSync(f(`${who}.ext`), who === 'server' ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' : 'extendedKeyUsage=clientAuth\n');
-    ossl(['x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'), '-CAcreateserial', '-out', f(`${who}-cert.pem`), '-days', '1', '-extfile', f(`${who}.ext`)]);
-  }
-  return { ca: f('ca.pem'), serverCert: f('server-cert.pem'), serverKey: f('server-key.pem'), clientCert: f('client-cert.pem'), clientKey: f('client-key.pem') };
-}
