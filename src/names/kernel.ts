@@ -1,0 +1,38 @@
+// The one place for the names of our kernel objects: iptables chains and
+// ipsets. Every chain we own starts with `cali-`, every ipset with `cali`,
+// so the applier can tell ours from anybody else's. Each name is built by
+// one function; inputs too long for the kernel's limits are shortened with a
+// hash of the whole input, never truncated into a collision.
+import { createHash } from 'node:crypto';
+
+/** iptables chain names: at most 28 characters (XT_EXTENSION_MAXNAMELEN - 1 - 3). */
+export const MAX_CHAIN_NAME = 28;
+/** ipset names: at most 31 characters (IPSET_MAXNAMELEN - 1). */
+export const MAX_IPSET_NAME = 31;
+
+/** Prefix of every iptables chain we own. */
+export const CHAIN_PREFIX = 'cali-';
+/** Prefix of every ipset we own. */
+export const IPSET_PREFIX = 'cali';
+
+/**
+ * `prefix + name`, or when that exceeds `max`, `prefix + head of name + "_" + hash`
+ * where the hash covers the whole name: two different names never map to one result.
+ */
+export function fitName(prefix: string, name: string, max: number): string {
+  const full = prefix + name;
+  if (full.length <= max) return full;
+  const hash = createHash('sha256').update(name).digest('base64url').replace(/[-_]/g, 'x').slice(0, 10);
+  const room = max - prefix.length - hash.length - 1;
+  return `${prefix}${name.slice(0, Math.max(0, room))}_${hash}`;
+}
+
+/** Whether a chain is ours (the applier manages only these). */
+export function isOurChain(name: string): boolean {
+  return name.startsWith(CHAIN_PREFIX);
+}
+
+/** Whether an ipset is ours. */
+export function isOurIpset(name: string): boolean {
+  return name.startsWith(IPSET_PREFIX);
+}
