@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { IpBatch } from './ip-batch';
-import { GATEWAY_V4 } from './names';
+import { GATEWAY_V4 } from '../names';
 import { EndpointSpec, HostLink, Sysctl, gatewayRouteCommand, planSweep, hostSysctls, isAlreadyGone, planEndpoint, planEndpointRemoval } from './plan';
 
 export interface HostDataplaneOptions {

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { GATEWAY_V4, GATEWAY_V6, HOST_IF_PREFIX, HOST_VETH_MAC } from './names';
+import { GATEWAY_V4, GATEWAY_V6, HOST_IF_PREFIX, HOST_VETH_MAC } from '../names';
 
 // Pure: what the host must look like for one container endpoint, as `ip -batch`
 // lines and /proc/sys writes. No effects here; ./host-dataplane.ts applies it.

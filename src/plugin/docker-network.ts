@@ -1,7 +1,7 @@
 import type Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import { parseAddress } from './address';
-import { calicoNetworkName } from './names';
+import { calicoNetworkName } from '../names';
 
 export interface CalicoNetworkOptions {
   /** Driver and IPAM driver name (the plugin socket's name). */

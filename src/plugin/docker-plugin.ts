@@ -7,12 +7,12 @@ import type { Logger } from 'pino';
 import type { Component } from '../node/component';
 import type { Ipam } from '../ipam/types';
 import { HostDataplane } from '../dataplane/host-dataplane';
-import { hostIfName } from '../dataplane/names';
+import { hostIfName } from '../names';
 import { withHostPrefix } from './address';
 import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
 import { EndpointRegistry } from './endpoints';
 import { IpamDriver } from './ipam-driver';
-import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from './names';
+import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from '../names';
 import { NetworkDriver } from './network-driver';
 import { buildPluginServer } from './server';
 

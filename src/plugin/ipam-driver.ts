@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Allocation, Ipam } from '../ipam/types';
 import { IpamError } from '../ipam/types';
-import { GATEWAY_V4, GATEWAY_V6 } from '../dataplane/names';
+import { GATEWAY_V4, GATEWAY_V6 } from '../names';
 import { Family, PluginError, parseAddress, withHostPrefix } from './address';
 import type { EndpointRegistry } from './endpoints';
 import {
@@ -13,7 +13,7 @@ import {
   POOL_ID_V4,
   POOL_ID_V6,
   RESERVATION_HANDLE_PREFIX,
-} from './names';
+} from '../names';
 
 export interface IpamDriverOptions {
   ipam: Ipam;

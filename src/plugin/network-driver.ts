@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { HostDataplane } from '../dataplane/host-dataplane';
-import { GATEWAY_V4, GATEWAY_V6, containerMac, hostIfName, peerIfName } from '../dataplane/names';
+import { GATEWAY_V4, GATEWAY_V6, containerMac, hostIfName, peerIfName } from '../names';
 import { PluginError, parseAddress, withHostPrefix } from './address';
 import type { EndpointRegistry, PluginEndpoint } from './endpoints';
 

@@ -1,7 +1,8 @@
 // Pure: what a Docker container's view (inspect or list) says about its
 // Calico endpoint, in the 2015 endpoint's terms. Used by the start
 // interceptor, the reconciler and `calicoctl container add`.
-import { CALICO_NETWORK, HANDLE_LABEL, profilesFromLabels } from '../proxy/interceptors/calico-request';
+import { HANDLE_LABEL, calicoNetworkName } from '../names';
+import { profilesFromLabels } from '../proxy/interceptors/calico-request';
 
 /** One workload endpoint as this node records it (host, container, veth, addresses, profiles). */
 export interface EndpointRecord {
@@ -58,7 +59,7 @@ export function handleOf(c: ContainerView): string | undefined {
 
 /** The container's endpoint on the calico network, if it has one with an address. */
 export function calicoNetworkOf(c: ContainerView): NetworkView | undefined {
-  const n = c.NetworkSettings?.Networks?.[CALICO_NETWORK];
+  const n = c.NetworkSettings?.Networks?.[calicoNetworkName()];
   if (!n || !n.EndpointID || (!n.IPAddress && !n.GlobalIPv6Address)) return undefined;
   return n;
 }

@@ -1,7 +1,7 @@
 // EndpointPort on the datastore's EndpointStore: this node's records in the
 // 2015 endpoint JSON under /calico/v1/host/<h>/workload/docker/<cid>/endpoint/<epid>.
 import type { Endpoint, EndpointStore } from '../datastore/endpoint-store';
-import { GATEWAY_V4, GATEWAY_V6 } from '../dataplane/names';
+import { GATEWAY_V4, GATEWAY_V6 } from '../names';
 import type { EndpointRecord } from './container-endpoint';
 import type { EndpointPort } from './endpoint-port';
 

@@ -3,12 +3,13 @@
 // prompt reactions (start -> record the endpoint; destroy -> release), a
 // periodic sweep repairs whatever events missed (dockerd restarts, a node
 // that was down, `docker rm` while we were away).
+import { HANDLE_LABEL } from '../names';
 import type Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import type { Component } from '../node/component';
 import type { Ipam } from '../ipam/types';
 import type { InflightHandles } from '../proxy/interceptors/inflight';
-import { HANDLE_LABEL } from '../proxy/interceptors/calico-request';
+;
 import type { ContainerView } from './container-endpoint';
 import type { EndpointPort } from './endpoint-port';
 import type { EndpointRecorder } from './endpoint-recorder';

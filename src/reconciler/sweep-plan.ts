@@ -3,8 +3,9 @@
 // release, adopt and (re)record. The one rule that matters: nothing is
 // released while its container exists, and an allocation that never had a
 // container is collected only after two sightings a grace period apart.
+import { RESERVATION_HANDLE_PREFIX } from '../names';
 import type { Allocation } from '../ipam/types';
-import { RESERVATION_PREFIX } from '../proxy/interceptors/calico-request';
+;
 import {
   ContainerView,
   EndpointRecord,
@@ -71,7 +72,7 @@ export function planSweep(input: SweepInput): SweepPlan {
     // No container names this handle. Only our own reservations are
     // collected this way: other handles (the IPAM driver's) have owners the
     // driver tracks.
-    if (!handle.startsWith(RESERVATION_PREFIX) || input.inflight(handle)) continue;
+    if (!handle.startsWith(RESERVATION_HANDLE_PREFIX) || input.inflight(handle)) continue;
     const first = input.sightings.get(handle);
     if (first === undefined) {
       plan.sightings.set(handle, input.now);

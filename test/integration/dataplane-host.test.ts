@@ -4,7 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { Netns, isRoot, run, teardownAll } from '../harness';
 import { IpBatch } from '../../src/dataplane/ip-batch';
-import { containerMac, hostIfName, peerIfName, GATEWAY_V6 } from '../../src/dataplane/names';
+import { containerMac, hostIfName, peerIfName, GATEWAY_V6 } from '../../src/names';
 
 // The dataplane against the real kernel, inside namespaces this test makes:
 // the long-lived `ip -batch` runner, and a whole endpoint plumbed on a "host"

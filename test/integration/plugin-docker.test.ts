@@ -8,8 +8,8 @@ import { EtcdCluster, PrivateDockerd, ensureTestImage, isRoot, run, runOk, teard
 import { Datastore, PoolStore } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 import { DockerPlugin } from '../../src/plugin/docker-plugin';
-import { calicoNetworkName, HANDLE_LABEL } from '../../src/plugin/names';
-import { hostIfName } from '../../src/dataplane/names';
+import { calicoNetworkName, HANDLE_LABEL } from '../../src/names';
+import { hostIfName } from '../../src/names';
 
 // The plugin on a real dockerd, a real etcd and the real IPAM: dockerd finds
 // the socket by name, calls the drivers at container start, and the container

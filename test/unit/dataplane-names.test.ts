@@ -7,7 +7,7 @@ import {
   hostIfName,
   linkLocalFromMac,
   peerIfName,
-} from '../../src/dataplane/names';
+} from '../../src/names';
 
 const EP = '3f2a9c81d0e4b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2';
 

@@ -1,17 +1,7 @@
+import { HANDLE_LABEL, PROFILES_LABEL, calicoNetworkName } from '../../src/names';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  CALICO_NETWORK,
-  HANDLE_LABEL,
-  PROFILES_LABEL,
-  RequestRefused,
-  checkNetworkMode,
-  envValue,
-  parseCalicoEnv,
-  parseCreateBody,
-  rewriteCreateBody,
-  withNetworkFamilies,
-} from '../../src/proxy/interceptors/calico-request';
+import { RequestRefused, checkNetworkMode, envValue, parseCalicoEnv, parseCreateBody, rewriteCreateBody, withNetworkFamilies } from '../../src/proxy/interceptors/calico-request';
 import { refusalForIpamError } from '../../src/proxy/interceptors/ipam-refusal';
 import { IpamError } from '../../src/ipam/types';
 
@@ -70,7 +60,7 @@ test('rewriteCreateBody: joins the calico network with the reserved addresses, k
     Unknown: { nested: [1, 2] },
   };
   const out = rewriteCreateBody(body, { handle: 'resv-1', ipv4: '10.0.0.5', profiles: ['web'] });
-  assert.equal((out.HostConfig as Record<string, unknown>).NetworkMode, CALICO_NETWORK);
+  assert.equal((out.HostConfig as Record<string, unknown>).NetworkMode, calicoNetworkName());
   assert.equal((out.HostConfig as Record<string, unknown>).AutoRemove, true);
   assert.equal((out.HostConfig as Record<string, unknown>).Memory, 1073741824);
   assert.deepEqual(out.NetworkingConfig, {

@@ -7,7 +7,7 @@ import { EndpointRegistry } from '../../src/plugin/endpoints';
 import { IpamDriver, poolFamily } from '../../src/plugin/ipam-driver';
 import { NetworkDriver } from '../../src/plugin/network-driver';
 import { buildPluginServer } from '../../src/plugin/server';
-import { POOL_ID_V4, POOL_ID_V6 } from '../../src/plugin/names';
+import { POOL_ID_V4, POOL_ID_V6 } from '../../src/names';
 
 // The API edge: routes, content types, schemas and the {"Err"} shape. Calls
 // here never reach IPAM or the kernel; an IPAM that is touched fails the test.

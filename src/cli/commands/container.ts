@@ -4,10 +4,10 @@ import Dockerode from 'dockerode';
 import type { Command } from 'commander';
 import { EndpointStore } from '../../datastore';
 import { EtcdIpam } from '../../ipam/ipam';
-import { hostIfName } from '../../dataplane/names';
+import { RESERVATION_HANDLE_PREFIX, calicoNetworkName, hostIfName } from '../../names';
 import { silentLogger } from '../../log/logger';
 import { inspectCalicoNetwork } from '../../plugin/docker-network';
-import { CALICO_NETWORK, RESERVATION_PREFIX, RequestRefused, parseCalicoEnv } from '../../proxy/interceptors/calico-request';
+import { RequestRefused, parseCalicoEnv } from '../../proxy/interceptors/calico-request';
 import { refusalForIpamError } from '../../proxy/interceptors/ipam-refusal';
 import { handleOf, isRunning, type ContainerView } from '../../reconciler/container-endpoint';
 import { EndpointRecorder } from '../../reconciler/endpoint-recorder';
@@ -58,13 +58,13 @@ async function add(name: string, ip: string, flags: Flags, cmd: Command): Promis
   const docker = dockerClient(flags.docker);
   const c = await inspect(docker, name);
   if (!isRunning(c)) throw new CliError(`${name} is not currently running.`);
-  if (c.NetworkSettings?.Networks?.[CALICO_NETWORK]) throw new CliError(`${name} has already been configured with Calico Networking.`);
+  if (c.NetworkSettings?.Networks?.[calicoNetworkName()]) throw new CliError(`${name} has already been configured with Calico Networking.`);
   if (!(await inspectCalicoNetwork(docker))) {
-    throw new CliError(`The ${CALICO_NETWORK} Docker network does not exist on this host: start \`calicoctl node\` first.`);
+    throw new CliError(`The ${calicoNetworkName()} Docker network does not exist on this host: start \`calicoctl node\` first.`);
   }
   const added = await withDatastore(cmd, async (ds) => {
     const ipam = new EtcdIpam(ds);
-    const handle = RESERVATION_PREFIX + randomUUID();
+    const handle = RESERVATION_HANDLE_PREFIX + randomUUID();
     let allocations;
     try {
       allocations = await ipam.allocate({ handle, host: flags.hostname, ...wanted, attrs: { source: 'calicoctl', container: c.Id } });
@@ -74,13 +74,13 @@ async function add(name: string, ip: string, flags: Flags, cmd: Command): Promis
     const ipv4 = allocations.find((a) => a.family === 4)?.address;
     const ipv6 = allocations.find((a) => a.family === 6)?.address;
     try {
-      await docker.getNetwork(CALICO_NETWORK).connect({
+      await docker.getNetwork(calicoNetworkName()).connect({
         Container: c.Id,
         EndpointConfig: { IPAMConfig: { ...(ipv4 ? { IPv4Address: ipv4 } : {}), ...(ipv6 ? { IPv6Address: ipv6 } : {}) } },
       });
     } catch (e) {
       await ipam.releaseByHandle(handle);
-      throw new CliError(`Connecting ${name} to the ${CALICO_NETWORK} network failed: ${(e as Error).message}`);
+      throw new CliError(`Connecting ${name} to the ${calicoNetworkName()} network failed: ${(e as Error).message}`);
     }
     const recorder = new EndpointRecorder(docker, new EndpointStorePort(new EndpointStore(ds)), flags.hostname, hostIfName, silentLogger());
     await recorder.record(c.Id);
@@ -94,7 +94,7 @@ async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
   requireRoot('This command');
   const docker = dockerClient(flags.docker);
   const c = await inspect(docker, name);
-  const onNetwork = c.NetworkSettings?.Networks?.[CALICO_NETWORK] !== undefined;
+  const onNetwork = c.NetworkSettings?.Networks?.[calicoNetworkName()] !== undefined;
   const removed = await withDatastore(cmd, async (ds) => {
     const ipam = new EtcdIpam(ds);
     const handles = new Set(
@@ -106,9 +106,9 @@ async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
     if (!onNetwork && !handles.size && !endpoints) return false;
     if (onNetwork) {
       try {
-        await docker.getNetwork(CALICO_NETWORK).disconnect({ Container: c.Id, Force: true });
+        await docker.getNetwork(calicoNetworkName()).disconnect({ Container: c.Id, Force: true });
       } catch (e) {
-        throw new CliError(`Disconnecting ${name} from the ${CALICO_NETWORK} network failed: ${(e as Error).message}`);
+        throw new CliError(`Disconnecting ${name} from the ${calicoNetworkName()} network failed: ${(e as Error).message}`);
       }
     }
     for (const h of handles) await ipam.releaseByHandle(h);

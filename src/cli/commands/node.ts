@@ -6,7 +6,7 @@ import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { endpointsFor } from '../datastore';
-import { DEFAULT_PLUGIN_NAME } from '../../plugin/names';
+import { DEFAULT_PLUGIN_NAME } from '../../names';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';

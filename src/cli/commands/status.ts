@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Datastore, EndpointStore, HostStore } from '../../datastore';
-import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../plugin/names';
+import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../names';
 import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
 import { addOutputOption, outputFormat, renderJson } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';

@@ -2,16 +2,9 @@
 // (CALICO_IP, CALICO_IP6, CALICO_PROFILE in Env) and how the body is rewritten
 // onto the host's `calico` Docker network. No sockets, no etcd: unit-tested.
 import ipaddr from 'ipaddr.js';
-import { HANDLE_LABEL, RESERVATION_HANDLE_PREFIX, calicoNetworkName } from '../../plugin/names';
+import { HANDLE_LABEL, PROFILES_LABEL, calicoNetworkName } from '../../names';
 
-/** The Docker network every Calico container joins (created by the node). */
-export const CALICO_NETWORK = calicoNetworkName();
-/** Label tying a container to its IPAM reservation (the handle). */
-export { HANDLE_LABEL };
-/** Handles the proxy reserves under; the IPAM driver accepts their addresses at start. */
-export const RESERVATION_PREFIX = RESERVATION_HANDLE_PREFIX;
-/** Label carrying the profiles asked for with CALICO_PROFILE (comma list). */
-export const PROFILES_LABEL = 'org.projectcalico.profiles';
+
 
 /** 2015 calicoctl v0.4.9 profile name rule. */
 const PROFILE_RE = /^[a-zA-Z0-9_.-]{1,40}$/;
@@ -159,7 +152,7 @@ export function rewriteCreateBody(body: Json, r: Rewrite): Json {
   const out: Json = { ...body };
   const hostConfig: Json = isObject(body.HostConfig) ? { ...body.HostConfig } : {};
   const previousMode = typeof hostConfig.NetworkMode === 'string' ? hostConfig.NetworkMode : '';
-  hostConfig.NetworkMode = CALICO_NETWORK;
+  hostConfig.NetworkMode = calicoNetworkName();
   out.HostConfig = hostConfig;
 
   const networking: Json = isObject(body.NetworkingConfig) ? { ...body.NetworkingConfig } : {};
@@ -167,7 +160,7 @@ export function rewriteCreateBody(body: Json, r: Rewrite): Json {
   // Settings the client gave for the network it asked for (e.g. compose's
   // service aliases on <project>_default) move to the calico endpoint.
   let carried: Json = {};
-  for (const key of [previousMode, 'default', 'bridge', CALICO_NETWORK]) {
+  for (const key of [previousMode, 'default', 'bridge', calicoNetworkName()]) {
     if (key && isObject(endpoints[key])) {
       carried = { ...carried, ...(endpoints[key] as Json) };
       delete endpoints[key];
@@ -178,7 +171,7 @@ export function rewriteCreateBody(body: Json, r: Rewrite): Json {
   delete ipam.IPv6Address;
   if (r.ipv4) ipam.IPv4Address = r.ipv4;
   if (r.ipv6) ipam.IPv6Address = r.ipv6;
-  endpoints[CALICO_NETWORK] = { ...carried, IPAMConfig: ipam };
+  endpoints[calicoNetworkName()] = { ...carried, IPAMConfig: ipam };
   networking.EndpointsConfig = endpoints;
   out.NetworkingConfig = networking;
 

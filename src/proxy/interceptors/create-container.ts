@@ -4,17 +4,10 @@
 // create/start flow"). Every reservation has its undo next to it: a create
 // that dockerd refuses, or never answers, releases what was reserved.
 import { randomUUID } from 'node:crypto';
+import { RESERVATION_HANDLE_PREFIX } from '../../names';
 import type { Interceptor, InterceptContext, RequestDecision, UpstreamOutcome } from '../interceptor';
 import { Ipam, IpamError } from '../../ipam/types';
-import {
-  RESERVATION_PREFIX,
-  RequestRefused,
-  checkNetworkMode,
-  parseCalicoEnv,
-  parseCreateBody,
-  rewriteCreateBody,
-  withNetworkFamilies,
-} from './calico-request';
+import { RequestRefused, checkNetworkMode, parseCalicoEnv, parseCreateBody, rewriteCreateBody, withNetworkFamilies } from './calico-request';
 import type { CalicoNetworkState } from './network-check';
 import { refusalForIpamError } from './ipam-refusal';
 import type { InflightHandles } from './inflight';
@@ -81,7 +74,7 @@ export class CreateContainerInterceptor implements Interceptor {
     // container like the other: same address after a restart, released with it.
     wanted = withNetworkFamilies(wanted, net.ipv6);
 
-    const handle = RESERVATION_PREFIX + randomUUID();
+    const handle = RESERVATION_HANDLE_PREFIX + randomUUID();
     const name = ctx.query.get('name');
     const what = `reserving ${describe(wanted)} for container${name ? ` ${name}` : ''}`;
     this.deps.inflight.add(handle);

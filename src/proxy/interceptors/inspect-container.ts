@@ -4,8 +4,9 @@
 // the default bridge. In 2015 users found them empty and had to go to
 // `calicoctl shownodes --detailed` (the seed blog post says so); scripts
 // that read `{{.NetworkSettings.IPAddress}}` work again.
+import { calicoNetworkName } from '../../names';
 import type { Interceptor, InterceptContext, InterceptorResponse, RequestDecision, UpstreamOutcome } from '../interceptor';
-import { CALICO_NETWORK, hasUnsafeInteger } from './calico-request';
+import { hasUnsafeInteger } from './calico-request';
 
 const INSPECT_PATH = /^\/containers\/[^/]+\/json$/;
 
@@ -27,7 +28,7 @@ export function fillTopLevelAddress(body: string): string | undefined {
   // run alone is no test: 64-hex ids hold 16 digits in a row often enough.)
   if (/\d{16,}/.test(body) && hasUnsafeInteger(doc)) return undefined;
   const ns = doc?.NetworkSettings as Json | undefined;
-  const net = (ns?.Networks as Json | undefined)?.[CALICO_NETWORK] as Json | undefined;
+  const net = (ns?.Networks as Json | undefined)?.[calicoNetworkName()] as Json | undefined;
   if (!ns || !net) return undefined;
   let changed = false;
   const copy = (from: string, to: string, extra?: [string, unknown]) => {

@@ -2,10 +2,11 @@
 // CALICO_IP create: without the network, dockerd would answer 404 "network
 // calico not found" and the docker CLI would take that for a missing image
 // and try to pull it; without the plugin, start would fail obscurely.
+import { calicoNetworkName } from '../../names';
 import net from 'node:net';
 import type Dockerode from 'dockerode';
 import { inspectCalicoNetwork } from '../../plugin/docker-network';
-import { CALICO_NETWORK } from './calico-request';
+;
 
 function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -39,10 +40,10 @@ export function calicoNetworkCheck(docker: Dockerode, pluginSocket: string, okFo
     try {
       net = await inspectCalicoNetwork(docker);
     } catch (e) {
-      return { problem: `checking the ${CALICO_NETWORK} Docker network: ${(e as Error).message}` };
+      return { problem: `checking the ${calicoNetworkName()} Docker network: ${(e as Error).message}` };
     }
     if (!net) {
-      return { problem: `the ${CALICO_NETWORK} Docker network does not exist on this host: restart \`calicoctl node\`, which creates it` };
+      return { problem: `the ${calicoNetworkName()} Docker network does not exist on this host: restart \`calicoctl node\`, which creates it` };
     }
     ok = { until: Date.now() + okForMs, ipv6: net.EnableIPv6 === true };
     return { ipv6: ok.ipv6 };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 
-// One source of truth for every name and fixed address the host side of a
+// Every name and fixed address the host side of a
 // container endpoint uses. Felix, the reconciler and the tests derive the same
 // names from the same functions.
 

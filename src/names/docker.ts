@@ -1,5 +1,7 @@
-// Names shared by the Docker plugin, the proxy's create interceptor and the
-// reconciler. One definition each.
+// Names of what calico-docker creates in Docker and in IPAM: the network,
+// container labels, handle prefixes, the plugin's socket and driver ids.
+// One definition each; the plugin, the proxy's interceptors, the reconciler
+// and calicoctl all take them from here.
 
 /** The host's Docker network that every Calico container joins. */
 export function calicoNetworkName(): string {
@@ -16,6 +18,8 @@ export const RESERVATION_HANDLE_PREFIX = 'resv-';
 export const DOCKER_HANDLE_PREFIX = 'docker-';
 /** Container label carrying the reservation handle. */
 export const HANDLE_LABEL = 'org.projectcalico.handle';
+/** Container label carrying the profiles asked for with CALICO_PROFILE (comma list). */
+export const PROFILES_LABEL = 'org.projectcalico.profiles';
 
 /** IPAM pool ids the driver hands Docker; they tell the address family of later requests. */
 export const POOL_ID_V4 = 'CalicoPoolIPv4';
