@@ -38,6 +38,7 @@ export class HostDataplane {
 
   /** Host-wide IPv4 forwarding (IPv6 is switched on with the first IPv6 endpoint or network). */
   async start(): Promise<void> {
+    this.ip.open();
     await this.writeSysctls(hostSysctls(false), 'enabling IPv4 forwarding');
     await this.ensureGatewayRoute();
     this.mtu ??= await this.uplinkMtu();
@@ -150,6 +151,11 @@ export class HostDataplane {
 
   close(): void {
     this.ip.close();
+  }
+
+  /** Kills the `ip` child at once (the node's stop bound ran out). */
+  kill(): void {
+    this.ip.kill();
   }
 
   private async writeSysctls(sysctls: Sysctl[], what: string): Promise<void> {

@@ -33,6 +33,7 @@ export class IpBatch {
   private jobs: Job[] = [];
   private out = '';
   private text: string[] = [];
+  private closed = false;
 
   constructor(private readonly log: Logger, private readonly ipPath = 'ip') {}
 
@@ -45,6 +46,8 @@ export class IpBatch {
     for (const c of commands) {
       if (c.includes('\n')) throw new Error(`ip batch command contains a newline: ${JSON.stringify(c)}`);
     }
+    // After close() nothing may spawn a new `ip` (a late DeleteEndpoint while the node stops).
+    if (this.closed) return Promise.reject(new Error('the host dataplane is stopped'));
     const child = this.ensureChild();
     return new Promise((resolve, reject) => {
       const first = this.lines + 1;
@@ -63,9 +66,22 @@ export class IpBatch {
     }
   }
 
-  /** Ends the `ip` process once it has run what it was given; a later run() starts a new one. */
+  /** Ends the `ip` process once it has run what it was given; run() refuses until open(). */
   close(): void {
+    this.closed = true;
     this.child?.stdin?.end();
+    this.child = undefined;
+  }
+
+  /** Accepts commands again after close() (a restarted plugin). */
+  open(): void {
+    this.closed = false;
+  }
+
+  /** Kills the `ip` process at once (the node's stop bound ran out). */
+  kill(): void {
+    this.closed = true;
+    this.child?.kill('SIGKILL');
     this.child = undefined;
   }
 

@@ -47,6 +47,19 @@ export class EndpointStore {
     await this.ds.put(key, value);
   }
 
+  /**
+   * Writes the endpoint and deletes every other endpoint of the same
+   * container on the same host, in one transaction: a restarted container's
+   * new record (new endpoint id, same address) never coexists with the old.
+   */
+  async replace(ep: Endpoint): Promise<void> {
+    const key = EndpointStore.key(ep);
+    const value = endpointValue(ep);
+    this.ds.decode(key, JSON.stringify(value), json(EndpointValue));
+    const others = (await this.ds.listKeys(keys.containerEndpointsDir(ep.host, ep.containerId))).filter((k) => k !== key);
+    await this.ds.cas(`writing endpoint ${key}`, [], [{ key, value }], others);
+  }
+
   async get(id: EndpointId): Promise<Endpoint | undefined> {
     const v = await this.ds.get(EndpointStore.key(id), json(EndpointValue));
     return v ? { ...id, ...v.value } : undefined;

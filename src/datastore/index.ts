@@ -7,3 +7,4 @@ export * from './pool-store';
 export * from './endpoint-store';
 export * from './host-store';
 export * from './profile-store';
+export * from './node-store';

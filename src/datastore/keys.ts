@@ -47,6 +47,8 @@ export const keys = {
   hostBird6Ip: (host: string) => `${ROOT}/host/${host}/bird6_ip`,
   hostBgpAs: (host: string) => `${ROOT}/host/${host}/bgp_as`,
   hostConfigMarker: (host: string) => `${ROOT}/host/${host}/config/marker`,
+  /** Which live node process holds this host name (ours, not 2015's): JSON, attached to that node's lease. */
+  hostNode: (host: string) => `${ROOT}/host/${host}/node`,
 
   // --- endpoints ---
   hostWorkloadsDir: (host: string) => `${ROOT}/host/${host}/workload/docker/`,

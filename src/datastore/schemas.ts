@@ -111,6 +111,19 @@ export const EndpointValue = z.preprocess(
 );
 export type EndpointValue = z.infer<typeof EndpointValue>;
 
+/** `/calico/v1/host/<h>/node`: the live node process holding the host name (kept alive by its lease). */
+export const HostNodeValue = z.object({
+  /** Persistent id of the node, kept in its state directory. */
+  id: z.string().min(1),
+  pid: z.number().int(),
+  /** The machine's own hostname and the node's state directory: what an operator needs to find it. */
+  machine: z.string(),
+  stateDir: z.string(),
+  /** ms since epoch. */
+  since: z.number().int().nonnegative(),
+});
+export type HostNodeValue = z.infer<typeof HostNodeValue>;
+
 // ---------- /calico/ipam/v2 (block IPAM) ----------
 
 /** One allocated ordinal of a block. */

@@ -1,7 +1,6 @@
-import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Component } from '../node/component';
-import { Datastore, HostStore, PoolStore } from '../datastore';
+import { Datastore, PoolStore } from '../datastore';
 import type { ResolvedEndpoints } from './endpoints';
 import { EmbeddedMode, findOrStartEtcd } from './discovery';
 import type { EmbeddedEtcd } from './embedded';
@@ -16,16 +15,13 @@ export interface NodeEtcdOptions {
 
 export interface DatastoreComponentOptions {
   etcd: NodeEtcdOptions;
-  hostname: string;
   stateDir: string;
-  ip?: string;
-  ip6?: string;
 }
 
 /**
- * The node's first component: finds etcd (or starts the embedded member),
- * creates the 2015 default pools when no pool exists, and registers this
- * host. Later components reach etcd through `datastore`.
+ * The node's first component: finds etcd (or starts the embedded member) and
+ * creates the 2015 default pools when no pool exists. The node builds the
+ * rest from its `datastore` once it has started.
  */
 export class DatastoreComponent implements Component {
   readonly name = 'datastore';
@@ -56,7 +52,7 @@ export class DatastoreComponent implements Component {
   }
 
   private async connect(): Promise<void> {
-    const { etcd, stateDir, hostname } = this.opts;
+    const { etcd, stateDir } = this.opts;
     this.member = await findOrStartEtcd(etcd.endpoints, etcd.embedded ?? 'auto', stateDir, this.log);
     this.ds = new Datastore({ endpoints: etcd.endpoints.endpoints, log: this.log });
     await this.waitForEtcd(etcd.waitMs ?? 20000);
@@ -64,16 +60,6 @@ export class DatastoreComponent implements Component {
     const created = await new PoolStore(this.ds).ensureDefaultPools();
     if (created.length) {
       this.log.info({ pools: created }, `no IP pool existed: created the default pools ${created.join(' and ')}`);
-    }
-
-    const ip = this.opts.ip ?? detectIPv4();
-    const hosts = new HostStore(this.ds);
-    if (ip) {
-      await hosts.register(hostname, { ip, ip6: this.opts.ip6 });
-      this.log.info({ host: hostname, ip, ip6: this.opts.ip6 }, `registered host ${hostname} (${ip}${this.opts.ip6 ? `, ${this.opts.ip6}` : ''})${this.opts.ip ? '' : ' (address detected; set it with --ip)'}`);
-    } else {
-      await hosts.ensureGlobalConfig();
-      this.log.warn({ host: hostname }, `host ${hostname} not registered for BGP: no IPv4 address found; pass --ip`);
     }
   }
 
@@ -92,19 +78,15 @@ export class DatastoreComponent implements Component {
     }
   }
 
+  /** Kills the embedded member at once (the node's stop bound ran out). */
+  abort(): void {
+    this.member?.kill();
+  }
+
   async stop(): Promise<void> {
     this.ds?.close();
     this.ds = undefined;
     await this.member?.stop();
     this.member = undefined;
   }
-}
-
-/** The first non-internal IPv4 address of this host, as BGP peers would reach it. */
-function detectIPv4(): string | undefined {
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
-    if (a) return a.address;
-  }
-  return undefined;
 }

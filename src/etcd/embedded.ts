@@ -98,18 +98,23 @@ export class EmbeddedEtcd {
     }
   }
 
-  /** Idempotent: SIGTERM, then SIGKILL if etcd has not exited after 10 s. */
+  /** Idempotent: SIGTERM, then SIGKILL if etcd has not exited after 2 s (the node's stop is bounded). */
   async stop(): Promise<void> {
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
       await this.exited;
       clearTimeout(timer);
       this.opts.log.info({ clientUrl: this.opts.clientUrl }, `stopped embedded etcd member on ${this.opts.clientUrl}`);
     }
     this.child = undefined;
     fs.rmSync(this.pidFile, { force: true });
+  }
+
+  /** Kills the member at once (the node's stop bound ran out). */
+  kill(): void {
+    this.child?.kill('SIGKILL');
   }
 
   /**

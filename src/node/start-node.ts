@@ -1,55 +1,139 @@
+// The composition root: the one place that builds the node's components
+// from the node context and starts them in order. No other folder wires
+// components together.
+import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from 'pino';
-import { NodeProcess } from './node-process';
-import { DockerProxy, ProxyOptions } from '../proxy';
+import { PoolStore } from '../datastore';
+import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
-import { createDockerPlugin, PluginNodeOptions } from '../plugin/node-wiring';
-import { createNetworking, ReconcilerNodeOptions } from '../reconciler/node-wiring';
+import { DEFAULT_PLUGIN_DIR } from '../names';
+import { DockerPlugin } from '../plugin/docker-plugin';
+import { DockerProxy, ProxyOptions } from '../proxy';
+import { calicoInterceptors } from '../proxy/interceptors';
+import { Reconciler } from '../reconciler/reconciler';
+import type { Component } from './component';
+import { NodeContext, makeNodeContext } from './context';
+import { NodeIdentity } from './identity';
+import { NodeProcess } from './node-process';
+
+/** The Docker network + IPAM driver slot: `--plugin-name` and the real dockerd. */
+export interface PluginNodeOptions {
+  /** Socket /run/docker/plugins/<name>.sock and the driver names. */
+  pluginName: string;
+  /** The real dockerd (unix:///... or tcp://host:port), never the proxy. */
+  dockerUpstream: string;
+}
+
+/** Reconciler knobs `calicoctl node` (or a test) may set. */
+export interface ReconcilerNodeOptions {
+  sweepIntervalMs?: number;
+  /** Grace before a reservation without a container is collected. */
+  gcGraceMs?: number;
+}
 
 /**
  * Everything `calicoctl node` was asked for, after flag/env parsing.
- * Each component's options live in its own field, owned by that component.
+ * Each component's options live in its own field.
  */
 export interface NodeOptions {
   /** This host's name in the datastore (default: os.hostname()). */
   hostname: string;
-  /** Where the node keeps pid file, logs, embedded etcd data. */
+  /** Where the node keeps pid file, logs, node id, embedded etcd data. */
   stateDir: string;
   /** BGP peering addresses (`calicoctl node --ip=... --ip6=...`). */
   ip?: string;
   ip6?: string;
   /** The Docker API proxy (listen, upstream, TLS); absent: no proxy in this node. */
   proxy?: ProxyOptions;
-  /** etcd endpoints and whether an embedded member may be started; absent: no datastore in this node. */
+  /** etcd endpoints and whether an embedded member may be started; absent: the proxy alone. */
   etcd?: NodeEtcdOptions;
-  /** The Docker network + IPAM driver (--plugin-name, the real dockerd); needs etcd. Absent: no plugin. */
+  /** The Docker network + IPAM driver; needs etcd. */
   plugin?: PluginNodeOptions;
-  /** Reconciler sweep interval and GC grace (defaults 30 s / 120 s). */
   reconciler?: ReconcilerNodeOptions;
 }
 
 /**
- * Builds the node process: components side by side, started in this order and
- * stopped in reverse. Each component is added by one line below, in its slot:
- *   1. datastore: connect to etcd, or start the embedded member
- *   2. plugin: Docker network + IPAM driver on /run/docker/plugins/<name>.sock
- *   3. proxy: Docker API on :2377 (pass-through + interceptors)
- *   4. reconciler: Docker events + periodic sweep
- *   (later: policy, bgp)
+ * Starts the node: the datastore first (etcd, or the embedded member), then
+ * the node context built on it, then every component in this order, each
+ * relying on the ones before it:
+ *   identity    this host name held by this process; BGP addresses registered
+ *   plugin      Docker network + IPAM driver; records endpoints at Join
+ *   proxy       Docker API on :2377 (pass-through + create/inspect interceptors)
+ *   reconciler  Docker events + periodic sweep
+ *   nat         MASQUERADE for --nat-outgoing pools
+ * Stopped in reverse, each stop bounded (NodeProcess).
  */
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
   const node = new NodeProcess(log);
-  // 1. datastore: etcd (or the embedded member), default pools, this host's registration
-  const datastore = opts.etcd ? new DatastoreComponent({ ...opts, etcd: opts.etcd }, log.child({ component: 'datastore' })) : undefined;
-  if (datastore) node.add(datastore);
-  // 2. plugin: Docker network + IPAM driver, the calico Docker network
-  const plugin = datastore && opts.plugin ? createDockerPlugin(opts.plugin, opts.hostname, () => datastore.datastore, log) : undefined;
-  if (plugin) node.add(plugin);
-  // CALICO_IP networking (create/start interceptors, reconciler, NAT outgoing): needs the datastore and the plugin
-  const networking = datastore && opts.plugin ? createNetworking({ ...opts.plugin, hostname: opts.hostname, etcdEndpoints: opts.etcd!.endpoints.endpoints, datastore: () => datastore.datastore, reconciler: opts.reconciler, pluginEndpoints: plugin?.endpoints, log }) : undefined;
-  // 3. proxy
-  if (opts.proxy) node.add(new DockerProxy({ ...opts.proxy, interceptors: [...(opts.proxy.interceptors ?? []), ...(networking?.interceptors ?? [])] }, log.child({ component: 'proxy' })));
-  // 4. reconciler, then NAT outgoing for --nat-outgoing pools
-  if (networking) node.add(networking.reconciler).add(networking.nat);
-  await node.start();
+  if (!opts.etcd || !opts.plugin) {
+    // --proxy-only: plain pass-through, nothing of Calico.
+    if (opts.proxy) await node.start(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
+    return node;
+  }
+  const datastore = new DatastoreComponent({ etcd: opts.etcd, stateDir: opts.stateDir }, log.child({ component: 'datastore' }));
+  await node.start(datastore);
+  const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
+  for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
   return node;
+}
+
+function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptions, etcd: NodeEtcdOptions): Component[] {
+  const { log, hostname, datastore, ipam, docker, endpoints } = ctx;
+  const child = (component: string) => log.child({ component });
+  const identity = new NodeIdentity(datastore, { hostname, stateDir: ctx.stateDir, ip: opts.ip, ip6: opts.ip6, detectIp: detectIPv4 }, child('identity'));
+  const dockerPlugin = new DockerPlugin({
+    pluginName: plugin.pluginName,
+    hostname,
+    ipam,
+    docker,
+    registry: endpoints.registry,
+    lifecycle: endpoints.lifecycle,
+    hasIpv6Pool: async () => (await new PoolStore(datastore).list(6)).length > 0,
+    log,
+  });
+  const proxy = opts.proxy
+    ? new DockerProxy(
+        {
+          ...opts.proxy,
+          interceptors: [
+            ...(opts.proxy.interceptors ?? []),
+            ...calicoInterceptors({
+              ipam,
+              host: hostname,
+              docker,
+              pluginSocket: path.join(DEFAULT_PLUGIN_DIR, `${plugin.pluginName}.sock`),
+              inflight: endpoints.inflight,
+              reservations: endpoints.reservations,
+              etcdEndpoints: etcd.endpoints.endpoints,
+            }),
+          ],
+        },
+        child('proxy'),
+      )
+    : undefined;
+  const reconciler = new Reconciler({
+    docker,
+    ipam,
+    store: endpoints.store,
+    lifecycle: endpoints.lifecycle,
+    recorder: endpoints.recorder,
+    inflight: endpoints.inflight,
+    host: hostname,
+    sweepLinks: () => dockerPlugin.sweepLinks(),
+    log: child('reconciler'),
+    sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
+    gcGraceMs: opts.reconciler?.gcGraceMs,
+  });
+  const nat = new NatOutgoing({ listPools: () => new PoolStore(datastore).list(), log: child('nat-outgoing') });
+  return [identity, dockerPlugin, ...(proxy ? [proxy] : []), reconciler, nat];
+}
+
+/** The first non-internal IPv4 address of this host, as BGP peers would reach it. */
+function detectIPv4(): string | undefined {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
+    if (a) return a.address;
+  }
+  return undefined;
 }

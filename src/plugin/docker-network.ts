@@ -1,7 +1,8 @@
 import type Dockerode from 'dockerode';
 import type { Logger } from 'pino';
-import { parseAddress } from './address';
+import { Endpoint, makeEndpoint } from '../endpoints/model';
 import { calicoNetworkName } from '../names';
+import { parseAddress } from './address';
 
 export interface CalicoNetworkOptions {
   /** Driver and IPAM driver name (the plugin socket's name). */
@@ -10,13 +11,13 @@ export interface CalicoNetworkOptions {
   log: Logger;
 }
 
+/** A container on the calico network as Docker reports it: its endpoint, its name, its addresses. */
 export interface NetworkMember {
-  containerId: string;
+  endpoint: Endpoint;
+  /** The container's name (messages). */
   name: string;
-  endpointId: string;
-  mac: string;
-  ipv4?: string;
-  ipv6?: string;
+  /** Its addresses without prefix length. */
+  addresses: string[];
 }
 
 /** Docker's view of the calico network, or undefined if it does not exist. */
@@ -29,8 +30,8 @@ export async function inspectCalicoNetwork(docker: Dockerode): Promise<Dockerode
   }
 }
 
-/** Containers with a live endpoint on the calico network. */
-export async function calicoNetworkMembers(docker: Dockerode): Promise<NetworkMember[]> {
+/** Containers with a live endpoint on the calico network (their profiles are not Docker's to say: empty). */
+export async function calicoNetworkMembers(docker: Dockerode, host: string): Promise<NetworkMember[]> {
   const net = await inspectCalicoNetwork(docker);
   const containers = (net?.Containers ?? {}) as Record<
     string,
@@ -38,14 +39,15 @@ export async function calicoNetworkMembers(docker: Dockerode): Promise<NetworkMe
   >;
   return Object.entries(containers)
     .filter(([, c]) => c.EndpointID)
-    .map(([id, c]) => ({
-      containerId: id,
-      name: c.Name ?? '',
-      endpointId: c.EndpointID!,
-      mac: (c.MacAddress ?? '').toLowerCase(),
-      ipv4: c.IPv4Address ? parseAddress(c.IPv4Address, 'IPv4Address').address : undefined,
-      ipv6: c.IPv6Address ? parseAddress(c.IPv6Address, 'IPv6Address').address : undefined,
-    }));
+    .map(([id, c]) => {
+      const ipv4 = c.IPv4Address ? parseAddress(c.IPv4Address, 'IPv4Address').address : undefined;
+      const ipv6 = c.IPv6Address ? parseAddress(c.IPv6Address, 'IPv6Address').address : undefined;
+      return {
+        endpoint: makeEndpoint({ host, containerId: id, endpointId: c.EndpointID!, mac: c.MacAddress ?? '', ipv4, ipv6, profiles: [] }),
+        name: c.Name ?? '',
+        addresses: [ipv4, ipv6].filter((a): a is string => !!a),
+      };
+    });
 }
 
 /**

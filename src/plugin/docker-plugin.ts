@@ -7,12 +7,11 @@ import type { Logger } from 'pino';
 import type { Component } from '../node/component';
 import type { Ipam } from '../ipam/types';
 import { HostDataplane } from '../dataplane/host-dataplane';
-import { hostIfName } from '../names';
-import { withHostPrefix } from './address';
-import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
-import { EndpointRegistry } from './endpoints';
-import { IpamDriver } from './ipam-driver';
+import type { EndpointLifecycle } from '../endpoints/lifecycle';
+import type { EndpointRegistry } from '../endpoints/registry';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from '../names';
+import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
+import { IpamDriver } from './ipam-driver';
 import { NetworkDriver } from './network-driver';
 import { buildPluginServer } from './server';
 
@@ -22,10 +21,13 @@ export interface DockerPluginOptions {
   pluginDir?: string;
   /** This host's name in the datastore. */
   hostname: string;
-  /** The IPAM, or how to get it once the datastore is connected (read at start). */
-  ipam: Ipam | (() => Ipam);
+  /** The process's one IPAM. */
+  ipam: Ipam;
   /** Client of the upstream dockerd (never the proxy). */
   docker: Dockerode;
+  /** The node's live endpoints and their lifecycle (record at Join, delete at DeleteEndpoint). */
+  registry: EndpointRegistry;
+  lifecycle: EndpointLifecycle;
   /** Whether an IPv6 pool exists (decides IPv6 on the calico network). */
   hasIpv6Pool?: () => Promise<boolean>;
   log: Logger;
@@ -37,13 +39,11 @@ export interface DockerPluginOptions {
  */
 export class DockerPlugin implements Component {
   readonly name = 'plugin';
-  /** Live endpoints by endpoint id (interface name, container MAC, addresses). */
-  readonly endpoints = new EndpointRegistry();
   readonly pluginName: string;
   readonly socketPath: string;
   private readonly dataplane: HostDataplane;
   private readonly network: NetworkDriver;
-  private ipam?: IpamDriver;
+  private readonly ipam: IpamDriver;
   private readonly log: Logger;
   private app?: FastifyInstance;
   private stopped = false;
@@ -59,20 +59,20 @@ export class DockerPlugin implements Component {
     this.socketPath = path.join(o.pluginDir ?? DEFAULT_PLUGIN_DIR, `${this.pluginName}.sock`);
     const log = o.log.child({ component: 'plugin' });
     this.dataplane = new HostDataplane(log, { owner: `calico-docker:${this.pluginName}` });
-    this.network = new NetworkDriver({ dataplane: this.dataplane, endpoints: this.endpoints, log });
+    this.network = new NetworkDriver({ host: o.hostname, dataplane: this.dataplane, endpoints: o.registry, lifecycle: o.lifecycle, log });
+    this.ipam = new IpamDriver({
+      ipam: o.ipam,
+      hostname: o.hostname,
+      endpoints: o.registry,
+      log,
+      dockerOwnerOf: (a) => this.dockerOwnerOf(a),
+    });
     this.log = log;
   }
 
   async start(): Promise<void> {
     await this.dataplane.start();
     await this.claimSocket();
-    this.ipam ??= new IpamDriver({
-      ipam: typeof this.o.ipam === 'function' ? this.o.ipam() : this.o.ipam,
-      hostname: this.o.hostname,
-      endpoints: this.endpoints,
-      log: this.log,
-      dockerOwnerOf: (a) => this.dockerOwnerOf(a),
-    });
     // A restarted plugin knows only what Docker tells it (adoptRunning), as a new process would.
     this.network.reset();
     this.app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log });
@@ -96,14 +96,14 @@ export class DockerPlugin implements Component {
    * reconciler may call it again at any time.
    */
   async sweepLinks(): Promise<string[]> {
-    const removed = await this.dataplane.sweep(() => this.endpoints.list().map((e) => e.interfaceName));
+    const removed = await this.dataplane.sweep(() => this.o.registry.list().map((e) => e.name));
     if (removed.length) this.log.info({ links: removed }, `removed ${removed.length} veth(s) of containers that are gone`);
     return removed;
   }
 
   /** Resolves once the address releases Docker asked for so far have finished (they run after Docker's answer). */
   async settled(): Promise<void> {
-    await this.ipam?.settled();
+    await this.ipam.settled();
   }
 
   /** Resolves once the calico network exists in Docker (tests, node readiness). */
@@ -170,21 +170,11 @@ export class DockerPlugin implements Component {
   private async adoptRunning(): Promise<void> {
     const net = await inspectCalicoNetwork(this.o.docker);
     if (!net) return;
-    for (const m of await calicoNetworkMembers(this.o.docker)) {
-      this.network.adopt({
-        endpointId: m.endpointId,
-        networkId: net.Id,
-        interfaceName: hostIfName(m.endpointId),
-        mac: m.mac,
-        ipv4: m.ipv4,
-        ipv6: m.ipv6,
-        addresses: [...(m.ipv4 ? [withHostPrefix(m.ipv4, 4)] : []), ...(m.ipv6 ? [withHostPrefix(m.ipv6, 6)] : [])],
-      });
-    }
+    for (const m of await calicoNetworkMembers(this.o.docker, this.o.hostname)) this.network.adopt(m.endpoint);
   }
 
   private async dockerOwnerOf(address: string): Promise<string | undefined> {
-    const m = (await calicoNetworkMembers(this.o.docker)).find((x) => x.ipv4 === address || x.ipv6 === address);
-    return m ? `container ${m.name} (${m.containerId.slice(0, 12)}) on Docker network ${calicoNetworkName()}` : undefined;
+    const m = (await calicoNetworkMembers(this.o.docker, this.o.hostname)).find((x) => x.addresses.includes(address));
+    return m ? `container ${m.name} (${m.endpoint.containerId.slice(0, 12)}) on Docker network ${calicoNetworkName()}` : undefined;
   }
 }

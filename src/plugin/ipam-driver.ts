@@ -4,7 +4,7 @@ import type { Allocation, Ipam } from '../ipam/types';
 import { IpamError } from '../ipam/types';
 import { GATEWAY_V4, GATEWAY_V6 } from '../names';
 import { Family, PluginError, parseAddress, withHostPrefix } from './address';
-import type { EndpointRegistry } from './endpoints';
+import type { EndpointRegistry } from '../endpoints/registry';
 import {
   ADDRESS_SPACE_GLOBAL,
   ADDRESS_SPACE_LOCAL,
@@ -150,7 +150,7 @@ export class IpamDriver {
     if (live) {
       const holder = await this.o.dockerOwnerOf?.(address).catch(() => undefined);
       throw new PluginError(
-        `address ${address} is in use by ${holder ?? `endpoint ${live.endpointId.slice(0, 12)} (${live.interfaceName}) on this host`}`,
+        `address ${address} is in use by ${holder ?? `endpoint ${live.endpointId.slice(0, 12)} (${live.name}) on this host`}`,
       );
     }
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));

@@ -1,12 +1,16 @@
 import type { Logger } from 'pino';
 import type { HostDataplane } from '../dataplane/host-dataplane';
+import type { EndpointLifecycle } from '../endpoints/lifecycle';
+import { Endpoint, addressesOf, makeEndpoint } from '../endpoints/model';
+import type { EndpointRegistry } from '../endpoints/registry';
 import { GATEWAY_V4, GATEWAY_V6, containerMac, hostIfName, peerIfName } from '../names';
-import { PluginError, parseAddress, withHostPrefix } from './address';
-import type { EndpointRegistry, PluginEndpoint } from './endpoints';
+import { PluginError, parseAddress } from './address';
 
 export interface NetworkDriverOptions {
+  host: string;
   dataplane: HostDataplane;
   endpoints: EndpointRegistry;
+  lifecycle: EndpointLifecycle;
   log: Logger;
 }
 
@@ -54,25 +58,15 @@ export class NetworkDriver {
       throw new PluginError('Docker gave the endpoint no address: use calico as the network\'s IPAM driver (--ipam-driver)');
     }
     const mac = iface.MacAddress ? iface.MacAddress.toLowerCase() : containerMac(req.EndpointID);
-    const ep: PluginEndpoint = {
-      endpointId: req.EndpointID,
-      networkId: req.NetworkID,
-      interfaceName: hostIfName(req.EndpointID),
-      mac,
-      ipv4: v4?.address,
-      ipv6: v6?.address,
-      addresses: [
-        ...(v4 ? [withHostPrefix(v4.address, 4)] : []),
-        ...(v6 ? [withHostPrefix(v6.address, 6)] : []),
-      ],
-    };
+    // The container is named at Join (the lifecycle finds it by the address's reservation).
+    const ep = makeEndpoint({ host: this.o.host, containerId: '', endpointId: req.EndpointID, mac, ipv4: v4?.address, ipv6: v6?.address, profiles: [] });
     const setup = this.o.dataplane.addEndpoint({
       endpointId: ep.endpointId,
-      hostIf: ep.interfaceName,
+      hostIf: ep.name,
       peerIf: peerIfName(req.EndpointID),
       containerMac: mac,
-      ipv4: ep.ipv4,
-      ipv6: ep.ipv6,
+      ipv4: v4?.address,
+      ipv6: v6?.address,
     });
     const started = process.hrtime.bigint();
     // Join reports a failure; until then nothing may treat it as unhandled.
@@ -81,13 +75,13 @@ export class NetworkDriver {
       (e) => this.o.log.warn({ endpointId: ep.endpointId, err: e }, 'endpoint setup failed'),
     );
     this.ready.set(ep.endpointId, setup);
-    this.o.endpoints.add(ep);
+    this.o.lifecycle.created(ep);
     return iface.MacAddress ? {} : { Interface: { MacAddress: mac } };
   }
 
   endpointOperInfo(req: { EndpointID: string }) {
     const ep = this.o.endpoints.get(req.EndpointID);
-    return { Value: ep ? { hostInterface: ep.interfaceName, mac: ep.mac, addresses: ep.addresses } : {} };
+    return { Value: ep ? { hostInterface: ep.name, mac: ep.mac, addresses: [...ep.ipv4_nets, ...ep.ipv6_nets] } : {} };
   }
 
   async join(req: { EndpointID: string; SandboxKey?: string }) {
@@ -97,14 +91,16 @@ export class NetworkDriver {
       throw new PluginError(`endpoint ${req.EndpointID.slice(0, 12)} is unknown to the calico plugin (was the node restarted in between?); start the container again`);
     }
     await setup;
-    this.o.endpoints.markJoined(req.EndpointID, req.SandboxKey);
+    // Recorded in etcd (and its policy programmed) before the container's process can start.
+    await this.o.lifecycle.joined(req.EndpointID);
+    const { ipv4, ipv6 } = addressesOf(ep);
     const routes: { Destination: string; RouteType: number }[] = [];
-    if (ep.ipv4) routes.push({ Destination: `${GATEWAY_V4}/32`, RouteType: ROUTE_CONNECTED });
-    if (ep.ipv6) routes.push({ Destination: `${GATEWAY_V6}/128`, RouteType: ROUTE_CONNECTED });
+    if (ipv4) routes.push({ Destination: `${GATEWAY_V4}/32`, RouteType: ROUTE_CONNECTED });
+    if (ipv6) routes.push({ Destination: `${GATEWAY_V6}/128`, RouteType: ROUTE_CONNECTED });
     return {
       InterfaceName: { SrcName: peerIfName(req.EndpointID), DstPrefix: 'eth' },
-      ...(ep.ipv4 ? { Gateway: GATEWAY_V4 } : {}),
-      ...(ep.ipv6 ? { GatewayIPv6: GATEWAY_V6 } : {}),
+      ...(ipv4 ? { Gateway: GATEWAY_V4 } : {}),
+      ...(ipv6 ? { GatewayIPv6: GATEWAY_V6 } : {}),
       StaticRoutes: routes,
       DisableGatewayService: false,
     };
@@ -116,9 +112,14 @@ export class NetworkDriver {
   }
 
   deleteEndpoint(req: { EndpointID: string }) {
-    this.o.endpoints.remove(req.EndpointID);
     this.ready.delete(req.EndpointID);
+    // Answered at once: Docker's container teardown (`run --rm` waits for it)
+    // must not queue behind netlink or etcd. A record whose delete fails is
+    // the reconciler's to remove (its container no longer runs this endpoint).
     this.o.dataplane.removeEndpoint(hostIfName(req.EndpointID));
+    this.o.lifecycle.deleted(req.EndpointID).catch((e) =>
+      this.o.log.warn({ endpoint: req.EndpointID, err: (e as Error).message }, 'deleting the endpoint record failed; the reconciler removes it'),
+    );
     return {};
   }
 
@@ -129,8 +130,8 @@ export class NetworkDriver {
   }
 
   /** Registers endpoints that exist in Docker but not in this process (node restart): no veth work. */
-  adopt(ep: PluginEndpoint): void {
-    this.o.endpoints.add(ep);
+  adopt(ep: Endpoint): void {
+    this.o.endpoints.set(ep);
     this.ready.set(ep.endpointId, Promise.resolve());
   }
 }

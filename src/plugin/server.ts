@@ -20,7 +20,8 @@ const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
  * client. Knows nothing about veths or etcd.
  */
 export function buildPluginServer(o: PluginServerOptions): FastifyInstance {
-  const app = Fastify({ logger: false });
+  // Closing drops dockerd's keep-alive connections at once: a node stop must not wait on them.
+  const app = Fastify({ logger: false, forceCloseConnections: true });
   // Docker posts JSON as application/vnd.docker.plugins.v1.x+json, sometimes with an empty body.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {

@@ -3,28 +3,32 @@
 // prompt reactions (start -> record the endpoint; destroy -> release), a
 // periodic sweep repairs whatever events missed (dockerd restarts, a node
 // that was down, `docker rm` while we were away).
-import { HANDLE_LABEL } from '../names';
 import type Dockerode from 'dockerode';
 import type { Logger } from 'pino';
-import type { Component } from '../node/component';
+import type { EndpointStore } from '../datastore/endpoint-store';
+import type { ContainerView } from '../endpoints/container-view';
+import type { InflightHandles } from '../endpoints/inflight';
+import type { EndpointLifecycle } from '../endpoints/lifecycle';
+import type { EndpointRecorder } from '../endpoints/recorder';
 import type { Ipam } from '../ipam/types';
-import type { InflightHandles } from '../proxy/interceptors/inflight';
+import { HANDLE_LABEL } from '../names';
+import type { Component } from '../node/component';
 ;
-import type { ContainerView } from './container-endpoint';
-import type { EndpointPort } from './endpoint-port';
-import type { EndpointRecorder } from './endpoint-recorder';
 import { ContainerEvent, EventFollower } from './docker-events';
 import { planSweep, SweepPlan } from './sweep-plan';
 
 export interface ReconcilerOptions {
   docker: Dockerode;
-  /** The IPAM, or how to reach it once the datastore is up. */
-  ipam: Ipam | (() => Ipam);
-  endpoints: EndpointPort;
+  /** The process's one IPAM. */
+  ipam: Ipam;
+  /** Where this host's endpoint records are listed. */
+  store: EndpointStore;
+  lifecycle: EndpointLifecycle;
   recorder: EndpointRecorder;
   inflight: InflightHandles;
   host: string;
-  ifNameFor(endpointId: string): string;
+  /** Removes veths of endpoints that are gone (the plugin's); run every sweep. */
+  sweepLinks?: () => Promise<unknown>;
   log: Logger;
   /** Between sweeps (default 30 s). */
   sweepIntervalMs?: number;
@@ -32,8 +36,6 @@ export interface ReconcilerOptions {
   gcGraceMs?: number;
   /** Event stream resubscription backoff cap (default 5 s). */
   maxBackoffMs?: number;
-  /** Told about every container that was removed (drops in-memory notes about it). */
-  onRemoved?(containerId: string): void;
 }
 
 export class Reconciler implements Component {
@@ -48,7 +50,7 @@ export class Reconciler implements Component {
   constructor(private readonly o: ReconcilerOptions) {}
 
   private get ipam(): Ipam {
-    return typeof this.o.ipam === 'function' ? this.o.ipam() : this.o.ipam;
+    return this.o.ipam;
   }
 
   async start(): Promise<void> {
@@ -87,8 +89,7 @@ export class Reconciler implements Component {
       return;
     }
     if (e.action === 'destroy') {
-      this.o.onRemoved?.(e.id);
-      await this.o.recorder.forget(e.id);
+      await this.o.lifecycle.forgetContainer(e.id);
       const handle = e.attributes[HANDLE_LABEL];
       // Addresses given by `calicoctl container add` carry no label: they
       // name their container, and the next sweep releases them.
@@ -120,7 +121,7 @@ export class Reconciler implements Component {
     const { host, log } = this.o;
     // Order matters (see planSweep): allocations, then endpoints, then containers.
     const allocations = await this.ipam.listByHost(host);
-    const endpoints = await this.o.endpoints.listByHost(host);
+    const endpoints = await this.o.store.list(host);
     let containers: ContainerView[];
     try {
       containers = (await this.o.docker.listContainers({ all: true })) as unknown as ContainerView[];
@@ -138,7 +139,6 @@ export class Reconciler implements Component {
       containers,
       inflight: (h) => this.o.inflight.has(h),
       sightings: this.sightings,
-      ifNameFor: this.o.ifNameFor,
     });
     this.sightings = plan.sightings;
     for (const a of plan.adopt) {
@@ -146,14 +146,19 @@ export class Reconciler implements Component {
       log.info({ handle: a.handle, container: a.container }, 'reservation adopted by its container');
     }
     for (const ep of plan.removeEndpoints) {
-      await this.o.endpoints.removeEndpoint(ep);
-      log.info({ container: ep.workloadId, endpoint: ep.endpointId }, 'stale endpoint record deleted');
+      await this.o.lifecycle.removeRecord(ep);
+      log.info({ container: ep.containerId, endpoint: ep.endpointId }, 'stale endpoint record deleted');
     }
-    for (const ep of plan.record) await this.o.endpoints.put(ep);
+    for (const ep of plan.record) {
+      // An endpoint deleted in this process is not brought back: its stale record goes instead.
+      if (!(await this.o.lifecycle.record(ep))) await this.o.lifecycle.removeRecord(ep);
+    }
     for (const r of plan.release) {
       const n = await this.ipam.releaseByHandle(r.handle);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
     }
+    // Veths whose endpoint is gone (Docker tore a container down while the node was away).
+    await this.o.sweepLinks?.().catch((e) => log.warn({ err: (e as Error).message }, 'sweeping orphaned veths failed'));
     return plan;
   }
 }

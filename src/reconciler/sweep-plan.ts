@@ -6,14 +6,8 @@
 import { RESERVATION_HANDLE_PREFIX } from '../names';
 import type { Allocation } from '../ipam/types';
 ;
-import {
-  ContainerView,
-  EndpointRecord,
-  endpointFromContainer,
-  handleOf,
-  isRunning,
-  sameEndpoint,
-} from './container-endpoint';
+import { ContainerView, endpointFromContainer, handleOf, isRunning } from '../endpoints/container-view';
+import { Endpoint, sameEndpoint } from '../endpoints/model';
 
 export interface SweepInput {
   host: string;
@@ -22,21 +16,20 @@ export interface SweepInput {
   /** This host's allocations, listed BEFORE the containers (see planSweep). */
   allocations: Allocation[];
   /** This host's endpoint records. */
-  endpoints: EndpointRecord[];
+  endpoints: Endpoint[];
   /** Every container dockerd knows, running or not. */
   containers: ContainerView[];
   /** Handles whose create is still in flight through this proxy. */
   inflight(handle: string): boolean;
   /** Orphan handle -> when it was first seen without an owner. */
   sightings: ReadonlyMap<string, number>;
-  ifNameFor(endpointId: string): string;
 }
 
 export interface SweepPlan {
   release: { handle: string; reason: string }[];
   adopt: { handle: string; container: string }[];
-  removeEndpoints: EndpointRecord[];
-  record: EndpointRecord[];
+  removeEndpoints: Endpoint[];
+  record: Endpoint[];
   sightings: Map<string, number>;
 }
 
@@ -83,15 +76,19 @@ export function planSweep(input: SweepInput): SweepPlan {
     }
   }
 
-  const recorded = new Map<string, EndpointRecord[]>();
+  const recorded = new Map<string, Endpoint[]>();
   for (const ep of input.endpoints) {
-    recorded.set(ep.workloadId, [...(recorded.get(ep.workloadId) ?? []), ep]);
-    if (!byId.has(ep.workloadId)) plan.removeEndpoints.push(ep);
+    recorded.set(ep.containerId, [...(recorded.get(ep.containerId) ?? []), ep]);
+    if (!byId.has(ep.containerId)) plan.removeEndpoints.push(ep);
   }
   for (const c of input.containers) {
     const mine = recorded.get(c.Id) ?? [];
     if (isRunning(c)) {
-      const want = endpointFromContainer(c, input.host, input.ifNameFor);
+      const fromDocker = endpointFromContainer(c, input.host);
+      // Profiles are the datastore's once recorded (`calicoctl profile P member add`
+      // changes them): a record of the same endpoint keeps its own.
+      const same = fromDocker && mine.find((ep) => ep.endpointId === fromDocker.endpointId);
+      const want = fromDocker && same ? { ...fromDocker, profile_ids: same.profile_ids } : fromDocker;
       if (want && !mine.some((ep) => sameEndpoint(ep, want))) plan.record.push(want);
       // Records of earlier starts (another endpoint id), or of a container
       // taken off the calico network by hand, go.

@@ -14,6 +14,14 @@ import type { LabNodeConfig } from './calico-node-main';
 import type { Allocation } from '../../src/ipam/types';
 import type { Endpoint } from '../../src/datastore';
 
+export interface SpawnedNode {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  log(): string;
+  /** Resolves once the node printed its DOCKER_HOST hint (serving) or exited. */
+  ready(): Promise<unknown>;
+}
+
 export interface LabOptions {
   pools: string[];
   gcGraceMs?: number;
@@ -118,6 +126,42 @@ export class CalicoLab {
         reject(new Error(`lab node exited ${code}: ${err}${this.logTail()}`));
       });
     });
+  }
+
+  /**
+   * The real `calicoctl node` in the host namespace (what operators run), in
+   * place of the lab's node process: same host name, plugin name and proxy
+   * socket. Stop the lab's node first.
+   */
+  spawnCalicoctlNode(opts: { stateDir?: string; name?: string; pluginName?: string; listen?: string; extra?: string[] } = {}): SpawnedNode {
+    const stateDir = opts.stateDir ?? this.dir;
+    const logFile = path.join(stateDir, 'calicoctl-node.log');
+    fs.mkdirSync(stateDir, { recursive: true });
+    const listen = opts.listen ?? this.proxyHost;
+    if (listen === this.proxyHost) fs.rmSync(this.proxySocket, { force: true });
+    const args = [
+      CALICOCTL_MAIN, 'node', '--name', opts.name ?? this.hostname, '--ip', LAB_HOST_IP, '--state-dir', stateDir,
+      '--etcd-endpoints', ETCD_URL, '--no-embedded-etcd', '--plugin-name', opts.pluginName ?? this.pluginName,
+      '--listen', listen, '--docker-upstream', `unix://${this.dockerd.socket}`, ...(opts.extra ?? []),
+    ];
+    const log = fs.openSync(logFile, 'a');
+    const child = spawn('nsenter', [`--net=${this.ns.path}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', log] });
+    fs.closeSync(log);
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    onTeardown('calicoctl node', async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
+    return {
+      child,
+      exited,
+      log: () => fs.readFileSync(logFile, 'utf8'),
+      ready: () => waitFor('calicoctl node to serve', async () => out.includes('DOCKER_HOST') || child.exitCode !== null, 60000, 100),
+    };
   }
 
   logTail(n = 20): string {

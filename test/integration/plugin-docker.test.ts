@@ -5,7 +5,10 @@ import fs from 'node:fs';
 import Dockerode from 'dockerode';
 import pino from 'pino';
 import { EtcdCluster, PrivateDockerd, ensureTestImage, isRoot, run, runOk, teardownAll, onTeardown, waitFor } from '../harness';
-import { Datastore, PoolStore } from '../../src/datastore';
+import { Datastore, EndpointStore, PoolStore } from '../../src/datastore';
+import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
+import { EndpointRegistry } from '../../src/endpoints/registry';
+import { ReservationBook } from '../../src/endpoints/reservations';
 import { EtcdIpam } from '../../src/ipam/ipam';
 import { DockerPlugin } from '../../src/plugin/docker-plugin';
 import { calicoNetworkName, HANDLE_LABEL } from '../../src/names';
@@ -30,6 +33,7 @@ let d: PrivateDockerd;
 let img: string;
 let ipam: EtcdIpam;
 let plugin: DockerPlugin;
+const registry = new EndpointRegistry();
 const net = calicoNetworkName();
 
 /** Host ends made by this test's plugin (other tests on the machine have their own). */
@@ -84,10 +88,13 @@ before(async () => {
   await runOk('ip', ['addr', 'add', `${HOST4}/32`, 'dev', DUMMY]);
   await runOk('ip', ['addr', 'add', `${HOST6}/128`, 'dev', DUMMY, 'nodad']);
   await runOk('ip', ['link', 'set', DUMMY, 'up']);
+  const lifecycle = new EndpointLifecycle({ host: 'h4a-host', store: new EndpointStore(ds), registry, reservations: new ReservationBook(), ipam, log });
   plugin = new DockerPlugin({
     pluginName: NAME,
     hostname: 'h4a-host',
     ipam,
+    registry,
+    lifecycle,
     docker: new Dockerode({ socketPath: d.socket }),
     hasIpv6Pool: async () => (await pools.list(6)).length > 0,
     log,
@@ -169,14 +176,14 @@ test('host side: cali veth with ee:ee MAC, proxy ARP, /32 route; ping both ways 
   // busybox-static is a dependency of the project; iputils ping may be missing.
   assert.equal((await run('busybox', ['ping', '-c1', '-W2', i.ip])).code, 0, 'host -> container');
   assert.equal((await run('busybox', ['ping', '-c1', '-W2', i.ip6])).code, 0, 'host -> container over IPv6');
-  // What the proxy's start interceptor reads to record the endpoint.
-  const ep = plugin.endpoints.get(i.ep);
+  // What the lifecycle records from at Join.
+  const ep = registry.get(i.ep);
   assert.ok(ep, 'endpoint registered');
-  assert.equal(ep.interfaceName, hostIf);
+  assert.equal(ep.name, hostIf);
   assert.equal(ep.mac, i.mac);
-  assert.deepEqual(ep.addresses, [`${i.ip}/32`, `${i.ip6}/128`]);
+  assert.deepEqual([...ep.ipv4_nets, ...ep.ipv6_nets], [`${i.ip}/32`, `${i.ip6}/128`]);
   await d.docker(['rm', '-f', c]);
-  assert.equal(plugin.endpoints.get(i.ep), undefined, 'endpoint unregistered at removal');
+  assert.equal(registry.get(i.ep), undefined, 'endpoint unregistered at removal');
   await waitFor(`${hostIf} gone`, async () => !(await caliLinks()).includes(hostIf), 10000);
 });
 
@@ -272,9 +279,9 @@ test('a node restart adopts running containers: registered again, removed cleanl
   const i = await inspect(c);
   await plugin.stop();
   await plugin.start();
-  const ep = plugin.endpoints.get(i.ep);
-  assert.equal(ep?.interfaceName, hostIfName(i.ep));
-  assert.equal(ep?.ipv4, i.ip);
+  const ep = registry.get(i.ep);
+  assert.equal(ep?.name, hostIfName(i.ep));
+  assert.deepEqual(ep?.ipv4_nets, [`${i.ip}/32`]);
   assert.equal((await d.docker(['exec', c, 'ping', '-c1', '-W2', HOST4])).code, 0, 'traffic undisturbed');
   await d.docker(['rm', '-f', c]);
   await waitFor('address released', async () => (await ipam.lookup(i.ip)) === undefined, 10000);
@@ -331,5 +338,5 @@ test('after every container is gone: no cali link, no driver allocation', { skip
   await waitFor('no cali links', async () => (await caliLinks()).length === 0, 10000);
   await plugin.settled();
   assert.deepEqual((await ipam.listByHost('h4a-host')).map((a) => `${a.address} ${a.handle}`), [], 'no allocation left');
-  assert.equal(plugin.endpoints.list().length, 0);
+  assert.equal(registry.list().length, 0);
 });

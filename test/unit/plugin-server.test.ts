@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import type { Ipam } from '../../src/ipam/types';
 import { HostDataplane } from '../../src/dataplane/host-dataplane';
-import { EndpointRegistry } from '../../src/plugin/endpoints';
+import type { EndpointStore } from '../../src/datastore';
+import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
+import { EndpointRegistry } from '../../src/endpoints/registry';
+import { ReservationBook } from '../../src/endpoints/reservations';
 import { IpamDriver, poolFamily } from '../../src/plugin/ipam-driver';
 import { NetworkDriver } from '../../src/plugin/network-driver';
 import { buildPluginServer } from '../../src/plugin/server';
@@ -12,15 +15,19 @@ import { POOL_ID_V4, POOL_ID_V6 } from '../../src/names';
 // The API edge: routes, content types, schemas and the {"Err"} shape. Calls
 // here never reach IPAM or the kernel; an IPAM that is touched fails the test.
 const log = pino({ level: 'silent' });
-const untouchable = new Proxy({} as Ipam, {
-  get: (_t, p) => () => {
-    throw new Error(`IPAM.${String(p)} must not be called here`);
-  },
-});
+function untouchableOf<T extends object>(what: string): T {
+  return new Proxy({} as T, {
+    get: (_t, p) => () => {
+      throw new Error(`${what}.${String(p)} must not be called here`);
+    },
+  });
+}
+const untouchable = untouchableOf<Ipam>('IPAM');
 const endpoints = new EndpointRegistry();
 const dataplane = new HostDataplane(log);
+const lifecycle = new EndpointLifecycle({ host: 'h1', store: untouchableOf<EndpointStore>('EndpointStore'), registry: endpoints, reservations: new ReservationBook(), ipam: untouchable, log });
 const app = buildPluginServer({
-  network: new NetworkDriver({ dataplane, endpoints, log }),
+  network: new NetworkDriver({ host: 'h1', dataplane, endpoints, lifecycle, log }),
   ipam: new IpamDriver({ ipam: untouchable, hostname: 'h1', endpoints, log }),
   log,
 });

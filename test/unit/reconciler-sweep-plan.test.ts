@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
-import { ContainerView, EndpointRecord, endpointFromContainer } from '../../src/reconciler/container-endpoint';
+import { ContainerView, endpointFromContainer } from '../../src/endpoints/container-view';
+import type { Endpoint } from '../../src/endpoints/model';
 import { parseEventLine } from '../../src/reconciler/docker-events';
 import type { Allocation } from '../../src/ipam/types';
 
 const HOST = 'h1';
-const ifNameFor = (ep: string) => 'cali' + ep.slice(0, 11);
 
 function alloc(handle: string, address: string, attrs: Record<string, string> = {}): Allocation {
   return { address, family: 4, handle, host: HOST, pool: '10.0.0.0/16', block: '10.0.0.0/26', attrs };
@@ -36,7 +36,6 @@ function input(over: Partial<SweepInput>): SweepInput {
     containers: [],
     inflight: () => false,
     sightings: new Map(),
-    ifNameFor,
     ...over,
   };
 }
@@ -92,21 +91,23 @@ test('a sighting is forgotten once its handle is gone or owned', () => {
 
 test('endpoints: removed when the container is gone, recorded when a running container lacks one, deactivated when stopped', () => {
   const running = container('c1', { handle: 'resv-a', running: true, ep: 'aaaaaaaaaaaaaaaabbbb', ip: '10.0.0.1', profiles: 'web,db' });
-  const want = endpointFromContainer(running, HOST, ifNameFor)!;
+  const want = endpointFromContainer(running, HOST)!;
   assert.deepEqual(want, {
     host: HOST,
-    orchestrator: 'docker',
-    workloadId: 'c1',
+    containerId: 'c1',
     endpointId: 'aaaaaaaaaaaaaaaabbbb',
-    ifName: 'caliaaaaaaaaaaa',
+    name: 'caliaaaaaaaaaaa',
     mac: '02:42:0a:00:00:01',
-    ipv4Nets: ['10.0.0.1/32'],
-    ipv6Nets: [],
-    profiles: ['web', 'db'],
+    'container:if_name': 'eth0',
+    ipv4_nets: ['10.0.0.1/32'],
+    ipv6_nets: [],
+    ipv4_gateway: '169.254.1.1',
+    ipv6_gateway: null,
+    profile_ids: ['web', 'db'],
     state: 'active',
   });
-  const stale: EndpointRecord = { ...want, workloadId: 'gone', endpointId: 'zz' };
-  const stoppedRec: EndpointRecord = { ...want, workloadId: 'c2', endpointId: 'yy' };
+  const stale: Endpoint = { ...want, containerId: 'gone', endpointId: 'zz' };
+  const stoppedRec: Endpoint = { ...want, containerId: 'c2', endpointId: 'yy' };
   const p = planSweep(
     input({ endpoints: [stale, stoppedRec], containers: [running, container('c2', { handle: 'resv-b' })] }),
   );
@@ -123,6 +124,9 @@ test('endpoints: removed when the container is gone, recorded when a running con
   // Taken off the calico network by hand while running: its record goes.
   const off = container('c1', { running: true });
   assert.deepEqual(planSweep(input({ endpoints: [want], containers: [off] })).removeEndpoints, [want]);
+  // Profiles are the datastore's once recorded (`profile P member add`): not rewritten from labels.
+  const moved2 = { ...want, profile_ids: ['PROF_GROUP1'] };
+  assert.deepEqual(planSweep(input({ endpoints: [moved2], containers: [running] })).record, []);
 });
 
 test('parseEventLine: container events from current and legacy dockerd, others ignored', () => {

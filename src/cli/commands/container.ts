@@ -1,27 +1,37 @@
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
-import Dockerode from 'dockerode';
+import type Dockerode from 'dockerode';
 import type { Command } from 'commander';
 import { EndpointStore } from '../../datastore';
 import { EtcdIpam } from '../../ipam/ipam';
-import { RESERVATION_HANDLE_PREFIX, calicoNetworkName, hostIfName } from '../../names';
+import { RESERVATION_HANDLE_PREFIX, calicoNetworkName } from '../../names';
 import { silentLogger } from '../../log/logger';
 import { inspectCalicoNetwork } from '../../plugin/docker-network';
 import { RequestRefused, parseCalicoEnv } from '../../proxy/interceptors/calico-request';
 import { refusalForIpamError } from '../../proxy/interceptors/ipam-refusal';
-import { handleOf, isRunning, type ContainerView } from '../../reconciler/container-endpoint';
-import { EndpointRecorder } from '../../reconciler/endpoint-recorder';
-import { EndpointStorePort } from '../../reconciler/endpoint-store-adapter';
+import { handleOf, isRunning, type ContainerView } from '../../endpoints/container-view';
+import { EndpointLifecycle } from '../../endpoints/lifecycle';
+import { EndpointRecorder } from '../../endpoints/recorder';
+import { EndpointRegistry } from '../../endpoints/registry';
+import { ReservationBook } from '../../endpoints/reservations';
+import type { Ipam } from '../../ipam/types';
+import type { Datastore } from '../../datastore';
+import { dockerClient } from '../../node/docker-client';
 import { withDatastore } from '../datastore';
 import { CliError, requireRoot } from '../errors';
 
 const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
 
-/** A Docker client for unix:///path or tcp://host:port (never the proxy: it adds nothing here). */
-export function dockerClient(url: string): Dockerode {
-  if (url.startsWith('unix://')) return new Dockerode({ socketPath: url.slice('unix://'.length) });
-  const u = new URL(url.replace(/^tcp:/, 'http:'));
-  return new Dockerode({ host: u.hostname, port: Number(u.port || 2375) });
+/** The node's endpoint lifecycle, as a short-lived CLI process has it: the same writes and deletes. */
+function lifecycleFor(ds: Datastore, ipam: Ipam, host: string): EndpointLifecycle {
+  return new EndpointLifecycle({
+    host,
+    store: new EndpointStore(ds),
+    registry: new EndpointRegistry(),
+    reservations: new ReservationBook(),
+    ipam,
+    log: silentLogger(),
+  });
 }
 
 interface Flags {
@@ -82,8 +92,7 @@ async function add(name: string, ip: string, flags: Flags, cmd: Command): Promis
       await ipam.releaseByHandle(handle);
       throw new CliError(`Connecting ${name} to the ${calicoNetworkName()} network failed: ${(e as Error).message}`);
     }
-    const recorder = new EndpointRecorder(docker, new EndpointStorePort(new EndpointStore(ds)), flags.hostname, hostIfName, silentLogger());
-    await recorder.record(c.Id);
+    await new EndpointRecorder(docker, lifecycleFor(ds, ipam, flags.hostname)).record(c.Id);
     return [ipv4, ipv6].filter(Boolean).join(' and ');
   });
   process.stdout.write(`IP ${added} added to ${name}\n`);
@@ -102,7 +111,7 @@ async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
     );
     const label = handleOf(c);
     if (label) handles.add(label);
-    const endpoints = await new EndpointStore(ds).deleteContainer(flags.hostname, c.Id);
+    const endpoints = await lifecycleFor(ds, ipam, flags.hostname).forgetContainer(c.Id);
     if (!onNetwork && !handles.size && !endpoints) return false;
     if (onNetwork) {
       try {

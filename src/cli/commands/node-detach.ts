@@ -29,6 +29,22 @@ export function runningNodePid(stateDir: string): number | undefined {
   }
 }
 
+/**
+ * A foreground node records its pid too (a detached one was recorded by its
+ * parent), so `calicoctl node stop` finds it; refuses when another live node
+ * uses this state directory.
+ */
+export function claimPidFile(stateDir: string): void {
+  const running = runningNodePid(stateDir);
+  if (running && running !== process.pid) throw new CliError(alreadyRunning(running));
+  fs.mkdirSync(stateDir, { recursive: true });
+  fs.writeFileSync(nodeFiles(stateDir).pidFile, `${process.pid}\n`);
+}
+
+function alreadyRunning(pid: number): string {
+  return `calicoctl node is already running (pid ${pid}); stop it with: calicoctl node stop (or kill ${pid})`;
+}
+
 /** Removes the pid file if it still names this process (idempotent). */
 export function removeOwnPidFile(stateDir: string): void {
   const { pidFile } = nodeFiles(stateDir);
@@ -58,7 +74,7 @@ function canConnect(listen: string): Promise<boolean> {
  */
 export async function detach(stateDir: string, listen: string, argv: string[]): Promise<number> {
   const running = runningNodePid(stateDir);
-  if (running) throw new CliError(`calicoctl node is already running (pid ${running}); stop it with: kill ${running}`);
+  if (running) throw new CliError(alreadyRunning(running));
   fs.mkdirSync(stateDir, { recursive: true });
   const { pidFile, logFile } = nodeFiles(stateDir);
   const out = fs.openSync(logFile, 'a');

@@ -4,14 +4,19 @@ import { CliError } from '../errors';
 import { createLogger } from '../../log/logger';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
-import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
+import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
+import { registerNodeStop } from './node-stop';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
 
+/** How long a stopping node may take in all before it kills its children and exits. */
+const STOP_BOUND_MS = 5000;
+
 interface NodeFlags extends ProxyFlags {
+  name: string;
   ip?: string;
   ip6?: string;
   stateDir: string;
@@ -32,6 +37,7 @@ export function registerNode(program: Command): void {
   const cmd = program
     .command('node')
     .description('Start the Calico node process on this host')
+    .option('--name <NAME>', 'this host\'s name in the datastore (one live node per name)', os.hostname())
     .option('--ip <IP>', 'this host\'s IPv4 address (BGP peering, as in `calicoctl node --ip=...`)')
     .option('--ip6 <IP6>', 'this host\'s IPv6 address')
     .option('--state-dir <DIR>', 'where the node keeps its pid file, log file and embedded etcd data', DEFAULT_STATE_DIR)
@@ -51,6 +57,7 @@ export function registerNode(program: Command): void {
       process.stdout.write(`calicoctl node is running in the background: pid ${pid} (${pidFile}), log ${logFile}\n\n${dockerHostHint(proxy)}`);
       return;
     }
+    if (!flags.proxyOnly) claimPidFile(flags.stateDir);
     const log = createLogger({ level: flags.logLevel });
     // Listening before the components start: a SIGTERM during startup stops the node cleanly once started.
     const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -61,8 +68,8 @@ export function registerNode(program: Command): void {
     try {
       node = await startNode(
         flags.proxyOnly
-          ? { hostname: os.hostname(), stateDir: flags.stateDir, proxy }
-          : { hostname: os.hostname(), stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
+          ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
         log,
       );
     } catch (e) {
@@ -72,10 +79,25 @@ export function registerNode(program: Command): void {
     process.stdout.write(dockerHostHint(proxy));
     const signal = await stopSignal;
     log.info({ signal }, `${signal}: stopping the node`);
+    // The whole stop is bounded: past it, children are killed and the process exits.
+    const running = node;
+    const forceExit = (why: string) => {
+      log.error(`${why}: killing the node's children and exiting`);
+      running.abort();
+      removeOwnPidFile(flags.stateDir);
+      log.flush();
+      process.exit(1);
+    };
+    const hard = setTimeout(() => forceExit(`the node did not stop within ${STOP_BOUND_MS} ms`), STOP_BOUND_MS);
+    process.once('SIGTERM', () => forceExit('a second SIGTERM while stopping'));
+    process.once('SIGINT', () => forceExit('a second SIGINT while stopping'));
     await node.stop();
+    clearTimeout(hard);
     removeOwnPidFile(flags.stateDir);
+    log.info('node stopped');
     log.flush();
     // Whatever a component forgot to close must not keep a stopped node alive.
-    setTimeout(() => process.exit(0), 2000).unref();
+    setTimeout(() => process.exit(0), 100).unref();
   });
+  registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: cmd.opts<NodeFlags>().name }));
 }

@@ -183,12 +183,6 @@ export function rewriteCreateBody(body: Json, r: Rewrite): Json {
   return out;
 }
 
-/** Profiles recorded on a container by the create interceptor. */
-export function profilesFromLabels(labels: Record<string, string> | undefined | null): string[] {
-  const v = labels?.[PROFILES_LABEL];
-  return v ? v.split(',').filter(Boolean) : [];
-}
-
 /**
  * Parses a create body. Returns undefined for a body that is not a JSON
  * object: that is dockerd's to refuse, not ours. Integers beyond 2^53 would

@@ -10,18 +10,18 @@ import { Ipam, IpamError } from '../../ipam/types';
 import { RequestRefused, checkNetworkMode, parseCalicoEnv, parseCreateBody, rewriteCreateBody, withNetworkFamilies } from './calico-request';
 import type { CalicoNetworkState } from './network-check';
 import { refusalForIpamError } from './ipam-refusal';
-import type { InflightHandles } from './inflight';
-import type { Reservation, ReservationBook } from './reservations';
+import type { InflightHandles } from '../../endpoints/inflight';
+import type { Reservation, ReservationBook } from '../../endpoints/reservations';
 
 export interface CreateContainerDeps {
-  /** The IPAM, or how to reach it once the datastore is up. */
-  ipam: Ipam | (() => Ipam);
+  /** The process's one IPAM. */
+  ipam: Ipam;
   /** This node's hostname in the datastore. */
   host: string;
   /** Handles being created right now; the reconciler never collects these. */
   inflight: InflightHandles;
-  /** Where a created container's reservation is noted for its start. */
-  reservations?: ReservationBook;
+  /** Where a created container's reservation is noted: the plugin's Join names the container from it. */
+  reservations: ReservationBook;
   /**
    * Says why containers cannot join the calico network right now (the
    * network is missing, the node's plugin is not serving), or which address
@@ -44,7 +44,7 @@ export class CreateContainerInterceptor implements Interceptor {
   constructor(private readonly deps: CreateContainerDeps) {}
 
   private get ipam(): Ipam {
-    return typeof this.deps.ipam === 'function' ? this.deps.ipam() : this.deps.ipam;
+    return this.deps.ipam;
   }
 
   matches(method: string, path: string): boolean {
@@ -102,7 +102,7 @@ export class CreateContainerInterceptor implements Interceptor {
       if ('status' in outcome && outcome.status === 201) {
         const id = containerId(outcome.body);
         if (id) {
-          this.deps.reservations?.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
+          this.deps.reservations.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
           // Not awaited: the container carries the handle as a label, so the
           // id on the reservation is a convenience the reconciler would also
           // fill in; the client need not wait for it.
@@ -135,10 +135,12 @@ export class CreateContainerInterceptor implements Interceptor {
    * covers a datastore that accepts connections but never answers. A late
    * allocation is released as soon as it lands.
    */
-  private allocateWithDeadline(handle: string, wanted: { ipv4?: string; ipv6?: string }, name?: string) {
+  private allocateWithDeadline(handle: string, wanted: { ipv4?: string; ipv6?: string; profiles?: string[] }, name?: string) {
     const ms = this.deps.ipamTimeoutMs ?? 3000;
     const attrs: Record<string, string> = { source: 'proxy' };
     if (name) attrs.name = name;
+    // Join names the container's profiles from here after a node restart (the in-memory book is gone).
+    if (wanted.profiles?.length) attrs.profiles = wanted.profiles.join(',');
     const p = this.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {

@@ -2,35 +2,32 @@
 import type Dockerode from 'dockerode';
 import type { Ipam } from '../../ipam/types';
 import type { Interceptor } from '../interceptor';
-import type { EndpointRecorder } from '../../reconciler/endpoint-recorder';
+import type { InflightHandles } from '../../endpoints/inflight';
+import type { ReservationBook } from '../../endpoints/reservations';
 import { CreateContainerInterceptor } from './create-container';
-import { StartContainerInterceptor } from './start-container';
 import { InspectContainerInterceptor } from './inspect-container';
-import { InflightHandles } from './inflight';
 import { calicoNetworkCheck } from './network-check';
-import type { ReservationBook } from './reservations';
 
-export { InflightHandles } from './inflight';
-export { ReservationBook } from './reservations';
 export { CreateContainerInterceptor } from './create-container';
-export { StartContainerInterceptor } from './start-container';
 
 export interface CalicoInterceptorDeps {
-  ipam: Ipam | (() => Ipam);
+  ipam: Ipam;
   host: string;
   /** Client of the upstream dockerd (never the proxy). */
   docker: Dockerode;
   /** The node's plugin socket (/run/docker/plugins/<name>.sock). */
   pluginSocket: string;
-  recorder: EndpointRecorder;
   inflight: InflightHandles;
   /** etcd client URLs, named when etcd does not answer. */
   etcdEndpoints?: string[];
-  /** Where created containers' reservations are noted for their start. */
-  reservations?: ReservationBook;
+  /** Where created containers' reservations are noted: the plugin's Join names the container from them. */
+  reservations: ReservationBook;
 }
 
-/** Create (reserve + rewrite), start (record the endpoint), inspect (top-level address). */
+/**
+ * Create (reserve + rewrite) and inspect (top-level address). Start needs no
+ * interceptor: the plugin records the endpoint at Join, before the process runs.
+ */
 export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
   return [
     new CreateContainerInterceptor({
@@ -41,7 +38,6 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       network: calicoNetworkCheck(d.docker, d.pluginSocket),
       datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),
-    new StartContainerInterceptor(d.recorder),
     new InspectContainerInterceptor(),
   ];
 }
