@@ -36,6 +36,8 @@ export class Syncer implements Component, DatastoreSyncer {
   /** Bumped whenever the watch is dropped: events of an older watch are ignored. */
   private generation = 0;
   private pending: KeyChange[] = [];
+  /** The revision of the snapshot the current watch started after. */
+  private snapshotRevision = 0n;
   private lastEventRevision = '0';
   private flushScheduled = false;
   private resyncReason: string | undefined;
@@ -110,6 +112,7 @@ export class Syncer implements Component, DatastoreSyncer {
     const revision = r.header.revision;
     this.state = SyncState.fromKvs(this.decode, r.kvs, revision);
     this.pending = [];
+    this.snapshotRevision = BigInt(revision);
     this.lastEventRevision = revision;
     const snapshot = this.state.snapshot();
     this.log.info({ reason, revision, keys: r.kvs.length, ms: Date.now() - t0 }, 'datastore snapshot read');
@@ -148,7 +151,8 @@ export class Syncer implements Component, DatastoreSyncer {
   private receive(res: IWatchResponse): void {
     for (const ev of res.events) {
       // A watch starts after the snapshot; anything at or before it is already in.
-      if (BigInt(ev.kv.mod_revision) <= BigInt(this.lastEventRevision)) continue;
+      // (Several events of one transaction share a revision.)
+      if (BigInt(ev.kv.mod_revision) <= this.snapshotRevision) continue;
       this.lastEventRevision = ev.kv.mod_revision;
       this.pending.push({ key: ev.kv.key.toString(), kv: ev.type === 'Put' ? (ev.kv as IKeyValue) : undefined });
     }
