@@ -4,8 +4,14 @@
 // because the revision it needs was compacted; the stream broke because a
 // member went away), it drops the watch, reads a fresh snapshot (retrying
 // with backoff while etcd is unreachable) and watches again from there.
+//
+//   const syncer = new Syncer(datastore, log);   // a Component: start() reads the first snapshot
+//   syncer.subscribe((e) => render(e.snapshot)); // 'snapshot' at once and after every resync, then 'update's
+//
+// Snapshots are immutable: an update replaces the maps it changes (see
+// state.ts), so a consumer may keep and compare old ones.
 import type { Watcher } from 'etcd3';
-import type { IKeyValue, IWatchResponse } from 'etcd3/lib/rpc';
+import type { IWatchResponse } from 'etcd3/lib/rpc';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore/datastore';
 import type { Component } from '../node/component';
@@ -118,6 +124,7 @@ export class Syncer implements Component, DatastoreSyncer {
     this.log.info({ reason, revision, keys: r.kvs.length, ms: Date.now() - t0 }, 'datastore snapshot read');
     this.resolveSynced(snapshot);
     this.emit({ type: 'snapshot', snapshot });
+    if (this.stopped) return; // a listener may stop us
     this.watchFrom(BigInt(revision) + 1n);
   }
 
@@ -145,7 +152,9 @@ export class Syncer implements Component, DatastoreSyncer {
     w.on('disconnected', (err: Error) => lost(`watch stream lost: ${err.message}`));
     // etcd cancels a watch whose next revision has been compacted away (and
     // the client reports every cancel it did not ask for as an error).
-    w.on('error', (err: Error) => lost(`watch cancelled by etcd: ${err.message}`));
+    w.on('error', (err: Error) =>
+      lost(`watch cancelled by etcd (revision ${revision} compacted, or the watch refused): ${err.message}`),
+    );
   }
 
   private receive(res: IWatchResponse): void {
@@ -154,7 +163,7 @@ export class Syncer implements Component, DatastoreSyncer {
       // (Several events of one transaction share a revision.)
       if (BigInt(ev.kv.mod_revision) <= this.snapshotRevision) continue;
       this.lastEventRevision = ev.kv.mod_revision;
-      this.pending.push({ key: ev.kv.key.toString(), kv: ev.type === 'Put' ? (ev.kv as IKeyValue) : undefined });
+      this.pending.push({ key: ev.kv.key.toString(), kv: ev.type === 'Put' ? ev.kv : undefined });
     }
     if (this.pending.length && !this.flushScheduled) {
       // Responses that arrive together are applied and reported as one update.
@@ -171,7 +180,9 @@ export class Syncer implements Component, DatastoreSyncer {
     if (!this.state || !this.pending.length || this.stopped) return;
     const batch = this.pending;
     this.pending = [];
+    const t0 = performance.now();
     const { changed, keys } = this.state.apply(batch, this.lastEventRevision);
+    this.log.debug({ revision: this.lastEventRevision, events: batch.length, ms: performance.now() - t0 }, 'watch events applied');
     this.emit({ type: 'update', snapshot: this.state.snapshot(), changed, keys });
   }
 
@@ -211,9 +222,11 @@ export class Syncer implements Component, DatastoreSyncer {
     const w = this.watcher;
     this.watcher = undefined;
     if (!w) return;
-    w.removeAllListeners();
-    w.on('error', () => undefined); // an EventEmitter throws on an unheard 'error'
-    const cancelled = w.cancel().catch(() => undefined);
+    // Its handlers stay (they check the generation): an 'error' nobody
+    // listens to would be thrown by the EventEmitter.
+    const cancelled = Promise.resolve()
+      .then(() => w.cancel())
+      .catch(() => undefined);
     if (boundMs > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([cancelled, new Promise<void>((r) => (timer = setTimeout(r, boundMs)))]);
