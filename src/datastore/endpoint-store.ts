@@ -29,6 +29,11 @@ export function endpointValue(ep: Endpoint): EndpointValue {
   return v;
 }
 
+/** The endpoint stored at `id`'s key with value `v`. */
+export function endpointFromValue(id: EndpointId, v: EndpointValue): Endpoint {
+  return { host: id.host, containerId: id.containerId, endpointId: id.endpointId, ...v };
+}
+
 export class EndpointStore {
   constructor(private readonly ds: Datastore) {}
 

@@ -3,7 +3,7 @@
 // bgp_as, route reflectors, node mesh).
 import type { Family } from '../ipam/types';
 import { canonicalAddress, parseAddress } from '../ipam/cidr';
-import { Datastore, json, text } from './datastore';
+import { Codec, Datastore, json, text } from './datastore';
 import { DatastoreError } from './errors';
 import { checkId, keys, parseHostLeafKey } from './keys';
 import { AsNumberValue, BgpNodeMeshValue, IpValue, OptionalIpValue, TextValue } from './schemas';
@@ -21,6 +21,20 @@ export interface Host {
 /** AS number used when none is configured (the blog post's router uses it). */
 export const DEFAULT_AS = '64511';
 export const INTERFACE_PREFIX = 'cali';
+
+export type HostLeaf = 'bird_ip' | 'bird6_ip' | 'bgp_as';
+
+/** How each host leaf is stored (plain strings; bird6_ip may be ""). */
+export function hostLeafCodec(leaf: HostLeaf): Codec<string> {
+  return leaf === 'bird_ip' ? text(IpValue) : leaf === 'bird6_ip' ? text(OptionalIpValue) : text(AsNumberValue);
+}
+
+/** The host with one decoded leaf set (a new object; `h` is not changed). */
+export function withHostLeaf(h: Host, leaf: HostLeaf, value: string): Host {
+  if (leaf === 'bird_ip') return { ...h, ip: value };
+  if (leaf === 'bird6_ip') return { ...h, ip6: value || undefined };
+  return { ...h, as: value };
+}
 
 export class HostStore {
   constructor(private readonly ds: Datastore) {}
@@ -67,14 +81,9 @@ export class HostStore {
     const leaves = r.kvs.filter((kv) => parseHostLeafKey(kv.key.toString()));
     for (const kv of leaves) {
       const { host, leaf } = parseHostLeafKey(kv.key.toString())!;
-      const codec = leaf === 'bird_ip' ? text(IpValue) : leaf === 'bird6_ip' ? text(OptionalIpValue) : text(AsNumberValue);
-      const [v] = this.ds.decodeAll([kv], codec);
+      const [v] = this.ds.decodeAll([kv], hostLeafCodec(leaf));
       if (!v) continue;
-      const h = hosts.get(host) ?? { host };
-      if (leaf === 'bird_ip') h.ip = v.value;
-      else if (leaf === 'bird6_ip') h.ip6 = v.value || undefined;
-      else h.as = v.value;
-      hosts.set(host, h);
+      hosts.set(host, withHostLeaf(hosts.get(host) ?? { host }, leaf, v.value));
     }
     return [...hosts.values()].filter((h) => h.ip !== undefined).sort((a, b) => a.host.localeCompare(b.host));
   }

@@ -1,6 +1,6 @@
 // Profiles (security groups): /calico/v1/policy/profile/<name>/tags and
 // /rules, the 2015 schema felix reads.
-import { Datastore, json } from './datastore';
+import { Codec, Datastore, json } from './datastore';
 import { checkId, keys, parseProfileKey } from './keys';
 import { ProfileRulesValue, ProfileTagsValue } from './schemas';
 
@@ -18,6 +18,10 @@ export function defaultProfile(name: string): Profile {
     rules: { id: name, inbound_rules: [{ action: 'allow', src_tag: name }], outbound_rules: [{ action: 'allow' }] },
   };
 }
+
+/** How each profile leaf is stored (JSON). */
+export const profileTagsCodec: Codec<ProfileTagsValue> = json(ProfileTagsValue);
+export const profileRulesCodec: Codec<ProfileRulesValue> = json(ProfileRulesValue);
 
 export class ProfileStore {
   constructor(private readonly ds: Datastore) {}

@@ -1,0 +1,205 @@
+// The syncer's model of the served keys: raw key changes in, typed
+// snapshots out. Pure (no etcd): the snapshot read and the watch feed it the
+// same KeyChange batches. Published maps are never mutated: a batch copies
+// only the maps it writes (copy-on-write), so a consumer may keep a snapshot
+// as long as it likes and an update among 1000 endpoints copies one map.
+import type { IKeyValue } from 'etcd3/lib/rpc';
+import { Codec, json } from '../datastore/datastore';
+import { Endpoint, endpointFromValue } from '../datastore/endpoint-store';
+import { Host, HostLeaf, hostLeafCodec, withHostLeaf } from '../datastore/host-store';
+import { parseEndpointKey, parseHostLeafKey, parsePoolKey, parseProfileKey, ROOT } from '../datastore/keys';
+import { Pool, poolFromValue } from '../datastore/pool-store';
+import { defaultProfile, Profile, profileRulesCodec, profileTagsCodec } from '../datastore/profile-store';
+import { EndpointValue, PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
+import type { DatastoreSnapshot, SyncedKind } from './types';
+
+/** Everything the syncer serves: one range read, one watch. Block IPAM (/calico/ipam/v2) is not under it. */
+export const SERVED_PREFIX = `${ROOT}/`;
+
+/** One key's new state: `kv` absent means deleted. */
+export interface KeyChange {
+  key: string;
+  kv?: IKeyValue;
+}
+
+/** Decodes a stored value; undefined when it fails its schema (the decoder reports it, naming the key). */
+export type DecodeKv = <T>(kv: IKeyValue, codec: Codec<T>) => T | undefined;
+
+export interface BatchResult {
+  changed: Set<SyncedKind>;
+  /** Every key the batch touched, once each, in the order first seen. */
+  keys: string[];
+}
+
+/** The kind a key belongs to, for `changed` (raw keys included). */
+export function kindOf(key: string): SyncedKind {
+  if (parseEndpointKey(key)) return 'endpoints';
+  if (key.startsWith(`${ROOT}/host/`)) return 'hosts';
+  if (key.startsWith(`${ROOT}/policy/`)) return 'profiles';
+  if (key.startsWith(`${ROOT}/ipam/`)) return 'pools';
+  return 'config';
+}
+
+interface HostLeaves {
+  bird_ip?: string;
+  bird6_ip?: string;
+  bgp_as?: string;
+}
+
+interface ProfileLeaves {
+  tags?: ProfileTagsValue;
+  rules?: ProfileRulesValue;
+}
+
+interface Maps {
+  pools: Map<string, Pool>;
+  hosts: Map<string, Host>;
+  endpoints: Map<string, Endpoint>;
+  profiles: Map<string, Profile>;
+  raw: Map<string, string>;
+}
+
+const endpointCodec = json(EndpointValue);
+const poolCodec = json(PoolValue);
+const HOST_LEAVES: HostLeaf[] = ['bird_ip', 'bird6_ip', 'bgp_as'];
+
+export class SyncState {
+  private maps: Maps = { pools: new Map(), hosts: new Map(), endpoints: new Map(), profiles: new Map(), raw: new Map() };
+  // Internal (never handed out): the parts typed objects are assembled from.
+  private readonly hostLeaves = new Map<string, HostLeaves>();
+  private readonly profileLeaves = new Map<string, ProfileLeaves>();
+  /** Pool key -> the CIDR it is published under (the value's canonical CIDR). */
+  private readonly poolCidrs = new Map<string, string>();
+  private published: DatastoreSnapshot | undefined;
+  /** Maps already copied in the current batch. */
+  private copied = new Set<keyof Maps>();
+
+  private constructor(
+    private readonly decode: DecodeKv,
+    private revision: string,
+  ) {}
+
+  /** The state of a full read (every kv under SERVED_PREFIX at `revision`). */
+  static fromKvs(decode: DecodeKv, kvs: IKeyValue[], revision: string): SyncState {
+    const s = new SyncState(decode, revision);
+    s.apply(
+      kvs.map((kv) => ({ key: kv.key.toString(), kv })),
+      revision,
+    );
+    return s;
+  }
+
+  /** Applies one batch (in revision order) and moves to `revision`. */
+  apply(changes: readonly KeyChange[], revision: string): BatchResult {
+    this.copied = new Set();
+    const changed = new Set<SyncedKind>();
+    const seen = new Set<string>();
+    const keys: string[] = [];
+    for (const c of changes) {
+      if (!c.key.startsWith(SERVED_PREFIX)) continue;
+      this.applyOne(c);
+      changed.add(kindOf(c.key));
+      if (!seen.has(c.key)) {
+        seen.add(c.key);
+        keys.push(c.key);
+      }
+    }
+    this.revision = revision;
+    this.published = undefined;
+    return { changed, keys };
+  }
+
+  /** The current snapshot; the same object until the next apply. */
+  snapshot(): DatastoreSnapshot {
+    this.published ??= Object.freeze({
+      revision: this.revision,
+      ...this.maps,
+    });
+    return this.published;
+  }
+
+  private applyOne(c: KeyChange): void {
+    const ep = parseEndpointKey(c.key);
+    if (ep) {
+      const v = c.kv && this.decode(c.kv, endpointCodec);
+      const m = this.writable('endpoints');
+      if (v) m.set(c.key, endpointFromValue(ep, v));
+      else m.delete(c.key);
+      return;
+    }
+    const hl = parseHostLeafKey(c.key);
+    if (hl) return this.applyHostLeaf(hl.host, hl.leaf, c.kv);
+    const pr = parseProfileKey(c.key);
+    if (pr) return this.applyProfileLeaf(pr.name, pr.leaf, c.kv);
+    const pk = parsePoolKey(c.key);
+    if (pk) return this.applyPool(c.key, pk.family, c.kv);
+    const m = this.writable('raw');
+    if (c.kv) m.set(c.key, c.kv.value.toString());
+    else m.delete(c.key);
+  }
+
+  private applyHostLeaf(host: string, leaf: HostLeaf, kv: IKeyValue | undefined): void {
+    const leaves: HostLeaves = { ...this.hostLeaves.get(host) };
+    const v = kv && this.decode(kv, hostLeafCodec(leaf));
+    if (v !== undefined) leaves[leaf] = v;
+    else delete leaves[leaf];
+    if (HOST_LEAVES.some((l) => leaves[l] !== undefined)) this.hostLeaves.set(host, leaves);
+    else this.hostLeaves.delete(host);
+    const m = this.writable('hosts');
+    // Like HostStore.list: a host is registered once it has a bird_ip.
+    if (leaves.bird_ip === undefined) {
+      m.delete(host);
+      return;
+    }
+    let h: Host = { host };
+    for (const l of HOST_LEAVES) if (leaves[l] !== undefined) h = withHostLeaf(h, l, leaves[l]!);
+    m.set(host, h);
+  }
+
+  private applyProfileLeaf(name: string, leaf: 'tags' | 'rules', kv: IKeyValue | undefined): void {
+    const leaves: ProfileLeaves = { ...this.profileLeaves.get(name) };
+    if (leaf === 'tags') {
+      const v = kv && this.decode(kv, profileTagsCodec);
+      if (v) leaves.tags = v;
+      else delete leaves.tags;
+    } else {
+      const v = kv && this.decode(kv, profileRulesCodec);
+      if (v) leaves.rules = v;
+      else delete leaves.rules;
+    }
+    const m = this.writable('profiles');
+    if (!leaves.tags && !leaves.rules) {
+      this.profileLeaves.delete(name);
+      m.delete(name);
+      return;
+    }
+    this.profileLeaves.set(name, leaves);
+    // A profile half written (tags before rules, as calicoctl writes them)
+    // gets the default for the missing half.
+    const d = defaultProfile(name);
+    m.set(name, { name, tags: leaves.tags ?? d.tags, rules: leaves.rules ?? d.rules });
+  }
+
+  private applyPool(key: string, family: 4 | 6, kv: IKeyValue | undefined): void {
+    const v = kv && this.decode(kv, poolCodec);
+    const m = this.writable('pools');
+    const old = this.poolCidrs.get(key);
+    if (old !== undefined) {
+      m.delete(old);
+      this.poolCidrs.delete(key);
+    }
+    if (!v) return;
+    const pool = poolFromValue(family, v);
+    m.set(pool.cidr, pool);
+    this.poolCidrs.set(key, pool.cidr);
+  }
+
+  /** The map `name`, replaced by a copy before its first write in a batch. */
+  private writable<N extends keyof Maps>(name: N): Maps[N] {
+    if (!this.copied.has(name)) {
+      this.maps = { ...this.maps, [name]: new Map(this.maps[name] as Map<string, unknown>) };
+      this.copied.add(name);
+    }
+    return this.maps[name];
+  }
+}
