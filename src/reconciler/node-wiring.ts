@@ -5,8 +5,11 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore';
 import { EndpointStore, PoolStore } from '../datastore';
+import type { Pool } from '../datastore/pool-store';
 import { hostIfName } from '../dataplane/names';
+import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
+import type { Component } from '../node/component';
 import { DEFAULT_PLUGIN_DIR } from '../plugin/names';
 import { dockerClient, sharedIpam } from '../plugin/node-wiring';
 import type { Interceptor } from '../proxy/interceptor';
@@ -27,7 +30,8 @@ export interface ReconcilerNodeOptions {
 export interface NetworkingParts {
   interceptors: Interceptor[];
   reconciler: Reconciler;
-  nat: NatOutgoing;
+  /** The kernel applier with NAT outgoing as its user (stopgap wiring below). */
+  nat: Component;
 }
 
 export function createNetworking(o: {
@@ -72,6 +76,43 @@ export function createNetworking(o: {
       gcGraceMs: o.reconciler?.gcGraceMs,
       onRemoved: (id) => reservations.delete(id),
     }),
-    nat: new NatOutgoing({ listPools: () => new PoolStore(o.datastore()).list(), log: o.log.child({ component: 'nat-outgoing' }) }),
+    nat: natOutgoingStopgap(() => new PoolStore(o.datastore()).list(), o.log),
+  };
+}
+
+/**
+ * STOPGAP, lead replaces with syncer: the kernel applier and NAT outgoing,
+ * fed by polling the pools every 3 s until the datastore syncer feeds
+ * NatOutgoing.setPools on every pool event. Stopping leaves the rules in place.
+ */
+function natOutgoingStopgap(listPools: () => Promise<Pool[]>, log: Logger): Component {
+  const applier = new IptablesApplier({ log: log.child({ component: 'kernel-applier' }), expectOwners: [NatOutgoing.OWNER] });
+  const nat = new NatOutgoing({ applier, log: log.child({ component: 'nat-outgoing' }) });
+  let timer: NodeJS.Timeout | undefined;
+  let last: string | undefined;
+  const poll = async () => {
+    try {
+      const pools = await listPools();
+      const text = JSON.stringify(pools);
+      if (text !== last) nat.setPools(pools);
+      last = text;
+    } catch (e) {
+      log.warn({ err: e }, 'NAT outgoing: pools not read; retried in 3 s');
+    }
+  };
+  return {
+    name: 'nat-outgoing',
+    async start() {
+      await applier.start();
+      await nat.start();
+      await poll();
+      timer = setInterval(() => void poll(), 3000);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      await nat.stop();
+      await applier.stop();
+    },
   };
 }
