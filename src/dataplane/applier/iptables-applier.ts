@@ -72,6 +72,8 @@ export class IptablesApplier implements KernelApplier, Component {
   private merged: MergedState = emptyMerged();
   private waiters: Waiter[] = [];
   private passes = 0;
+  /** Counts since construction: passes run, passes that changed the kernel, passes that failed. */
+  readonly stats = { passes: 0, applied: 0, failed: 0 };
   private running?: Promise<void>;
   private again?: Why;
   private timer?: NodeJS.Timeout;
@@ -187,6 +189,7 @@ export class IptablesApplier implements KernelApplier, Component {
 
   private async runPass(): Promise<void> {
     const number = ++this.passes;
+    this.stats.passes++;
     const settle = (e?: Error) => {
       const done = this.waiters.filter((w) => w.after < number);
       this.waiters = this.waiters.filter((w) => w.after >= number);
@@ -200,6 +203,7 @@ export class IptablesApplier implements KernelApplier, Component {
       settle();
     } catch (e) {
       this.failures++;
+      this.stats.failed++;
       const wait = Math.min((this.o.retryMs ?? 250) * 2 ** (this.failures - 1), this.o.maxRetryMs ?? 10000);
       this.retryAt = Date.now() + wait;
       this.o.log.error({ err: e, failures: this.failures, retryInMs: wait }, 'kernel applier: pass failed');
@@ -218,6 +222,7 @@ export class IptablesApplier implements KernelApplier, Component {
       return;
     }
     for (const step of plan.steps) await this.execute(step);
+    this.stats.applied++;
     const after = await this.read();
     const misfits = this.spelling.learn(plan.written, desired, after.tables);
     this.spelling.retain(desired);
