@@ -97,7 +97,7 @@ function natOutgoingStopgap(listPools: () => Promise<Pool[]>, log: Logger): Comp
       if (text !== last) nat.setPools(pools);
       last = text;
     } catch (e) {
-      log.warn({ err: e }, 'NAT outgoing: pools not read; retried in 3 s');
+      log.warn({ err: e }, 'NAT outgoing: pools not read or not accepted by the kernel applier; tried again in 3 s');
     }
   };
   return {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIptablesSave, ruleIpsets, ruleTarget, ruleWords } from '../../src/dataplane/applier/iptables-save';
 import { canonicalMember, parseIpsetSave } from '../../src/dataplane/applier/ipset-save';
+import { refused } from '../../src/dataplane/applier/iptables-applier';
 import { IPSET_V4_SAVE, IPTABLES_V4_SAVE, IPTABLES_V6_SAVE } from './applier-fixtures';
 
 test('parseIptablesSave: tables, built-in and user chains, rules as printed (captured from iptables-nft 1.8.9)', () => {
@@ -71,4 +72,21 @@ test('canonicalMember: spelled as the kernel prints it back', () => {
   assert.throws(() => canonicalMember('hash:ip', 4, '10.0.0.0/24'), /must be one address/);
   assert.throws(() => canonicalMember('hash:net', 4, 'fd80::/64'), /not IPv4/);
   assert.throws(() => canonicalMember('hash:net', 6, 'zz'), /"zz" is not an IPv6 network/);
+});
+
+test('refused: the error names the command, family, table and the input line the kernel refused (stderr as captured)', () => {
+  const text = '*filter\n:cali-x - [0:0]\n-A cali-x -j RETURN\nCOMMIT\n*nat\n:cali-y - [0:0]\n-A cali-y -m set --match-set nosuch src -j ACCEPT\nCOMMIT\n';
+  const step = { kind: 'iptables' as const, family: 4 as const, purpose: 'program' as const, text };
+  const nft = "iptables-restore v1.8.9 (nf_tables): Set nosuch doesn't exist.\n\nError occurred at line: 7\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.\n";
+  const e = refused('iptables-restore --noflush -w', step, nft, 2);
+  assert.equal(e.family, 4);
+  assert.equal(e.table, 'nat');
+  assert.equal(e.line, '-A cali-y -m set --match-set nosuch src -j ACCEPT');
+  assert.match(e.message, /^iptables-restore --noflush -w \(IPv4 table nat\) exited 2 at line 7 "-A cali-y -m set --match-set nosuch src -j ACCEPT": iptables-restore v1.8.9 \(nf_tables\): Set nosuch doesn't exist\./);
+  const busy = refused('iptables-restore --noflush -w', step, 'iptables-restore v1.8.9 (nf_tables): \nline 3: CHAIN_DEL failed (Device or resource busy): chain cali-x\n', 4);
+  assert.equal(busy.table, 'filter');
+  assert.equal(busy.line, '-A cali-x -j RETURN');
+  const ipset = refused('ipset restore', { kind: 'ipset-restore', text: 'create cali-a hash:ip family inet\nadd cali-a zz\n' }, 'ipset v7.17: Error in line 2: Syntax error: cannot parse zz: resolving to IPv4 address failed\n', 1);
+  assert.equal(ipset.line, 'add cali-a zz');
+  assert.match(ipset.message, /^ipset restore exited 1 at line 2 "add cali-a zz": ipset v7.17: Error in line 2/);
 });

@@ -273,6 +273,8 @@ export class IptablesApplier implements KernelApplier, Component {
 
   private warnOnce(msg: string): void {
     if (this.warned.has(msg)) return;
+    // Bounded: conditions that keep changing wording must not grow it without end.
+    if (this.warned.size >= 1000) this.warned.clear();
     this.warned.add(msg);
     this.o.log.warn(msg);
   }
