@@ -5,11 +5,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore';
 import { EndpointStore, PoolStore } from '../datastore';
-import type { Pool } from '../datastore/pool-store';
 import { hostIfName } from '../dataplane/names';
-import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
-import type { Component } from '../node/component';
 import { DEFAULT_PLUGIN_DIR } from '../plugin/names';
 import { dockerClient, sharedIpam } from '../plugin/node-wiring';
 import type { Interceptor } from '../proxy/interceptor';
@@ -19,6 +16,10 @@ import { knownFromPlugin } from './plugin-endpoint';
 import { EndpointRecorder } from './endpoint-recorder';
 import { EndpointStorePort } from './endpoint-store-adapter';
 import { Reconciler } from './reconciler';
+// Stopgap NAT outgoing wiring (below):
+import type { Pool } from '../datastore/pool-store';
+import { IptablesApplier } from '../dataplane/applier/iptables-applier';
+import type { Component } from '../node/component';
 
 /** Reconciler knobs `calicoctl node` (or a test) may set. */
 export interface ReconcilerNodeOptions {
