@@ -36,3 +36,30 @@ export function isOurChain(name: string): boolean {
 export function isOurIpset(name: string): boolean {
   return name.startsWith(IPSET_PREFIX);
 }
+
+// ---- Kernel applier and NAT outgoing (src/dataplane/applier, src/dataplane/nat-outgoing) ----
+
+/**
+ * The applier's scratch set: a changed set is filled under this name and
+ * swapped in, then this one is destroyed. One name serves every set because
+ * sets are refreshed one after another; a leftover (a crash mid-restore) is
+ * ours and not desired, so the next apply removes it.
+ */
+export function applierTempIpset(): string {
+  return `${IPSET_PREFIX}-applier-tmp`;
+}
+
+/** The nat-table chain that masquerades pool traffic leaving every pool; jumped to from the top of POSTROUTING. */
+export function natOutgoingChain(): string {
+  return `${CHAIN_PREFIX}nat-outgoing`;
+}
+
+/** The ipset of the pools of family v that asked for NAT outgoing (`cali40masq-ipam-pools`; Felix's name). */
+export function natMasqPoolsIpset(v: 4 | 6): string {
+  return `${IPSET_PREFIX}${v}0masq-ipam-pools`;
+}
+
+/** The ipset of every pool of family v: traffic to these keeps its source address. */
+export function natAllPoolsIpset(v: 4 | 6): string {
+  return `${IPSET_PREFIX}${v}0all-ipam-pools`;
+}

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PoolStore } from '../datastore';
+import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
 import { DEFAULT_PLUGIN_DIR } from '../names';
@@ -12,6 +13,7 @@ import { DockerPlugin } from '../plugin/docker-plugin';
 import { DockerProxy, ProxyOptions } from '../proxy';
 import { calicoInterceptors } from '../proxy/interceptors';
 import { Reconciler } from '../reconciler/reconciler';
+import { Syncer } from '../syncer';
 import type { Component } from './component';
 import { NodeContext, makeNodeContext } from './context';
 import { NodeIdentity } from './identity';
@@ -58,10 +60,12 @@ export interface NodeOptions {
  * the node context built on it, then every component in this order, each
  * relying on the ones before it:
  *   identity    this host name held by this process; BGP addresses registered
+ *   syncer      snapshot of /calico/v1 + etcd watch: what the consumers below follow
+ *   applier     the one kernel applier (iptables, ipset): desired state in, diffs applied
+ *   nat         MASQUERADE for --nat-outgoing pools (syncer -> applier)
  *   plugin      Docker network + IPAM driver; records endpoints at Join
  *   proxy       Docker API on :2377 (pass-through + create/inspect interceptors)
  *   reconciler  Docker events + periodic sweep
- *   nat         MASQUERADE for --nat-outgoing pools
  * Stopped in reverse, each stop bounded (NodeProcess).
  */
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
@@ -82,6 +86,11 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
   const { log, hostname, datastore, ipam, docker, endpoints } = ctx;
   const child = (component: string) => log.child({ component });
   const identity = new NodeIdentity(datastore, { hostname, stateDir: ctx.stateDir, ip: opts.ip, ip6: opts.ip6, detectIp: detectIPv4 }, child('identity'));
+  const syncer = new Syncer(datastore, log);
+  // Nothing is applied until every owner has said what it wants: a chain of
+  // one owner must not look stale (and go) while only another has spoken.
+  const applier = new IptablesApplier({ log: child('kernel-applier'), expectOwners: [NatOutgoing.OWNER] });
+  const nat = new NatOutgoing({ applier, syncer, log: child('nat-outgoing') });
   const dockerPlugin = new DockerPlugin({
     pluginName: plugin.pluginName,
     hostname,
@@ -125,8 +134,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
     gcGraceMs: opts.reconciler?.gcGraceMs,
   });
-  const nat = new NatOutgoing({ listPools: () => new PoolStore(datastore).list(), log: child('nat-outgoing') });
-  return [identity, dockerPlugin, ...(proxy ? [proxy] : []), reconciler, nat];
+  return [identity, syncer, applier, nat, dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }
 
 /** The first non-internal IPv4 address of this host, as BGP peers would reach it. */

@@ -1,56 +1,104 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { natNames, renderNat } from '../../src/dataplane/nat-outgoing/render';
+import { parseIpsetSave } from '../../src/dataplane/applier/ipset-save';
+import { mergeStates } from '../../src/dataplane/applier/merge';
+import { planApply } from '../../src/dataplane/applier/plan';
+import { RuleSpelling } from '../../src/dataplane/applier/spelling';
+import { emptyState } from '../../src/dataplane/applier/types';
+import { renderNat } from '../../src/dataplane/nat-outgoing/render';
+import {
+  applierTempIpset,
+  isOurChain,
+  isOurIpset,
+  MAX_CHAIN_NAME,
+  MAX_IPSET_NAME,
+  natAllPoolsIpset,
+  natMasqPoolsIpset,
+  natOutgoingChain,
+} from '../../src/names/kernel';
 
-const names = natNames('cali');
+/** The restore texts the applier writes for NAT outgoing's state, on a kernel whose sets exist (so they are swapped in). */
+function texts(state: ReturnType<typeof renderNat>, existingSets: string) {
+  const plan = planApply(mergeStates(new Map([['nat-outgoing', state]])), { tables: { 4: new Map(), 6: new Map() }, ipsets: parseIpsetSave(existingSets) }, new RuleSpelling().spell);
+  const ipt = (v: 4 | 6) => plan.steps.find((s) => s.kind === 'iptables' && s.family === v) as { text: string } | undefined;
+  const ipset = plan.steps.find((s) => s.kind === 'ipset-restore') as { text: string } | undefined;
+  return { iptables: (v: 4 | 6) => ipt(v)?.text, ipset: ipset?.text };
+}
 
 test('renderNat: masquerade from nat-outgoing pools to outside every pool, per family', () => {
-  const r = renderNat(
-    [
-      { cidr: '10.1.0.0/16', natOutgoing: true },
-      { cidr: '192.168.0.0/16', natOutgoing: false },
-      { cidr: 'fd80::/64', natOutgoing: false },
-    ],
-    names,
-  );
-  assert.equal(r.active(4), true);
-  assert.equal(r.active(6), false);
+  const r = renderNat([
+    { cidr: '10.1.0.0/16', natOutgoing: true },
+    { cidr: '192.168.0.0/16', natOutgoing: false },
+    { cidr: 'fd80::/64', natOutgoing: false },
+  ]);
+  // IPv4 asks for it, IPv6 does not.
+  assert.deepEqual(r.v4.chains, [
+    {
+      table: 'nat',
+      name: 'cali-nat-outgoing',
+      rules: ['-m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE'],
+    },
+  ]);
+  assert.deepEqual(r.v4.hooks, [{ table: 'nat', chain: 'POSTROUTING', rule: '-j cali-nat-outgoing', position: 'top' }]);
+  assert.deepEqual(r.v4.ipsets, [
+    { name: 'cali40masq-ipam-pools', type: 'hash:net', family: 4, members: ['10.1.0.0/16'] },
+    { name: 'cali40all-ipam-pools', type: 'hash:net', family: 4, members: ['10.1.0.0/16', '192.168.0.0/16'] },
+  ]);
+  assert.deepEqual(r.v6, emptyState().v6);
+
+  // As the applier writes it: the chain hooked first in POSTROUTING, in one nat-table transaction.
+  const t = texts(r, 'create cali40masq-ipam-pools hash:net family inet\ncreate cali40all-ipam-pools hash:net family inet\n');
   assert.equal(
-    r.iptables(4),
-    '*nat\n:cali-nat-outgoing - [0:0]\n-F cali-nat-outgoing\n' +
+    t.iptables(4),
+    '*nat\n:cali-nat-outgoing - [0:0]\n' +
       '-A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE\n' +
+      '-I POSTROUTING 1 -j cali-nat-outgoing\n' +
       'COMMIT\n',
   );
-  assert.equal(r.iptables(6), '*nat\n:cali-nat-outgoing - [0:0]\n-F cali-nat-outgoing\nCOMMIT\n');
+  assert.equal(t.iptables(6), undefined);
+  // Filled under a temporary name and swapped in: the live set is never seen half full.
+  const tmp = applierTempIpset();
   assert.equal(
-    r.ipset(4),
+    t.ipset,
     [
-      'create cali40masq-ipam-pools hash:net family inet -exist',
-      'create cali40masq-ipam-pools-tmp hash:net family inet -exist',
-      'flush cali40masq-ipam-pools-tmp',
-      'add cali40masq-ipam-pools-tmp 10.1.0.0/16',
-      'swap cali40masq-ipam-pools-tmp cali40masq-ipam-pools',
-      'destroy cali40masq-ipam-pools-tmp',
-      'create cali40all-ipam-pools hash:net family inet -exist',
-      'create cali40all-ipam-pools-tmp hash:net family inet -exist',
-      'flush cali40all-ipam-pools-tmp',
-      'add cali40all-ipam-pools-tmp 10.1.0.0/16',
-      'add cali40all-ipam-pools-tmp 192.168.0.0/16',
-      'swap cali40all-ipam-pools-tmp cali40all-ipam-pools',
-      'destroy cali40all-ipam-pools-tmp',
+      `create ${tmp} hash:net family inet maxelem 1048576`,
+      `add ${tmp} 10.1.0.0/16`,
+      `add ${tmp} 192.168.0.0/16`,
+      `swap ${tmp} cali40all-ipam-pools`,
+      `destroy ${tmp}`,
+      `create ${tmp} hash:net family inet maxelem 1048576`,
+      `add ${tmp} 10.1.0.0/16`,
+      `swap ${tmp} cali40masq-ipam-pools`,
+      `destroy ${tmp}`,
     ].join('\n') + '\n',
   );
-  assert.match(r.ipset(6), /create cali60all-ipam-pools hash:net family inet6 -exist\n[^]*add cali60all-ipam-pools-tmp fd80::\/64\n/);
-  assert.doesNotMatch(r.ipset(6), /add cali60masq/);
+
+  // An IPv6 pool with the flag: the IPv6 sets hold the IPv6 pools, family inet6.
+  const r6 = renderNat([
+    { cidr: 'fd80::/64', natOutgoing: false },
+    { cidr: 'fd81::/64', natOutgoing: true },
+    { cidr: '10.1.0.0/16', natOutgoing: false },
+  ]);
+  const t6 = texts(r6, '');
+  assert.match(t6.ipset!, /create cali60all-ipam-pools hash:net family inet6 maxelem 1048576\nadd cali60all-ipam-pools fd80::\/64\nadd cali60all-ipam-pools fd81::\/64\n/);
+  assert.match(t6.ipset!, /create cali60masq-ipam-pools hash:net family inet6 maxelem 1048576\nadd cali60masq-ipam-pools fd81::\/64\n/);
+  assert.doesNotMatch(t6.ipset!, /add cali60masq-ipam-pools fd80/);
+  assert.match(t6.iptables(6)!, /-A cali-nat-outgoing -m set --match-set cali60masq-ipam-pools src -m set ! --match-set cali60all-ipam-pools dst -j MASQUERADE\n/);
+  assert.equal(t6.iptables(4), undefined, 'no IPv4 pool asks for it');
 });
 
-test('renderNat: no pool with the flag leaves an empty chain (the rule is gone)', () => {
-  const r = renderNat([{ cidr: '10.1.0.0/16', natOutgoing: false }], names);
-  assert.equal(r.iptables(4), '*nat\n:cali-nat-outgoing - [0:0]\n-F cali-nat-outgoing\nCOMMIT\n');
-  assert.equal(r.active(4), false);
+test('renderNat: no pool with the flag leaves nothing (the rule is gone, and its chain, jump and sets with it)', () => {
+  const r = renderNat([{ cidr: '10.1.0.0/16', natOutgoing: false }]);
+  assert.deepEqual(r, emptyState());
+  assert.deepEqual(renderNat([]), emptyState());
 });
 
-test('natNames: prefixes keep kernel name limits', () => {
-  assert.equal(natNames('t1234').chain, 't1234-nat-outgoing');
-  assert.throws(() => natNames('a-very-long-prefix-for-names'), /too long/);
+test('NAT outgoing names: one function each, ours, within kernel name limits', () => {
+  assert.equal(natOutgoingChain(), 'cali-nat-outgoing');
+  assert.equal(natMasqPoolsIpset(4), 'cali40masq-ipam-pools');
+  assert.equal(natAllPoolsIpset(6), 'cali60all-ipam-pools');
+  assert.ok(isOurChain(natOutgoingChain()) && natOutgoingChain().length <= MAX_CHAIN_NAME);
+  for (const v of [4, 6] as const) {
+    for (const n of [natMasqPoolsIpset(v), natAllPoolsIpset(v), applierTempIpset()]) assert.ok(isOurIpset(n) && n.length <= MAX_IPSET_NAME, n);
+  }
 });

@@ -1,75 +1,45 @@
-// The node's NAT outgoing component: follows the pools and keeps the kernel's
-// masquerade rule in step with their --nat-outgoing flags.
+// The node's NAT outgoing component: hands the kernel applier the masquerade
+// state for the current pools. It is fed (setPools on every pool change from
+// the datastore syncer), never polls, and leaves the rules in place when the
+// node stops: running containers keep their NAT.
 import type { Logger } from 'pino';
 import type { Component } from '../../node/component';
-import { NatKernel } from './apply';
-import { NatNames, NatPool, natNames, renderNat } from './render';
+import type { DatastoreSyncer } from '../../syncer/types';
+import type { KernelApplier } from '../applier/types';
+import { NatPool, renderNat } from './render';
 
 export interface NatOutgoingOptions {
-  /** The current pools (the datastore's pool store). */
-  listPools(): Promise<NatPool[]>;
-  /**
-   * Calls back on every pool change, returning an unsubscribe function.
-   * Without it, pools are polled every pollMs.
-   */
-  watchPools?(onChange: () => void): Promise<() => void> | (() => void);
-  pollMs?: number;
-  names?: NatNames;
-  netns?: string;
-  /** Remove the rules when the node stops (default false: running containers keep their NAT). */
-  removeOnStop?: boolean;
+  applier: KernelApplier;
+  /** Where the pools come from: every pool change reaches setPools (no polling). Absent: setPools is called by hand. */
+  syncer?: DatastoreSyncer;
   log: Logger;
 }
 
 export class NatOutgoing implements Component {
   readonly name = 'nat-outgoing';
-  private readonly kernel: NatKernel;
-  private timer?: NodeJS.Timeout;
-  private unwatch?: () => void;
-  private running?: Promise<void>;
-  private again = false;
+  /** The applier's owner name for NAT outgoing's state. */
+  static readonly OWNER = 'nat-outgoing';
 
-  constructor(private readonly o: NatOutgoingOptions) {
-    this.kernel = new NatKernel({ names: o.names ?? natNames(), netns: o.netns });
+  private unsubscribe?: () => void;
+
+  constructor(private readonly o: NatOutgoingOptions) {}
+
+  /** The complete, current pool list; each call replaces the last. */
+  setPools(pools: NatPool[]): void {
+    this.o.applier.set(NatOutgoing.OWNER, renderNat(pools));
+    this.o.log.debug({ pools: pools.length, nat: pools.filter((p) => p.natOutgoing).map((p) => p.cidr) }, 'NAT outgoing: pools handed to the applier');
   }
 
   async start(): Promise<void> {
-    // A failure is logged and retried on the next pass; it must not keep the node down.
-    await this.sync().catch(() => undefined);
-    if (this.o.watchPools) this.unwatch = await this.o.watchPools(() => void this.sync().catch(() => undefined));
-    // Polled even when watched: a missed watch event must not leave NAT wrong forever.
-    this.timer = setInterval(() => void this.sync().catch(() => undefined), this.o.pollMs ?? (this.o.watchPools ? 30000 : 3000));
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.unwatch?.();
-    await this.running?.catch(() => undefined);
-    if (this.o.removeOnStop) await this.kernel.remove();
-  }
-
-  /** One pass: read pools, apply. Concurrent callers share the pass and ask for one more. */
-  sync(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        const pools = await this.o.listPools();
-        await this.kernel.apply(renderNat(pools, this.o.names ?? natNames()));
-      } catch (e) {
-        this.o.log.error({ err: e }, 'NAT outgoing not applied');
-        throw e;
-      }
-    })().finally(() => {
-      this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.sync().catch(() => undefined);
-      }
+    this.unsubscribe = this.o.syncer?.subscribe((e) => {
+      if (e.type === 'update' && !e.changed.has('pools')) return;
+      this.setPools([...e.snapshot.pools.values()]);
     });
-    return this.running;
+  }
+
+  /** Stops following the pools; the rules stay in the kernel. */
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
   }
 }

@@ -1,0 +1,75 @@
+// Pure: what `ipset list -o save` (same as `ipset save`) prints, and the one
+// spelling of a member the kernel prints back, so an unchanged set compares
+// equal to what we want.
+import ipaddr from 'ipaddr.js';
+import type { IpFamily } from './types';
+
+export interface SavedIpset {
+  name: string;
+  /** e.g. hash:net, hash:ip, hash:ip,port (foreign sets may have any type). */
+  type: string;
+  family: IpFamily;
+  members: string[];
+}
+
+export function parseIpsetSave(text: string): Map<string, SavedIpset> {
+  const sets = new Map<string, SavedIpset>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const w = line.split(/\s+/);
+    const where = `ipset save line ${i + 1} "${line}"`;
+    if (w[0] === 'create') {
+      if (w.length < 3) throw new Error(`${where}: too short`);
+      const fi = w.indexOf('family');
+      const family: IpFamily = fi >= 0 && w[fi + 1] === 'inet6' ? 6 : 4;
+      sets.set(w[1], { name: w[1], type: w[2], family, members: [] });
+    } else if (w[0] === 'add') {
+      const s = sets.get(w[1]);
+      if (!s || w.length < 3) throw new Error(`${where}: member of an unknown set`);
+      // Options after the member (timeout, comment...) are not part of it.
+      s.members.push(w[2]);
+    } else {
+      throw new Error(`${where}: neither create nor add`);
+    }
+  });
+  return sets;
+}
+
+/**
+ * A member as the kernel prints it: addresses compressed and lower case, a
+ * network masked to its prefix, and a full-length prefix (/32, /128) left out.
+ * Throws, naming the member, when it is not an address (hash:ip) or network
+ * (hash:net) of the family.
+ */
+export function canonicalMember(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
+  const full = family === 4 ? 32 : 128;
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  let prefix = full;
+  try {
+    if (member.includes('/')) [addr, prefix] = ipaddr.parseCIDR(member);
+    else addr = ipaddr.parse(member);
+  } catch {
+    throw new Error(`ipset member "${member}" is not an IPv${family} ${type === 'hash:ip' ? 'address' : 'network'}`);
+  }
+  if ((addr.kind() === 'ipv4' ? 4 : 6) !== family) throw new Error(`ipset member "${member}" is not IPv${family}`);
+  if (type === 'hash:ip' && prefix !== full) throw new Error(`ipset member "${member}" of a hash:ip set must be one address`);
+  const net = prefix === full ? addr : networkOf(addr, prefix);
+  const text = spell(net);
+  return prefix === full ? text : `${text}/${prefix}`;
+}
+
+function networkOf(addr: ipaddr.IPv4 | ipaddr.IPv6, prefix: number): ipaddr.IPv4 | ipaddr.IPv6 {
+  const bytes = addr.toByteArray();
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    bytes[i] &= (0xff << (8 - keep)) & 0xff;
+  }
+  return ipaddr.fromByteArray(bytes);
+}
+
+function spell(a: ipaddr.IPv4 | ipaddr.IPv6): string {
+  // The kernel prints an IPv4-mapped IPv6 address with a dotted tail.
+  if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) return `::ffff:${(a as ipaddr.IPv6).toIPv4Address().toString()}`;
+  return a.toString();
+}

@@ -1,0 +1,304 @@
+// The one kernel applier: holds every owner's desired state, and on each pass
+// reads the kernel back (iptables-save, ip6tables-save, ipset save), plans the
+// difference for our objects only, and runs it in order: create/refresh sets
+// -> program chains (IPv4, IPv6) -> destroy stale sets.
+//
+// Passes are batched: set() asks for one within minIntervalMs of the last,
+// flush() asks for one now and resolves when a pass that started after it
+// succeeded. Every resyncMs a pass re-reads the kernel and repairs what
+// someone else flushed or deleted. A failed pass is logged, with what failed
+// on what, and retried with backoff.
+import type { Logger } from 'pino';
+import type { Component } from '../../node/component';
+import { toolRunner, ToolRunner } from './exec';
+import { parseIpsetSave } from './ipset-save';
+import { parseIptablesSave, SavedTables } from './iptables-save';
+import { emptyMerged, mergeStates, MergedState } from './merge';
+import { KernelState, Plan, planApply, Step } from './plan';
+import { RuleSpelling } from './spelling';
+import type { DesiredState, IpFamily, KernelApplier } from './types';
+
+export interface IptablesApplierOptions {
+  log: Logger;
+  /** Run every tool inside this network namespace (tests); default: the node's own. */
+  netns?: string;
+  /** Re-read the kernel and repair this often (default 5000 ms: an external flush is back within 10 s). */
+  resyncMs?: number;
+  /** Least time between the end of one pass and the start of the next one that set() asks for (default 100 ms). */
+  minIntervalMs?: number;
+  /** Retry backoff after a failed pass: first delay, doubling up to maxRetryMs (defaults 250 ms, 10 s). */
+  retryMs?: number;
+  maxRetryMs?: number;
+  /**
+   * Owners that must each have called set() once before the kernel is touched:
+   * until every owner has said what it wants, a chain of one it has not heard
+   * from would look stale and be deleted (policy's chains while only NAT spoke).
+   */
+  expectOwners?: string[];
+  /** Kill a tool that runs longer than this (default 30 s). */
+  toolTimeoutMs?: number;
+}
+
+/** A failed kernel call: which tool, on which family and table, and the input line the kernel refused. */
+export class ApplierError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly stderr: string,
+    readonly family?: IpFamily,
+    readonly table?: string,
+    readonly line?: string,
+  ) {
+    super(message);
+    this.name = 'ApplierError';
+  }
+}
+
+type Why = 'resync' | 'set' | 'now';
+const URGENCY: Record<Why, number> = { resync: 0, set: 1, now: 2 };
+
+interface Waiter {
+  /** Resolved by the first pass numbered above this. */
+  after: number;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export class IptablesApplier implements KernelApplier, Component {
+  readonly name = 'kernel-applier';
+  private readonly run: ToolRunner;
+  private readonly spelling = new RuleSpelling();
+  private readonly states = new Map<string, DesiredState>();
+  private merged: MergedState = emptyMerged();
+  private waiters: Waiter[] = [];
+  private passes = 0;
+  /** Counts since construction: passes run, passes that changed the kernel, passes that failed. */
+  readonly stats = { passes: 0, applied: 0, failed: 0 };
+  private running?: Promise<void>;
+  private again?: Why;
+  private timer?: NodeJS.Timeout;
+  private timerDue = Infinity;
+  private resync?: NodeJS.Timeout;
+  private lastEnd = 0;
+  private failures = 0;
+  private retryAt = 0;
+  private started = false;
+  private stopped = false;
+  private v6Missing = false;
+  private readonly warned = new Set<string>();
+  private heldLogged = false;
+
+  constructor(private readonly o: IptablesApplierOptions) {
+    this.run = toolRunner({ netns: o.netns, timeoutMs: o.toolTimeoutMs });
+  }
+
+  /** Throws (and records nothing) when the state is wrong in itself or clashes with another owner's. */
+  set(owner: string, desired: DesiredState): void {
+    const next = new Map(this.states);
+    next.set(owner, desired);
+    this.merged = mergeStates(next);
+    this.states.set(owner, desired);
+    this.request('set');
+  }
+
+  flush(): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error('kernel applier is stopped'));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ after: this.passes, resolve, reject });
+      this.request('now');
+    });
+  }
+
+  /** The first pass (reads the kernel, applies what owners set so far), then the periodic repair. Never throws: a failure is logged and retried. */
+  async start(): Promise<void> {
+    this.started = true;
+    this.stopped = false;
+    const every = this.o.resyncMs ?? 5000;
+    this.resync = setInterval(() => this.request('resync'), every);
+    this.resync.unref();
+    if (this.held()) {
+      this.request('now');
+      return;
+    }
+    await this.flush().catch(() => undefined);
+  }
+
+  /** Stops the timers and waits for a pass in flight. Leaves everything in the kernel: running containers keep their NAT and policy. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.resync) clearInterval(this.resync);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerDue = Infinity;
+    await this.running?.catch(() => undefined);
+    const waiters = this.waiters;
+    this.waiters = [];
+    waiters.forEach((w) => w.reject(new Error('kernel applier stopped before applying')));
+  }
+
+  /**
+   * Removes every chain, hook and ipset of ours, whoever set it (for
+   * `calicoctl node stop --force`); rules and sets that are not ours stay.
+   * Stops the applier first, so nothing is put back. Idempotent.
+   */
+  async removeAll(): Promise<void> {
+    await this.stop();
+    this.states.clear();
+    this.merged = emptyMerged();
+    await this.pass(this.merged);
+  }
+
+  private held(): string[] | false {
+    const missing = (this.o.expectOwners ?? []).filter((o) => !this.states.has(o));
+    return missing.length ? missing : false;
+  }
+
+  private request(why: Why): void {
+    if (!this.started || this.stopped) return;
+    const missing = this.held();
+    if (missing) {
+      if (!this.heldLogged) this.o.log.info({ waitingFor: missing }, 'kernel applier waits for every owner before touching the kernel');
+      this.heldLogged = true;
+      return;
+    }
+    if (this.running) {
+      // One more pass once this one ends, as urgent as the most urgent request.
+      if (!this.again || URGENCY[why] > URGENCY[this.again]) this.again = why;
+      return;
+    }
+    const now = Date.now();
+    // flush() goes now; everything else waits for the batching interval and any retry backoff.
+    const delay = why === 'now' ? 0 : Math.max(why === 'set' ? this.lastEnd + (this.o.minIntervalMs ?? 100) - now : 0, this.retryAt - now, 0);
+    const due = now + delay;
+    if (this.timer && this.timerDue <= due) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerDue = Infinity;
+      this.running = this.runPass().finally(() => {
+        this.running = undefined;
+        this.lastEnd = Date.now();
+        // After a failure a retry is due even if nobody asks (backoff applies).
+        const again = this.again ?? (this.failures ? 'resync' : undefined);
+        this.again = undefined;
+        if (again) this.request(again);
+      });
+    }, delay);
+  }
+
+  private async runPass(): Promise<void> {
+    const number = ++this.passes;
+    this.stats.passes++;
+    const settle = (e?: Error) => {
+      const done = this.waiters.filter((w) => w.after < number);
+      this.waiters = this.waiters.filter((w) => w.after >= number);
+      done.forEach((w) => (e ? w.reject(e) : w.resolve()));
+    };
+    try {
+      await this.pass(this.merged);
+      if (this.failures) this.o.log.info({ failedPasses: this.failures }, 'kernel applier: applied after failed passes');
+      this.failures = 0;
+      this.retryAt = 0;
+      settle();
+    } catch (e) {
+      this.failures++;
+      this.stats.failed++;
+      const wait = Math.min((this.o.retryMs ?? 250) * 2 ** (this.failures - 1), this.o.maxRetryMs ?? 10000);
+      this.retryAt = Date.now() + wait;
+      this.o.log.error({ err: e, failures: this.failures, retryInMs: wait }, 'kernel applier: pass failed');
+      settle(e as Error);
+    }
+  }
+
+  /** One pass: read, plan, apply, read back to learn the kernel's spelling. */
+  private async pass(desired: MergedState): Promise<void> {
+    const started = Date.now();
+    const actual = await this.read();
+    const plan = planApply(desired, actual, this.spelling.spell);
+    this.warn(plan);
+    if (!plan.steps.length) {
+      this.o.log.debug({ ms: Date.now() - started }, 'kernel applier: kernel in step');
+      return;
+    }
+    for (const step of plan.steps) await this.execute(step);
+    this.stats.applied++;
+    const after = await this.read();
+    const misfits = this.spelling.learn(plan.written, desired, after.tables);
+    this.spelling.retain(desired);
+    misfits.forEach((m) => this.warnOnce(`kernel applier: rules do not read back one for one (the chain will be rewritten on each pass): ${m}`));
+    this.o.log.info({ ms: Date.now() - started, steps: plan.steps.map(describe) }, 'kernel applier: applied');
+  }
+
+  private async read(): Promise<KernelState> {
+    const [v4, v6, sets] = await Promise.all([this.readTables(4), this.readTables(6), this.run('ipset', ['save'])]);
+    if (sets.code !== 0) throw new ApplierError(`ipset save failed (exit ${sets.code}): ${sets.stderr.trim()}`, 'ipset save', sets.stderr);
+    return { tables: { 4: v4, 6: v6 }, ipsets: parseIpsetSave(sets.stdout) };
+  }
+
+  private async readTables(v: IpFamily): Promise<SavedTables | undefined> {
+    const cmd = v === 4 ? 'iptables-save' : 'ip6tables-save';
+    const r = await this.run(cmd, []);
+    if (r.code === 0) {
+      if (v === 6 && this.v6Missing) this.o.log.info('kernel applier: IPv6 tables readable again');
+      if (v === 6) this.v6Missing = false;
+      return parseIptablesSave(r.stdout);
+    }
+    if (v === 4) throw new ApplierError(`${cmd} failed (exit ${r.code}): ${r.stderr.trim()}`, cmd, r.stderr, 4);
+    // No IPv6 in this kernel (or no ip6tables): IPv4 keeps working.
+    if (!this.v6Missing) this.o.log.warn({ stderr: r.stderr.trim(), exit: r.code }, 'kernel applier: IPv6 tables unavailable; only IPv4 is programmed');
+    this.v6Missing = true;
+    return undefined;
+  }
+
+  private async execute(step: Step): Promise<void> {
+    if (step.kind === 'ipset-destroy') {
+      const r = await this.run('ipset', ['destroy', step.name]);
+      // Idempotent: gone already is what we wanted.
+      if (r.code !== 0 && !/does not exist/.test(r.stderr)) {
+        throw new ApplierError(`ipset destroy ${step.name} failed: ${r.stderr.trim()}`, `ipset destroy ${step.name}`, r.stderr);
+      }
+      return;
+    }
+    const [cmd, args] =
+      step.kind === 'ipset-restore' ? ['ipset', ['restore']] : [step.family === 4 ? 'iptables-restore' : 'ip6tables-restore', ['--noflush', '-w']];
+    const r = await this.run(cmd, args, step.text);
+    if (r.code === 0) return;
+    throw refused(`${cmd} ${args.join(' ')}`, step, r.stderr, r.code);
+  }
+
+  private warn(plan: Plan): void {
+    plan.warnings.forEach((w) => this.warnOnce(`kernel applier: ${w}`));
+  }
+
+  private warnOnce(msg: string): void {
+    if (this.warned.has(msg)) return;
+    // Bounded: conditions that keep changing wording must not grow it without end.
+    if (this.warned.size >= 1000) this.warned.clear();
+    this.warned.add(msg);
+    this.o.log.warn(msg);
+  }
+}
+
+/** The error for a restore the kernel refused, naming the input line it gave (and that line's table). */
+export function refused(command: string, step: Step, stderr: string, code: number | null): ApplierError {
+  const text = step.kind === 'ipset-destroy' ? '' : step.text;
+  const lines = text.split('\n');
+  const m = /line:?\s+(\d+)/i.exec(stderr);
+  const n = m ? Number(m[1]) : undefined;
+  const line = n !== undefined ? lines[n - 1] : undefined;
+  let table: string | undefined;
+  if (n !== undefined && step.kind === 'iptables') {
+    for (let i = n - 1; i >= 0 && !table; i--) if (lines[i]?.startsWith('*')) table = lines[i].slice(1);
+  }
+  const family = step.kind === 'iptables' ? step.family : undefined;
+  const where = [family ? `IPv${family}` : '', table ? `table ${table}` : ''].filter(Boolean).join(' ');
+  const msg = `${command}${where ? ` (${where})` : ''} exited ${code}${line !== undefined ? ` at line ${n} "${line}"` : ''}: ${stderr.trim().split('\n').filter(Boolean).join(' / ')}`;
+  return new ApplierError(msg, command, stderr, family, table, line);
+}
+
+function describe(s: Step): string {
+  if (s.kind === 'ipset-destroy') return `ipset destroy ${s.name}`;
+  const n = s.text.split('\n').length - 1;
+  return s.kind === 'ipset-restore' ? `ipset restore (${n} lines)` : `ip${s.family === 6 ? '6' : ''}tables-restore ${s.purpose} (${n} lines)`;
+}

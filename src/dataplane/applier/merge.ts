@@ -1,0 +1,149 @@
+// Pure: every owner's desired state checked and merged into the one state the
+// kernel should hold. A mistake an owner can make (a name that is not ours, a
+// jump to a chain nobody declares, two owners defining one chain differently)
+// is refused here, naming the owner, instead of reaching the kernel as a
+// refused restore that would hold back every other owner's changes too.
+import { applierTempIpset, isOurChain, isOurIpset, MAX_CHAIN_NAME, MAX_IPSET_NAME } from '../../names/kernel';
+import { canonicalMember } from './ipset-save';
+import { ruleIpsets, ruleTarget } from './iptables-save';
+import type { BuiltinChain, DesiredIpset, DesiredState, IpFamily, TableName } from './types';
+
+export const TABLES: readonly TableName[] = ['raw', 'mangle', 'nat', 'filter'];
+const BUILTINS: Record<TableName, readonly BuiltinChain[]> = {
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+  mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  raw: ['PREROUTING', 'OUTPUT'],
+};
+
+export interface MergedHooks {
+  /** In order: the first is rule 1 of the built-in chain. */
+  top: string[];
+  /** In order: the last is the chain's last rule. */
+  bottom: string[];
+}
+
+export interface MergedFamily {
+  /** table -> our chain -> its rules. */
+  chains: Map<TableName, Map<string, string[]>>;
+  /** table -> built-in chain -> our jumps into it. */
+  hooks: Map<TableName, Map<BuiltinChain, MergedHooks>>;
+}
+
+export interface MergedIpset {
+  name: string;
+  type: DesiredIpset['type'];
+  family: IpFamily;
+  /** Canonical (as the kernel prints them), unique, sorted. */
+  members: string[];
+}
+
+export interface MergedState {
+  v4: MergedFamily;
+  v6: MergedFamily;
+  ipsets: Map<string, MergedIpset>;
+}
+
+export function emptyMerged(): MergedState {
+  return { v4: { chains: new Map(), hooks: new Map() }, v6: { chains: new Map(), hooks: new Map() }, ipsets: new Map() };
+}
+
+/** Merges in the Map's order (hooks of an earlier owner come first). Throws, naming owner and object, on any mistake. */
+export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedState {
+  const out = emptyMerged();
+  const chainOwner = new Map<string, string>();
+  const setOwner = new Map<string, string>();
+  for (const [owner, state] of states) {
+    for (const v of [4, 6] as const) {
+      const fam = v === 4 ? state.v4 : state.v6;
+      const into = v === 4 ? out.v4 : out.v6;
+      for (const c of fam.chains) {
+        const what = `owner ${owner}: IPv${v} ${c.table} chain ${c.name}`;
+        if (!TABLES.includes(c.table)) throw new Error(`${what}: unknown table`);
+        if (!isOurChain(c.name) || c.name.length > MAX_CHAIN_NAME) throw new Error(`${what}: not a name of ours (cali- prefix, at most ${MAX_CHAIN_NAME} characters)`);
+        c.rules.forEach((r) => checkRuleText(`${what} rule "${r}"`, r));
+        const t = mapOf(into.chains, c.table);
+        const key = `${v} ${c.table} ${c.name}`;
+        const prev = t.get(c.name);
+        if (prev) {
+          if (prev.join('\n') !== c.rules.join('\n')) throw new Error(`${what}: also defined, differently, by owner ${chainOwner.get(key)}`);
+          continue;
+        }
+        t.set(c.name, [...c.rules]);
+        chainOwner.set(key, owner);
+      }
+      for (const h of fam.hooks) {
+        const what = `owner ${owner}: IPv${v} ${h.table} hook "${h.rule}" in ${h.chain}`;
+        if (!TABLES.includes(h.table) || !BUILTINS[h.table].includes(h.chain)) throw new Error(`${what}: ${h.chain} is not a built-in chain of table ${h.table}`);
+        checkRuleText(what, h.rule);
+        const target = ruleTarget(h.rule);
+        if (!target || !isOurChain(target)) throw new Error(`${what}: a hook must jump to one of our chains`);
+        const hooks = mapOf(into.hooks, h.table);
+        const slot = hooks.get(h.chain) ?? { top: [], bottom: [] };
+        hooks.set(h.chain, slot);
+        // The same jump from two owners is one rule in the kernel.
+        if (slot.top.includes(h.rule) || slot.bottom.includes(h.rule)) continue;
+        (h.position === 'top' ? slot.top : slot.bottom).push(h.rule);
+      }
+      for (const s of fam.ipsets) {
+        const what = `owner ${owner}: ipset ${s.name}`;
+        if (!isOurIpset(s.name) || s.name.length > MAX_IPSET_NAME || s.name === applierTempIpset()) {
+          throw new Error(`${what}: not a name of ours (cali prefix, at most ${MAX_IPSET_NAME} characters, not ${applierTempIpset()})`);
+        }
+        if (s.type !== 'hash:ip' && s.type !== 'hash:net') throw new Error(`${what}: type ${s.type} is not supported`);
+        if (s.family !== v) throw new Error(`${what}: family ${s.family} listed under IPv${v}`);
+        const members = [...new Set(s.members.map((m) => canonicalMemberOf(what, s, m)))].sort();
+        const merged: MergedIpset = { name: s.name, type: s.type, family: s.family, members };
+        const prev = out.ipsets.get(s.name);
+        if (prev) {
+          if (JSON.stringify(prev) !== JSON.stringify(merged)) throw new Error(`${what}: also defined, differently, by owner ${setOwner.get(s.name)}`);
+          continue;
+        }
+        out.ipsets.set(s.name, merged);
+        setOwner.set(s.name, owner);
+      }
+    }
+  }
+  checkReferences(out);
+  return out;
+}
+
+function canonicalMemberOf(what: string, s: DesiredIpset, m: string): string {
+  try {
+    return canonicalMember(s.type, s.family, m);
+  } catch (e) {
+    throw new Error(`${what}: ${(e as Error).message}`);
+  }
+}
+
+/** A rule reaches iptables-restore as one line: a newline would smuggle in another command. */
+function checkRuleText(what: string, rule: string): void {
+  if (/[\r\n]/.test(rule) || rule.trim() === '') throw new Error(`${what}: a rule is one non-empty line`);
+}
+
+/** Our rules jump only to our chains that exist and match only our sets of their family that exist. */
+function checkReferences(m: MergedState): void {
+  for (const v of [4, 6] as const) {
+    const fam = v === 4 ? m.v4 : m.v6;
+    const check = (table: TableName, where: string, rule: string) => {
+      const target = ruleTarget(rule);
+      if (target && isOurChain(target) && !fam.chains.get(table)?.has(target)) {
+        throw new Error(`IPv${v} ${table} ${where} rule "${rule}" jumps to ${target}, which no owner declares`);
+      }
+      for (const s of ruleIpsets(rule)) {
+        const set = m.ipsets.get(s);
+        if (isOurIpset(s) && (!set || set.family !== v)) throw new Error(`IPv${v} ${table} ${where} rule "${rule}" matches ipset ${s}, which no owner declares for IPv${v}`);
+      }
+    };
+    for (const [table, chains] of fam.chains) for (const [name, rules] of chains) rules.forEach((r) => check(table, `chain ${name}`, r));
+    for (const [table, hooks] of fam.hooks) {
+      for (const [chain, h] of hooks) [...h.top, ...h.bottom].forEach((r) => check(table, `hook in ${chain}`, r));
+    }
+  }
+}
+
+function mapOf<K, K2, V>(m: Map<K, Map<K2, V>>, k: K): Map<K2, V> {
+  let inner = m.get(k);
+  if (!inner) m.set(k, (inner = new Map()));
+  return inner;
+}
