@@ -9,7 +9,7 @@ import type { Profile } from '../datastore/profile-store';
 import type { RuleValue } from '../datastore/schemas';
 import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
 import { HOST_IF_PREFIX } from '../dataplane/names';
-import { parseCidr } from '../ipam/cidr';
+import { parseCidr, type Cidr } from '../ipam/cidr';
 import {
   fromEndpointChain,
   fromEndpointDispatchChain,
@@ -73,13 +73,25 @@ export function programmedEndpoints(input: PolicyInput): Endpoint[] {
     });
 }
 
+// The same few thousand addresses are parsed on every compile: remember them (bounded).
+const cidrCache = new Map<string, Cidr>();
+function cidr(text: string): Cidr {
+  let c = cidrCache.get(text);
+  if (!c) {
+    if (cidrCache.size > 100_000) cidrCache.clear();
+    c = parseCidr(text);
+    cidrCache.set(text, c);
+  }
+  return c;
+}
+
 function nets(ep: Endpoint, family: IpFamily): string[] {
-  return (family === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => parseCidr(n).text).sort();
+  return (family === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => cidr(n).text).sort();
 }
 
 /** A member of a hash:net set as `ipset list` prints it: a host address without its /32 or /128. */
-function setMember(cidr: string): string {
-  const c = parseCidr(cidr);
+function setMember(net: string): string {
+  const c = cidr(net);
   const host = c.prefix === (c.family === 4 ? 32 : 128);
   return host ? c.text.slice(0, c.text.indexOf('/')) : c.text;
 }
@@ -101,7 +113,9 @@ function dispatchTree(
   const bins = new Map<string, Endpoint[]>();
   for (const ep of endpoints) {
     const bin = ep.name.charAt(HOST_IF_PREFIX.length);
-    bins.set(bin, [...(bins.get(bin) ?? []), ep]);
+    const list = bins.get(bin);
+    if (list) list.push(ep);
+    else bins.set(bin, [ep]);
   }
   const chains: DesiredChain[] = [];
   const rootRules: string[] = [];
@@ -243,11 +257,12 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
     chains.push(profileChain(id, profileOutboundChain(id), p.rules.outbound_rules, family, mark));
   }
 
+  const members = allTagMembers(input, tags, family);
   const ipsets: DesiredIpset[] = [...tags].sort().map((tag) => ({
     name: tagIpset(family, tag),
     type: 'hash:net',
     family,
-    members: tagMembers(input, tag, family),
+    members: members.get(tag)!,
   }));
 
   return {
@@ -263,13 +278,21 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
 
 /** Addresses (in `family`) of every active endpoint, on any host, with a profile carrying `tag`. */
 export function tagMembers(input: Pick<PolicyInput, 'endpoints' | 'profiles'>, tag: string, family: IpFamily): string[] {
-  const carriers = new Set(input.profiles.filter((p) => p.tags.includes(tag)).map((p) => p.name));
-  const members = new Set<string>();
+  return allTagMembers(input, new Set([tag]), family).get(tag)!;
+}
+
+/** The members of each wanted tag in one pass over the endpoints. */
+function allTagMembers(input: Pick<PolicyInput, 'endpoints' | 'profiles'>, wanted: Set<string>, family: IpFamily): Map<string, string[]> {
+  const tagsOf = new Map(input.profiles.map((p) => [p.name, p.tags.filter((t) => wanted.has(t))]));
+  const members = new Map([...wanted].map((t) => [t, new Set<string>()]));
   for (const ep of input.endpoints) {
-    if (ep.state !== 'active' || !ep.profile_ids.some((id) => carriers.has(id))) continue;
-    for (const n of family === 4 ? ep.ipv4_nets : ep.ipv6_nets) members.add(setMember(n));
+    if (ep.state !== 'active') continue;
+    const tags = new Set(ep.profile_ids.flatMap((id) => tagsOf.get(id) ?? []));
+    if (!tags.size) continue;
+    const addrs = (family === 4 ? ep.ipv4_nets : ep.ipv6_nets).map(setMember);
+    for (const t of tags) for (const a of addrs) members.get(t)!.add(a);
   }
-  return [...members].sort(compareMembers);
+  return new Map([...members].map(([t, m]) => [t, [...m].sort(compareMembers)]));
 }
 
 function compareMembers(a: string, b: string): number {
