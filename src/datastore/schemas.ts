@@ -10,7 +10,8 @@ const cidrString = z.string({ invalid_type_error: 'expected a CIDR string' }).su
   try {
     parseCidr(s);
   } catch (e) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+    const why = (e as Error).message.replace(/^".*?" is not a CIDR: /, '');
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a CIDR, got ${JSON.stringify(s)}: ${why}` });
   }
 });
 

@@ -90,7 +90,7 @@ test('calicoctl profile: every command, its messages, exit codes and json output
   const refusals: [object, RegExp][] = [
     [{ colour: 'red' }, /inbound_rules\[1\]: unknown key "colour"/],
     [{ action: 'permit' }, /inbound_rules\[1\]\.action: action must be "allow" or "deny"/],
-    [{ src_net: '10.0.0.300/8' }, /inbound_rules\[1\]\.src_net: "10\.0\.0\.300\/8" is not a CIDR/],
+    [{ src_net: '10.0.0.300/8' }, /inbound_rules\[1\]\.src_net: expected a CIDR, got "10\.0\.0\.300\/8": "10\.0\.0\.300" is not a valid IPv4 or IPv6 address/],
     [{ protocol: 'tcp', dst_ports: [70000] }, /inbound_rules\[1\]\.dst_ports\[0\]: port 70000 out of range 1\.\.65535/],
     [{ protocol: 'icmp', icmp_code: 3 }, /inbound_rules\[1\]\.icmp_code: icmp_code needs icmp_type/],
   ];

@@ -16,7 +16,7 @@ test('rule validation names the key and the reason for each problem', () => {
     'inbound_rules[1]: unknown key "colour" (allowed: action, protocol, src_tag, dst_tag, src_net, dst_net, src_ports, dst_ports, icmp_type, icmp_code, ip_version)',
   ]);
   assert.deepEqual(problems(rules({ action: 'permit' })), ['inbound_rules[1].action: action must be "allow" or "deny"']);
-  assert.match(problems(rules({ dst_net: '10.0.0.0/33' }))[0]!, /^inbound_rules\[1\]\.dst_net: "10\.0\.0\.0\/33" is not a CIDR: prefix length/);
+  assert.match(problems(rules({ dst_net: '10.0.0.0/33' }))[0]!, /^inbound_rules\[1\]\.dst_net: expected a CIDR, got "10\.0\.0\.0\/33": prefix length/);
   assert.deepEqual(problems(rules({ protocol: 'icmp', icmp_code: 1 })), ['inbound_rules[1].icmp_code: icmp_code needs icmp_type']);
   assert.deepEqual(problems(rules({ protocol: 'udp', src_ports: ['90:80'] })), ['inbound_rules[1].src_ports[0]: port range "90:80" needs 1 <= lo < hi <= 65535']);
   assert.deepEqual(problems(rules({ dst_ports: [80] })), ['inbound_rules[1].dst_ports: ports need protocol tcp or udp, not none']);
