@@ -18,8 +18,9 @@ after(teardownAll);
 const skip = !isRoot() && 'needs root (network namespaces, iptables)';
 
 /** The whole filter table as iptables-restore reads it (the real applier renders its own, with --noflush). */
-function restoreText(s: DesiredState['v4']): string {
-  const lines = ['*filter', ...s.chains.map((c) => `:${c.name} - [0:0]`)];
+function restoreText(s: DesiredState['v4'], foreign: string[] = []): string {
+  const lines = ['*filter', ...foreign.filter((l) => l.startsWith(':')), ...s.chains.map((c) => `:${c.name} - [0:0]`)];
+  lines.push(...foreign.filter((l) => !l.startsWith(':')));
   for (const c of s.chains) for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
   for (const h of s.hooks) lines.push(h.position === 'top' ? `-I ${h.chain} 1 ${h.rule}` : `-A ${h.chain} ${h.rule}`);
   return [...lines, 'COMMIT', ''].join('\n');
@@ -31,13 +32,20 @@ function ipsetText(sets: DesiredIpset[]): string {
     .join('');
 }
 
-async function load(ns: Netns, s: DesiredState): Promise<void> {
+/**
+ * Loads the state as the whole filter table. `foreign` are rules of others
+ * already in the table (e.g. Docker's), loaded beside ours; our hooks go on top.
+ */
+async function load(ns: Netns, s: DesiredState, foreign: string[] = []): Promise<void> {
   await ns.ok('ipset', ['restore'], { input: ipsetText([...s.v4.ipsets, ...s.v6.ipsets]) });
-  await ns.ok('iptables-restore', ['--test'], { input: restoreText(s.v4) });
-  await ns.ok('ip6tables-restore', ['--test'], { input: restoreText(s.v6) });
-  await ns.ok('iptables-restore', [], { input: restoreText(s.v4) });
-  await ns.ok('ip6tables-restore', [], { input: restoreText(s.v6) });
+  await ns.ok('iptables-restore', ['--test'], { input: restoreText(s.v4, foreign) });
+  await ns.ok('ip6tables-restore', ['--test'], { input: restoreText(s.v6, foreign) });
+  await ns.ok('iptables-restore', [], { input: restoreText(s.v4, foreign) });
+  await ns.ok('ip6tables-restore', [], { input: restoreText(s.v6, foreign) });
 }
+
+/** What a stock dockerd leaves in filter: FORWARD policy DROP, DOCKER-USER first (it returns). */
+const DOCKER = [':FORWARD DROP [0:0]', ':DOCKER-USER - [0:0]', '-A FORWARD -j DOCKER-USER', '-A DOCKER-USER -j RETURN'];
 
 /** Our chains' rules as iptables-save prints them back. */
 async function saved(ns: Netns, cmd: 'iptables-save' | 'ip6tables-save'): Promise<Map<string, string[]>> {
@@ -157,8 +165,16 @@ test('real pings between veth containers: same profile reach each other, others 
   const endpoints = [a.ep, b.ep, c.ep];
   const G = defaultProfile('G');
   const profiles = [G, defaultProfile('OTHER')];
-  await load(host, compilePolicy({ host: 'h1', endpoints, profiles }));
+  // Docker's FORWARD DROP policy does not break allowed traffic: our chains accept it explicitly.
+  await load(host, compilePolicy({ host: 'h1', endpoints, profiles }), DOCKER);
+  assert.ok(await pings(a, b.v4), 'A -> B under FORWARD policy DROP');
+  assert.ok(await pings(b, a.v6), 'B -> A over IPv6 under FORWARD policy DROP');
+  // ... and a permissive rule of someone else's after our hook does not let denied traffic through.
+  await load(host, compilePolicy({ host: 'h1', endpoints, profiles }), [...DOCKER, '-A FORWARD -j ACCEPT']);
+  assert.ok(!(await pings(c, a.v4)), 'C -> A still dropped although FORWARD ends in ACCEPT');
+  assert.ok(!(await pings(c, a.v6)), 'and over IPv6');
 
+  await load(host, compilePolicy({ host: 'h1', endpoints, profiles }));
   assert.ok(await pings(a, b.v4), 'A -> B (same profile)');
   assert.ok(await pings(b, a.v6), 'B -> A over IPv6');
   assert.ok(!(await pings(c, a.v4)), 'C (other profile) cannot reach A');
