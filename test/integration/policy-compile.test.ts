@@ -189,6 +189,19 @@ test('real pings between veth containers: same profile reach each other, others 
   const spoof = counters.split('\n').find((l) => l.includes('source address'));
   assert.ok(spoof && Number(spoof.trim().split(/\s+/)[0]) > 0, `anti-spoof rule counted the packet:\n${counters}`);
 
+  await a.ns.ok('ip', ['addr', 'add', 'fd70::99/128', 'dev', 'eth0', 'nodad']);
+  assert.ok(!(await pings(a, b.v6, ['-I', 'fd70::99'])), 'a forged IPv6 source is dropped');
+  const counters6 = (await host.ok('ip6tables', ['-L', fromEndpointChain(a.ep.name), '-v', '-n', '-x'])).stdout;
+  const spoof6 = counters6.split('\n').find((l) => l.includes('source address'));
+  assert.ok(spoof6 && Number(spoof6.trim().split(/\s+/)[0]) > 0, `IPv6 anti-spoof rule counted the packet:\n${counters6}`);
+  // A forged MAC (the right address from another MAC) is dropped too.
+  await a.ns.ok('ip', ['link', 'set', 'eth0', 'address', '02:de:ad:be:ef:01']);
+  assert.ok(!(await pings(a, b.v4)), 'a forged source MAC is dropped');
+  const macLine = (await host.ok('iptables', ['-L', fromEndpointChain(a.ep.name), '-v', '-n', '-x'])).stdout.split('\n').find((l) => l.includes('source MAC'));
+  assert.ok(macLine && Number(macLine.trim().split(/\s+/)[0]) > 0, `MAC anti-spoof rule counted: ${macLine}`);
+  await a.ns.ok('ip', ['link', 'set', 'eth0', 'address', a.ep.mac]);
+  assert.ok(await pings(a, b.v4), 'with its own MAC back, A reaches B again');
+
   // A rule change takes effect on recompilation: deny icmp (v4 only) ahead of the tag rule.
   const denyIcmp: Profile = { ...G, rules: { ...G.rules, inbound_rules: [{ action: 'deny', protocol: 'icmp' }, ...G.rules.inbound_rules] } };
   await load(host, compilePolicy({ host: 'h1', endpoints, profiles: [denyIcmp, profiles[1]!] }));
