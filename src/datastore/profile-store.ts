@@ -10,6 +10,15 @@ export interface Profile {
   rules: ProfileRulesValue;
 }
 
+/**
+ * The profile a container without CALICO_PROFILE joins, and the one `profile
+ * P member remove` returns an endpoint to: its members reach each other,
+ * nothing else reaches them, all outbound is allowed (defaultProfile). The
+ * ":" cannot appear in a name a user gives (2015: letters, digits, "_", ".",
+ * "-"), so it never clashes with one.
+ */
+export const DEFAULT_PROFILE = 'calico:default';
+
 /** The default of `calicoctl profile add X` (v0.4.6+): members talk to each other, all outbound allowed. */
 export function defaultProfile(name: string): Profile {
   return {
@@ -47,6 +56,32 @@ export class ProfileStore {
       return d.rules;
     });
     return created;
+  }
+
+  /** Read-modify-write of the tags; `fn` returns the new list or undefined to leave them. False when the profile has no tags key. */
+  async updateTags(name: string, fn: (tags: string[]) => string[] | undefined): Promise<boolean> {
+    checkId('profile name', name);
+    let found = false;
+    await this.ds.update(keys.profileTags(name), json(ProfileTagsValue), (cur) => {
+      found = cur !== undefined;
+      if (!cur) return undefined;
+      const next = fn(cur);
+      return next === undefined ? undefined : ProfileTagsValue.parse(next);
+    });
+    return found;
+  }
+
+  /** Read-modify-write of the rules (validated before writing). False when the profile has no rules key. */
+  async updateRules(name: string, fn: (rules: ProfileRulesValue) => ProfileRulesValue | undefined): Promise<boolean> {
+    checkId('profile name', name);
+    let found = false;
+    await this.ds.update(keys.profileRules(name), json(ProfileRulesValue), (cur) => {
+      found = cur !== undefined;
+      if (!cur) return undefined;
+      const next = fn(cur);
+      return next === undefined ? undefined : ProfileRulesValue.parse(next);
+    });
+    return found;
   }
 
   async get(name: string): Promise<Profile | undefined> {

@@ -6,14 +6,14 @@ import { isAddress, parseCidr } from '../ipam/cidr';
 
 const idString = z.string().regex(/^[a-zA-Z0-9_.:-]+$/, 'expected letters, digits, "_", ".", ":" or "-"');
 const ipString = z.string().refine(isAddress, 'expected an IPv4 or IPv6 address');
-const cidrString = z.string().refine((s) => {
+const cidrString = z.string({ invalid_type_error: 'expected a CIDR string' }).superRefine((s, ctx) => {
   try {
     parseCidr(s);
-    return true;
-  } catch {
-    return false;
+  } catch (e) {
+    const why = (e as Error).message.replace(/^".*?" is not a CIDR: /, '');
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a CIDR, got ${JSON.stringify(s)}: ${why}` });
   }
-}, 'expected a CIDR');
+});
 
 // ---------- /calico/v1 (2015 layout) ----------
 
@@ -38,31 +38,74 @@ export const PoolValue = z.object({
 });
 export type PoolValue = z.infer<typeof PoolValue>;
 
-const portSpec = z.union([
-  z.number().int().min(1).max(65535),
-  z.string().regex(/^\d+:\d+$/, 'port range "lo:hi"').refine((s) => {
-    const [lo, hi] = s.split(':').map(Number);
-    return lo >= 1 && hi <= 65535 && lo < hi;
-  }, 'port range needs 1 <= lo < hi <= 65535'),
-]);
+/** A port number or a "lo:hi" range (felix: 1..65535, lo < hi); the message names the value. */
+const portSpec = z.unknown().superRefine((v, ctx) => {
+  const problem = portProblem(v);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+}) as unknown as z.ZodType<number | string>;
+
+function portProblem(v: unknown): string | undefined {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) return `port ${v} is not a whole number`;
+    return v >= 1 && v <= 65535 ? undefined : `port ${v} out of range 1..65535`;
+  }
+  if (typeof v === 'string') {
+    const m = /^(\d+):(\d+)$/.exec(v);
+    if (!m) return `port range ${JSON.stringify(v)} is not "lo:hi"`;
+    const [lo, hi] = [Number(m[1]), Number(m[2])];
+    return lo >= 1 && hi <= 65535 && lo < hi ? undefined : `port range "${v}" needs 1 <= lo < hi <= 65535`;
+  }
+  return `expected a port number or a "lo:hi" range, got ${JSON.stringify(v)}`;
+}
+
+const RULE_KEYS = ['action', 'protocol', 'src_tag', 'dst_tag', 'src_net', 'dst_net', 'src_ports', 'dst_ports', 'icmp_type', 'icmp_code', 'ip_version'];
+
+const icmpNumber = (what: string, max: number, why: string) =>
+  z
+    .number({ invalid_type_error: `expected a number 0..${max}` })
+    .refine((n) => Number.isInteger(n) && n >= 0 && n <= max, (n) => ({ message: `${what} ${n} out of range 0..${max}${why}` }));
 
 /** One rule of the 2015 profile schema; unknown keys are an error, as in felix. */
 export const RuleValue = z
   .object({
-    action: z.enum(['allow', 'deny']).optional(),
-    protocol: z.enum(['tcp', 'udp', 'icmp', 'icmpv6']).optional(),
+    action: z.enum(['allow', 'deny'], { errorMap: () => ({ message: 'action must be "allow" or "deny"' }) }).optional(),
+    protocol: z
+      .enum(['tcp', 'udp', 'icmp', 'icmpv6'], { errorMap: () => ({ message: 'protocol must be one of tcp, udp, icmp, icmpv6' }) })
+      .optional(),
     src_tag: idString.optional(),
     dst_tag: idString.optional(),
     src_net: cidrString.optional(),
     dst_net: cidrString.optional(),
     src_ports: z.array(portSpec).optional(),
     dst_ports: z.array(portSpec).optional(),
-    icmp_type: z.number().int().min(0).max(255).optional(),
-    icmp_code: z.number().int().min(0).max(255).optional(),
-    ip_version: z.union([z.literal(4), z.literal(6)]).optional(),
+    // xt_icmp reads type 255 as "any type": a rule for 255 would match every ICMP packet.
+    icmp_type: icmpNumber('icmp type', 254, ' (255 would match every type)').optional(),
+    icmp_code: icmpNumber('icmp code', 255, '').optional(),
+    ip_version: z.union([z.literal(4), z.literal(6)], { errorMap: () => ({ message: 'ip_version must be 4 or 6' }) }).optional(),
   })
   .strict()
-  .refine((r) => r.icmp_code === undefined || r.icmp_type !== undefined, 'icmp_code needs icmp_type');
+  .superRefine((r, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message });
+    if (r.icmp_code !== undefined && r.icmp_type === undefined) issue('icmp_code', 'icmp_code needs icmp_type');
+    for (const k of ['src_ports', 'dst_ports'] as const) {
+      if (r[k]?.length && r.protocol !== 'tcp' && r.protocol !== 'udp') issue(k, `ports need protocol tcp or udp, not ${r.protocol ?? 'none'}`);
+    }
+    if (r.icmp_type !== undefined && (r.protocol === 'tcp' || r.protocol === 'udp')) issue('icmp_type', `icmp_type needs protocol icmp or icmpv6, not ${r.protocol}`);
+    for (const k of ['src_net', 'dst_net'] as const) {
+      const net = r[k];
+      if (net === undefined) continue;
+      let family: 4 | 6;
+      try {
+        family = parseCidr(net).family;
+      } catch {
+        continue; // reported by the field itself
+      }
+      if (r.ip_version !== undefined && r.ip_version !== family) issue(k, `${net} is IPv${family} but ip_version is ${r.ip_version}`);
+      if ((r.protocol === 'icmp' && family === 6) || (r.protocol === 'icmpv6' && family === 4)) {
+        issue(k, `${net} is IPv${family}, protocol ${r.protocol} is not`);
+      }
+    }
+  });
 export type RuleValue = z.infer<typeof RuleValue>;
 
 /** Felix drops null-valued keys before validating; so do we. */
@@ -79,6 +122,26 @@ export const ProfileRulesValue = z.object({
   outbound_rules: z.array(z.preprocess(dropNulls, RuleValue)),
 });
 export type ProfileRulesValue = z.infer<typeof ProfileRulesValue>;
+/** What `profile P rule update` accepts: the stored schema, and no key besides id, inbound_rules, outbound_rules. */
+export const ProfileRulesInput = ProfileRulesValue.strict();
+
+/**
+ * One line per problem, each naming where it is and why, e.g.
+ * `inbound_rules[1].dst_ports[0]: port 70000 out of range 1..65535`.
+ */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => {
+    const where = i.path.map((p, n) => (typeof p === 'number' ? `[${p}]` : n === 0 ? p : `.${p}`)).join('');
+    let message = i.message;
+    if (i.code === z.ZodIssueCode.unrecognized_keys) {
+      const allowed = i.path.length >= 2 ? RULE_KEYS.join(', ') : 'id, inbound_rules, outbound_rules';
+      message = `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => JSON.stringify(k)).join(', ')} (allowed: ${allowed})`;
+    } else if (i.code === z.ZodIssueCode.invalid_type && i.received === 'undefined') {
+      message = 'missing';
+    }
+    return where ? `${where}: ${message}` : message;
+  });
+}
 export const ProfileTagsValue = z.array(idString);
 export type ProfileTagsValue = z.infer<typeof ProfileTagsValue>;
 

@@ -63,3 +63,63 @@ export function natMasqPoolsIpset(v: 4 | 6): string {
 export function natAllPoolsIpset(v: 4 | 6): string {
   return `${IPSET_PREFIX}${v}0all-ipam-pools`;
 }
+
+// ---------- policy (felix): src/policy ----------
+// Top-level chains hooked into filter FORWARD / INPUT / OUTPUT, the dispatch
+// trees that map a `cali*` interface to its endpoint's chain, the chains of
+// one endpoint (fw = from workload, tw = to workload), one chain per profile
+// and direction, and one ipset per tag and family.
+
+export function policyForwardChain(): string {
+  return 'cali-FORWARD';
+}
+
+export function policyInputChain(): string {
+  return 'cali-INPUT';
+}
+
+export function policyOutputChain(): string {
+  return 'cali-OUTPUT';
+}
+
+/**
+ * Dispatch by interface. `bin` is the character after `cali` that a leaf
+ * chain of the tree serves; without it, the root. `host` is the tree the
+ * host's own traffic to its containers takes when the host may always reach them.
+ */
+export function fromEndpointDispatchChain(bin?: string): string {
+  return bin === undefined ? 'cali-from-wl-dispatch' : fitName('cali-from-wl-dispatch-', bin, MAX_CHAIN_NAME);
+}
+
+export function toEndpointDispatchChain(bin?: string): string {
+  return bin === undefined ? 'cali-to-wl-dispatch' : fitName('cali-to-wl-dispatch-', bin, MAX_CHAIN_NAME);
+}
+
+export function hostToEndpointDispatchChain(bin?: string): string {
+  return bin === undefined ? 'cali-host-wl-dispatch' : fitName('cali-host-wl-dispatch-', bin, MAX_CHAIN_NAME);
+}
+
+/** Traffic from the workload behind host-side interface `ifName`: anti-spoof, then its outbound policy. */
+export function fromEndpointChain(ifName: string): string {
+  return fitName('cali-fw-', ifName, MAX_CHAIN_NAME);
+}
+
+/** Traffic to the workload behind `ifName`: its inbound policy. */
+export function toEndpointChain(ifName: string): string {
+  return fitName('cali-tw-', ifName, MAX_CHAIN_NAME);
+}
+
+/** A profile's inbound rules (traffic to its members). */
+export function profileInboundChain(profile: string): string {
+  return fitName('cali-pri-', profile, MAX_CHAIN_NAME);
+}
+
+/** A profile's outbound rules (traffic from its members). */
+export function profileOutboundChain(profile: string): string {
+  return fitName('cali-pro-', profile, MAX_CHAIN_NAME);
+}
+
+/** Addresses of every endpoint (on any host) whose profiles carry `tag`, one set per family. */
+export function tagIpset(family: 4 | 6, tag: string): string {
+  return fitName(`cali${family}-tag-`, tag, MAX_IPSET_NAME);
+}

@@ -4,6 +4,7 @@ import { registerPool } from './pool';
 import { registerShownodes } from './shownodes';
 import { registerStatus } from './status';
 import { registerContainer } from './container';
+import { registerProfile } from './profile';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerShownodes(program);
   registerStatus(program);
   registerContainer(program);
+  registerProfile(program);
 }

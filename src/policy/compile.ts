@@ -1,0 +1,305 @@
+// The policy compiler (felix's calculation, pure): this host's endpoints,
+// every host's endpoints and the profiles in; the complete desired filter
+// chains, hooks and tag ipsets of both address families out, for the one
+// kernel applier. Same input, same text: everything is sorted, so the
+// applier's diff finds nothing to do when nothing changed.
+// docs/policy.md draws the chains and a packet's path through them.
+import type { Endpoint } from '../datastore/endpoint-store';
+import type { Profile } from '../datastore/profile-store';
+import type { RuleValue } from '../datastore/schemas';
+import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
+import { HOST_IF_PREFIX } from '../names/interfaces';
+import { parseCidr, type Cidr } from '../ipam/cidr';
+import {
+  fromEndpointChain,
+  fromEndpointDispatchChain,
+  hostToEndpointDispatchChain,
+  policyForwardChain,
+  policyInputChain,
+  policyOutputChain,
+  profileInboundChain,
+  profileOutboundChain,
+  tagIpset,
+  toEndpointChain,
+  toEndpointDispatchChain,
+} from '../names/kernel';
+import { ruleMatches, ruleTags } from './rules';
+
+export interface PolicyOptions {
+  /** The host may always open connections to its own containers (default true); else their inbound rules decide. */
+  hostReachesContainers?: boolean;
+  /**
+   * The packet-mark bit the profile chains use to say "no rule of mine
+   * matched" (default 0x10000, inside the 0xffff0000 range Calico keeps
+   * clear of Docker and kube-proxy, which use 0x4000/0x8000).
+   */
+  noMatchMark?: number;
+}
+
+export interface PolicyInput {
+  /** This host's name: only its endpoints get chains. */
+  host: string;
+  /** Every endpoint on every host: tag sets hold all their addresses. Local ones are those with `host` equal to ours. */
+  endpoints: Endpoint[];
+  profiles: Profile[];
+  options?: PolicyOptions;
+}
+
+export const DEFAULT_NO_MATCH_MARK = 0x10000;
+const WL = `${HOST_IF_PREFIX}+`;
+/** ICMPv6 a workload cannot live without (MLD 130-132, RS 133, RA 134, NS 135, NA 136). */
+const ND_TO_WORKLOAD = [130, 131, 132, 134, 135, 136];
+const ND_FROM_WORKLOAD = [130, 131, 132, 133, 135, 136];
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+function comment(text: string): string {
+  return `-m comment --comment "${text}"`;
+}
+
+/** Local endpoints that get chains: this host's, active, sorted by interface (the dispatch order). */
+export function programmedEndpoints(input: PolicyInput): Endpoint[] {
+  const seen = new Set<string>();
+  return input.endpoints
+    .filter((e) => e.host === input.host && e.state === 'active')
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.endpointId < b.endpointId ? -1 : 1))
+    .filter((e) => {
+      // Two records for one interface (a stale one left over): the first by id wins, deterministically.
+      if (seen.has(e.name)) return false;
+      seen.add(e.name);
+      return true;
+    });
+}
+
+// The same few thousand addresses are parsed on every compile: remember them (bounded).
+const cidrCache = new Map<string, Cidr>();
+function cidr(text: string): Cidr {
+  let c = cidrCache.get(text);
+  if (!c) {
+    if (cidrCache.size > 100_000) cidrCache.clear();
+    c = parseCidr(text);
+    cidrCache.set(text, c);
+  }
+  return c;
+}
+
+function nets(ep: Endpoint, family: IpFamily): string[] {
+  return (family === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => cidr(n).text).sort();
+}
+
+/** A member of a hash:net set as `ipset list` prints it: a host address without its /32 or /128. */
+function setMember(net: string): string {
+  const c = cidr(net);
+  const host = c.prefix === (c.family === 4 ? 32 : 128);
+  return host ? c.text.slice(0, c.text.indexOf('/')) : c.text;
+}
+
+/**
+ * A two-level dispatch tree: the root sends each interface (grouped by the
+ * character after `cali`) to a leaf chain, which sends it on with a goto to
+ * its endpoint's chain; anything unmatched is dropped (fail closed). A
+ * group of one is matched in the root directly.
+ */
+function dispatchTree(
+  root: string,
+  leafName: (bin: string) => string,
+  dir: '-i' | '-o',
+  endpoints: Endpoint[],
+  target: (ep: Endpoint) => string,
+  what: string,
+): DesiredChain[] {
+  const bins = new Map<string, Endpoint[]>();
+  for (const ep of endpoints) {
+    const bin = ep.name.charAt(HOST_IF_PREFIX.length);
+    const list = bins.get(bin);
+    if (list) list.push(ep);
+    else bins.set(bin, [ep]);
+  }
+  const chains: DesiredChain[] = [];
+  const rootRules: string[] = [];
+  for (const [bin, eps] of [...bins.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (eps.length === 1) {
+      rootRules.push(`${dir} ${eps[0]!.name} ${target(eps[0]!)}`);
+      continue;
+    }
+    const leaf = leafName(bin);
+    rootRules.push(`${dir} ${HOST_IF_PREFIX}${bin}+ -g ${leaf}`);
+    chains.push({
+      table: 'filter',
+      name: leaf,
+      rules: [...eps.map((ep) => `${dir} ${ep.name} ${target(ep)}`), `${comment(`Unknown ${what} interface`)} -j DROP`],
+    });
+  }
+  rootRules.push(`${comment(`Unknown ${what} interface`)} -j DROP`);
+  return [{ table: 'filter', name: root, rules: rootRules }, ...chains];
+}
+
+/** The profile-composition block of an endpoint chain: first allow wins, a deny drops, no match drops. */
+function profileBlock(ep: Endpoint, profiles: Map<string, Profile>, chainOf: (p: string) => string, mark: number): string[] {
+  const rules: string[] = [];
+  for (const id of ep.profile_ids) {
+    // A profile named but not (validly) stored matches nothing: the next one is tried, and no match drops.
+    if (!profiles.has(id)) continue;
+    rules.push(`-j MARK --set-xmark 0x0/${hex(mark)}`);
+    rules.push(`-j ${chainOf(id)}`);
+    rules.push(`-m mark --mark 0x0/${hex(mark)} ${comment(`Return if profile ${id} accepted`)} -j RETURN`);
+  }
+  return rules;
+}
+
+function fromEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number): DesiredChain {
+  const rules: string[] = [];
+  if (family === 4) {
+    rules.push('-p udp -m udp --sport 68 --dport 67 -j RETURN');
+  } else {
+    rules.push(...ND_FROM_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
+    rules.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
+  }
+  // Anti-spoof: the source MAC must be the endpoint's, and the source address one of its nets.
+  rules.push(`-m mac ! --mac-source ${ep.mac.toLowerCase()} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source MAC`)} -j DROP`);
+  const own = nets(ep, family);
+  if (own.length === 0) {
+    rules.push(`${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): no IPv${family} address`)} -j DROP`);
+  } else if (own.length === 1) {
+    rules.push(`! -s ${own[0]} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source address`)} -j DROP`);
+  } else {
+    // Several nets: the no-match bit is set, each own net clears it, a packet still carrying it is spoofed.
+    rules.push(`-j MARK --set-xmark ${hex(mark)}/${hex(mark)}`);
+    rules.push(...own.map((n) => `-s ${n} -j MARK --set-xmark 0x0/${hex(mark)}`));
+    rules.push(`-m mark --mark ${hex(mark)}/${hex(mark)} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source address`)} -j DROP`);
+  }
+  // DNS to this host itself (felix allowed it ahead of policy); forwarded DNS goes through the rules.
+  rules.push('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+  rules.push('-p tcp -m tcp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+  rules.push(...profileBlock(ep, profiles, profileOutboundChain, mark));
+  rules.push(`${comment(`Default DROP if no profile allowed it (endpoint ${ep.endpointId})`)} -j DROP`);
+  return { table: 'filter', name: fromEndpointChain(ep.name), rules };
+}
+
+function toEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number): DesiredChain {
+  const rules: string[] = [];
+  if (family === 6) rules.push(...ND_TO_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
+  rules.push(...profileBlock(ep, profiles, profileInboundChain, mark));
+  rules.push(`${comment(`Default DROP if no profile allowed it (endpoint ${ep.endpointId})`)} -j DROP`);
+  return { table: 'filter', name: toEndpointChain(ep.name), rules };
+}
+
+/** A profile's rules in one direction: allow returns (mark bit clear), deny drops, the end sets the no-match bit. */
+function profileChain(name: string, chain: string, rules: RuleValue[], family: IpFamily, mark: number): DesiredChain {
+  const out: string[] = [];
+  for (const r of rules) {
+    const verdict = r.action === 'deny' ? '-j DROP' : '-j RETURN';
+    for (const m of ruleMatches(r, family)) out.push(m ? `${m} ${verdict}` : verdict);
+  }
+  out.push(`${comment(`No rule of profile ${name} matched`)} -j MARK --set-xmark ${hex(mark)}/${hex(mark)}`);
+  return { table: 'filter', name: chain, rules: out };
+}
+
+function topChains(hostReaches: boolean): DesiredChain[] {
+  const from = fromEndpointDispatchChain();
+  const to = toEndpointDispatchChain();
+  const early = (dir: '-i' | '-o') => [
+    `${dir} ${WL} -m conntrack --ctstate INVALID -j DROP`,
+    `${dir} ${WL} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+  ];
+  const forward = [
+    ...early('-i'),
+    ...early('-o'),
+    `-i ${WL} -j ${from}`,
+    `-o ${WL} -j ${to}`,
+    `-i ${WL} ${comment('Policy allowed it')} -j ACCEPT`,
+    `-o ${WL} ${comment('Policy allowed it')} -j ACCEPT`,
+  ];
+  const input = [...early('-i'), `-i ${WL} -j ${from}`, `-i ${WL} ${comment('Policy allowed it')} -j ACCEPT`];
+  const output = [
+    ...early('-o'),
+    hostReaches ? `-o ${WL} -j ${hostToEndpointDispatchChain()}` : `-o ${WL} -j ${to}`,
+    `-o ${WL} ${comment(hostReaches ? 'The host reaches its containers' : 'Policy allowed it')} -j ACCEPT`,
+  ];
+  return [
+    { table: 'filter', name: policyForwardChain(), rules: forward },
+    { table: 'filter', name: policyInputChain(), rules: input },
+    { table: 'filter', name: policyOutputChain(), rules: output },
+  ];
+}
+
+function byName<T extends { name: string }>(a: T, b: T): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4'] {
+  const mark = input.options?.noMatchMark ?? DEFAULT_NO_MATCH_MARK;
+  const hostReaches = input.options?.hostReachesContainers ?? true;
+  const profiles = new Map(input.profiles.map((p) => [p.name, p]));
+  const local = programmedEndpoints(input);
+
+  const chains: DesiredChain[] = [...topChains(hostReaches)];
+  chains.push(...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'));
+  chains.push(...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'));
+  if (hostReaches) {
+    chains.push(...dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination'));
+  }
+  for (const ep of local) {
+    chains.push(fromEndpoint(ep, family, profiles, mark), toEndpoint(ep, family, profiles, mark));
+  }
+
+  // Profile chains only for profiles a programmed endpoint uses; tag sets only for tags their rules name.
+  const used = [...new Set(local.flatMap((ep) => ep.profile_ids.filter((id) => profiles.has(id))))].sort();
+  const tags = new Set<string>();
+  for (const id of used) {
+    const p = profiles.get(id)!;
+    const inbound = p.rules.inbound_rules.filter((r) => ruleMatches(r, family).length);
+    const outbound = p.rules.outbound_rules.filter((r) => ruleMatches(r, family).length);
+    for (const r of [...inbound, ...outbound]) ruleTags(r).forEach((t) => tags.add(t));
+    chains.push(profileChain(id, profileInboundChain(id), p.rules.inbound_rules, family, mark));
+    chains.push(profileChain(id, profileOutboundChain(id), p.rules.outbound_rules, family, mark));
+  }
+
+  const members = allTagMembers(input, tags, family);
+  const ipsets: DesiredIpset[] = [...tags].sort().map((tag) => ({
+    name: tagIpset(family, tag),
+    type: 'hash:net',
+    family,
+    members: members.get(tag)!,
+  }));
+
+  return {
+    chains: chains.sort(byName),
+    hooks: [
+      { table: 'filter', chain: 'FORWARD', rule: `-j ${policyForwardChain()}`, position: 'top' },
+      { table: 'filter', chain: 'INPUT', rule: `-j ${policyInputChain()}`, position: 'top' },
+      { table: 'filter', chain: 'OUTPUT', rule: `-j ${policyOutputChain()}`, position: 'top' },
+    ],
+    ipsets,
+  };
+}
+
+/** Addresses (in `family`) of every active endpoint, on any host, with a profile carrying `tag`. */
+export function tagMembers(input: Pick<PolicyInput, 'endpoints' | 'profiles'>, tag: string, family: IpFamily): string[] {
+  return allTagMembers(input, new Set([tag]), family).get(tag)!;
+}
+
+/** The members of each wanted tag in one pass over the endpoints. */
+function allTagMembers(input: Pick<PolicyInput, 'endpoints' | 'profiles'>, wanted: Set<string>, family: IpFamily): Map<string, string[]> {
+  const tagsOf = new Map(input.profiles.map((p) => [p.name, p.tags.filter((t) => wanted.has(t))]));
+  const members = new Map([...wanted].map((t) => [t, new Set<string>()]));
+  for (const ep of input.endpoints) {
+    if (ep.state !== 'active') continue;
+    const tags = new Set(ep.profile_ids.flatMap((id) => tagsOf.get(id) ?? []));
+    if (!tags.size) continue;
+    const addrs = (family === 4 ? ep.ipv4_nets : ep.ipv6_nets).map(setMember);
+    for (const t of tags) for (const a of addrs) members.get(t)!.add(a);
+  }
+  return new Map([...members].map(([t, m]) => [t, [...m].sort(compareMembers)]));
+}
+
+function compareMembers(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The whole policy of this host, both families. */
+export function compilePolicy(input: PolicyInput): DesiredState {
+  return { v4: compileFamily(input, 4), v6: compileFamily(input, 6) };
+}

@@ -1,0 +1,203 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { compilePolicy, portChunks, ruleMatches, PolicyInput } from '../../src/policy';
+import { defaultProfile, DEFAULT_PROFILE, Endpoint, Profile, ProfileRulesInput } from '../../src/datastore';
+import type { DesiredState, IpFamily } from '../../src/dataplane/applier/types';
+import { profileInboundChain, profileOutboundChain, tagIpset, MAX_CHAIN_NAME, MAX_IPSET_NAME } from '../../src/names/kernel';
+
+function ep(over: Partial<Endpoint> & { name: string }): Endpoint {
+  return {
+    host: 'h1', containerId: `c-${over.name}`, endpointId: `e-${over.name}`, state: 'active', mac: '02:00:00:00:00:01',
+    'container:if_name': 'eth0', profile_ids: [], ipv4_nets: [], ipv6_nets: [], ...over,
+  };
+}
+
+function chain(s: DesiredState, family: IpFamily, name: string): string[] {
+  const c = s[`v${family}`].chains.find((x) => x.name === name);
+  assert.ok(c, `chain ${name} exists in v${family}`);
+  return c.rules;
+}
+
+const PROF_GROUP1 = ProfileRulesInput.parse(
+  JSON.parse('{"id": "PROF_GROUP1", "inbound_rules": [{"action": "allow", "src_tag": "PROF_GROUP1"}, {"action": "allow"}], "outbound_rules": [{"action": "allow"}]}'),
+);
+
+test('profile rules render in order; allow returns, deny drops, the end marks no-match', () => {
+  const p: Profile = {
+    name: 'P', tags: [],
+    rules: { inbound_rules: [{ action: 'deny', protocol: 'tcp', dst_ports: [22] }, { protocol: 'tcp' }, { action: 'allow', src_net: '10.1.2.3/8' }], outbound_rules: [] },
+  };
+  const s = compilePolicy({ host: 'h1', endpoints: [ep({ name: 'cali0000000001', profile_ids: ['P'], ipv4_nets: ['10.0.0.1/32'] })], profiles: [p] });
+  assert.deepEqual(chain(s, 4, 'cali-pri-P'), [
+    '-p tcp -m multiport --dports 22 -j DROP',
+    '-p tcp -j RETURN',
+    '-s 10.0.0.0/8 -j RETURN',
+    '-m comment --comment "No rule of profile P matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+  // In v6 the v4-net rule does not apply (it is not broadened into "from anywhere").
+  assert.deepEqual(chain(s, 6, 'cali-pri-P'), [
+    '-p tcp -m multiport --dports 22 -j DROP',
+    '-p tcp -j RETURN',
+    '-m comment --comment "No rule of profile P matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+});
+
+test('several profiles per endpoint: tried in order, first allow returns, a deny drops, no match drops', () => {
+  const a: Profile = { name: 'A', tags: [], rules: { inbound_rules: [{ action: 'deny', protocol: 'udp' }], outbound_rules: [] } };
+  const b: Profile = { name: 'B', tags: [], rules: { inbound_rules: [{ protocol: 'tcp' }], outbound_rules: [] } };
+  const s = compilePolicy({
+    host: 'h1', endpoints: [ep({ name: 'cali0000000001', endpointId: 'E', profile_ids: ['A', 'MISSING', 'B'], ipv4_nets: ['10.0.0.1/32'] })], profiles: [b, a],
+  });
+  assert.deepEqual(chain(s, 4, 'cali-tw-cali0000000001'), [
+    '-j MARK --set-xmark 0x0/0x10000',
+    '-j cali-pri-A',
+    '-m mark --mark 0x0/0x10000 -m comment --comment "Return if profile A accepted" -j RETURN',
+    '-j MARK --set-xmark 0x0/0x10000',
+    '-j cali-pri-B',
+    '-m mark --mark 0x0/0x10000 -m comment --comment "Return if profile B accepted" -j RETURN',
+    '-m comment --comment "Default DROP if no profile allowed it (endpoint E)" -j DROP',
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-pri-A'), ['-p udp -j DROP', '-m comment --comment "No rule of profile A matched" -j MARK --set-xmark 0x10000/0x10000']);
+  assert.ok(!s.v4.chains.some((c) => c.name.includes('MISSING')), 'a missing profile gets no chain and matches nothing');
+});
+
+test('ports are split into multiport chunks of at most 15 slots (a range takes 2); src x dst chunks cross', () => {
+  const ports = Array.from({ length: 20 }, (_, i) => 1000 + i);
+  assert.deepEqual(portChunks(ports).map((c) => c.length), [15, 5]);
+  assert.deepEqual(portChunks(['1:2', '3:4', '5:6', '7:8', '9:10', '11:12', '13:14', 15, 16]), [
+    ['1:2', '3:4', '5:6', '7:8', '9:10', '11:12', '13:14', '15'],
+    ['16'],
+  ]);
+  const m = ruleMatches({ protocol: 'tcp', src_ports: ports, dst_ports: [80, '8000:8080'] }, 4);
+  assert.deepEqual(m, [
+    `-p tcp -m multiport --sports ${ports.slice(0, 15).join(',')} -m multiport --dports 80,8000:8080`,
+    `-p tcp -m multiport --sports ${ports.slice(15).join(',')} -m multiport --dports 80,8000:8080`,
+  ]);
+});
+
+test('icmp type/code per family, ip_version, and nets or protocols of the other family', () => {
+  assert.deepEqual(ruleMatches({ protocol: 'icmp', icmp_type: 8, icmp_code: 0 }, 4), ['-p icmp -m icmp --icmp-type 8/0']);
+  assert.deepEqual(ruleMatches({ protocol: 'icmp', icmp_type: 8 }, 6), []);
+  assert.deepEqual(ruleMatches({ protocol: 'icmpv6', icmp_type: 128 }, 6), ['-p ipv6-icmp -m icmp6 --icmpv6-type 128']);
+  assert.deepEqual(ruleMatches({ protocol: 'icmpv6' }, 4), []);
+  assert.deepEqual(ruleMatches({ icmp_type: 3, icmp_code: 1 }, 4), ['-p icmp -m icmp --icmp-type 3/1']);
+  assert.deepEqual(ruleMatches({ icmp_type: 1 }, 6), ['-p ipv6-icmp -m icmp6 --icmpv6-type 1']);
+  assert.deepEqual(ruleMatches({ ip_version: 6, protocol: 'tcp' }, 4), []);
+  assert.deepEqual(ruleMatches({ ip_version: 6, protocol: 'tcp' }, 6), ['-p tcp']);
+  assert.deepEqual(ruleMatches({ src_net: '10.0.0.0/8' }, 6), []);
+  assert.deepEqual(ruleMatches({ dst_net: 'fd00::1/64' }, 6), ['-d fd00::/64']);
+  assert.deepEqual(ruleMatches({ dst_net: 'fd00::/64' }, 4), []);
+  assert.deepEqual(ruleMatches({}, 4), ['']);
+});
+
+test('tag sets: per tag and family, members from every host, only tags the rules use, inactive endpoints left out', () => {
+  const web: Profile = { name: 'web', tags: ['web', 'frontend'], rules: { inbound_rules: [{ src_tag: 'web' }, { dst_tag: 'db' }], outbound_rules: [] } };
+  const db: Profile = { name: 'db', tags: ['db'], rules: { inbound_rules: [], outbound_rules: [] } };
+  const input: PolicyInput = {
+    host: 'h1',
+    profiles: [web, db],
+    endpoints: [
+      ep({ name: 'cali0000000001', profile_ids: ['web'], ipv4_nets: ['10.0.0.1/32'], ipv6_nets: ['fd00::1/128'] }),
+      ep({ host: 'h2', name: 'cali0000000002', profile_ids: ['web'], ipv4_nets: ['10.0.0.2/32', '10.5.0.0/24'] }),
+      ep({ host: 'h3', name: 'cali0000000003', profile_ids: ['db'], ipv4_nets: ['10.0.0.3/32'] }),
+      ep({ host: 'h3', name: 'cali0000000004', profile_ids: ['web'], state: 'inactive', ipv4_nets: ['10.0.0.4/32'] }),
+    ],
+  };
+  const s = compilePolicy(input);
+  assert.deepEqual(s.v4.ipsets, [
+    { name: 'cali4-tag-db', type: 'hash:net', family: 4, members: ['10.0.0.3'] },
+    { name: 'cali4-tag-web', type: 'hash:net', family: 4, members: ['10.0.0.1', '10.0.0.2', '10.5.0.0/24'] },
+  ]);
+  assert.deepEqual(s.v6.ipsets.map((x) => [x.name, x.members]), [['cali6-tag-db', []], ['cali6-tag-web', ['fd00::1']]]);
+  assert.ok(!s.v4.ipsets.some((x) => x.name.includes('frontend')), 'a tag no rule names gets no set');
+  assert.deepEqual(chain(s, 4, 'cali-pri-web').slice(0, 2), ['-m set --match-set cali4-tag-web src -j RETURN', '-m set --match-set cali4-tag-db dst -j RETURN']);
+  // Only local, active endpoints get chains.
+  assert.deepEqual(s.v4.chains.filter((c) => c.name.startsWith('cali-tw-')).map((c) => c.name), ['cali-tw-cali0000000001']);
+});
+
+test('long profile and tag names are shortened with a hash, never truncated into a collision', () => {
+  const a = 'a_very_long_profile_name_shared_prefix_1';
+  const b = 'a_very_long_profile_name_shared_prefix_2';
+  for (const f of [profileInboundChain, profileOutboundChain]) {
+    assert.ok(f(a).length <= MAX_CHAIN_NAME && f(b).length <= MAX_CHAIN_NAME);
+    assert.notEqual(f(a), f(b));
+  }
+  assert.ok(tagIpset(6, a).length <= MAX_IPSET_NAME);
+  assert.notEqual(tagIpset(4, a), tagIpset(4, b));
+  const s = compilePolicy({
+    host: 'h1', endpoints: [ep({ name: 'cali0000000001', profile_ids: [a, b], ipv4_nets: ['10.0.0.1/32'] })],
+    profiles: [defaultProfile(a), defaultProfile(b)],
+  });
+  const names = s.v4.chains.map((c) => c.name);
+  assert.equal(new Set(names).size, names.length);
+  assert.ok(names.every((n) => n.length <= MAX_CHAIN_NAME));
+  assert.ok(s.v4.ipsets.every((x) => x.name.length <= MAX_IPSET_NAME) && s.v4.ipsets.length === 2);
+});
+
+test("the blog post's prof_group1.json and the 2015 default profile compile as felix would", () => {
+  const g: Profile = { name: 'PROF_GROUP1', tags: ['PROF_GROUP1'], rules: PROF_GROUP1 };
+  const s = compilePolicy({ host: 'h1', profiles: [g, defaultProfile(DEFAULT_PROFILE)], endpoints: [
+    ep({ name: 'cali0000000001', profile_ids: ['PROF_GROUP1'], ipv4_nets: ['192.168.0.1/32'] }),
+    ep({ name: 'cali1000000001', profile_ids: [DEFAULT_PROFILE], ipv4_nets: ['192.168.0.2/32'] }),
+  ] });
+  assert.deepEqual(chain(s, 4, 'cali-pri-PROF_GROUP1'), [
+    '-m set --match-set cali4-tag-PROF_GROUP1 src -j RETURN',
+    '-j RETURN',
+    '-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-pro-PROF_GROUP1'), ['-j RETURN', '-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000']);
+  // Default profile: members reach each other, nothing else reaches them.
+  assert.deepEqual(chain(s, 4, profileInboundChain(DEFAULT_PROFILE)), [
+    `-m set --match-set ${tagIpset(4, DEFAULT_PROFILE)} src -j RETURN`,
+    `-m comment --comment "No rule of profile ${DEFAULT_PROFILE} matched" -j MARK --set-xmark 0x10000/0x10000`,
+  ]);
+  assert.deepEqual(s.v4.ipsets.map((x) => [x.name, x.members]), [['cali4-tag-PROF_GROUP1', ['192.168.0.1']], [tagIpset(4, DEFAULT_PROFILE), ['192.168.0.2']]]);
+});
+
+test('dispatch: hooks at the top, conntrack early, unknown cali interfaces dropped, anti-spoof, host access option', () => {
+  const eps = [
+    ep({ name: 'cali0000000001', endpointId: 'E1', mac: '02:AA:00:00:00:01', profile_ids: [], ipv4_nets: ['10.0.0.1/32'] }),
+    ep({ name: 'cali0000000002', endpointId: 'E2', profile_ids: [], ipv4_nets: ['10.0.0.2/32', '10.0.0.3/32'] }),
+    ep({ name: 'calif000000003', endpointId: 'E3', profile_ids: [], ipv4_nets: ['10.0.0.4/32'] }),
+  ];
+  const s = compilePolicy({ host: 'h1', endpoints: eps, profiles: [] });
+  assert.deepEqual(s.v4.hooks.map((h) => [h.chain, h.rule, h.position]), [
+    ['FORWARD', '-j cali-FORWARD', 'top'], ['INPUT', '-j cali-INPUT', 'top'], ['OUTPUT', '-j cali-OUTPUT', 'top'],
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-FORWARD').slice(0, 4), [
+    '-i cali+ -m conntrack --ctstate INVALID -j DROP',
+    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-o cali+ -m conntrack --ctstate INVALID -j DROP',
+    '-o cali+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-from-wl-dispatch'), [
+    '-i cali0+ -g cali-from-wl-dispatch-0',
+    '-i calif000000003 -g cali-fw-calif000000003',
+    '-m comment --comment "Unknown source interface" -j DROP',
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-from-wl-dispatch-0').at(-1), '-m comment --comment "Unknown source interface" -j DROP');
+  const fw1 = chain(s, 4, 'cali-fw-cali0000000001');
+  assert.ok(fw1.includes('-m mac ! --mac-source 02:aa:00:00:00:01 -m comment --comment "Anti-spoof DROP (endpoint E1): source MAC" -j DROP'));
+  assert.ok(fw1.includes('! -s 10.0.0.1/32 -m comment --comment "Anti-spoof DROP (endpoint E1): source address" -j DROP'));
+  assert.ok(chain(s, 4, 'cali-fw-cali0000000002').includes('-s 10.0.0.3/32 -j MARK --set-xmark 0x0/0x10000'));
+  assert.ok(chain(s, 6, 'cali-fw-cali0000000001').includes('-m comment --comment "Anti-spoof DROP (endpoint E1): no IPv6 address" -j DROP'));
+  assert.deepEqual(chain(s, 4, 'cali-OUTPUT')[2], '-o cali+ -j cali-host-wl-dispatch');
+  const closed = compilePolicy({ host: 'h1', endpoints: eps, profiles: [], options: { hostReachesContainers: false } });
+  assert.deepEqual(chain(closed, 4, 'cali-OUTPUT')[2], '-o cali+ -j cali-to-wl-dispatch');
+  assert.ok(!closed.v4.chains.some((c) => c.name.startsWith('cali-host-wl')));
+  // No endpoints at all: every cali interface is dropped.
+  const none = compilePolicy({ host: 'h1', endpoints: [], profiles: [] });
+  assert.deepEqual(chain(none, 4, 'cali-to-wl-dispatch'), ['-m comment --comment "Unknown destination interface" -j DROP']);
+});
+
+test('deterministic: the same input in another order gives identical output', () => {
+  const profiles = [defaultProfile('A'), defaultProfile('B')];
+  const endpoints = [
+    ep({ name: 'cali0000000001', profile_ids: ['A'], ipv4_nets: ['10.0.0.1/32'] }),
+    ep({ name: 'cali0000000002', profile_ids: ['B', 'A'], ipv4_nets: ['10.0.0.2/32'] }),
+    ep({ host: 'h2', name: 'cali0000000003', profile_ids: ['B'], ipv4_nets: ['10.0.0.3/32'] }),
+  ];
+  const one = compilePolicy({ host: 'h1', endpoints, profiles });
+  const two = compilePolicy({ host: 'h1', endpoints: [...endpoints].reverse(), profiles: [...profiles].reverse() });
+  assert.equal(JSON.stringify(one), JSON.stringify(two));
+});
