@@ -3,16 +3,12 @@
 // and from IPAM (the blocks affine to this host); the renderer is a pure
 // function of it (./render.ts).
 import type { Family } from '../ipam/types';
-import type { Host } from '../datastore/host-store';
+import type { BgpPeer, Host } from '../datastore/host-store';
+
+export type { BgpPeer };
 
 /** A registered host: its BGP address(es) (bird_ip, bird6_ip) and optional AS. */
 export type BgpHost = Host;
-
-/** A configured peer outside the mesh (global or this host's own). */
-export interface BgpPeer {
-  ip: string;
-  as: string;
-}
 
 /** Global BGP configuration (/calico/v1/config/bgp_*). */
 export interface BgpConfig {

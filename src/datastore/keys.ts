@@ -37,8 +37,11 @@ export const keys = {
   /** Route reflector peers: one key per peer address, value the address. */
   bgpPeerRrDir: (family: Family) => `${ROOT}/config/bgp_peer_rr_${v(family)}/`,
   bgpPeerRr: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_rr_${v(family)}/${ip}`,
-  /** {"enabled": bool}; absent means the node-to-node mesh is on. */
+  /** {"enabled": bool}; absent means the node-to-node mesh is on (unless route reflectors or global peers replace it). */
   bgpNodeMesh: () => `${ROOT}/config/bgp_node_mesh`,
+  /** Global BGP peers (v0.4.6): one key per peer address, value {"ip", "as_num"}. */
+  bgpPeerDir: (family: Family) => `${ROOT}/config/bgp_peer_${v(family)}/`,
+  bgpPeer: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_${v(family)}/${ip}`,
 
   // --- hosts ---
   hostsDir: () => `${ROOT}/host/`,
@@ -47,6 +50,9 @@ export const keys = {
   hostBird6Ip: (host: string) => `${ROOT}/host/${host}/bird6_ip`,
   hostBgpAs: (host: string) => `${ROOT}/host/${host}/bgp_as`,
   hostConfigMarker: (host: string) => `${ROOT}/host/${host}/config/marker`,
+  /** This host's own BGP peers (v0.4.6 `node bgppeer`): value {"ip", "as_num"}. */
+  hostBgpPeerDir: (host: string, family: Family) => `${ROOT}/host/${host}/bgp_peer_${v(family)}/`,
+  hostBgpPeer: (host: string, family: Family, ip: string) => `${ROOT}/host/${host}/bgp_peer_${v(family)}/${ip}`,
 
   // --- endpoints ---
   hostWorkloadsDir: (host: string) => `${ROOT}/host/${host}/workload/docker/`,

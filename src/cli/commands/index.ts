@@ -4,6 +4,8 @@ import { registerPool } from './pool';
 import { registerShownodes } from './shownodes';
 import { registerStatus } from './status';
 import { registerContainer } from './container';
+import { registerBgppeer } from './bgppeer';
+import { registerBgp } from './bgp';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -12,4 +14,6 @@ export function registerCommands(program: Command): void {
   registerShownodes(program);
   registerStatus(program);
   registerContainer(program);
+  registerBgppeer(program);
+  registerBgp(program);
 }

@@ -7,6 +7,7 @@ import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './n
 import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../plugin/names';
+import { registerNodeBgppeer } from './node-bgppeer';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -42,6 +43,7 @@ export function registerNode(program: Command): void {
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME);
+  registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
