@@ -6,6 +6,7 @@ import { registerStatus } from './status';
 import { registerContainer } from './container';
 import { registerBgppeer } from './bgppeer';
 import { registerBgp } from './bgp';
+import { registerDiags } from './diags';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerContainer(program);
   registerBgppeer(program);
   registerBgp(program);
+  registerDiags(program);
 }
