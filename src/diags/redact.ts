@@ -17,7 +17,7 @@ export function isSecretName(name: string): boolean {
 const PEM_RE = /-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(-----END [A-Z0-9 ]+-----|$)/g;
 const URL_USERINFO_RE = /\b([a-z][a-z0-9+.-]*:\/\/)[^/\s:@]+(:[^/\s@]*)?@/gi;
 // name=value / name: value / --name value / --name=value / NAME="value" where the name says secret.
-const ASSIGNMENT_RE = /((?:--)?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|credential|api_?key|private_?key|key_?file|cert_?file|ca_?file|tls[_-]?key)[A-Za-z0-9_.-]*)(\s*[=:]\s*|\s+)("[^"]*"|'[^']*'|[^\s,;&"']+)/gi;
+const ASSIGNMENT_RE = /((?:--)?[A-Za-z0-9_.-]*(?:password|passwd|secret|token|credential|api[_-]?key|private[_-]?key|key[_-]?file|cert[_-]?file|ca[_-]?file|tls[_-]?key|[-_](?:key|cert|ca)(?![A-Za-z]))[A-Za-z0-9_.-]*)(\s*[=:]\s*|\s+)("[^"]*"|'[^']*'|[^\s,;&"']+)/gi;
 
 /** Redacts secrets inside free text (logs, command output, command lines). */
 export function redactText(text: string): string {
