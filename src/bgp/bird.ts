@@ -130,8 +130,14 @@ export class BirdSupervisor {
       await this.killLeftover();
       this.started = true;
       this.stopping = false;
-      await this.spawnBird();
-      await this.waitForSocket(10_000);
+      try {
+        await this.spawnBird();
+        await this.waitForSocket(10_000);
+      } catch (e) {
+        // A start that failed leaves nothing running, and no restart pending.
+        await this.halt(false);
+        throw e;
+      }
     });
   }
 
@@ -263,30 +269,33 @@ export class BirdSupervisor {
    * Either way SIGKILL after stopTimeoutMs. Idempotent.
    */
   stop(opts: { graceful?: boolean } = {}): Promise<void> {
-    return this.serial(async () => {
-      this.stopping = true;
-      this.started = false;
-      if (this.restartTimer) clearTimeout(this.restartTimer);
-      this.restartTimer = undefined;
-      const child = this.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      const exited = this.childExit!;
-      if (opts.graceful === false) child.kill('SIGTERM');
-      else {
-        const r = await execCapture(this.birdc, ['-s', this.paths.socket, 'graceful', 'restart'], this.stopTimeoutMs);
-        if (r.code !== 0) child.kill('SIGTERM');
-      }
-      let t: NodeJS.Timeout | undefined;
-      const timer = new Promise<'timeout'>((r) => (t = setTimeout(() => r('timeout'), this.stopTimeoutMs)));
-      const how = await Promise.race([exited.then(() => 'exited' as const), timer]);
-      clearTimeout(t);
-      if (how === 'timeout') {
-        this.log.warn(`BIRD did not exit within ${this.stopTimeoutMs} ms: SIGKILL`);
-        child.kill('SIGKILL');
-        await exited;
-      }
-      this.log.info('BIRD stopped');
-    });
+    return this.serial(() => this.halt(opts.graceful !== false));
+  }
+
+  private async halt(graceful: boolean): Promise<void> {
+    this.stopping = true;
+    this.started = false;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = this.childExit!;
+    const deadline = Date.now() + this.stopTimeoutMs;
+    if (!graceful) child.kill('SIGTERM');
+    else {
+      const r = await execCapture(this.birdc, ['-s', this.paths.socket, 'graceful', 'restart'], Math.max(100, this.stopTimeoutMs / 2));
+      if (r.code !== 0) child.kill('SIGTERM');
+    }
+    let t: NodeJS.Timeout | undefined;
+    const timer = new Promise<'timeout'>((r) => (t = setTimeout(() => r('timeout'), Math.max(0, deadline - Date.now()))));
+    const how = await Promise.race([exited.then(() => 'exited' as const), timer]);
+    clearTimeout(t);
+    if (how === 'timeout') {
+      this.log.warn(`BIRD did not exit within ${this.stopTimeoutMs} ms: SIGKILL`);
+      child.kill('SIGKILL');
+      await exited;
+    }
+    this.log.info('BIRD stopped');
   }
 }
 

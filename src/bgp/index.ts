@@ -4,3 +4,4 @@ export * from './render';
 export * from './paths';
 export * from './bird';
 export * from './status';
+export * from './input';

@@ -136,3 +136,23 @@ export function checkId(kind: string, id: string): void {
     throw new Error(`invalid ${kind} "${id}": use letters, digits, "_", ".", ":" and "-" only`);
   }
 }
+
+// --- BGP configuration keys (global and per host), for consumers of raw snapshots ---
+
+export type BgpConfigKey =
+  | { kind: 'as' }
+  | { kind: 'nodeMesh' }
+  | { kind: 'routeReflector'; family: Family; ip: string }
+  | { kind: 'peer'; family: Family; ip: string; host?: string };
+
+const BGP_PEER_RE = /^\/calico\/v1\/(?:config|host\/([^/]+))\/bgp_peer_(rr_)?(v4|v6)\/([^/]+)$/;
+export function parseBgpConfigKey(key: string): BgpConfigKey | undefined {
+  if (key === keys.bgpAs()) return { kind: 'as' };
+  if (key === keys.bgpNodeMesh()) return { kind: 'nodeMesh' };
+  const m = BGP_PEER_RE.exec(key);
+  if (!m) return undefined;
+  const [, host, rr, fam, ip] = m as unknown as [string, string | undefined, string | undefined, string, string];
+  const family: Family = fam === 'v4' ? 4 : 6;
+  if (rr) return host === undefined ? { kind: 'routeReflector', family, ip } : undefined;
+  return host === undefined ? { kind: 'peer', family, ip } : { kind: 'peer', family, ip, host };
+}

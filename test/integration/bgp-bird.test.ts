@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { teardownAll, Netns, vethLink, makeRunDir, onTeardown, removeTree, waitFor, isRoot } from '../harness';
-import { BirdSupervisor } from '../../src/bgp/bird';
+import { BirdConfigError, BirdSupervisor } from '../../src/bgp/bird';
 import { renderBirdConfig } from '../../src/bgp/render';
 import { bgpSessions, parseBirdProtocols } from '../../src/bgp/status';
 import type { BirdInput } from '../../src/bgp/types';
@@ -78,6 +78,10 @@ test('two hosts on BIRD: mesh, routes by BGP, refused config, restart after kill
     });
     sups[name] = sup;
   }
+  // A config BIRD refuses starts nothing.
+  await assert.rejects(sups.hosta!.start('router id 10.99.0.1;\nprotocol bgp {'), (e: Error) => e instanceof BirdConfigError && /syntax error/.test(e.message));
+  assert.equal(sups.hosta!.status().running, false);
+  assert.equal(fs.existsSync(sups.hosta!.paths.config), false);
   await Promise.all(['hosta', 'hostb'].map((h) => sups[h]!.start(renderBirdConfig(input(h)))));
   const [sa, sb] = [sups.hosta!, sups.hostb!];
 
