@@ -149,7 +149,11 @@ export class BirdSupervisor {
    */
   apply(config: string): Promise<{ loaded: boolean; error?: string }> {
     return this.serial(async () => {
-      if (config === this.current) return { loaded: false };
+      if (config === this.current) {
+        // Back to what runs (after a refused config, say): nothing is wrong any more.
+        this.state.configError = undefined;
+        return { loaded: false };
+      }
       const error = await this.check(config);
       if (error) return { loaded: false, error };
       fs.renameSync(this.paths.candidate, this.paths.config);

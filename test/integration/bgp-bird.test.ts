@@ -118,6 +118,9 @@ test('two hosts on BIRD: mesh, routes by BGP, refused config, restart after kill
   assert.equal(fs.readFileSync(sa.paths.config, 'utf8'), goodConf);
   assert.equal(sa.status().pid, pidBefore);
   assert.ok(await established(sa, 'Mesh_10_99_0_2'));
+  // Asking for what already runs clears the error.
+  assert.deepEqual(await sa.apply(goodConf), { loaded: false });
+  assert.equal(sa.status().configError, undefined);
 
   // A good change loads without restarting BIRD or the sessions, and reaches the peer.
   const t0 = Date.now();
