@@ -1,13 +1,13 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { CliError } from '../errors';
+import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../plugin/names';
-import { registerNodeBgppeer } from './node-bgppeer';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
