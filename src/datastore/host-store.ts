@@ -6,7 +6,7 @@ import { canonicalAddress, parseAddress } from '../ipam/cidr';
 import { Codec, Datastore, json, text } from './datastore';
 import { DatastoreError } from './errors';
 import { checkId, keys, parseHostLeafKey } from './keys';
-import { AsNumberValue, BgpNodeMeshValue, IpValue, OptionalIpValue, TextValue } from './schemas';
+import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, IpValue, OptionalIpValue, TextValue } from './schemas';
 
 export interface Host {
   host: string;
@@ -140,6 +140,64 @@ export class BgpConfigStore {
   async setNodeMesh(enabled: boolean): Promise<void> {
     await this.ds.put(keys.bgpNodeMesh(), { enabled });
   }
+
+  /** The mesh setting as stored: undefined when never set (the renderer then decides by the peers configured). */
+  async getNodeMeshSetting(): Promise<boolean | undefined> {
+    return (await this.ds.get(keys.bgpNodeMesh(), json(BgpNodeMeshValue)))?.value.enabled;
+  }
+
+  /**
+   * `bgppeer add <ip> as <AS>` (no host: a global peer) or `node bgppeer add`
+   * (host: that host's own peer). Idempotent; a second add updates the AS.
+   */
+  async addPeer(scope: PeerScope, ip: string, as: string): Promise<BgpPeer> {
+    const addr = canonicalAddress(checkFamily(ip, undefined, 'BGP peer'));
+    this.ds.decode('AS number', as, text(AsNumberValue));
+    await this.ds.put(peerKey(scope, parseAddress(addr).family, addr), { ip: addr, as_num: Number(as) });
+    return { ip: addr, as: String(Number(as)) };
+  }
+
+  /** Idempotent: false when it was not configured. */
+  async removePeer(scope: PeerScope, ip: string): Promise<boolean> {
+    const addr = canonicalAddress(checkFamily(ip, undefined, 'BGP peer'));
+    return this.ds.delete(peerKey(scope, parseAddress(addr).family, addr));
+  }
+
+  /** Peers of one family or both (IPv4 first), each family sorted by address. */
+  async listPeers(scope: PeerScope, family?: Family): Promise<BgpPeer[]> {
+    const out: BgpPeer[] = [];
+    for (const f of family ? [family] : ([4, 6] as Family[])) {
+      const dir = scope.host === undefined ? keys.bgpPeerDir(f) : keys.hostBgpPeerDir(scope.host, f);
+      const vs = await this.ds.list(dir, json(BgpPeerValue));
+      const peers = vs.map((v) => ({ ip: canonicalAddress(v.value.ip), as: String(Number(v.value.as_num)) }));
+      peers.sort((a, b) => cmpAddress(a.ip, b.ip));
+      out.push(...peers);
+    }
+    return out;
+  }
+}
+
+/** A BGP peer outside the node mesh. */
+export interface BgpPeer {
+  ip: string;
+  as: string;
+}
+
+/** Where a peer is configured: globally (every host peers with it) or for one host. */
+export interface PeerScope {
+  host?: string;
+}
+
+function peerKey(scope: PeerScope, family: Family, addr: string): string {
+  if (scope.host === undefined) return keys.bgpPeer(family, addr);
+  checkId('host name', scope.host);
+  return keys.hostBgpPeer(scope.host, family, addr);
+}
+
+function cmpAddress(a: string, b: string): number {
+  const x = parseAddress(a).value;
+  const y = parseAddress(b).value;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function checkFamily(ip: string, family: Family | undefined, what: string): string {

@@ -37,8 +37,11 @@ export const keys = {
   /** Route reflector peers: one key per peer address, value the address. */
   bgpPeerRrDir: (family: Family) => `${ROOT}/config/bgp_peer_rr_${v(family)}/`,
   bgpPeerRr: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_rr_${v(family)}/${ip}`,
-  /** {"enabled": bool}; absent means the node-to-node mesh is on. */
+  /** {"enabled": bool}; absent means the node-to-node mesh is on (unless route reflectors or global peers replace it). */
   bgpNodeMesh: () => `${ROOT}/config/bgp_node_mesh`,
+  /** Global BGP peers (v0.4.6): one key per peer address, value {"ip", "as_num"}. */
+  bgpPeerDir: (family: Family) => `${ROOT}/config/bgp_peer_${v(family)}/`,
+  bgpPeer: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_${v(family)}/${ip}`,
 
   // --- hosts ---
   hostsDir: () => `${ROOT}/host/`,
@@ -49,6 +52,9 @@ export const keys = {
   hostConfigMarker: (host: string) => `${ROOT}/host/${host}/config/marker`,
   /** Which live node process holds this host name (ours, not 2015's): JSON, attached to that node's lease. */
   hostNode: (host: string) => `${ROOT}/host/${host}/node`,
+  /** This host's own BGP peers (v0.4.6 `node bgppeer`): value {"ip", "as_num"}. */
+  hostBgpPeerDir: (host: string, family: Family) => `${ROOT}/host/${host}/bgp_peer_${v(family)}/`,
+  hostBgpPeer: (host: string, family: Family, ip: string) => `${ROOT}/host/${host}/bgp_peer_${v(family)}/${ip}`,
 
   // --- endpoints ---
   hostWorkloadsDir: (host: string) => `${ROOT}/host/${host}/workload/docker/`,
@@ -131,4 +137,24 @@ export function checkId(kind: string, id: string): void {
   if (!ID_RE.test(id)) {
     throw new Error(`invalid ${kind} "${id}": use letters, digits, "_", ".", ":" and "-" only`);
   }
+}
+
+// --- BGP configuration keys (global and per host), for consumers of raw snapshots ---
+
+export type BgpConfigKey =
+  | { kind: 'as' }
+  | { kind: 'nodeMesh' }
+  | { kind: 'routeReflector'; family: Family; ip: string }
+  | { kind: 'peer'; family: Family; ip: string; host?: string };
+
+const BGP_PEER_RE = /^\/calico\/v1\/(?:config|host\/([^/]+))\/bgp_peer_(rr_)?(v4|v6)\/([^/]+)$/;
+export function parseBgpConfigKey(key: string): BgpConfigKey | undefined {
+  if (key === keys.bgpAs()) return { kind: 'as' };
+  if (key === keys.bgpNodeMesh()) return { kind: 'nodeMesh' };
+  const m = BGP_PEER_RE.exec(key);
+  if (!m) return undefined;
+  const [, host, rr, fam, ip] = m as unknown as [string, string | undefined, string | undefined, string, string];
+  const family: Family = fam === 'v4' ? 4 : 6;
+  if (rr) return host === undefined ? { kind: 'routeReflector', family, ip } : undefined;
+  return host === undefined ? { kind: 'peer', family, ip } : { kind: 'peer', family, ip, host };
 }

@@ -27,6 +27,18 @@ export const AsNumberValue = z.string().regex(/^\d+$/, 'expected an AS number').
   return n >= 1 && n <= 4294967295;
 }, 'AS number out of range 1..4294967295');
 export const BgpNodeMeshValue = z.object({ enabled: z.boolean() });
+/**
+ * A global or node-specific BGP peer (v0.4.6): `{"ip": "10.0.0.1", "as_num": 64512}`.
+ * 2015 wrote as_num as a number; a numeric string is read too.
+ */
+export const BgpPeerValue = z.object({
+  ip: ipString,
+  as_num: z.union([z.number().int(), z.string().regex(/^\d+$/, 'expected an AS number')]).refine((n) => {
+    const x = Number(n);
+    return x >= 1 && x <= 4294967295;
+  }, 'AS number out of range 1..4294967295'),
+});
+export type BgpPeerValue = z.infer<typeof BgpPeerValue>;
 
 /** `/calico/v1/ipam/v4/pool/<cidr>`: the v0.4.5+ pool JSON. */
 export const PoolValue = z.object({

@@ -5,6 +5,9 @@ import { registerShownodes } from './shownodes';
 import { registerStatus } from './status';
 import { registerContainer } from './container';
 import { registerProfile } from './profile';
+import { registerBgppeer } from './bgppeer';
+import { registerBgp } from './bgp';
+import { registerDiags } from './diags';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -14,4 +17,7 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   registerContainer(program);
   registerProfile(program);
+  registerBgppeer(program);
+  registerBgp(program);
+  registerDiags(program);
 }

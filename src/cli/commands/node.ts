@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { CliError } from '../errors';
+import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
@@ -48,6 +49,7 @@ export function registerNode(program: Command): void {
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME);
+  registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };

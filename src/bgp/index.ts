@@ -1,0 +1,7 @@
+// BGP: the pure BIRD renderer, the BIRD supervisor, the birdc status parser.
+export * from './types';
+export * from './render';
+export * from './paths';
+export * from './bird';
+export * from './status';
+export * from './input';

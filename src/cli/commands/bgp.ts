@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import { meshEnabled } from '../../bgp/render';
+import { BgpConfigStore } from '../../datastore';
+import { withDatastore } from '../datastore';
+import { CliError } from '../errors';
+import { parseAs } from './bgppeer';
+
+/**
+ * `calicoctl bgp default-node-as [AS]` and `calicoctl bgp node-mesh [on|off]`:
+ * the global AS number (64511 unless set) and the node-to-node mesh. The
+ * 2015 spellings `default-node-as` and `bgp-node-mesh` work too.
+ */
+export function registerBgp(program: Command): void {
+  const bgp = program.command('bgp').description('Global BGP settings: the default AS number and the node-to-node mesh');
+  for (const [parent, name] of [[bgp, 'default-node-as'], [program, 'default-node-as']] as const) {
+    parent
+      .command(name, parent === program ? { hidden: true } : {})
+      .description('Show or set the AS number of every host without its own (calicoctl node --as); default 64511')
+      .argument('[AS]', 'the AS number, 1 to 4294967295')
+      .action(defaultNodeAs);
+  }
+  for (const [parent, name] of [[bgp, 'node-mesh'], [program, 'bgp-node-mesh']] as const) {
+    parent
+      .command(name, parent === program ? { hidden: true } : {})
+      .description('Show (on/off) or set the node-to-node mesh; when never set it is on unless route reflectors or global peers are configured')
+      .argument('[on|off]', 'on or off')
+      .action(nodeMesh);
+  }
+}
+
+async function defaultNodeAs(as: string | undefined, _f: unknown, cmd: Command): Promise<void> {
+  if (as === undefined) {
+    process.stdout.write(`${await withDatastore(cmd, (ds) => new BgpConfigStore(ds).getAs())}\n`);
+    return;
+  }
+  const n = parseAs(as);
+  await withDatastore(cmd, (ds) => new BgpConfigStore(ds).setAs(n));
+}
+
+async function nodeMesh(value: string | undefined, _f: unknown, cmd: Command): Promise<void> {
+  if (value === undefined) {
+    const on = await withDatastore(cmd, async (ds) => {
+      const store = new BgpConfigStore(ds);
+      // What the renderer does: a setting wins; never set, the peers decide.
+      const config = { nodeMesh: await store.getNodeMeshSetting(), routeReflectors: await store.listRouteReflectors(), globalPeers: await store.listPeers({}) };
+      return meshEnabled({ config });
+    });
+    process.stdout.write(on ? 'on\n' : 'off\n');
+    return;
+  }
+  if (value !== 'on' && value !== 'off') throw new CliError(`Invalid node mesh setting "${value}": expected on or off.`);
+  await withDatastore(cmd, (ds) => new BgpConfigStore(ds).setNodeMesh(value === 'on'));
+}

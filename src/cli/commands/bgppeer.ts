@@ -1,0 +1,154 @@
+import { Command, Option } from 'commander';
+import { BgpConfigStore, Datastore, HostStore } from '../../datastore';
+import { canonicalAddress, isAddress, parseAddress } from '../../ipam/cidr';
+import type { Family } from '../../ipam/types';
+import { withDatastore } from '../datastore';
+import { CliError } from '../errors';
+import { addOutputOption, outputFormat, printListing, renderJson } from '../output';
+
+/**
+ * `calicoctl bgppeer ...`: BGP peers every host uses instead of (route
+ * reflectors, global peers) or beside the node-to-node mesh. Arguments are
+ * checked before etcd is contacted, and nothing is written when one is bad.
+ */
+export function registerBgppeer(program: Command): void {
+  const bgppeer = program.command('bgppeer').description('Manage the BGP peers of every host: route reflectors and global peers');
+
+  const rr = bgppeer.command('rr').description('Route reflectors: with one configured, hosts peer with it instead of with each other');
+  rr.command('add')
+    .description('Add a route reflector (idempotent, silent)')
+    .argument('<IP>', 'the route reflector\'s address (IPv4 or IPv6)')
+    .action(async (ip: string, _f: unknown, cmd: Command) => {
+      const addr = parsePeerIp(ip);
+      await withDatastore(cmd, async (ds) => {
+        await refuseCalicoHost(ds, addr, 'a route reflector');
+        await new BgpConfigStore(ds).addRouteReflector(addr);
+      });
+    });
+  rr.command('remove')
+    .description('Remove a route reflector')
+    .argument('<IP>', 'the route reflector\'s address')
+    .action(async (ip: string, _f: unknown, cmd: Command) => {
+      const addr = parsePeerIp(ip);
+      const removed = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).removeRouteReflector(addr));
+      if (!removed) process.stdout.write(`${addr} is not a configured peer.\n`);
+    });
+  addShow(rr.command('show').description('List the route reflectors'), async (cmd, families) => {
+    const rrs = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listRouteReflectors());
+    return families.map((f) => ({ family: f, peers: rrs.filter((ip) => familyOf(ip) === f).sort(cmpAddr).map((ip) => ({ ip })) }));
+  }, (f) => ({ columns: [{ header: `IPv${f} BGP Peer` }], emptyText: `No IPv${f} BGP Peers defined.` }));
+
+  bgppeer
+    .command('add')
+    .description('Add a global BGP peer: every host peers with it (v0.4.6 `bgppeer add <IP> as <AS>`)')
+    .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
+    .argument('<as>', 'the word "as"')
+    .argument('<AS>', 'the peer\'s AS number')
+    .action(async (ip: string, word: string, as: string, _f: unknown, cmd: Command) => {
+      const { addr, asNum } = parsePeerArgs(ip, word, as);
+      await withDatastore(cmd, async (ds) => {
+        await refuseCalicoHost(ds, addr, 'a global BGP peer');
+        await new BgpConfigStore(ds).addPeer({}, addr, asNum);
+      });
+    });
+  bgppeer
+    .command('remove')
+    .description('Remove a global BGP peer')
+    .argument('<IP>', 'the peer\'s address')
+    .action(async (ip: string, _f: unknown, cmd: Command) => {
+      const addr = parsePeerIp(ip);
+      const removed = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).removePeer({}, addr));
+      if (!removed) throw new CliError(`${addr} is not a globally configured peer.`);
+      process.stdout.write('BGP peer removed from global configuration\n');
+    });
+  addShow(bgppeer.command('show').description('List the global BGP peers'), async (cmd, families) => {
+    const peers = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listPeers({}));
+    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f) }));
+  }, (f) => ({ columns: [{ header: `Global IPv${f} BGP Peer` }, { header: 'AS Num' }], emptyText: `No global IPv${f} BGP Peers defined.` }));
+}
+
+export interface PeerListing {
+  family: Family;
+  peers: { ip: string; as?: string }[];
+}
+
+/**
+ * A `show [--ipv4|--ipv6] [-o json]` listing: one table per family (both
+ * when no flag is given), or `emptyText` for a family without peers.
+ */
+export function addShow(
+  cmd: Command,
+  load: (cmd: Command, families: Family[]) => Promise<PeerListing[]>,
+  table: (f: Family) => { columns: { header: string }[]; emptyText: string },
+): void {
+  cmd.addOption(new Option('--ipv4', 'IPv4 peers only').conflicts('ipv6')).addOption(new Option('--ipv6', 'IPv6 peers only').conflicts('ipv4'));
+  addOutputOption(cmd).action(async (flags: { ipv4?: boolean; ipv6?: boolean; output?: string }, c: Command) => {
+    const format = outputFormat(flags.output);
+    const families: Family[] = flags.ipv4 ? [4] : flags.ipv6 ? [6] : [4, 6];
+    const listings = await load(c, families);
+    if (format === 'json') {
+      process.stdout.write(renderJson(listings.flatMap((l) => l.peers.map((p) => ({ ...p, family: l.family })))));
+      return;
+    }
+    for (const l of listings) {
+      const t = table(l.family);
+      printListing('table', l.peers, { ...t, row: (p) => (t.columns.length > 1 ? [p.ip, p.as ?? ''] : [p.ip]) });
+    }
+  });
+}
+
+/** A peer address: valid, and of the family the command is for; canonical text. */
+export function parsePeerIp(ip: string, family?: Family): string {
+  if (!isAddress(ip)) throw new CliError(`${ip} is not a valid IP address.`);
+  const addr = canonicalAddress(ip);
+  const f = familyOf(addr);
+  if (family && f !== family) throw new CliError(`${addr} is an IPv${f} address, this command is for IPv${family}.`);
+  return addr;
+}
+
+/** An AS number, 1..4294967295 (2015: "Invalid AS Number specified."). */
+export function parseAs(as: string): string {
+  const t = as.trim();
+  if (!/^\d+$/.test(t) || Number(t) < 1 || Number(t) > 4294967295) {
+    throw new CliError(`Invalid AS Number specified: "${as}" (expected a number from 1 to 4294967295).`);
+  }
+  return String(Number(t));
+}
+
+/** `<IP> as <AS>`, every part checked (all problems reported together, as 2015's validate_arguments). */
+export function parsePeerArgs(ip: string, word: string, as: string): { addr: string; asNum: string } {
+  const problems: string[] = [];
+  let addr = '';
+  let asNum = '';
+  try {
+    addr = parsePeerIp(ip);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (word !== 'as') problems.push(`Expected "as" between the peer address and its AS number, got "${word}" (usage: <IP> as <AS>).`);
+  try {
+    asNum = parseAs(as);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (problems.length) throw new CliError(problems.join('\n'));
+  return { addr, asNum };
+}
+
+/** Route reflectors and global peers are not Calico hosts: hosts reach each other through the mesh. */
+async function refuseCalicoHost(ds: Datastore, addr: string, what: string): Promise<void> {
+  const host = (await new HostStore(ds).list()).find((h) => [h.ip, h.ip6].some((a) => a && canonicalAddress(a) === addr));
+  if (host) {
+    throw new CliError(`${addr} is the BGP address of Calico host ${host.host}: it cannot be ${what} (hosts peer with each other through the node-to-node mesh).`);
+  }
+}
+
+export function familyOf(ip: string): Family {
+  return parseAddress(ip).family;
+}
+
+export function cmpAddr(a: string, b: string): number {
+  const x = parseAddress(a);
+  const y = parseAddress(b);
+  return x.family - y.family || (x.value < y.value ? -1 : x.value > y.value ? 1 : 0);
+}

@@ -1,0 +1,50 @@
+import os from 'node:os';
+import type { Command } from 'commander';
+import { BgpConfigStore, HostStore } from '../../datastore';
+import { canonicalAddress } from '../../ipam/cidr';
+import { withDatastore } from '../datastore';
+import { CliError } from '../errors';
+import { addShow, familyOf, parsePeerArgs, parsePeerIp } from './bgppeer';
+
+/**
+ * `calicoctl node bgppeer add|remove|show`: BGP peers of this host only
+ * (v0.4.6), e.g. its top-of-rack router. Registered under `node`.
+ */
+export function registerNodeBgppeer(node: Command): void {
+  const bgppeer = node.command('bgppeer').description('Manage the BGP peers of this host only');
+  const hostOption = (c: Command) => c.option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
+
+  hostOption(
+    bgppeer
+      .command('add')
+      .description('Add a BGP peer for this host (idempotent; a second add updates the AS)')
+      .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
+      .argument('<as>', 'the word "as"')
+      .argument('<AS>', 'the peer\'s AS number'),
+  ).action(async (ip: string, word: string, as: string, flags: { hostname: string }, cmd: Command) => {
+    const { addr, asNum } = parsePeerArgs(ip, word, as);
+    await withDatastore(cmd, async (ds) => {
+      const me = await new HostStore(ds).get(flags.hostname);
+      if (me && [me.ip, me.ip6].some((a) => a && canonicalAddress(a) === addr)) {
+        throw new CliError(`${addr} is this host's own address (calicoctl node --ip/--ip6 of ${flags.hostname}): a host cannot peer with itself.`);
+      }
+      await new BgpConfigStore(ds).addPeer({ host: flags.hostname }, addr, asNum);
+    });
+  });
+
+  hostOption(bgppeer.command('remove').description('Remove a BGP peer of this host').argument('<IP>', 'the peer\'s address')).action(
+    async (ip: string, flags: { hostname: string }, cmd: Command) => {
+      const addr = parsePeerIp(ip);
+      const removed = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).removePeer({ host: flags.hostname }, addr));
+      if (!removed) throw new CliError(`${addr} is not a configured peer for this node.`);
+      process.stdout.write('BGP peer removed from node configuration\n');
+    },
+  );
+
+  const show = hostOption(bgppeer.command('show').description('List the BGP peers of this host'));
+  addShow(show, async (cmd, families) => {
+    const host = cmd.opts().hostname as string;
+    const peers = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listPeers({ host }));
+    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f) }));
+  }, (f) => ({ columns: [{ header: `Node specific IPv${f} BGP Peer` }, { header: 'AS Num' }], emptyText: `No IPv${f} BGP Peers defined for this node.` }));
+}
