@@ -3,7 +3,7 @@
 // narrowest pool containing it.
 import type { Family } from '../ipam/types';
 import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, holdsBlock, parseCidr } from '../ipam/cidr';
-import { cidrWithin, narrowestPool, nestingNote, poolNesting } from '../ipam/pools';
+import { cidrWithin, narrowestPool } from '../ipam/pools';
 import { backoff, CAS_RETRIES, Datastore, json, Put, Versioned } from './datastore';
 import { DatastoreError } from './errors';
 import { keys, parseAffinityKey } from './keys';
@@ -19,15 +19,6 @@ export interface Pool {
   family: Family;
   natOutgoing: boolean;
   ipip: boolean;
-}
-
-export interface AddedPool extends Pool {
-  /** Existing pools the new one lies inside, innermost first. */
-  inside: string[];
-  /** Existing pools lying inside the new one. */
-  contains: string[];
-  /** One line saying how it nests, when it does. */
-  note?: string;
 }
 
 export interface PoolUsage extends Pool {
@@ -81,19 +72,18 @@ export class PoolStore {
    * pool may lie inside another or contain others (CIDRs cannot overlap in
    * any other way): each block then belongs to the narrowest pool containing
    * it (see ipam/pools.ts), and the blocks of the pools around the new one
-   * that lie inside it are re-attributed to it. Returns the pool as stored
-   * and how it nests with the pools that existed.
+   * that lie inside it are re-attributed to it (ipam/pools.ts nestingNote
+   * says how a new pool nests). Returns the pool as stored.
    */
-  async add(cidr: string, opts: PoolOptions = {}): Promise<AddedPool> {
+  async add(cidr: string, opts: PoolOptions = {}): Promise<Pool> {
     const c = PoolStore.parse(cidr, opts);
     const value: PoolValue = { cidr: c.text };
     if (opts.ipip) value.ipip = IPIP_DEVICE;
     if (opts.natOutgoing) value.masquerade = true;
     const key = keys.pool(c.family, c.text);
-    const before = await this.listFamily(c.family);
     await this.ds.put(key, value);
     await this.reattribute(c.family);
-    return { ...poolFromValue(c.family, value), ...poolNesting(c, before), note: nestingNote(c, before) };
+    return poolFromValue(c.family, value);
   }
 
   async get(cidr: string): Promise<Pool | undefined> {

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { DatastoreError, PoolStore, PoolUsage } from '../../datastore';
+import { nestingNote } from '../../ipam/pools';
 import type { Family } from '../../ipam/types';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
@@ -30,9 +31,14 @@ export function registerPool(program: Command): void {
       const normalised = c.text === cidr.trim() ? '' : ` (normalised from ${cidr.trim()})`;
       const message = await withDatastore(cmd, async (ds) => {
         const store = new PoolStore(ds);
-        const before = await store.get(c.text);
+        const existing = await store.list(c.family);
+        const before = existing.find((p) => p.cidr === c.text);
         const after = await store.add(c.text, opts);
-        if (!before) return `Added pool ${c.text}${optionsSuffix(after)}${normalised}${after.note ? `\n${after.note}` : ''}`;
+        if (!before) {
+          // One more line when the pool nests with existing ones (pools.ts nestingNote).
+          const note = nestingNote(c, existing);
+          return `Added pool ${c.text}${optionsSuffix(after)}${normalised}${note ? `\n${note}` : ''}`;
+        }
         if (before.natOutgoing === after.natOutgoing && before.ipip === after.ipip) {
           return `Pool ${c.text}${optionsSuffix(after)} already exists${normalised}`;
         }
