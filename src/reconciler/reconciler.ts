@@ -27,7 +27,7 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Between sweeps (default 30 s). */
   sweepIntervalMs?: number;
-  /** How long a reservation without a container survives before collection (default 120 s). */
+  /** How long a reservation without a container, a docker- address held by no container, or a stale block claim survives before collection (default 120 s). */
   gcGraceMs?: number;
   /** Event stream resubscription backoff cap (default 5 s). */
   maxBackoffMs?: number;
@@ -119,6 +119,7 @@ export class Reconciler implements Component {
     const { host, log } = this.o;
     // Order matters (see planSweep): allocations, then endpoints, then containers.
     const allocations = await this.ipam.listByHost(host);
+    const staleAffinities = await this.ipam.listStaleAffinities?.();
     const endpoints = await this.o.endpoints.listByHost(host);
     let containers: ContainerView[];
     try {
@@ -137,6 +138,7 @@ export class Reconciler implements Component {
       containers,
       inflight: (h) => this.o.inflight.has(h),
       sightings: this.sightings,
+      staleAffinities,
       ifNameFor: this.o.ifNameFor,
     });
     this.sightings = plan.sightings;
@@ -152,6 +154,11 @@ export class Reconciler implements Component {
     for (const r of plan.release) {
       const n = await this.ipam.releaseByHandle(r.handle);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
+    }
+    // IPAM leftovers of dead processes: block claims (docker- handles are in plan.release).
+    for (const { affinity, reason } of plan.settleAffinities) {
+      const outcome = await this.ipam.settleAffinity?.(affinity);
+      if (outcome && outcome !== 'changed') log.info({ host: affinity.host, block: affinity.block, outcome }, `stale block claim settled: ${reason}`);
     }
     return plan;
   }
