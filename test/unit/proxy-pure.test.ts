@@ -4,6 +4,7 @@ import { parseRequestTarget } from '../../src/proxy/request-target';
 import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
 import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/proxy/listener';
+import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
@@ -98,4 +99,15 @@ test('interceptor helpers: Docker error shape and first match wins', () => {
   const list = [mk('a', '/containers/create'), mk('b', '/containers/create')];
   assert.equal(findInterceptor(list, 'POST', '/containers/create')?.name, 'a');
   assert.equal(findInterceptor(list, 'GET', '/containers/create'), undefined);
+});
+
+test('hijack: the declared body gathered before the first write to dockerd', () => {
+  assert.equal(declaredBody({ 'content-length': '28' }), 28);
+  assert.equal(declaredBody({}), 0);
+  assert.equal(declaredBody({ 'content-length': '0' }), 0);
+  // Chunked (dockerode with no body) has no length to wait for; nonsense neither.
+  assert.equal(declaredBody({ 'transfer-encoding': 'chunked', 'content-length': '28' }), 0);
+  assert.equal(declaredBody({ 'content-length': 'x' }), 0);
+  // Beyond the cap it streams as it comes instead of being held.
+  assert.equal(declaredBody({ 'content-length': String(MAX_GATHERED_BODY + 1) }), 0);
 });
