@@ -15,6 +15,7 @@ import { buildFastifyProxy, callState } from './fastify-app';
 import { intercepted } from './intercepted';
 import { hijack } from './hijack';
 import { checkListenPolicy, createServer, listen, ListenError, TlsOptions } from './listener';
+import { swarmPortInterceptor } from './interceptors/swarm-init';
 
 export interface ProxyOptions {
   /** Where clients connect: tcp://127.0.0.1:2377 (default), unix:///path. */
@@ -22,7 +23,7 @@ export interface ProxyOptions {
   /** Where dockerd is: unix:///var/run/docker.sock (default), tcp://host:port. Never DOCKER_HOST. */
   upstream: string;
   tls?: TlsOptions;
-  /** First match claims the request; everything else passes through untouched. */
+  /** First match claims the request; everything else passes through untouched. (The proxy adds its own swarm-port one first.) */
   interceptors?: Interceptor[];
   /** The socket whose mode and group a unix listener copies (default: the upstream socket, else /var/run/docker.sock). */
   socketPermsFrom?: string;
@@ -58,13 +59,19 @@ export class DockerProxy implements Component {
     }
     checkListenPolicy(this.listenAddr, opts.tls);
     this.upstream = new Upstream(up);
-    this.interceptors = opts.interceptors ?? [];
+    // The proxy's own interceptor (its port is swarm's default port too), then the caller's.
+    this.interceptors = [swarmPortInterceptor(() => this.ownTcpListener()), ...(opts.interceptors ?? [])];
   }
 
   /** The address actually bound (port resolved when 0 was asked for). */
   get address(): Address {
     if (!this.bound) throw new Error('proxy is not listening');
     return this.bound;
+  }
+
+  private ownTcpListener(): { host: string; port: number; label: string } | undefined {
+    const b = this.bound;
+    return b?.kind === 'tcp' ? { host: b.host, port: b.port, label: formatAddress(b) } : undefined;
   }
 
   get upstreamLabel(): string {

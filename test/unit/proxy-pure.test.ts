@@ -5,6 +5,8 @@ import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src
 import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/proxy/listener';
 import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
+import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
+import { silentLogger } from '../../src/log/logger';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
@@ -110,4 +112,40 @@ test('hijack: the declared body gathered before the first write to dockerd', () 
   assert.equal(declaredBody({ 'content-length': 'x' }), 0);
   // Beyond the cap it streams as it comes instead of being held.
   assert.equal(declaredBody({ 'content-length': String(MAX_GATHERED_BODY + 1) }), 0);
+});
+
+test('swarm port: dockerd\'s bind error on the proxy\'s own port is explained, others pass untouched', async () => {
+  const clash = 'manager stopped: failed to listen on remote API address: listen tcp 0.0.0.0:2377: bind: address already in use';
+  assert.deepEqual(addressInUse(clash), { host: '0.0.0.0', port: 2377 });
+  assert.deepEqual(addressInUse('listen tcp [::]:2377: bind: address already in use'), { host: '::', port: 2377 });
+  assert.equal(addressInUse('invalid join token'), undefined);
+  const own = { host: '127.0.0.1', port: 2377 };
+  assert.equal(collides({ host: '0.0.0.0', port: 2377 }, own), true);
+  assert.equal(collides({ host: '127.0.0.1', port: 2377 }, own), true);
+  assert.equal(collides({ host: '10.0.0.5', port: 2377 }, own), false, 'another address on the same port does not clash with a loopback listener');
+  assert.equal(collides({ host: '10.0.0.5', port: 2377 }, { host: '0.0.0.0', port: 2377 }), true);
+  assert.equal(collides({ host: '0.0.0.0', port: 2378 }, own), false);
+
+  let listener: { host: string; port: number; label: string } | undefined = { ...own, label: 'tcp://127.0.0.1:2377' };
+  const icp = swarmPortInterceptor(() => listener);
+  assert.equal(icp.matches('POST', '/swarm/init'), true);
+  assert.equal(icp.matches('POST', '/swarm/join'), true);
+  assert.equal(icp.matches('GET', '/swarm'), false);
+  const ctx = (path: string) => ({ method: 'POST', path, query: new URLSearchParams(), headers: {}, log: silentLogger() });
+  const answer = (status: number, message: string) => ({ status, headers: {}, body: dockerErrorBody(message) });
+  const join = await icp.onResponse!(ctx('/swarm/join'), answer(500, clash), undefined);
+  assert.ok(join);
+  assert.equal(join.status, 500);
+  const msg = JSON.parse(join.body.toString()).message as string;
+  assert.ok(msg.startsWith(clash), msg);
+  assert.match(msg, /calico-docker proxy \(Docker API on tcp:\/\/127\.0\.0\.1:2377\)/);
+  assert.match(msg, /`docker swarm join --listen-addr <ip>:2378`/);
+  assert.match(msg, /`calicoctl node --listen tcp:\/\/127\.0\.0\.1:<port>`/);
+  // Not ours: another port, another error, success, dockerd unreachable, a unix listener.
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(500, clash.replace('2377', '4000')), undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(503, 'This node is already part of a swarm.'), undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), { status: 200, headers: {}, body: Buffer.from('"nodeid"') }, undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), { error: new Error('ECONNREFUSED') }, undefined), undefined);
+  listener = undefined;
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(500, clash), undefined), undefined);
 });
