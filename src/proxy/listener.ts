@@ -19,19 +19,31 @@ export class ListenError extends Error {}
 
 /**
  * Refuses what would expose the Docker API (root on this host) to the
- * network without TLS. Pure: checks the flags, opens nothing.
+ * network without verified client certificates: off loopback, TLS alone
+ * (--tls) only encrypts, anyone who reaches the port still gets root, so only
+ * --tlsverify is accepted there. Loopback and unix sockets may go without:
+ * like Docker's own socket, they give every local user who can reach them
+ * root. Pure: checks the flags, opens nothing.
  */
 export function checkListenPolicy(a: Address, tls?: TlsOptions): void {
   if (tls?.verify && !tls.ca) {
     throw new ListenError('--tlsverify needs --tlscacert: the CA that signs the client certificates to accept');
   }
-  if (a.kind === 'tcp' && !isLoopbackHost(a.host) && !tls) {
+  if (a.kind !== 'tcp' || isLoopbackHost(a.host) || tls?.verify) return;
+  const fix =
+    'Listen on 127.0.0.1 or a unix socket, or require client certificates: ' +
+    '--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem';
+  if (!tls) {
     throw new ListenError(
       `refusing to listen on ${formatAddress(a)} without TLS: anyone who can reach it gets root on this host ` +
-        'through the Docker API. Listen on 127.0.0.1 or a unix socket, or enable TLS with client certificates: ' +
-        '--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem',
+        `through the Docker API. ${fix}`,
     );
   }
+  throw new ListenError(
+    `refusing to listen on ${formatAddress(a)} with --tls alone: it encrypts but accepts any client, and anyone ` +
+      `who can reach it gets root on this host through the Docker API. Use --tlsverify instead of --tls ` +
+      `(with --tlscacert=ca.pem, the CA that signs your clients' certificates), or listen on 127.0.0.1 or a unix socket`,
+  );
 }
 
 // Node's defaults suit web servers, not the Docker API:

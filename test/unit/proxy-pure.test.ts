@@ -49,12 +49,21 @@ test('loopback and self-loop detection', () => {
   assert.ok(pointsAt(parseAddress('unix:///run/a.sock', 'x'), parseAddress('unix:///run//a.sock', 'x')));
 });
 
-test('listen policy: non-loopback TCP needs TLS; --tlsverify needs a CA', () => {
+test('listen policy: non-loopback TCP needs TLS with verified client certificates; --tlsverify needs a CA', () => {
   assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x')), /--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem/);
   checkListenPolicy(parseAddress('tcp://127.0.0.1:2377', 'x'));
   checkListenPolicy(parseAddress('unix:///run/calico.sock', 'x'));
   checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', verify: true }), /needs --tlscacert/);
+  // --tls alone encrypts but accepts any client: refused off loopback, naming the fix.
+  assert.throws(
+    () => checkListenPolicy(parseAddress('tcp://10.0.0.10:2376', 'x'), { cert: 'c', key: 'k', ca: 'ca', verify: false }),
+    /refusing to listen on tcp:\/\/10\.0\.0\.10:2376 with --tls alone.*Use --tlsverify instead of --tls/,
+  );
+  assert.throws(() => checkListenPolicy(parseAddress('tcp://[::]:2376', 'x'), { cert: 'c', key: 'k', verify: false }), /with --tls alone/);
+  // On loopback (or a unix socket) --tls alone stays allowed.
+  checkListenPolicy(parseAddress('tcp://127.0.0.1:2376', 'x'), { cert: 'c', key: 'k', verify: false });
+  checkListenPolicy(parseAddress('tcp://[::1]:2376', 'x'), { cert: 'c', key: 'k', verify: false });
 });
 
 test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () => {
@@ -70,6 +79,11 @@ test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () =>
   assert.throws(() => proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2377', dockerUpstream: DEFAULT_DOCKER_UPSTREAM }), (e) => e instanceof CliError && /--tlsverify/.test(e.message));
   assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true }), /needs --tlscert and --tlskey/);
   assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlscert: 'c', tlskey: 'k' }), /without --tls/);
+  assert.throws(
+    () => proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tls: true, tlscert: 'c', tlskey: 'k' }),
+    (e) => e instanceof CliError && /with --tls alone.*--tlsverify/.test(e.message),
+  );
+  assert.equal(proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tls: true, tlscert: 'c', tlskey: 'k' }).tls?.verify, false);
   const t = proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true, tlscacert: 'ca', tlscert: 'c', tlskey: 'k' });
   assert.deepEqual(t.tls, { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.match(dockerHostHint(t), /DOCKER_TLS_VERIFY=1/);
