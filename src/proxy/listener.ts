@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from './address';
 import { formatAddress, isLoopbackHost } from './address';
@@ -79,6 +80,27 @@ export function createServer(tls?: TlsOptions): http.Server {
   }) as unknown as http.Server;
 }
 
+/**
+ * The public listener of the splice (splice.ts): raw connections, TLS as
+ * dockerd offers it. Returns the server and the event that hands over a
+ * client connection ready for HTTP bytes.
+ */
+export function createListener(t?: TlsOptions): { server: net.Server; event: 'connection' | 'secureConnection' } {
+  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true }), event: 'connection' };
+  const server = tls.createServer({
+    allowHalfOpen: true,
+    cert: fs.readFileSync(t.cert),
+    key: fs.readFileSync(t.key),
+    ca: t.ca ? fs.readFileSync(t.ca) : undefined,
+    requestCert: t.verify,
+    rejectUnauthorized: t.verify,
+    // Keep ALPN off h2: hijacked calls need HTTP/1.1.
+    ALPNProtocols: ['http/1.1'],
+    minVersion: 'TLSv1.2',
+  });
+  return { server, event: 'secureConnection' };
+}
+
 /** Whether something accepts connections on a unix socket path. */
 function socketInUse(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -97,7 +119,7 @@ function socketInUse(path: string): Promise<boolean> {
  * and group of `permsFrom` (the Docker socket) so the `docker` group keeps
  * working through us.
  */
-export async function listen(server: http.Server, a: Address, permsFrom: string | undefined, log: Logger): Promise<Address> {
+export async function listen(server: net.Server, a: Address, permsFrom: string | undefined, log: Logger): Promise<Address> {
   if (a.kind === 'unix') {
     if (fs.existsSync(a.path)) {
       if (!fs.lstatSync(a.path).isSocket()) throw new ListenError(`cannot listen on ${a.path}: it exists and is not a socket`);

@@ -5,6 +5,7 @@ import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src
 import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/proxy/listener';
 import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
+import { BodyScanner, headEnd, parseHead, requestFraming, responseFraming } from '../../src/proxy/framing';
 import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
 import { silentLogger } from '../../src/log/logger';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
@@ -162,4 +163,47 @@ test('swarm port: dockerd\'s bind error on the proxy\'s own port is explained, o
   assert.equal(await icp.onResponse!(ctx('/swarm/init'), { error: new Error('ECONNREFUSED') }, undefined), undefined);
   listener = undefined;
   assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(500, clash), undefined), undefined);
+});
+
+test('framing: heads end at a blank line (CRLF or bare LF); bodies counted or chunk-scanned, not decoded', () => {
+  const b = (s: string) => Buffer.from(s, 'latin1');
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY')), 27);
+  assert.equal(headEnd(b('POST /x HTTP/1.1\nHost: docker.sock\n\n{}')), 36);
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n')), -1);
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n\r')), -1);
+  const req = b('POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 12\r\n\r\n');
+  const h = parseHead(req, headEnd(req), 'request')!;
+  assert.deepEqual(h.line, ['POST', '/v1.41/containers/create', 'HTTP/1.1']);
+  assert.deepEqual(h.rawHeaders, ['Host', 'x', 'X-A', '1', 'x-a', '2', 'Content-Length', '12']);
+  assert.deepEqual(requestFraming(h), { kind: 'length', n: 12 });
+  assert.equal(parseHead(b('NOT HTTP\r\n\r\n'), 12, 'request'), undefined);
+  const chunkedReq = b('POST /build HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.deepEqual(requestFraming(parseHead(chunkedReq, chunkedReq.length, 'request')!), { kind: 'chunked' });
+  const bad = b('POST /x HTTP/1.1\r\nContent-Length: 1x\r\n\r\n');
+  assert.equal(requestFraming(parseHead(bad, bad.length, 'request')!), undefined);
+  const res = (s: string, method = 'GET') => {
+    const r = b(s);
+    return responseFraming(parseHead(r, headEnd(r), 'response')!, method);
+  };
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n', 'HEAD'), { kind: 'none' });
+  assert.deepEqual(res('HTTP/1.1 204 No Content\r\n\r\n'), { kind: 'none' });
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n'), { kind: 'close' });
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), { kind: 'chunked' });
+
+  // A chunked body split anywhere (sizes with extensions, a trailer) ends exactly where it ends.
+  const body = b('5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\n');
+  for (let cut = 1; cut < body.length; cut++) {
+    const sc = new BodyScanner({ kind: 'chunked' });
+    const n1 = sc.feed(body.subarray(0, cut));
+    assert.equal(n1, cut);
+    assert.equal(sc.done, false, `done too early at ${cut}`);
+    const n2 = sc.feed(Buffer.concat([body.subarray(cut), b('GET / HTTP/1.1\r\n')]));
+    assert.equal(sc.done, true);
+    assert.equal(n1 + n2, body.length, `cut at ${cut}`);
+  }
+  const len = new BodyScanner({ kind: 'length', n: 4 });
+  assert.deepEqual([len.feed(b('ab')), len.done, len.feed(b('cdNEXT')), len.done], [2, false, 2, true]);
+  const broken = new BodyScanner({ kind: 'chunked' });
+  broken.feed(b('zz\r\n'));
+  assert.deepEqual([broken.done, broken.broken], [true, true]);
 });
