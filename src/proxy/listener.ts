@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from './address';
 import { formatAddress, isLoopbackHost } from './address';
+import { SPLICE_BUFFER } from './upstream';
 
 /** TLS as dockerd spells it: --tls, --tlsverify, --tlscacert, --tlscert, --tlskey. */
 export interface TlsOptions {
@@ -86,9 +87,12 @@ export function createServer(tls?: TlsOptions): http.Server {
  * client connection ready for HTTP bytes.
  */
 export function createListener(t?: TlsOptions): { server: net.Server; event: 'connection' | 'secureConnection' } {
-  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true }), event: 'connection' };
+  // A bigger socket buffer than Node's 16 KiB: spliced transfers pause far less often.
+  const highWaterMark = SPLICE_BUFFER;
+  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark }), event: 'connection' };
   const server = tls.createServer({
     allowHalfOpen: true,
+    highWaterMark,
     cert: fs.readFileSync(t.cert),
     key: fs.readFileSync(t.key),
     ca: t.ca ? fs.readFileSync(t.ca) : undefined,
