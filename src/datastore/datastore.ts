@@ -74,11 +74,22 @@ export function prefixEnd(prefix: string): Buffer {
   return Buffer.from([0]);
 }
 
+/** Told about every etcd call: its time, and its error code when it failed (the node's metrics). */
+export type CallObserver = (seconds: number, errorCode?: string) => void;
+
+/** How old the last etcd answer may be before health() pings (in the background) to refresh it. */
+export const HEALTH_FRESH_MS = 10000;
+
 export class Datastore {
   readonly endpoints: string[];
   readonly client: Etcd3;
+  /** Set by the node (metrics): sees every call's time and outcome. */
+  observer?: CallObserver;
   private readonly timeoutMs: number;
   private readonly onInvalid: (key: string, problem: string) => void;
+  /** The last call's outcome: when it ended and, if it failed, why. */
+  private last?: { at: number; error?: string };
+  private healthPing?: Promise<void>;
 
   constructor(opts: DatastoreOptions) {
     if (!opts.endpoints.length) throw new DatastoreError('INVALID_ARGUMENT', 'no etcd endpoints given');
@@ -116,10 +127,50 @@ export class Datastore {
         this.timeoutMs,
       );
     });
+    const started = performance.now();
     try {
-      return await Promise.race([fn(), deadline]);
+      const r = await Promise.race([fn(), deadline]);
+      this.settled(started);
+      return r;
     } catch (e) {
-      if (e instanceof DatastoreError) throw e;
+      const err = this.classify(what, e);
+      this.settled(started, err);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private settled(started: number, err?: DatastoreError): void {
+    const now = performance.now();
+    // Any answer, an error included, says etcd is up; only UNAVAILABLE says it is not.
+    this.last = { at: now, error: err?.code === 'UNAVAILABLE' ? err.message : undefined };
+    this.observer?.((now - started) / 1000, err?.code);
+  }
+
+  /**
+   * Whether etcd answers, from the last call (undefined: it did, recently
+   * enough). Never waits: when the last answer is older than freshMs, a
+   * ping goes out in the background and the next question gets its result.
+   */
+  health(freshMs = HEALTH_FRESH_MS): string | undefined {
+    const last = this.last;
+    const age = last ? performance.now() - last.at : Infinity;
+    if (age > freshMs && !this.healthPing) {
+      this.healthPing = this.ping()
+        .catch(() => undefined)
+        .finally(() => (this.healthPing = undefined));
+    }
+    if (!last) return 'no etcd call has finished yet';
+    if (last.error) return last.error;
+    if (age > freshMs + this.timeoutMs * 2) return `etcd has not answered for ${Math.round(age / 1000)} s`;
+    return undefined;
+  }
+
+  /** Transport failures (and our deadline) are UNAVAILABLE; anything else etcd said is FAILED. */
+  private classify(what: string, e: unknown): DatastoreError {
+    {
+      if (e instanceof DatastoreError) return e;
       const err = e as Error;
       if (
         isRecoverableError(err) ||
@@ -131,14 +182,12 @@ export class Datastore {
         const cause = (err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError
           ? 'every member failed repeatedly just before'
           : err.message;
-        throw new DatastoreError(
+        return new DatastoreError(
           'UNAVAILABLE',
           `${what}: etcd unreachable (endpoints tried: ${this.endpoints.join(', ')}): ${cause}`,
         );
       }
-      throw new DatastoreError('FAILED', `${what}: ${err.message}`);
-    } finally {
-      clearTimeout(timer);
+      return new DatastoreError('FAILED', `${what}: ${err.message}`);
     }
   }
 

@@ -41,6 +41,11 @@ export class DatastoreComponent implements Component {
     return this.member;
   }
 
+  /** Whether etcd answered lately (Datastore.health: never waits on etcd). */
+  health(): string | undefined {
+    return this.ds ? this.ds.health() : 'not connected to etcd';
+  }
+
   async start(): Promise<void> {
     try {
       await this.connect();

@@ -3,6 +3,7 @@
 // a batch is in flight go out together in the next one), so a host's
 // allocators do not burn CAS retries against each other.
 import type { Logger } from 'pino';
+import type { IpamMetrics, IpamOp } from '../metrics/node-metrics';
 import { Datastore, json } from '../datastore/datastore';
 import { checkId, keys } from '../datastore/keys';
 import { BlockValue, HandleValue } from '../datastore/schemas';
@@ -18,19 +19,41 @@ export interface EtcdIpamOptions {
   log?: Logger;
   /** Most requests of one host written in one transaction (etcd allows 128 ops). Default 32. */
   maxBatch?: number;
+  /** Allocations, releases, errors and their latency (the node's metrics). */
+  metrics?: IpamMetrics;
 }
 
 export class EtcdIpam implements Ipam {
   private readonly ctx: IpamContext;
   private readonly queues = new Map<string, { items: Pending[]; running: boolean }>();
   private readonly maxBatch: number;
+  private readonly metrics?: IpamMetrics;
 
   constructor(ds: Datastore, opts: EtcdIpamOptions = {}) {
     this.ctx = new IpamContext(ds, opts.log);
     this.maxBatch = Math.max(1, Math.min(opts.maxBatch ?? 32, 60));
+    this.metrics = opts.metrics;
   }
 
   allocate(req: AllocateRequest): Promise<Allocation[]> {
+    return this.measured('allocate', this.allocateQueued(req), (a) => a.length);
+  }
+
+  /** Records an operation's time and outcome (addresses it allocated or freed, or its error code). */
+  private measured<T>(op: IpamOp, p: Promise<T>, addresses: (r: T) => number): Promise<T> {
+    const m = this.metrics;
+    if (!m) return p;
+    const started = performance.now();
+    return p.then(
+      (r) => (m.done(op, (performance.now() - started) / 1000, addresses(r)), r),
+      (e) => {
+        m.done(op, (performance.now() - started) / 1000, 0, e instanceof IpamError ? e.code : 'UNKNOWN');
+        throw e;
+      },
+    );
+  }
+
+  private allocateQueued(req: AllocateRequest): Promise<Allocation[]> {
     let families: FamilyRequest[];
     try {
       families = validate(req);
@@ -80,11 +103,11 @@ export class EtcdIpam implements Ipam {
   }
 
   releaseByHandle(handle: string): Promise<number> {
-    return wrap(() => releaseByHandle(this.ctx, handle));
+    return this.measured('release', wrap(() => releaseByHandle(this.ctx, handle)), (n) => n);
   }
 
   releaseAddress(address: string, handle: string): Promise<boolean> {
-    return wrap(() => releaseAddress(this.ctx, canonicalOrInvalid(address), handle));
+    return this.measured('release', wrap(() => releaseAddress(this.ctx, canonicalOrInvalid(address), handle)), (freed) => (freed ? 1 : 0));
   }
 
   setAttrs(handle: string, attrs: Record<string, string>): Promise<void> {
@@ -138,7 +161,7 @@ export class EtcdIpam implements Ipam {
 
   /** Releases records only where handle and sequence number still match (re-validated at release). */
   releaseIfUnchanged(records: Pick<gc.AllocationRecord, 'address' | 'handle' | 'seq'>[]): Promise<number> {
-    return wrap(() => gc.releaseIfUnchanged(this.ctx, records));
+    return this.measured('release', wrap(() => gc.releaseIfUnchanged(this.ctx, records)), (n) => n);
   }
 
   /** Releases everything of handles the caller has found dead. Returns addresses freed. */

@@ -10,4 +10,6 @@ export interface Component {
   stop(): Promise<void>;
   /** Kills the component's child processes at once: the node's stop bound ran out. */
   abort?(): void;
+  /** Whether it is up now: undefined when it is, else why not (/healthz). Answers at once, from what it already knows. */
+  health?(): string | undefined;
 }

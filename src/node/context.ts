@@ -9,6 +9,7 @@ import { EndpointRecorder } from '../endpoints/recorder';
 import { EndpointRegistry } from '../endpoints/registry';
 import { ReservationBook } from '../endpoints/reservations';
 import { EtcdIpam } from '../ipam/ipam';
+import { NodeMetrics } from '../metrics/node-metrics';
 import { dockerClient } from './docker-client';
 
 export interface NodeEndpoints {
@@ -34,11 +35,15 @@ export interface NodeContext {
   /** The real dockerd (never the proxy). */
   docker: Dockerode;
   endpoints: NodeEndpoints;
+  /** The process's one metrics registry; components record through its recorders, later ones register on `metrics.registry`. */
+  metrics: NodeMetrics;
 }
 
 export function makeNodeContext(o: { hostname: string; stateDir: string; log: Logger; datastore: Datastore; dockerUpstream: string }): NodeContext {
   const { hostname, log, datastore } = o;
-  const ipam = new EtcdIpam(datastore, { log: log.child({ component: 'ipam' }) });
+  const metrics = new NodeMetrics();
+  datastore.observer = metrics.etcd;
+  const ipam = new EtcdIpam(datastore, { log: log.child({ component: 'ipam' }), metrics: metrics.ipam });
   const docker = dockerClient(o.dockerUpstream);
   const store = new EndpointStore(datastore);
   const registry = new EndpointRegistry();
@@ -52,5 +57,6 @@ export function makeNodeContext(o: { hostname: string; stateDir: string; log: Lo
     ipam,
     docker,
     endpoints: { store, registry, reservations, inflight: new InflightHandles(), lifecycle, recorder: new EndpointRecorder(docker, lifecycle) },
+    metrics,
   };
 }

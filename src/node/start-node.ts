@@ -14,9 +14,11 @@ import { DockerProxy, ProxyOptions } from '../proxy';
 import { calicoInterceptors } from '../proxy/interceptors';
 import { Reconciler } from '../reconciler/reconciler';
 import { PolicyComponent } from '../policy/component';
+import { MetricsServer, MetricsServerOptions } from '../metrics';
 import { Syncer } from '../syncer';
 import type { Component } from './component';
 import { NodeContext, makeNodeContext } from './context';
+import { nodeHealth } from './health';
 import { NodeIdentity } from './identity';
 import { NodeProcess } from './node-process';
 
@@ -54,6 +56,8 @@ export interface NodeOptions {
   /** The Docker network + IPAM driver; needs etcd. */
   plugin?: PluginNodeOptions;
   reconciler?: ReconcilerNodeOptions;
+  /** `--metrics`: /metrics and /healthz (off when absent; needs etcd and the plugin). */
+  metrics?: Pick<MetricsServerOptions, 'listen' | 'tls'>;
 }
 
 /**
@@ -69,6 +73,7 @@ export interface NodeOptions {
  *   plugin      Docker network + IPAM driver; records endpoints at Join
  *   proxy       Docker API on :2377 (pass-through + create/inspect interceptors)
  *   reconciler  Docker events + periodic sweep
+ *   metrics     /metrics and /healthz (--metrics), last: its health covers every component above
  * Stopped in reverse, each stop bounded (NodeProcess).
  */
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
@@ -82,6 +87,7 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   await node.start(datastore);
   const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
   for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
+  if (opts.metrics) await node.start(new MetricsServer({ ...opts.metrics, metrics: ctx.metrics, health: () => nodeHealth(node.components()), log: log.child({ component: 'metrics' }) }));
   return node;
 }
 
@@ -105,11 +111,13 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     lifecycle: endpoints.lifecycle,
     hasIpv6Pool: async () => (await new PoolStore(datastore).list(6)).length > 0,
     log,
+    metrics: ctx.metrics.plugin,
   });
   const proxy = opts.proxy
     ? new DockerProxy(
         {
           ...opts.proxy,
+          metrics: ctx.metrics.proxy,
           interceptors: [
             ...(opts.proxy.interceptors ?? []),
             ...calicoInterceptors({
@@ -142,6 +150,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     log: child('reconciler'),
     sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
     gcGraceMs: opts.reconciler?.gcGraceMs,
+    metrics: ctx.metrics.reconciler,
   });
   return [identity, syncer, applier, nat, policy, dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Component } from '../node/component';
 import type { Ipam } from '../ipam/types';
+import type { PluginMetrics } from '../metrics/node-metrics';
 import { HostDataplane } from '../dataplane/host-dataplane';
 import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRegistry } from '../endpoints/registry';
@@ -31,7 +32,14 @@ export interface DockerPluginOptions {
   /** Whether an IPv6 pool exists (decides IPv6 on the calico network). */
   hasIpv6Pool?: () => Promise<boolean>;
   log: Logger;
+  /** Calls by method and result (the node's metrics). */
+  metrics?: PluginMetrics;
+  /** How often the socket file is checked, and served again when it vanished (default 1500 ms). */
+  socketCheckMs?: number;
 }
+
+/** How long the socket check waits for the plugin's own socket to accept a connection. */
+const SOCKET_PROBE_MS = 1000;
 
 /**
  * The node's Docker plugin: network driver + IPAM driver on a unix socket that
@@ -48,6 +56,10 @@ export class DockerPlugin implements Component {
   private app?: FastifyInstance;
   private stopped = false;
   private retry?: NodeJS.Timeout;
+  private socketCheck?: NodeJS.Timeout;
+  /** Why the socket did not answer at the last check (undefined: it did). */
+  private socketProblem?: string;
+  private relistening = false;
   private markNetworkReady!: () => void;
   private readonly networkReady = new Promise<void>((r) => (this.markNetworkReady = r));
 
@@ -75,10 +87,11 @@ export class DockerPlugin implements Component {
     await this.claimSocket();
     // A restarted plugin knows only what Docker tells it (adoptRunning), as a new process would.
     this.network.reset();
-    this.app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log });
-    await this.app.listen({ path: this.socketPath });
+    await this.listen();
     this.o.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening');
     this.stopped = false;
+    this.socketCheck = setInterval(() => void this.checkSocket(), this.o.socketCheckMs ?? 1500);
+    this.socketCheck.unref();
     // dockerd may start after the node (boot order) or restart under it: the
     // drivers serve regardless, and the network is ensured until it exists.
     try {
@@ -86,6 +99,56 @@ export class DockerPlugin implements Component {
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, `Docker network ${calicoNetworkName()} not ensured yet; retrying in the background`);
       this.retryInBackground();
+    }
+  }
+
+  private async listen(): Promise<void> {
+    const app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log, metrics: this.o.metrics });
+    await app.listen({ path: this.socketPath });
+    this.app = app;
+  }
+
+  /** Up when the socket file dockerd looks for exists and answered the last check. */
+  health(): string | undefined {
+    if (!this.app) return 'not listening';
+    if (!fs.existsSync(this.socketPath)) return `socket ${this.socketPath} is gone: Docker cannot reach the plugin (listening again)`;
+    return this.socketProblem;
+  }
+
+  /**
+   * dockerd finds the plugin by its socket file only: one removed under a
+   * running node (a cleanup script, /run remounted) leaves the node
+   * unreachable for Docker. So the file is checked periodically and, when
+   * gone, the plugin serves a new socket at the same path.
+   */
+  private async checkSocket(): Promise<void> {
+    if (this.stopped || this.relistening || !this.app) return;
+    if (fs.existsSync(this.socketPath)) {
+      this.socketProblem = await probeSocket(this.socketPath);
+      return;
+    }
+    this.relistening = true;
+    const old = this.app;
+    try {
+      this.log.warn({ socket: this.socketPath }, `plugin socket ${this.socketPath} vanished; listening on a new one`);
+      await old.close().catch(() => undefined);
+      if (this.stopped) return;
+      fs.mkdirSync(path.dirname(this.socketPath), { recursive: true });
+      await this.listen();
+      if (this.stopped) {
+        // stop() ran while we listened again: undo this socket too.
+        await this.app?.close().catch(() => undefined);
+        this.app = undefined;
+        fs.rmSync(this.socketPath, { force: true });
+        return;
+      }
+      this.socketProblem = undefined;
+      this.log.info({ socket: this.socketPath }, 'Docker network and IPAM driver listening again');
+    } catch (e) {
+      this.socketProblem = `cannot listen on ${this.socketPath} again: ${(e as Error).message}`;
+      this.log.error({ socket: this.socketPath, err: (e as Error).message }, this.socketProblem);
+    } finally {
+      this.relistening = false;
     }
   }
 
@@ -140,6 +203,7 @@ export class DockerPlugin implements Component {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
+    if (this.socketCheck) clearInterval(this.socketCheck);
     const app = this.app;
     this.app = undefined;
     if (app) {
@@ -177,4 +241,14 @@ export class DockerPlugin implements Component {
     const m = (await calicoNetworkMembers(this.o.docker, this.o.hostname)).find((x) => x.addresses.includes(address));
     return m ? `container ${m.name} (${m.endpoint.containerId.slice(0, 12)}) on Docker network ${calicoNetworkName()}` : undefined;
   }
+}
+
+/** Undefined when something accepts a connection on the socket in time, else why not. */
+function probeSocket(socketPath: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    const timer = setTimeout(() => (s.destroy(), resolve(`socket ${socketPath} does not accept connections within ${SOCKET_PROBE_MS} ms`)), SOCKET_PROBE_MS);
+    s.once('connect', () => (clearTimeout(timer), s.destroy(), resolve(undefined)));
+    s.once('error', (e) => (clearTimeout(timer), resolve(`socket ${socketPath} does not answer: ${e.message}`)));
+  });
 }

@@ -2,6 +2,7 @@ import Fastify, { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { PluginError } from './address';
+import type { PluginMetrics } from '../metrics/node-metrics';
 import type { IpamDriver } from './ipam-driver';
 import type { NetworkDriver } from './network-driver';
 import * as S from './schemas';
@@ -10,6 +11,8 @@ export interface PluginServerOptions {
   network: NetworkDriver;
   ipam: IpamDriver;
   log: Logger;
+  /** Calls by method and result (the node's metrics). */
+  metrics?: PluginMetrics;
 }
 
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
@@ -41,15 +44,18 @@ export function buildPluginServer(o: PluginServerOptions): FastifyInstance {
       const parsed = schema.safeParse(req.body ?? {});
       if (!parsed.success) {
         o.log.warn({ method, problem: S.describeZodError(parsed.error) }, 'invalid plugin request');
+        o.metrics?.call(method, 'invalid');
         return reply.code(400).send({ Err: `invalid ${method} request: ${S.describeZodError(parsed.error)}` });
       }
       try {
         const out = await handler(parsed.data);
         o.log.debug({ method, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'plugin call');
+        o.metrics?.call(method, 'ok');
         return out;
       } catch (e) {
         const msg = (e as Error).message;
         o.log.warn({ method, err: msg }, 'plugin call failed');
+        o.metrics?.call(method, e instanceof PluginError ? 'invalid' : 'error');
         return reply.code(e instanceof PluginError ? 400 : 500).send({ Err: msg });
       }
     });

@@ -7,6 +7,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Component } from '../node/component';
+import type { ProxyMetrics } from '../metrics/node-metrics';
 import type { Address } from './address';
 import { formatAddress, parseAddress, pointsAt } from './address';
 import type { Interceptor } from './interceptor';
@@ -32,6 +33,8 @@ export interface ProxyOptions {
   interceptors?: Interceptor[];
   /** The socket whose mode and group a unix listener copies (default: the upstream socket, else /var/run/docker.sock). */
   socketPermsFrom?: string;
+  /** Requests by path class and status, intercepted-call latency, bytes spliced, hijacked streams (the node's metrics). */
+  metrics?: ProxyMetrics;
 }
 
 const PROBE_HEADER = 'x-calico-proxy-probe';
@@ -134,12 +137,23 @@ export class DockerProxy implements Component {
     const { server: listener, event } = createListener(this.opts.tls);
     this.listener = listener;
     const up = this.upstream;
+    const m = this.opts.metrics;
     const targets = {
-      docker: () => up.connectRaw(),
+      docker: m
+        ? () => {
+            const s = up.connectRaw();
+            m.dockerSocket(s);
+            return s;
+          }
+        : () => up.connectRaw(),
       fastify: () => net.connect({ path: appSocket, allowHalfOpen: true }),
       dockerLabel: up.label,
       claims: (method: string, url: string, rawHeaders: string[]) => this.claims(method, url, rawHeaders),
-      done: (method: string, url: string, status: number, kind: 'splice' | 'hijack', started: bigint) => this.logRequest(method, url, status, started, undefined, kind),
+      done: (method: string, url: string, status: number, kind: 'splice' | 'hijack', started: bigint) => {
+        m?.request(url, status);
+        this.logRequest(method, url, status, started, undefined, kind);
+      },
+      hijacked: m ? (d: 1 | -1) => m.hijacked(d) : undefined,
       inflight: (d: number) => {
         this.spliceInflight += d;
       },
@@ -236,9 +250,16 @@ export class DockerProxy implements Component {
     });
   }
 
-  private track(handled: Promise<number>, req: http.IncomingMessage, res: http.ServerResponse, method: string, started: bigint, interceptor?: string): void {
+  private track(handled: Promise<number>, req: http.IncomingMessage, res: http.ServerResponse, method: string, started: bigint, interceptor: string): void {
+    const m = this.opts.metrics;
     handled.then(
-      (status) => this.logRequest(method, req.url, status, started, interceptor),
+      (status) => {
+        if (m) {
+          m.intercepted(interceptor, Number(process.hrtime.bigint() - started) / 1e9);
+          m.request(req.url ?? '/', status);
+        }
+        this.logRequest(method, req.url, status, started, interceptor);
+      },
       (err) => {
         this.log.error({ err, method, url: req.url }, 'proxy request failed');
         sendDockerError(res, 500, `calico proxy: ${(err as Error).message}`);
@@ -251,6 +272,10 @@ export class DockerProxy implements Component {
     if (!this.log.isLevelEnabled('debug')) return;
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     this.log.debug({ method, url, status, ms: Math.round(ms * 10) / 10, interceptor, kind }, `${method} ${url} ${status}`);
+  }
+
+  health(): string | undefined {
+    return this.listener?.listening ? undefined : 'not listening';
   }
 
   async stop(): Promise<void> {

@@ -34,6 +34,8 @@ export interface SpliceTargets {
   done(method: string, url: string, status: number, kind: 'splice' | 'hijack', started: bigint): void;
   /** Upstream (dockerd) calls in flight: +1 / -1. */
   inflight(delta: number): void;
+  /** A call became a raw stream (+1) / that stream ended (-1). */
+  hijacked?(delta: 1 | -1): void;
   log: Logger;
 }
 
@@ -59,11 +61,16 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   let gatherSend: (() => void) | undefined;
   let gatherWant = 0;
   let pendingRawFromClient = false;
+  let rawCounted = false;
 
   const closeAll = () => {
     if (state === 'closed') return;
     state = 'closed';
     clearTimeout(gatherTimer);
+    if (rawCounted) {
+      rawCounted = false;
+      t.hijacked!(-1);
+    }
     finishCall();
     for (const s of Object.values(conns)) s?.destroy();
     c.destroy();
@@ -223,6 +230,10 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
 
   function goRaw(s: net.Socket, rest: Buffer): void {
     state = 'raw';
+    if (t.hijacked) {
+      rawCounted = true;
+      t.hijacked(1);
+    }
     if (cur?.counted) {
       t.inflight(-1);
       cur.counted = false;

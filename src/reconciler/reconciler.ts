@@ -11,9 +11,9 @@ import type { InflightHandles } from '../endpoints/inflight';
 import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRecorder } from '../endpoints/recorder';
 import type { Ipam } from '../ipam/types';
+import type { ReconcilerMetrics } from '../metrics/node-metrics';
 import { HANDLE_LABEL } from '../names';
 import type { Component } from '../node/component';
-;
 import { ContainerEvent, EventFollower } from './docker-events';
 import { planSweep, SweepPlan } from './sweep-plan';
 
@@ -36,6 +36,8 @@ export interface ReconcilerOptions {
   gcGraceMs?: number;
   /** Event stream resubscription backoff cap (default 5 s). */
   maxBackoffMs?: number;
+  /** Sweeps and the addresses released (the node's metrics). */
+  metrics?: ReconcilerMetrics;
 }
 
 export class Reconciler implements Component {
@@ -94,6 +96,7 @@ export class Reconciler implements Component {
       // Addresses given by `calicoctl container add` carry no label: they
       // name their container, and the next sweep releases them.
       const released = handle ? await this.ipam.releaseByHandle(handle) : 0;
+      this.o.metrics?.released('event', released);
       if (released) this.o.log.info({ container: e.id, handle, released }, 'container removed; address released');
     }
   }
@@ -107,7 +110,8 @@ export class Reconciler implements Component {
       this.sweepAgain = true;
       return this.sweeping;
     }
-    this.sweeping = this.sweepOnce().finally(() => {
+    const m = this.o.metrics;
+    this.sweeping = (m ? this.sweepOnce().then((p) => (m.sweep(p ? 'ok' : 'skipped'), p), (e) => (m.sweep('failed'), Promise.reject(e))) : this.sweepOnce()).finally(() => {
       this.sweeping = undefined;
       if (this.sweepAgain) {
         this.sweepAgain = false;
@@ -157,6 +161,7 @@ export class Reconciler implements Component {
     }
     for (const r of plan.release) {
       const n = await this.ipam.releaseByHandle(r.handle);
+      this.o.metrics?.released('sweep', n);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
     }
     // IPAM leftovers of dead processes: block claims (docker- handles are in plan.release).

@@ -18,6 +18,8 @@ export interface LabNodeConfig {
   gcGraceMs: number;
   logFile: string;
   logLevel?: string;
+  /** --metrics: where /metrics and /healthz are served (absent: off). */
+  metrics?: string;
 }
 
 async function main(): Promise<void> {
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
       etcd: { endpoints: { endpoints: cfg.etcd, source: '--etcd-endpoints' }, embedded: 'off' },
       plugin: { pluginName: cfg.pluginName, dockerUpstream: upstream },
       reconciler: { sweepIntervalMs: cfg.sweepIntervalMs, gcGraceMs: cfg.gcGraceMs },
+      metrics: cfg.metrics ? { listen: cfg.metrics } : undefined,
     },
     log,
   );

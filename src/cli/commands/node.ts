@@ -9,6 +9,7 @@ import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach
 import { registerNodeStop } from './node-stop';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
+import { metricsAddress, MetricsListenError } from '../../metrics/listen';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -28,6 +29,8 @@ interface NodeFlags extends ProxyFlags {
   pluginName: string;
   /** --proxy-only: the Docker API proxy alone, plain pass-through. */
   proxyOnly?: boolean;
+  /** --metrics ADDR: /metrics and /healthz there. */
+  metrics?: string;
 }
 
 /**
@@ -48,10 +51,12 @@ export function registerNode(program: Command): void {
   cmd
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
-    .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME);
+    .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME)
+    .option('--metrics <ADDR>', 'serve Prometheus metrics on /metrics and health on /healthz at ADDR (e.g. tcp://127.0.0.1:9099); off loopback only with --tlsverify (the proxy\'s TLS flags)');
   registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
+    const metrics = metricsOptionsFrom(flags, proxy.tls);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
@@ -71,7 +76,7 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics },
         log,
       );
     } catch (e) {
@@ -102,4 +107,17 @@ export function registerNode(program: Command): void {
     setTimeout(() => process.exit(0), 100).unref();
   });
   registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: cmd.opts<NodeFlags>().name }));
+}
+
+/** --metrics, checked before anything starts: off loopback it needs verified client certificates. */
+function metricsOptionsFrom(f: NodeFlags, tls: ReturnType<typeof proxyOptionsFrom>['tls']): { listen: string; tls?: typeof tls } | undefined {
+  if (f.metrics === undefined) return undefined;
+  if (f.proxyOnly) throw new CliError('--metrics needs the whole node: drop --proxy-only (the proxy alone has no components to report on)');
+  try {
+    metricsAddress(f.metrics, tls);
+  } catch (e) {
+    if (e instanceof MetricsListenError) throw new CliError(e.message);
+    throw e;
+  }
+  return { listen: f.metrics, tls };
 }
