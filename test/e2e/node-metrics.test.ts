@@ -1,0 +1,154 @@
+// The node observable (issue 10, deliver 4): `calicoctl node --metrics` on a
+// lab host (real dockerd, etcd, plugin, proxy). The counters move by exactly
+// what the docker CLI did through the proxy; /healthz turns 503 naming the
+// plugin when its socket file is removed, and 200 once the plugin listens
+// again (and Docker reaches it); a --metrics off loopback without verified
+// client certificates is refused with the fix.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { isRoot, teardownAll, waitFor } from '../harness';
+import { CalicoLab, SpawnedNode } from './calico-lab';
+
+after(teardownAll);
+const skip = !isRoot() && 'needs root (netns, dockerd)';
+
+let lab: CalicoLab;
+let node: SpawnedNode;
+let metricsSocket: string;
+
+before(async () => {
+  if (skip) return;
+  lab = await CalicoLab.start({ pools: ['10.67.0.0/16'] });
+  // The operator's node in place of the lab's, with metrics on a unix socket the test process reaches.
+  await lab.stopNode();
+  metricsSocket = path.join(lab.dir, 'metrics.sock');
+  node = lab.spawnCalicoctlNode({ stateDir: path.join(lab.dir, 'metrics-node'), extra: ['--metrics', `unix://${metricsSocket}`] });
+  await node.ready();
+  assert.equal(node.child.exitCode, null, node.log());
+});
+
+function get(p: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ socketPath: metricsSocket, path: p }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+/** One sample's value (0 when absent), labels matched exactly. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (m && m[1] === name && (m[2] ?? '').split(',').filter(Boolean).sort().join(',') === want) return Number(m[3]);
+  }
+  return 0;
+}
+
+async function scrape(): Promise<string> {
+  const r = await get('/metrics');
+  assert.equal(r.status, 200);
+  assert.match(r.type, /^text\/plain/);
+  return r.body;
+}
+
+test('/metrics: the counters move by exactly what the docker CLI did through the proxy', { skip }, async () => {
+  const before = await scrape();
+  const ps = { class: 'containers', status: '200' };
+  for (let i = 0; i < 3; i++) await lab.dockerOk(['ps']);
+  const afterPs = await scrape();
+  assert.equal(sample(afterPs, 'calico_proxy_requests_total', ps) - sample(before, 'calico_proxy_requests_total', ps), 3, 'GET /containers/json x3');
+  assert.equal(
+    sample(afterPs, 'calico_proxy_requests_total', { class: 'system', status: '200' }) - sample(before, 'calico_proxy_requests_total', { class: 'system', status: '200' }),
+    3,
+    'one /_ping per docker CLI run',
+  );
+  assert.ok(sample(afterPs, 'calico_proxy_spliced_bytes_total', { direction: 'from_docker' }) > sample(before, 'calico_proxy_spliced_bytes_total', { direction: 'from_docker' }));
+  assert.ok(sample(afterPs, 'calico_proxy_spliced_bytes_total', { direction: 'to_docker' }) > sample(before, 'calico_proxy_spliced_bytes_total', { direction: 'to_docker' }));
+
+  // Two containers through the create interceptor, the plugin and IPAM; the first one attached for a while (a hijacked stream).
+  const slow = lab.docker(['run', '--rm', '-e', 'CALICO_IP=auto', lab.image, 'sh', '-c', 'sleep 2']);
+  await waitFor('the attached run to be a hijacked stream', async () => sample(await scrape(), 'calico_proxy_hijacked_streams_open') === 1, 15000);
+  const r = await slow;
+  assert.equal(r.code, 0, r.stderr);
+  await lab.dockerOk(['run', '--rm', '-e', 'CALICO_IP=auto', lab.image, 'true']);
+  // Releases run after Docker's answer (plugin) or on the destroy event (reconciler): wait for both addresses.
+  const released = (t: string) => sample(t, 'calico_ipam_releases_total') - sample(before, 'calico_ipam_releases_total');
+  await waitFor('both addresses released', async () => released(await scrape()) >= 2, 15000);
+  await new Promise((res) => setTimeout(res, 500)); // anything counted twice would show by now
+  const t = await scrape();
+  const moved = (name: string, labels: Record<string, string> = {}) => sample(t, name, labels) - sample(before, name, labels);
+  assert.equal(moved('calico_proxy_intercepted_seconds_count', { interceptor: 'create-container' }), 2, 'create interceptor x2');
+  assert.ok(sample(t, 'calico_proxy_intercepted_seconds_sum', { interceptor: 'create-container' }) > 0);
+  assert.equal(moved('calico_ipam_allocations_total'), 2, 'one IPv4 address per container');
+  assert.equal(released(t), 2, 'and each released once');
+  assert.equal(moved('calico_ipam_operation_seconds_count', { op: 'allocate' }), 2);
+  assert.equal(moved('calico_ipam_errors_total'), 0);
+  assert.equal(moved('calico_plugin_calls_total', { method: 'NetworkDriver.Join', result: 'ok' }), 2, 'Join x2');
+  assert.equal(moved('calico_plugin_calls_total', { method: 'NetworkDriver.Leave', result: 'ok' }), 2, 'Leave x2');
+  assert.equal(moved('calico_plugin_calls_total', { method: 'IpamDriver.RequestAddress', result: 'ok' }), 2);
+  assert.equal(sample(t, 'calico_proxy_hijacked_streams_open'), 0, 'no stream left open');
+  assert.equal(moved('calico_proxy_requests_total', { class: 'containers', status: '201' }), 2, 'two creates answered 201');
+  assert.ok(sample(t, 'calico_reconciler_sweeps_total', { result: 'ok' }) >= 1, 'the start sweep ran');
+  assert.ok(moved('calico_etcd_call_seconds_count') > 0, 'etcd calls timed');
+  assert.equal(moved('calico_etcd_errors_total', { kind: 'unavailable' }), 0);
+  assert.ok(sample(t, 'calico_node_process_resident_memory_bytes') > 0, 'process metrics');
+  // Only bounded labels: no container id or query string reached a label.
+  assert.doesNotMatch(t, /class="[^"]*[/?]/);
+  await lab.waitClean();
+});
+
+test('/healthz: 200 with every component; 503 naming the plugin when its socket is removed; 200 once it listens again', { skip }, async () => {
+  const ok = await get('/healthz');
+  assert.equal(ok.status, 200, ok.body);
+  const h = JSON.parse(ok.body);
+  assert.equal(h.status, 'ok');
+  for (const c of ['datastore', 'plugin', 'proxy', 'reconciler', 'metrics']) assert.equal(h.components[c], 'ok', `${c} in ${ok.body}`);
+
+  const sock = `/run/docker/plugins/${lab.pluginName}.sock`;
+  assert.ok(fs.existsSync(sock));
+  fs.rmSync(sock);
+  const down = await get('/healthz');
+  assert.equal(down.status, 503, down.body);
+  const d = JSON.parse(down.body);
+  assert.equal(d.status, 'unhealthy');
+  assert.match(d.components.plugin, new RegExp(`socket ${sock.replace(/[/.]/g, '\\$&')} is gone`));
+  assert.equal(d.components.proxy, 'ok', 'only the plugin is named');
+
+  await waitFor('the plugin to listen again', async () => (await get('/healthz')).status === 200, 10000);
+  assert.ok(fs.lstatSync(sock).isSocket());
+  assert.match(node.log(), /vanished; listening on a new one/);
+  // Docker reaches the plugin on the new socket.
+  await lab.dockerOk(['run', '--rm', '-e', 'CALICO_IP=auto', lab.image, 'true']);
+  await lab.waitClean();
+});
+
+test('the documented loopback form serves too; --metrics off loopback without verified client certificates is refused with the fix', { skip }, async () => {
+  // tcp://127.0.0.1:9099 inside the lab host's namespace (its own loopback).
+  await node.child.kill('SIGTERM');
+  await node.exited;
+  const tcpNode = lab.spawnCalicoctlNode({ stateDir: path.join(lab.dir, 'metrics-node-tcp'), extra: ['--metrics', 'tcp://127.0.0.1:9099'] });
+  await tcpNode.ready();
+  assert.equal(tcpNode.child.exitCode, null, tcpNode.log());
+  const probe = await lab.ns.exec(process.execPath, ['-e', "fetch('http://127.0.0.1:9099/healthz').then(async (r) => console.log(r.status, await r.text()))"], { timeoutMs: 15000 });
+  assert.match(probe.stdout, /^200 \{"status":"ok"/, probe.stderr);
+  tcpNode.child.kill('SIGTERM');
+  assert.equal(await tcpNode.exited, 0);
+
+  for (const [extra, fix] of [
+    [['--metrics', 'tcp://0.0.0.0:9099'], /without verified client certificates.*--metrics tcp:\/\/127\.0\.0\.1:9099.*--tlsverify --tlscacert=ca\.pem/],
+    [['--metrics', 'tcp://198.18.0.1:9099', '--tls', '--tlscert', '/nonexistent/c.pem', '--tlskey', '/nonexistent/k.pem'], /without verified client certificates/],
+  ] as [string[], RegExp][]) {
+    const refused = await lab.calicoctl(['node', '--state-dir', path.join(lab.dir, 'refused'), '--listen', `unix://${path.join(lab.dir, 'refused.sock')}`, ...extra]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, fix);
+  }
+  await lab.startNode();
+});
