@@ -14,7 +14,7 @@ import { DockerProxy, ProxyOptions } from '../proxy';
 import { calicoInterceptors } from '../proxy/interceptors';
 import { Reconciler } from '../reconciler/reconciler';
 import { PolicyComponent } from '../policy/component';
-import { MetricsServer, MetricsServerOptions } from '../metrics';
+import { MetricsServer, MetricsServerOptions, NodeMetrics } from '../metrics';
 import { Syncer } from '../syncer';
 import type { Component } from './component';
 import { NodeContext, makeNodeContext } from './context';
@@ -56,7 +56,7 @@ export interface NodeOptions {
   /** The Docker network + IPAM driver; needs etcd. */
   plugin?: PluginNodeOptions;
   reconciler?: ReconcilerNodeOptions;
-  /** `--metrics`: /metrics and /healthz (off when absent; needs etcd and the plugin). */
+  /** `--metrics`: /metrics and /healthz (off when absent). */
   metrics?: Pick<MetricsServerOptions, 'listen' | 'tls'>;
 }
 
@@ -78,16 +78,20 @@ export interface NodeOptions {
  */
 export async function startNode(opts: NodeOptions, log: Logger): Promise<NodeProcess> {
   const node = new NodeProcess(log);
+  const serveMetrics = (metrics: NodeMetrics) =>
+    opts.metrics && node.start(new MetricsServer({ ...opts.metrics, metrics, health: () => nodeHealth(node.components()), log: log.child({ component: 'metrics' }) }));
   if (!opts.etcd || !opts.plugin) {
     // --proxy-only: plain pass-through, nothing of Calico.
-    if (opts.proxy) await node.start(new DockerProxy(opts.proxy, log.child({ component: 'proxy' })));
+    const metrics = opts.metrics && new NodeMetrics();
+    if (opts.proxy) await node.start(new DockerProxy({ ...opts.proxy, metrics: metrics?.proxy }, log.child({ component: 'proxy' })));
+    if (metrics) await serveMetrics(metrics);
     return node;
   }
   const datastore = new DatastoreComponent({ etcd: opts.etcd, stateDir: opts.stateDir }, log.child({ component: 'datastore' }));
   await node.start(datastore);
   const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
   for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
-  if (opts.metrics) await node.start(new MetricsServer({ ...opts.metrics, metrics: ctx.metrics, health: () => nodeHealth(node.components()), log: log.child({ component: 'metrics' }) }));
+  await serveMetrics(ctx.metrics);
   return node;
 }
 

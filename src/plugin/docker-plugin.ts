@@ -104,7 +104,12 @@ export class DockerPlugin implements Component {
 
   private async listen(): Promise<void> {
     const app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log, metrics: this.o.metrics });
-    await app.listen({ path: this.socketPath });
+    try {
+      await app.listen({ path: this.socketPath });
+    } catch (e) {
+      await app.close().catch(() => undefined);
+      throw e;
+    }
     this.app = app;
   }
 

@@ -9,8 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { isRoot, teardownAll, waitFor } from '../harness';
+import https from 'node:https';
+import { isRoot, makeRunDir, makeTestCerts, onTeardown, removeTree, teardownAll, waitFor } from '../harness';
 import { CalicoLab, SpawnedNode } from './calico-lab';
+import { MetricsServer, NodeMetrics } from '../../src/metrics';
+import { silentLogger } from '../../src/log/logger';
 
 after(teardownAll);
 const skip = !isRoot() && 'needs root (netns, dockerd)';
@@ -151,4 +154,36 @@ test('the documented loopback form serves too; --metrics off loopback without ve
     assert.match(refused.stderr, fix);
   }
   await lab.startNode();
+});
+
+test('with the node\'s --tlsverify the metrics endpoint is HTTPS and accepts only clients with a certificate from the CA', async () => {
+  const dir = await makeRunDir('metrics-tls');
+  onTeardown(`removing ${dir}`, () => removeTree(dir));
+  const certs = makeTestCerts(dir);
+  const tls = { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, verify: true };
+  const health = () => ({ status: 'ok' as const, components: {} });
+  // Off loopback is accepted with verification (not started here: the test listens on loopback only).
+  assert.doesNotThrow(() => new MetricsServer({ listen: 'tcp://0.0.0.0:9099', tls, metrics: new NodeMetrics({ defaultMetrics: false }), health, log: silentLogger() }));
+  assert.throws(() => new MetricsServer({ listen: 'tcp://0.0.0.0:9099', tls: { ...tls, verify: false }, metrics: new NodeMetrics({ defaultMetrics: false }), health, log: silentLogger() }), /without verified client certificates/);
+  const m = new NodeMetrics({ defaultMetrics: false });
+  m.plugin.call('NetworkDriver.Join', 'ok');
+  const server = new MetricsServer({ listen: 'tcp://127.0.0.1:0', tls, metrics: m, health, log: silentLogger() });
+  await server.start();
+  onTeardown('metrics server', () => server.stop());
+  const port = (server.address as { port: number }).port;
+  const fetchTls = (withCert: boolean) =>
+    new Promise<string>((resolve, reject) => {
+      const req = https.get(
+        { host: '127.0.0.1', port, path: '/metrics', ca: fs.readFileSync(certs.ca), ...(withCert ? { cert: fs.readFileSync(certs.clientCert), key: fs.readFileSync(certs.clientKey) } : {}) },
+        (res) => {
+          let b = '';
+          res.on('data', (c) => (b += c));
+          res.on('end', () => resolve(`${res.statusCode} ${b}`));
+        },
+      );
+      req.on('error', reject);
+    });
+  assert.match(await fetchTls(true), /^200 [^]*calico_plugin_calls_total\{method="NetworkDriver.Join",result="ok"\} 1/);
+  await assert.rejects(fetchTls(false), 'no client certificate: refused');
+  await server.stop();
 });

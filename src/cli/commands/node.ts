@@ -75,7 +75,7 @@ export function registerNode(program: Command): void {
     try {
       node = await startNode(
         flags.proxyOnly
-          ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
+          ? { hostname: flags.name, stateDir: flags.stateDir, proxy, metrics }
           : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics },
         log,
       );
@@ -112,7 +112,6 @@ export function registerNode(program: Command): void {
 /** --metrics, checked before anything starts: off loopback it needs verified client certificates. */
 function metricsOptionsFrom(f: NodeFlags, tls: ReturnType<typeof proxyOptionsFrom>['tls']): { listen: string; tls?: typeof tls } | undefined {
   if (f.metrics === undefined) return undefined;
-  if (f.proxyOnly) throw new CliError('--metrics needs the whole node: drop --proxy-only (the proxy alone has no components to report on)');
   try {
     metricsAddress(f.metrics, tls);
   } catch (e) {
