@@ -20,6 +20,7 @@ interface NodeFlags extends ProxyFlags {
   name: string;
   ip?: string;
   ip6?: string;
+  as?: string;
   stateDir: string;
   detach?: boolean;
   logLevel: string;
@@ -41,6 +42,7 @@ export function registerNode(program: Command): void {
     .option('--name <NAME>', 'this host\'s name in the datastore (one live node per name)', os.hostname())
     .option('--ip <IP>', 'this host\'s IPv4 address (BGP peering, as in `calicoctl node --ip=...`)')
     .option('--ip6 <IP6>', 'this host\'s IPv6 address')
+    .option('--as <AS>', 'this host\'s own BGP AS number (default: the global AS, `calicoctl bgp default-node-as`)')
     .option('--state-dir <DIR>', 'where the node keeps its pid file, log file and embedded etcd data', DEFAULT_STATE_DIR)
     .option('--detach', 'run in the background; pid file and log file go under --state-dir')
     .option('--log-level <LEVEL>', 'trace, debug, info, warn or error', process.env.CALICO_LOG_LEVEL ?? 'info');
@@ -71,7 +73,7 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
         log,
       );
     } catch (e) {
