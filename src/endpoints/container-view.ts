@@ -2,7 +2,7 @@
 // Calico endpoint. Used by the reconciler (starts that bypassed the plugin's
 // Join record, node restarts) and `calicoctl container add`.
 import { HANDLE_LABEL, PROFILES_LABEL, calicoNetworkName } from '../names';
-import { Endpoint, makeEndpoint } from './model';
+import { Endpoint, makeEndpoint, withDefaultProfile } from './model';
 
 /** The parts of `docker inspect` / `docker ps` JSON that matter here (both shapes). */
 export interface ContainerView {
@@ -65,6 +65,6 @@ export function endpointFromContainer(c: ContainerView, host: string): Endpoint 
     mac: n.MacAddress ?? '',
     ipv4: n.IPAddress || undefined,
     ipv6: n.GlobalIPv6Address || undefined,
-    profiles: profilesFromLabels(labelsOf(c)),
+    profiles: withDefaultProfile(profilesFromLabels(labelsOf(c))),
   });
 }

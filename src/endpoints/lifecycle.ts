@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { EndpointStore } from '../datastore/endpoint-store';
 import type { Ipam } from '../ipam/types';
 import { RESERVATION_HANDLE_PREFIX } from '../names';
-import { Endpoint, addressesOf, sameEndpoint } from './model';
+import { Endpoint, addressesOf, sameEndpoint, withDefaultProfile } from './model';
 import type { EndpointRegistry } from './registry';
 import type { ReservationBook } from './reservations';
 
@@ -65,7 +65,7 @@ export class EndpointLifecycle {
       this.o.log.debug({ endpoint: endpointId }, 'endpoint without a reservation: recorded at its container\'s start event');
       return ep;
     }
-    const named: Endpoint = { ...ep, containerId: owner.containerId, profile_ids: owner.profiles };
+    const named: Endpoint = { ...ep, containerId: owner.containerId, profile_ids: withDefaultProfile(owner.profiles) };
     this.o.registry.set(named);
     await this.record(named);
     return named;

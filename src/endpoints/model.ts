@@ -4,6 +4,7 @@
 // src/datastore/endpoint-store.ts stores it under
 // /calico/v1/host/<h>/workload/docker/<cid>/endpoint/<epid>. Pure.
 import type { Endpoint } from '../datastore/endpoint-store';
+import { DEFAULT_PROFILE } from '../datastore/profile-store';
 import { GATEWAY_V4, GATEWAY_V6, hostIfName } from '../names';
 
 export type { Endpoint };
@@ -62,4 +63,9 @@ export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
     a.ipv6_nets.join() === b.ipv6_nets.join() &&
     a.profile_ids.join() === b.profile_ids.join()
   );
+}
+
+/** A container started without CALICO_PROFILE joins the default profile (2015 dropped all its traffic). */
+export function withDefaultProfile(profiles: string[]): string[] {
+  return profiles.length ? profiles : [DEFAULT_PROFILE];
 }

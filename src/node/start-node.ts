@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { BgpComponent } from '../bgp/component';
-import { PoolStore } from '../datastore';
+import { PoolStore, ProfileStore } from '../datastore';
 import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
@@ -14,6 +14,7 @@ import { DockerPlugin } from '../plugin/docker-plugin';
 import { DockerProxy, ProxyOptions } from '../proxy';
 import { calicoInterceptors } from '../proxy/interceptors';
 import { Reconciler } from '../reconciler/reconciler';
+import { PolicyComponent } from '../policy/component';
 import { Syncer } from '../syncer';
 import type { Component } from './component';
 import { NodeContext, makeNodeContext } from './context';
@@ -67,6 +68,8 @@ export interface NodeOptions {
  *   bgp         this host's BIRD, its config rendered from the syncer and this host's blocks
  *   applier     the one kernel applier (iptables, ipset): desired state in, diffs applied
  *   nat         MASQUERADE for --nat-outgoing pools (syncer -> applier)
+ *   policy      profiles, tags, rules as filter chains and ipsets (syncer -> compiler -> applier);
+ *               an endpoint recorded at Join has its chains before Join returns
  *   plugin      Docker network + IPAM driver; records endpoints at Join
  *   proxy       Docker API on :2377 (pass-through + create/inspect interceptors)
  *   reconciler  Docker events + periodic sweep
@@ -94,8 +97,10 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
   const bgp = new BgpComponent({ hostname, stateDir: ctx.stateDir, datastore, syncer, log });
   // Nothing is applied until every owner has said what it wants: a chain of
   // one owner must not look stale (and go) while only another has spoken.
-  const applier = new IptablesApplier({ log: child('kernel-applier'), expectOwners: [NatOutgoing.OWNER] });
+  const applier = new IptablesApplier({ log: child('kernel-applier'), expectOwners: [NatOutgoing.OWNER, PolicyComponent.OWNER] });
   const nat = new NatOutgoing({ applier, syncer, log: child('nat-outgoing') });
+  const policy = new PolicyComponent({ host: hostname, datastore, syncer, applier, log: child('policy') });
+  endpoints.lifecycle.onRecorded((ep) => policy.endpointRecorded(ep));
   const dockerPlugin = new DockerPlugin({
     pluginName: plugin.pluginName,
     hostname,
@@ -120,6 +125,10 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
               inflight: endpoints.inflight,
               reservations: endpoints.reservations,
               etcdEndpoints: etcd.endpoints.endpoints,
+              ensureProfiles: async (names) => {
+                const profiles = new ProfileStore(datastore);
+                for (const n of names) if (await profiles.ensure(n)) log.info({ profile: n }, `created profile ${n} with the default rules (CALICO_PROFILE)`);
+              },
             }),
           ],
         },
@@ -139,7 +148,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
     gcGraceMs: opts.reconciler?.gcGraceMs,
   });
-  return [identity, syncer, bgp, applier, nat, dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
+  return [identity, syncer, bgp, applier, nat, policy, dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }
 
 interface IpRoute {

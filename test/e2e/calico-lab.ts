@@ -26,7 +26,11 @@ export interface LabOptions {
   pools: string[];
   gcGraceMs?: number;
   sweepIntervalMs?: number;
-  /** dockerd's default bridge with iptables (bench: the direct baseline). */
+  /**
+   * dockerd as a stock host runs it: its default bridge and iptables on, so
+   * FORWARD policy DROP (default true; a lab without it once hid a failure).
+   * false: --bridge=none --iptables=false.
+   */
   bridge?: boolean;
   logLevel?: string;
 }
@@ -72,9 +76,15 @@ export class CalicoLab {
     await startEtcd(ns, dir);
     const dockerd = await PrivateDockerd.start({
       netns: ns.name,
-      ...(opts.bridge ? { bridge: { name: 'docker0', cidr: '172.31.0.1/24' }, iptables: true } : {}),
+      ...(opts.bridge !== false ? { bridge: { name: 'docker0', cidr: '172.31.0.1/24' }, iptables: true } : {}),
     });
     await ensureTestImage(dockerd);
+    if (opts.bridge !== false) {
+      // What dockerd does on a host where it had to turn forwarding on (a
+      // fresh namespace here may already forward, and then it leaves the policy).
+      await ns.ok('iptables', ['-w', '-P', 'FORWARD', 'DROP']);
+      await ns.ok('ip6tables', ['-w', '-P', 'FORWARD', 'DROP']);
+    }
     const lab = new CalicoLab(ns, dir, dockerd, opts);
     for (const p of opts.pools) await lab.calicoctl(['pool', 'add', p], true);
     await lab.startNode();

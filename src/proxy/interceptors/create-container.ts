@@ -28,6 +28,8 @@ export interface CreateContainerDeps {
    * families it carries.
    */
   network(): Promise<CalicoNetworkState>;
+  /** Creates the profiles CALICO_PROFILE names that do not exist yet, with the 2015 defaults. */
+  ensureProfiles?(names: string[]): Promise<void>;
   /** How long IPAM may take before the client is told the datastore is not answering (default 3 s). */
   ipamTimeoutMs?: number;
   /** Where the datastore is, for that message (e.g. "etcd at http://127.0.0.1:2379"). */
@@ -73,6 +75,15 @@ export class CreateContainerInterceptor implements Interceptor {
     // the client left out is reserved here too, so it belongs to the
     // container like the other: same address after a restart, released with it.
     wanted = withNetworkFamilies(wanted, net.ipv6);
+    if (wanted.profiles.length && this.deps.ensureProfiles) {
+      // As 2015's adapter did: a profile named at create that does not exist is made with the defaults.
+      try {
+        await this.deps.ensureProfiles(wanted.profiles);
+      } catch (e) {
+        const r = refusalForIpamError(e, `creating profile(s) ${wanted.profiles.join(', ')}`);
+        return { action: 'reply', status: r.status === 500 ? 503 : r.status, message: r.message };
+      }
+    }
 
     const handle = RESERVATION_HANDLE_PREFIX + randomUUID();
     const name = ctx.query.get('name');

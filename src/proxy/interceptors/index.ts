@@ -22,6 +22,8 @@ export interface CalicoInterceptorDeps {
   etcdEndpoints?: string[];
   /** Where created containers' reservations are noted: the plugin's Join names the container from them. */
   reservations: ReservationBook;
+  /** Creates missing CALICO_PROFILE profiles with the 2015 defaults. */
+  ensureProfiles?(names: string[]): Promise<void>;
 }
 
 /**
@@ -35,6 +37,7 @@ export function calicoInterceptors(d: CalicoInterceptorDeps): Interceptor[] {
       host: d.host,
       inflight: d.inflight,
       reservations: d.reservations,
+      ensureProfiles: d.ensureProfiles,
       network: calicoNetworkCheck(d.docker, d.pluginSocket),
       datastoreName: d.etcdEndpoints?.length ? `etcd at ${d.etcdEndpoints.join(', ')}` : undefined,
     }),
