@@ -93,12 +93,21 @@ export class TrinityHost {
     return run('nsenter', [`--net=${this.ns.path}`, cmd, ...args], opts);
   }
 
-  /** calicoctl on this host, as typed there: etcd is the host's own member (127.0.0.1:2379, the default). */
+  /** argv that runs cmd on this host: its network namespace, and its host name (a UTS namespace of its own). */
+  onHost(cmd: string, args: string[]): string[] {
+    return [`--net=${this.ns.path}`, 'unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', this.name, cmd, ...args];
+  }
+
+  /**
+   * calicoctl on this host, as typed there: its host name is trinityN (what
+   * `profile member add` and `node bgppeer` go by) and etcd is the host's own
+   * member (127.0.0.1:2379, the default).
+   */
   calicoctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
     const env = { ...process.env };
     delete env.ETCD_ENDPOINTS;
     delete env.ETCD_AUTHORITY;
-    return this.exec(process.execPath, [CALICOCTL_MAIN, ...args], { timeoutMs: 30000, env, ...opts });
+    return run('nsenter', this.onHost(process.execPath, [CALICOCTL_MAIN, ...args]), { timeoutMs: 30000, env, ...opts });
   }
 
   async calicoctlOk(args: string[], opts: RunOptions = {}): Promise<string> {
@@ -116,6 +125,11 @@ export class TrinityHost {
     const r = await this.docker(args, opts);
     if (r.code !== 0) throw new Error(`[${this.name}] docker ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
+  }
+
+  /** The docker CLI on dockerd's own socket (no Calico: works while the node is down). */
+  direct(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    return this.dockerd.docker(args, { timeoutMs: 60000, ...opts });
   }
 
   /** birdc on this host's BIRD (the node's socket under its state dir). */
@@ -140,7 +154,7 @@ export class TrinityHost {
     const env = { ...process.env };
     delete env.ETCD_ENDPOINTS;
     delete env.ETCD_AUTHORITY;
-    const child = spawn('nsenter', [`--net=${this.ns.path}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', fd], env });
+    const child = spawn('nsenter', this.onHost(process.execPath, args), { stdio: ['ignore', 'pipe', fd], env });
     fs.closeSync(fd);
     this.node = child;
     this.nodeOut = '';
@@ -193,7 +207,7 @@ export class TrinityHost {
 
   /** One ping from a container (busybox ping, 1 s wait). */
   async pingFrom(container: string, ip: string, waitS = 1): Promise<boolean> {
-    const r = await this.docker(['exec', container, 'ping', '-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 5) * 1000 });
+    const r = await this.direct(['exec', container, 'ping', '-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 5) * 1000 });
     return r.code === 0;
   }
 }
@@ -226,6 +240,7 @@ export function routerBirdConfig(hosts: readonly HostName[]): string {
     'template bgp rrclient {',
     `  local ${ROUTER_IP} as ${ROUTER_AS};`,
     '  rr client;',
+    '  direct;',
     '  hold time 9;',
     '  keepalive time 3;',
     '  connect retry time 2;',
@@ -328,6 +343,21 @@ export async function startTrinityLab(): Promise<TrinityLab> {
   const routerBirdc = (args: string[]) => run('birdc', ['-s', sock, ...args], { timeoutMs: 5000 });
   await waitFor('router BIRD', async () => (await routerBirdc(['show', 'status'])).code === 0 || bird.exitCode !== null, 10000);
   if (bird.exitCode !== null) throw new Error(`router BIRD exited: ${fs.readFileSync(path.join(rdir, 'bird.log'), 'utf8')}`);
+
+  // Runs first at teardown: containers go while their nodes (plugins) and
+  // etcd still answer (dockerd would otherwise wait on a dead plugin for
+  // each), then the nodes and every BIRD they started.
+  onTeardown('lab containers and nodes', async () => {
+    await Promise.all(
+      HOST_NAMES.map(async (n) => {
+        const host = hosts[n];
+        const ids = (await host.direct(['ps', '-aq'], { timeoutMs: 10000 })).stdout.split('\n').filter(Boolean);
+        if (ids.length) await host.direct(['rm', '-f', ...ids], { timeoutMs: 30000 });
+        await killChild(host.node);
+        host.killBird();
+      }),
+    );
+  });
 
   return {
     dir,
