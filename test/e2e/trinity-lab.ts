@@ -100,11 +100,12 @@ export class TrinityHost {
 
   /**
    * calicoctl on this host, as typed there: its host name is trinityN (what
-   * `profile member add` and `node bgppeer` go by) and etcd is the host's own
-   * member (127.0.0.1:2379, the default).
+   * `profile member add` and `node bgppeer` go by), etcd is the host's own
+   * member (127.0.0.1:2379, the default), and DOCKER_HOST is the host's
+   * proxy (the post exported it in that shell).
    */
   calicoctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-    const env = { ...process.env };
+    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: this.dockerHost };
     delete env.ETCD_ENDPOINTS;
     delete env.ETCD_AUTHORITY;
     return run('nsenter', this.onHost(process.execPath, [CALICOCTL_MAIN, ...args]), { timeoutMs: 30000, env, ...opts });
@@ -367,7 +368,8 @@ export async function startTrinityLab(): Promise<TrinityLab> {
     lan,
     image: TEST_IMAGE,
     routerBirdc,
-    clientPing: async (ip, waitS = 1) => (await client.exec('ping', ['-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 3) * 1000 })).code === 0,
+    // busybox: the machine itself has no ping.
+    clientPing: async (ip, waitS = 1) => (await client.exec('busybox', ['ping', '-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 3) * 1000 })).code === 0,
   };
 }
 
