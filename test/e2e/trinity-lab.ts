@@ -206,6 +206,13 @@ export class TrinityHost {
     return m[1]!;
   }
 
+  /** The network namespace of a running container (to probe from it without docker exec's own cost). */
+  async containerNetns(name: string): Promise<string> {
+    const pid = (await this.direct(['inspect', '-f', '{{.State.Pid}}', name])).stdout.trim();
+    if (!/^[1-9]\d*$/.test(pid)) throw new Error(`[${this.name}] ${name} is not running (pid ${pid})`);
+    return `/proc/${pid}/ns/net`;
+  }
+
   /** One ping from a container (busybox ping, 1 s wait). */
   async pingFrom(container: string, ip: string, waitS = 1): Promise<boolean> {
     const r = await this.direct(['exec', container, 'ping', '-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 5) * 1000 });
@@ -371,6 +378,30 @@ export async function startTrinityLab(): Promise<TrinityLab> {
     // busybox: the machine itself has no ping.
     clientPing: async (ip, waitS = 1) => (await client.exec('busybox', ['ping', '-c', '1', '-W', String(waitS), ip], { timeoutMs: (waitS + 3) * 1000 })).code === 0,
   };
+}
+
+/**
+ * ms from now until `busybox ping -i 0.05` run in network namespace `netns`
+ * (a host's, or a container's /proc/<pid>/ns/net) gets its first reply from ip.
+ */
+export function firstReply(netns: string, ip: string, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const p = spawn('nsenter', [`--net=${netns}`, 'busybox', 'ping', '-i', '0.05', '-W', '1', ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const done = (e?: Error) => {
+      clearTimeout(t);
+      p.kill('SIGKILL');
+      if (e) reject(e);
+      else resolve(Date.now() - t0);
+    };
+    const t = setTimeout(() => done(new Error(`no reply from ${ip} in ${netns} within ${timeoutMs} ms: ${out}`)), timeoutMs);
+    p.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (/bytes from/.test(out)) done();
+    });
+    p.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  });
 }
 
 /** p-th percentile (nearest rank) of ms values. */
