@@ -52,11 +52,19 @@ before(async () => {
   console.log(`nodes up, mesh established, ${Date.now() - t0} ms after start`);
 });
 
-test('mesh: a container on each host pings the two others', { skip }, async () => {
+test('mesh: a container on each host pings the two others', { skip }, async (t) => {
   const ips = {} as Record<HostName, string>;
   for (const n of HOST_NAMES) {
     await h[n].dockerOk(['run', '-d', '-e', 'CALICO_IP=auto', '--name', `m-${n}`, lab.image, 'sleep', '3600']);
+    const t0 = Date.now();
     ips[n] = await containerIp(h[n], `m-${n}`);
+    if (n === 'trinity30') {
+      // trinity30's first container: its block is claimed now, and must be announced by BGP.
+      await firstReply(await h.trinity10.containerNetns('m-trinity10'), ips[n], 5000);
+      const line = `first container on trinity30 (a newly claimed block, announced by BGP): reachable from trinity10 ${Date.now() - t0} ms after docker run returned`;
+      t.diagnostic(line);
+      console.log(line);
+    }
   }
   for (const from of HOST_NAMES) {
     for (const to of HOST_NAMES) {
