@@ -3,7 +3,7 @@
 // peer gets a session with an ipv4 channel, every IPv6 peer one with an ipv6
 // channel. docs/bgp.md explains how the routes flow.
 import { DEFAULT_AS } from '../datastore/host-store';
-import { canonicalAddress, parseAddress, parseCidr } from '../ipam/cidr';
+import { canonicalAddress, parseAddress, parseCidr } from '../address/cidr';
 import type { Family } from '../ipam/types';
 import type { BgpHost, BgpPeer, BirdInput, SessionType } from './types';
 

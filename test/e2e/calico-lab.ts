@@ -174,6 +174,13 @@ export class CalicoLab {
     };
   }
 
+  /** The lab host's filter table and ipsets, for a failure message (what policy had programmed). */
+  async kernelState(): Promise<string> {
+    const ipt = await this.ns.exec('iptables-save', ['-t', 'filter', '-c']);
+    const sets = await this.ns.exec('ipset', ['list']);
+    return `--- iptables-save -t filter -c\n${ipt.stdout}\n--- ipset list\n${sets.stdout}\n--- node log\n${this.logTail(40)}`;
+  }
+
   logTail(n = 20): string {
     try {
       return fs.readFileSync(path.join(this.dir, 'node.log'), 'utf8').split('\n').slice(-n).join('\n');

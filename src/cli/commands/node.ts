@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
+import { nodeId } from '../../node/identity';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
@@ -59,6 +60,7 @@ export function registerNode(program: Command): void {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
       process.stdout.write(`calicoctl node is running in the background: pid ${pid} (${pidFile}), log ${logFile}\n\n${dockerHostHint(proxy)}`);
+      if (!flags.proxyOnly) process.stdout.write(`\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`);
       return;
     }
     if (!flags.proxyOnly) claimPidFile(flags.stateDir);
@@ -80,7 +82,7 @@ export function registerNode(program: Command): void {
       removeOwnPidFile(flags.stateDir);
       throw new CliError(`calicoctl node failed to start: ${(e as Error).message}`);
     }
-    process.stdout.write(dockerHostHint(proxy));
+    process.stdout.write(dockerHostHint(proxy) + (flags.proxyOnly ? '' : `\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`));
     const signal = await stopSignal;
     log.info({ signal }, `${signal}: stopping the node`);
     // The whole stop is bounded: past it, children are killed and the process exits.
