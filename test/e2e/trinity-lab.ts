@@ -32,10 +32,11 @@ export function lanIp(name: HostName): string {
   return `${LAN_PREFIX}.${name.slice('trinity'.length)}`;
 }
 
-function killPidFile(file: string): void {
+/** SIGKILL to the process a pid file names, if its command line still mentions `mark` (pids are reused). */
+function killPidFile(file: string, mark: string): void {
   try {
     const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    if (pid > 1) process.kill(pid, 'SIGKILL');
+    if (pid > 1 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(mark)) process.kill(pid, 'SIGKILL');
   } catch {
     /* gone */
   }
@@ -189,7 +190,7 @@ export class TrinityHost {
 
   /** Every BIRD this host's nodes started (orphans of killed nodes too). */
   killBird(): void {
-    killPidFile(path.join(this.stateDir, 'bird', 'bird.pid'));
+    killPidFile(path.join(this.stateDir, 'bird', 'bird.pid'), this.stateDir);
   }
 
   /** The host's LAN link down or up: the host is "taken away" (no TCP close, its peers only notice by hold time). */
