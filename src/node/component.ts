@@ -10,4 +10,9 @@ export interface Component {
   stop(): Promise<void>;
   /** Kills the component's child processes at once: the node's stop bound ran out. */
   abort?(): void;
+  /**
+   * Facts for `calicoctl status` (JSON-serialisable, cheap: called every
+   * couple of seconds). The node's status file collects them by component name.
+   */
+  status?(): Record<string, unknown>;
 }

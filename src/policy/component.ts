@@ -9,17 +9,26 @@ import type { Logger } from 'pino';
 import type { Datastore } from '../datastore';
 import type { Endpoint } from '../datastore/endpoint-store';
 import { DEFAULT_PROFILE, ProfileStore } from '../datastore/profile-store';
-import type { KernelApplier } from '../dataplane/applier/types';
+import { toolRunner, type ToolRunner } from '../dataplane/applier/exec';
+import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/applier/types';
 import { keys } from '../datastore/keys';
 import type { Component } from '../node/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
 import { compilePolicy, programmedEndpoints, type PolicyOptions } from './compile';
+import { flushConntrack } from './conntrack';
+import { narrowedEndpoints } from './narrowed';
 
 export interface PolicyStatus {
+  /** Local endpoints with chains. */
   endpoints: number;
   profiles: number;
-  lastApplyAt?: number;
-  lastApplyMs?: number;
+  /** The last compile handed to the applier: when (epoch ms) and how long it took. */
+  lastCompileAt?: number;
+  lastCompileMs?: number;
+  /** Conntrack entries forgotten because access was narrowed (since start), and the last time. */
+  conntrackFlushed: number;
+  lastConntrackFlushAt?: number;
+  /** The last compile, apply or conntrack error (cleared by the next success of that step). */
   lastError?: string;
 }
 
@@ -30,6 +39,8 @@ export interface PolicyComponentOptions {
   applier: KernelApplier;
   options?: PolicyOptions;
   log: Logger;
+  /** Runs conntrack (tests and the bench: inside their namespace); default: in the node's own. */
+  conntrack?: ToolRunner;
 }
 
 export class PolicyComponent implements Component {
@@ -40,9 +51,16 @@ export class PolicyComponent implements Component {
   private readonly pending = new Map<string, Endpoint>();
   private snapshot?: DatastoreSnapshot;
   private unsubscribe?: () => void;
-  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0 };
+  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0, conntrackFlushed: 0 };
+  /** What was last handed to the applier, and the local endpoints it programmed: the base of the narrowing check. */
+  private last: { desired: DesiredState; endpoints: Endpoint[] } = { desired: emptyState(), endpoints: [] };
+  /** Conntrack flushes run one after another, each after the apply it follows. */
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly conntrack: ToolRunner;
 
-  constructor(private readonly o: PolicyComponentOptions) {}
+  constructor(private readonly o: PolicyComponentOptions) {
+    this.conntrack = o.conntrack ?? toolRunner({});
+  }
 
   async start(): Promise<void> {
     // Containers started without CALICO_PROFILE join it: members reach each other, nothing else reaches them.
@@ -61,6 +79,7 @@ export class PolicyComponent implements Component {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    await this.flushing;
   }
 
   /** Before Join returns: this endpoint's chains are in the kernel. */
@@ -71,8 +90,13 @@ export class PolicyComponent implements Component {
     await this.o.applier.flush();
   }
 
-  status(): PolicyStatus {
+  status(): Record<string, unknown> {
     return { ...this.state };
+  }
+
+  /** Resolves once the conntrack flushes asked for so far have run (tests). */
+  settled(): Promise<void> {
+    return this.flushing;
   }
 
   private program(): void {
@@ -83,15 +107,46 @@ export class PolicyComponent implements Component {
       const endpoints = new Map(snap.endpoints);
       for (const [k, ep] of this.pending) endpoints.set(k, ep);
       const input = { host: this.o.host, endpoints: [...endpoints.values()], profiles: [...snap.profiles.values()], options: this.o.options };
-      this.o.applier.set(PolicyComponent.OWNER, compilePolicy(input));
-      this.state.endpoints = programmedEndpoints(input).length;
+      const desired = compilePolicy(input);
+      this.o.applier.set(PolicyComponent.OWNER, desired);
+      const local = programmedEndpoints(input);
+      const narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints);
+      this.last = { desired, endpoints: local };
+      if (narrowed.length) this.forget(narrowed);
+      this.state.endpoints = local.length;
       this.state.profiles = snap.profiles.size;
-      this.state.lastApplyAt = Date.now();
-      this.state.lastApplyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      this.state.lastCompileAt = Date.now();
+      this.state.lastCompileMs = Number(process.hrtime.bigint() - started) / 1e6;
       this.state.lastError = undefined;
     } catch (e) {
       this.state.lastError = (e as Error).message;
       this.o.log.error({ err: (e as Error).message }, 'policy not compiled');
     }
+  }
+
+  /**
+   * Once the narrower rules are in the kernel, the connections they no longer
+   * allow must not live on through the ESTABLISHED accept: their conntrack
+   * entries go (allowed ones are picked up again at their next packet).
+   */
+  private forget(targets: ReturnType<typeof narrowedEndpoints>): void {
+    this.flushing = this.flushing.then(async () => {
+      try {
+        await this.o.applier.flush();
+      } catch (e) {
+        // Not applied: the old, wider rules are still in place; flushing now would change nothing.
+        this.state.lastError = `apply before conntrack flush: ${(e as Error).message}`;
+        return;
+      }
+      const r = await flushConntrack(this.conntrack, targets);
+      this.state.conntrackFlushed += r.deleted;
+      this.state.lastConntrackFlushAt = Date.now();
+      if (r.errors.length) {
+        this.state.lastError = r.errors.join('; ');
+        this.o.log.warn({ errors: r.errors }, 'conntrack flush failed; established connections may outlive a narrowed policy');
+      } else {
+        this.o.log.info({ addresses: targets.map((t) => t.address), deleted: r.deleted }, 'policy narrowed: conntrack entries flushed');
+      }
+    });
   }
 }

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
@@ -28,6 +28,8 @@ interface NodeFlags extends ProxyFlags {
   pluginName: string;
   /** --proxy-only: the Docker API proxy alone, plain pass-through. */
   proxyOnly?: boolean;
+  /** --no-policy (hidden, bench/run only): commander gives policy: false. */
+  policy?: boolean;
 }
 
 /**
@@ -49,6 +51,8 @@ export function registerNode(program: Command): void {
     .option('--embedded-etcd', 'if nothing answers at the configured loopback etcd endpoint, start a local member there (default: only when no endpoint is configured)')
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME);
+  // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
+  cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
@@ -71,7 +75,7 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream } },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, noPolicy: flags.policy === false },
         log,
       );
     } catch (e) {

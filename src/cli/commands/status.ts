@@ -9,6 +9,9 @@ import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
 import { addOutputOption, outputFormat, renderJson } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';
 import { DEFAULT_STATE_DIR } from './node';
+import { readStatusFile } from '../../node/status-file';
+import type { PolicyStatus } from '../../policy/component';
+import type { ApplierStats } from '../../dataplane/applier/iptables-applier';
 
 export interface NodeStatus {
   host: string;
@@ -19,6 +22,7 @@ export interface NodeStatus {
   registered?: boolean;
   workloads?: number;
   endpoints?: number;
+  policy?: PolicyStatusView;
 }
 
 function socketListening(p: string): Promise<boolean> {
@@ -44,6 +48,7 @@ export function renderStatus(s: NodeStatus): string {
         `${s.workloads} workload${s.workloads === 1 ? '' : 's'}, ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'}`,
     );
   }
+  lines.push(...renderPolicyStatus(s.policy));
   return lines.join('\n') + '\n';
 }
 
@@ -82,9 +87,51 @@ export function registerStatus(program: Command): void {
       } finally {
         ds.close();
       }
+      s.policy = readPolicyStatus(flags.stateDir);
       process.stdout.write(format === 'json' ? renderJson(s) : renderStatus(s));
       // Scripts can test the exit code: 0 only when everything answers.
       if (!s.node.running || !s.plugin.listening || !s.etcd.reachable) process.exitCode = 1;
     },
   );
+}
+
+// ---------- policy (the node's status file, written by src/node/status-file.ts) ----------
+
+export interface PolicyStatusView {
+  /** The status file was written by a node that has stopped since (or was killed). */
+  stale: boolean;
+  writtenAt: string;
+  endpoints?: number;
+  profiles?: number;
+  /** The applier's last pass (all owners' state, policy among them). */
+  lastApplyAt?: string;
+  lastApplyMs?: number;
+  lastError?: string;
+}
+
+function readPolicyStatus(stateDir: string): PolicyStatusView | undefined {
+  const f = readStatusFile(stateDir);
+  const p = f?.components.policy as (PolicyStatus & Record<string, unknown>) | undefined;
+  if (!f || !p) return undefined;
+  const a = f.components['kernel-applier'] as Partial<ApplierStats> | undefined;
+  const iso = (t?: number) => (t === undefined ? undefined : new Date(t).toISOString());
+  const errors = [p.lastError, a?.lastError && `kernel applier: ${a.lastError}`].filter(Boolean);
+  return {
+    stale: !f.running || runningNodePid(stateDir) !== f.pid,
+    writtenAt: new Date(f.writtenAt).toISOString(),
+    endpoints: p.endpoints,
+    profiles: p.profiles,
+    lastApplyAt: iso(a?.lastPassAt),
+    lastApplyMs: a?.lastPassMs === undefined ? undefined : Math.round(a.lastPassMs * 10) / 10,
+    lastError: errors.length ? errors.join('; ') : undefined,
+  };
+}
+
+function renderPolicyStatus(p: PolicyStatusView | undefined): string[] {
+  if (!p) return [];
+  return [
+    `Policy${p.stale ? ` (as of ${p.writtenAt}; the node has stopped since)` : ''}: ${p.endpoints} endpoint${p.endpoints === 1 ? '' : 's'} programmed, ` +
+      `${p.profiles} profile${p.profiles === 1 ? '' : 's'}; last apply ${p.lastApplyAt ?? 'never'}${p.lastApplyMs !== undefined ? ` (${p.lastApplyMs} ms)` : ''}; ` +
+      `last error: ${p.lastError ?? 'none'}`,
+  ];
 }

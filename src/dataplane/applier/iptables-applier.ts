@@ -54,6 +54,16 @@ export class ApplierError extends Error {
   }
 }
 
+export interface ApplierStats {
+  passes: number;
+  applied: number;
+  failed: number;
+  lastPassAt?: number;
+  lastPassMs?: number;
+  lastError?: string;
+  lastErrorAt?: number;
+}
+
 type Why = 'resync' | 'set' | 'now';
 const URGENCY: Record<Why, number> = { resync: 0, set: 1, now: 2 };
 
@@ -72,8 +82,12 @@ export class IptablesApplier implements KernelApplier, Component {
   private merged: MergedState = emptyMerged();
   private waiters: Waiter[] = [];
   private passes = 0;
-  /** Counts since construction: passes run, passes that changed the kernel, passes that failed. */
-  readonly stats = { passes: 0, applied: 0, failed: 0 };
+  /**
+   * Counts since construction (passes run, passes that changed the kernel,
+   * passes that failed) and the last pass: when it ended (epoch ms), how long
+   * it took, and the error of the last failed pass (cleared by a success).
+   */
+  readonly stats: ApplierStats = { passes: 0, applied: 0, failed: 0 };
   private running?: Promise<void>;
   private again?: Why;
   private timer?: NodeJS.Timeout;
@@ -148,6 +162,11 @@ export class IptablesApplier implements KernelApplier, Component {
     await this.pass(this.merged);
   }
 
+  /** For the node's status file (`calicoctl status`). */
+  status(): Record<string, unknown> {
+    return { ...this.stats, waitingFor: this.held() || undefined };
+  }
+
   private held(): string[] | false {
     const missing = (this.o.expectOwners ?? []).filter((o) => !this.states.has(o));
     return missing.length ? missing : false;
@@ -195,15 +214,25 @@ export class IptablesApplier implements KernelApplier, Component {
       this.waiters = this.waiters.filter((w) => w.after >= number);
       done.forEach((w) => (e ? w.reject(e) : w.resolve()));
     };
+    const started = process.hrtime.bigint();
+    const ended = () => {
+      this.stats.lastPassAt = Date.now();
+      this.stats.lastPassMs = Number(process.hrtime.bigint() - started) / 1e6;
+    };
     try {
       await this.pass(this.merged);
+      ended();
+      this.stats.lastError = undefined;
       if (this.failures) this.o.log.info({ failedPasses: this.failures }, 'kernel applier: applied after failed passes');
       this.failures = 0;
       this.retryAt = 0;
       settle();
     } catch (e) {
+      ended();
       this.failures++;
       this.stats.failed++;
+      this.stats.lastError = (e as Error).message;
+      this.stats.lastErrorAt = Date.now();
       const wait = Math.min((this.o.retryMs ?? 250) * 2 ** (this.failures - 1), this.o.maxRetryMs ?? 10000);
       this.retryAt = Date.now() + wait;
       this.o.log.error({ err: e, failures: this.failures, retryInMs: wait }, 'kernel applier: pass failed');
