@@ -14,8 +14,8 @@ import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/
 import { keys } from '../datastore/keys';
 import type { Component } from '../node/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
-import { compilePolicy, programmedEndpoints, type PolicyOptions } from './compile';
-import { flushConntrack } from './conntrack';
+import { compilePolicy, DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
+import { markForRecheck } from './conntrack';
 import { narrowedEndpoints } from './narrowed';
 
 export interface PolicyStatus {
@@ -25,9 +25,9 @@ export interface PolicyStatus {
   /** The last compile handed to the applier: when (epoch ms) and how long it took. */
   lastCompileAt?: number;
   lastCompileMs?: number;
-  /** Conntrack entries forgotten because access was narrowed (since start), and the last time. */
-  conntrackFlushed: number;
-  lastConntrackFlushAt?: number;
+  /** Open connections put up for a recheck because their endpoint's access was narrowed (since start), and the last time. */
+  connectionsRechecked: number;
+  lastRecheckAt?: number;
   /** The last compile, apply or conntrack error (cleared by the next success of that step). */
   lastError?: string;
 }
@@ -51,10 +51,10 @@ export class PolicyComponent implements Component {
   private readonly pending = new Map<string, Endpoint>();
   private snapshot?: DatastoreSnapshot;
   private unsubscribe?: () => void;
-  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0, conntrackFlushed: 0 };
+  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0, connectionsRechecked: 0 };
   /** What was last handed to the applier, and the local endpoints it programmed: the base of the narrowing check. */
   private last: { desired: DesiredState; endpoints: Endpoint[] } = { desired: emptyState(), endpoints: [] };
-  /** Conntrack flushes run one after another, each after the apply it follows. */
+  /** Conntrack updates run one after another, each after the apply it follows. */
   private flushing: Promise<void> = Promise.resolve();
   private readonly conntrack: ToolRunner;
 
@@ -94,7 +94,7 @@ export class PolicyComponent implements Component {
     return { ...this.state };
   }
 
-  /** Resolves once the conntrack flushes asked for so far have run (tests). */
+  /** Resolves once the connection rechecks asked for so far have run (tests). */
   settled(): Promise<void> {
     return this.flushing;
   }
@@ -126,8 +126,8 @@ export class PolicyComponent implements Component {
 
   /**
    * Once the narrower rules are in the kernel, the connections they no longer
-   * allow must not live on through the ESTABLISHED accept: their conntrack
-   * entries go (allowed ones are picked up again at their next packet).
+   * allow must not live on through the ESTABLISHED accept: the endpoint's
+   * open flows are marked for a recheck (the ones still allowed go on).
    */
   private forget(targets: ReturnType<typeof narrowedEndpoints>): void {
     this.flushing = this.flushing.then(async () => {
@@ -135,17 +135,17 @@ export class PolicyComponent implements Component {
         await this.o.applier.flush();
       } catch (e) {
         // Not applied: the old, wider rules are still in place; flushing now would change nothing.
-        this.state.lastError = `apply before conntrack flush: ${(e as Error).message}`;
+        this.state.lastError = `apply before the connection recheck: ${(e as Error).message}`;
         return;
       }
-      const r = await flushConntrack(this.conntrack, targets);
-      this.state.conntrackFlushed += r.deleted;
-      this.state.lastConntrackFlushAt = Date.now();
+      const r = await markForRecheck(this.conntrack, targets, this.o.options?.recheckMark ?? DEFAULT_RECHECK_MARK);
+      this.state.connectionsRechecked += r.marked;
+      this.state.lastRecheckAt = Date.now();
       if (r.errors.length) {
         this.state.lastError = r.errors.join('; ');
-        this.o.log.warn({ errors: r.errors }, 'conntrack flush failed; established connections may outlive a narrowed policy');
+        this.o.log.warn({ errors: r.errors }, 'conntrack update failed; open connections may outlive a narrowed policy');
       } else {
-        this.o.log.info({ addresses: targets.map((t) => t.address), deleted: r.deleted }, 'policy narrowed: conntrack entries flushed');
+        this.o.log.info({ addresses: targets.map((t) => t.address), marked: r.marked }, 'policy narrowed: open connections marked for a recheck');
       }
     });
   }

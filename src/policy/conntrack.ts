@@ -1,27 +1,32 @@
-// Forgets the conntrack entries of addresses whose access was narrowed
-// (conntrack-tools `conntrack -D`). The next packet of a flow that is still
-// allowed is picked up again as a new flow (nf_conntrack_tcp_loose, on by
-// default) and passes the rules; one that is no longer allowed meets them
-// and is dropped.
+// Open connections of endpoints whose access was narrowed (conntrack-tools
+// `conntrack -U`): their entries get the recheck bit of the conntrack mark,
+// so the chains stop accepting them as ESTABLISHED and put their next
+// original-direction packet through the rules again (compile.ts topChains).
+// Deleting the entries instead would not do: the next packet, from either
+// side, is picked up as a new flow (nf_conntrack_tcp_loose), and when the
+// container speaks first its outbound rules let the "new" flow out, and the
+// other side's packets ride on it as replies.
 import type { ToolRunner } from '../dataplane/applier/exec';
-import type { FlushTarget } from './narrowed';
+import type { RecheckTarget } from './narrowed';
 
-export interface ConntrackFlushResult {
-  deleted: number;
+export interface ConntrackMarkResult {
+  /** Entries that got the bit (those that had it already are not counted). */
+  marked: number;
   errors: string[];
 }
 
-/** Deletes every entry whose original source or destination is one of `targets`. Idempotent: none left is fine. */
-export async function flushConntrack(run: ToolRunner, targets: FlushTarget[]): Promise<ConntrackFlushResult> {
-  const res: ConntrackFlushResult = { deleted: 0, errors: [] };
+/** Sets `bit` on every entry whose original source or destination is one of `targets`. Idempotent: none left is fine. */
+export async function markForRecheck(run: ToolRunner, targets: RecheckTarget[], bit: number): Promise<ConntrackMarkResult> {
+  const res: ConntrackMarkResult = { marked: 0, errors: [] };
+  const mark = `0x${bit.toString(16)}/0x${bit.toString(16)}`;
   await Promise.all(
     targets.flatMap((t) =>
       (['-s', '-d'] as const).map(async (dir) => {
-        const r = await run('conntrack', ['-D', '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address]);
-        // "N flow entries have been deleted" goes to stderr; exit 1 with 0 entries is not an error.
+        const r = await run('conntrack', ['-U', '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address, '-m', mark]);
+        // "N flow entries have been updated." goes to stderr; exit 1 with 0 entries is not an error.
         const m = /(\d+) flow entr/.exec(r.stderr);
-        if (m) res.deleted += Number(m[1]);
-        if (r.code !== 0 && !(m && m[1] === '0')) res.errors.push(`conntrack -D ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
+        if (m) res.marked += Number(m[1]);
+        if (r.code !== 0 && !(m && m[1] === '0')) res.errors.push(`conntrack -U ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
       }),
     ),
   );

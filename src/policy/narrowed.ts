@@ -1,19 +1,22 @@
 // Pure: which local endpoints may have lost access between two compiled
-// states, so their conntrack entries are flushed. The chains accept
+// states, so their open connections are checked again (conntrack.ts). The chains accept
 // ESTABLISHED traffic before any policy, so a connection that a rule update
 // (or a profile change) no longer allows would otherwise live on.
 //
 // Conservative on purpose: any change to the rules an endpoint's chains run
-// (its own fw/tw chains and the profile chains they jump to), and any member
-// leaving a set those rules match on, counts as narrowing. Members joining a
-// set only widen access (a new container in a tag), which happens on every
-// container start, and must not flush anybody's connections.
+// (its own fw/tw chains and the profile chains they jump to) counts as
+// narrowing that endpoint. A member leaving a tag set narrows the flows
+// *of that member's address* (those are the only flows the set decided on
+// its account), not those of every endpoint whose rules name the tag: a
+// container of a group that stops must not disturb the group's other
+// flows. Members joining a set only widen access (a new container in a
+// tag, on every container start) and touch nobody's connections.
 import type { DesiredChain, DesiredState, IpFamily } from '../dataplane/applier/types';
 import type { Endpoint } from '../datastore/endpoint-store';
 import { fromEndpointChain, toEndpointChain } from '../names/kernel';
 
-/** An address whose flows are to be forgotten, by family. */
-export interface FlushTarget {
+/** An address whose open flows are to be checked again, by family. */
+export interface RecheckTarget {
   family: IpFamily;
   address: string;
 }
@@ -61,33 +64,30 @@ function addresses(ep: Endpoint, v: IpFamily): string[] {
 }
 
 /**
- * The addresses of endpoints (programmed in `prev`, by their previous record
- * in `prevEndpoints`) whose access may be narrower in `next`: their rules
- * changed, a set they match lost a member, or they lost their chains.
+ * The addresses whose open flows may be allowed no longer in `next`: those
+ * of endpoints (programmed in `prev`, by their previous record in
+ * `prevEndpoints`) whose rules changed or that lost their chains, and the
+ * members that left a set (of a set that is gone: all its members). Each
+ * address once per family, in order.
  */
-export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEndpoints: Endpoint[]): FlushTarget[] {
-  const out: FlushTarget[] = [];
+export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEndpoints: Endpoint[]): RecheckTarget[] {
+  const out: RecheckTarget[] = [];
   for (const v of [4, 6] as const) {
     const a = index(prev, v);
     const b = index(next, v);
+    const found = new Set<string>();
     for (const ep of prevEndpoints) {
       const was = endpointView(a, ep.name);
       if (!was) continue;
       const now = endpointView(b, ep.name);
-      const narrowed =
-        !now ||
-        was.rules.length !== now.rules.length ||
-        was.rules.some((r, i) => r !== now.rules[i]) ||
-        was.sets.some((s) => {
-          const before = a.sets.get(s);
-          const after = b.sets.get(s);
-          if (!before) return false;
-          if (!after) return true;
-          for (const m of before) if (!after.has(m)) return true;
-          return false;
-        });
-      if (narrowed) for (const address of addresses(ep, v)) out.push({ family: v, address });
+      const narrowed = !now || was.rules.length !== now.rules.length || was.rules.some((r, i) => r !== now.rules[i]);
+      if (narrowed) addresses(ep, v).forEach((x) => found.add(x));
     }
+    for (const [name, before] of a.sets) {
+      const after = b.sets.get(name);
+      for (const m of before) if (!after?.has(m)) found.add(m);
+    }
+    for (const address of found) out.push({ family: v, address });
   }
   return out;
 }

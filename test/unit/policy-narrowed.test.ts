@@ -22,13 +22,14 @@ test('a new member of a tag (a container starting) narrows nobody: no flush on t
   assert.deepEqual(narrowedEndpoints(before, after, [A]), []);
 });
 
-test('a member leaving a tag the endpoint matches on narrows it, in each family it has', () => {
+test('a member leaving a tag narrows the flows of that member only, not of the tag\'s other users', () => {
   const before = compile([A, B], [defaultProfile(DEFAULT_PROFILE)]);
   const after = compile([A], [defaultProfile(DEFAULT_PROFILE)]);
-  assert.deepEqual(narrowedEndpoints(before, after, [A, B]), [
-    { family: 4, address: '10.0.0.1' },
-    { family: 4, address: '10.0.0.2' },
-  ], 'A lost B from its tag; B itself lost its chains');
+  assert.deepEqual(narrowedEndpoints(before, after, [A, B]), [{ family: 4, address: '10.0.0.2' }], 'B lost its chains and left the tag; A is untouched');
+  const remote = ep({ name: 'cali0000000003', host: 'h2', ipv4_nets: ['10.9.0.3/32'] });
+  assert.deepEqual(narrowedEndpoints(compile([A, remote], [defaultProfile(DEFAULT_PROFILE)]), compile([A], [defaultProfile(DEFAULT_PROFILE)]), [A]), [
+    { family: 4, address: '10.9.0.3' },
+  ], 'a member on another host leaving the tag: its flows with ours are checked again');
 });
 
 test('a rule change of a profile narrows exactly its members; nothing changed narrows nobody', () => {
