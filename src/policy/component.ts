@@ -15,8 +15,8 @@ import { keys } from '../datastore/keys';
 import type { Component } from '../node/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
 import { compilePolicy, DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
-import { markForRecheck } from './conntrack';
-import { narrowedEndpoints } from './narrowed';
+import { deleteFlows, markForRecheck } from './conntrack';
+import { narrowedEndpoints, type RecheckTarget } from './narrowed';
 
 export interface PolicyStatus {
   /** Local endpoints with chains. */
@@ -43,6 +43,13 @@ export interface PolicyComponentOptions {
   conntrack?: ToolRunner;
 }
 
+function addressesOf(ep: Endpoint): RecheckTarget[] {
+  return [
+    ...ep.ipv4_nets.map((n) => ({ family: 4 as const, address: n.split('/')[0]! })),
+    ...ep.ipv6_nets.map((n) => ({ family: 6 as const, address: n.split('/')[0]! })),
+  ];
+}
+
 export class PolicyComponent implements Component {
   readonly name = 'policy';
   /** The applier's owner name for policy's state. */
@@ -57,6 +64,8 @@ export class PolicyComponent implements Component {
   /** Conntrack updates run one after another, each after the apply it follows. */
   private flushing: Promise<void> = Promise.resolve();
   private readonly conntrack: ToolRunner;
+  /** Address -> when an endpoint recorded in this process got it (its flows are new: no recheck from before then applies). */
+  private readonly joinedAt = new Map<string, number>();
 
   constructor(private readonly o: PolicyComponentOptions) {
     this.conntrack = o.conntrack ?? toolRunner({});
@@ -86,8 +95,26 @@ export class PolicyComponent implements Component {
   async endpointRecorded(ep: Endpoint): Promise<void> {
     if (ep.host !== this.o.host) return;
     this.pending.set(keys.endpoint(ep.host, ep.containerId, ep.endpointId), ep);
+    // Before the container's process starts (nothing of it has a flow yet):
+    // entries a previous holder of these addresses left would otherwise be
+    // ESTABLISHED for the new one, past its policy (felix clears them when
+    // an address moves too).
+    const stale = addressesOf(ep);
+    for (const t of stale) this.joinedAt.set(t.address, Date.now());
     this.program();
-    await this.o.applier.flush();
+    await Promise.all([this.o.applier.flush(), this.forgetStale(stale)]);
+  }
+
+  private async forgetStale(targets: RecheckTarget[]): Promise<void> {
+    const r = await deleteFlows(this.conntrack, targets);
+    if (r.errors.length) {
+      this.state.lastError = r.errors.join('; ');
+      this.o.log.warn({ errors: r.errors }, 'conntrack: stale entries of a reused address not deleted');
+    } else if (r.deleted) {
+      this.o.log.info({ addresses: targets.map((t) => t.address), deleted: r.deleted }, 'stale conntrack entries of a reused address deleted');
+    }
+    // Bounded: only the recent joins matter (a recheck computed before them is at most one apply away).
+    if (this.joinedAt.size > 10000) this.joinedAt.clear();
   }
 
   status(): Record<string, unknown> {
@@ -110,9 +137,12 @@ export class PolicyComponent implements Component {
       const desired = compilePolicy(input);
       this.o.applier.set(PolicyComponent.OWNER, desired);
       const local = programmedEndpoints(input);
-      const narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints);
+      // An address nobody holds any more has no flows to recheck (its stale
+      // entries go when the address is given out again, at that Join).
+      const held = new Set(input.endpoints.flatMap((e) => addressesOf(e).map((t) => t.address)));
+      const narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints).filter((t) => held.has(t.address));
       this.last = { desired, endpoints: local };
-      if (narrowed.length) this.forget(narrowed);
+      if (narrowed.length) this.forget(narrowed, Date.now());
       this.state.endpoints = local.length;
       this.state.profiles = snap.profiles.size;
       this.state.lastCompileAt = Date.now();
@@ -129,8 +159,11 @@ export class PolicyComponent implements Component {
    * allow must not live on through the ESTABLISHED accept: the endpoint's
    * open flows are marked for a recheck (the ones still allowed go on).
    */
-  private forget(targets: ReturnType<typeof narrowedEndpoints>): void {
+  private forget(all: RecheckTarget[], computedAt: number): void {
     this.flushing = this.flushing.then(async () => {
+      // An address that joined a new endpoint since: its flows are the new container's, made under the new rules.
+      const targets = all.filter((t) => (this.joinedAt.get(t.address) ?? 0) < computedAt);
+      if (!targets.length) return;
       try {
         await this.o.applier.flush();
       } catch (e) {

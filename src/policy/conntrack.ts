@@ -9,6 +9,30 @@
 import type { ToolRunner } from '../dataplane/applier/exec';
 import type { RecheckTarget } from './narrowed';
 
+/** Runs `conntrack <op> -f <family> -s|-d <address> ...extra` for each target and direction; counts what the tool says it did. */
+async function eachFlow(run: ToolRunner, targets: RecheckTarget[], op: '-D' | '-U', extra: string[]): Promise<{ n: number; errors: string[] }> {
+  let n = 0;
+  const errors: string[] = [];
+  await Promise.all(
+    targets.flatMap((t) =>
+      (['-s', '-d'] as const).map(async (dir) => {
+        const r = await run('conntrack', [op, '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address, ...extra]);
+        // "N flow entries have been deleted/updated." goes to stderr; exit 1 with 0 entries is not an error.
+        const m = /(\d+) flow entr/.exec(r.stderr);
+        if (m) n += Number(m[1]);
+        if (r.code !== 0 && !(m && m[1] === '0')) errors.push(`conntrack ${op} ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
+      }),
+    ),
+  );
+  return { n, errors };
+}
+
+/** Deletes every entry whose original source or destination is one of `targets` (a reused address's leftovers). */
+export async function deleteFlows(run: ToolRunner, targets: RecheckTarget[]): Promise<{ deleted: number; errors: string[] }> {
+  const r = await eachFlow(run, targets, '-D', []);
+  return { deleted: r.n, errors: r.errors };
+}
+
 export interface ConntrackMarkResult {
   /** Entries that got the bit (those that had it already are not counted). */
   marked: number;
@@ -17,18 +41,6 @@ export interface ConntrackMarkResult {
 
 /** Sets `bit` on every entry whose original source or destination is one of `targets`. Idempotent: none left is fine. */
 export async function markForRecheck(run: ToolRunner, targets: RecheckTarget[], bit: number): Promise<ConntrackMarkResult> {
-  const res: ConntrackMarkResult = { marked: 0, errors: [] };
-  const mark = `0x${bit.toString(16)}/0x${bit.toString(16)}`;
-  await Promise.all(
-    targets.flatMap((t) =>
-      (['-s', '-d'] as const).map(async (dir) => {
-        const r = await run('conntrack', ['-U', '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address, '-m', mark]);
-        // "N flow entries have been updated." goes to stderr; exit 1 with 0 entries is not an error.
-        const m = /(\d+) flow entr/.exec(r.stderr);
-        if (m) res.marked += Number(m[1]);
-        if (r.code !== 0 && !(m && m[1] === '0')) res.errors.push(`conntrack -U ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
-      }),
-    ),
-  );
-  return res;
+  const r = await eachFlow(run, targets, '-U', ['-m', `0x${bit.toString(16)}/0x${bit.toString(16)}`]);
+  return { marked: r.n, errors: r.errors };
 }
