@@ -117,7 +117,7 @@ function readPolicyStatus(stateDir: string): PolicyStatusView | undefined {
   const iso = (t?: number) => (t === undefined ? undefined : new Date(t).toISOString());
   const errors = [p.lastError, a?.lastError && `kernel applier: ${a.lastError}`].filter(Boolean);
   return {
-    stale: !f.running || runningNodePid(stateDir) !== f.pid,
+    stale: !f.running || !processAlive(f.pid),
     writtenAt: new Date(f.writtenAt).toISOString(),
     endpoints: p.endpoints,
     profiles: p.profiles,
@@ -125,6 +125,15 @@ function readPolicyStatus(stateDir: string): PolicyStatusView | undefined {
     lastApplyMs: a?.lastPassMs === undefined ? undefined : Math.round(a.lastPassMs * 10) / 10,
     lastError: errors.length ? errors.join('; ') : undefined,
   };
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function renderPolicyStatus(p: PolicyStatusView | undefined): string[] {
