@@ -94,15 +94,18 @@ export class PolicyComponent implements Component {
   /** Before Join returns: this endpoint's chains are in the kernel. */
   async endpointRecorded(ep: Endpoint): Promise<void> {
     if (ep.host !== this.o.host) return;
-    this.pending.set(keys.endpoint(ep.host, ep.containerId, ep.endpointId), ep);
-    // Before the container's process starts (nothing of it has a flow yet):
-    // entries a previous holder of these addresses left would otherwise be
-    // ESTABLISHED for the new one, past its policy (felix clears them when
-    // an address moves too).
-    const stale = addressesOf(ep);
+    const key = keys.endpoint(ep.host, ep.containerId, ep.endpointId);
+    // Recorded again (a start event, a sweep after a node restart): its flows are its own, and stay.
+    const known = this.pending.has(key) || this.snapshot?.endpoints.has(key) === true || this.last.endpoints.some((e) => e.endpointId === ep.endpointId);
+    this.pending.set(key, ep);
+    // A new endpoint, before its container's process starts (nothing of it
+    // has a flow yet): entries a previous holder of these addresses left
+    // would otherwise be ESTABLISHED for the new one, past its policy
+    // (felix clears them when an address moves too).
+    const stale = known ? [] : addressesOf(ep);
     for (const t of stale) this.joinedAt.set(t.address, Date.now());
     this.program();
-    await Promise.all([this.o.applier.flush(), this.forgetStale(stale)]);
+    await Promise.all([this.o.applier.flush(), stale.length ? this.forgetStale(stale) : undefined]);
   }
 
   private async forgetStale(targets: RecheckTarget[]): Promise<void> {
