@@ -10,6 +10,7 @@
 // Targets: full <= 1 s, incremental p99 <= 50 ms, each <= 1.5x raw, RSS <= 150 MB.
 // Run: npm run bench:policy   (root)
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { Netns, teardownAll } from '../../test/harness';
 import { IptablesApplier } from '../../src/dataplane/applier/iptables-applier';
@@ -24,7 +25,8 @@ const STEPS = 200;
 const HOST = 'bench-host';
 
 function endpoint(i: number): Endpoint {
-  const hex = i.toString(16).padStart(11, '0');
+  // Interface names as the plugin makes them: cali + the start of a random-looking endpoint id.
+  const hex = createHash('sha1').update(String(i)).digest('hex').slice(0, 11);
   return {
     host: HOST, containerId: `c${hex}`, endpointId: `e${hex}`, state: 'active', mac: '02:00:00:00:00:01', 'container:if_name': 'eth0',
     name: `cali${hex}`, profile_ids: [`prof${i % PROFILES}`],
