@@ -276,6 +276,15 @@ export class BirdSupervisor {
     return this.serial(() => this.halt(opts.graceful !== false));
   }
 
+  /** SIGKILL at once, no restart (the node's stop bound ran out). Peers keep our routes as stale. */
+  kill(): void {
+    this.stopping = true;
+    this.started = false;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    this.child?.kill('SIGKILL');
+  }
+
   private async halt(graceful: boolean): Promise<void> {
     this.stopping = true;
     this.started = false;

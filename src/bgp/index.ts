@@ -5,3 +5,4 @@ export * from './paths';
 export * from './bird';
 export * from './status';
 export * from './input';
+export * from './component';

@@ -3,7 +3,7 @@
 // decoded here with the datastore's schemas. Pure.
 import { parseBgpConfigKey } from '../datastore/keys';
 import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, IpValue } from '../datastore/schemas';
-import { canonicalAddress, parseAddress } from '../ipam/cidr';
+import { canonicalAddress, parseAddress } from '../address/cidr';
 import type { DatastoreSnapshot } from '../syncer/types';
 import type { BgpConfig, BgpPeer, BirdInput } from './types';
 

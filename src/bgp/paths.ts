@@ -15,6 +15,8 @@ export interface BirdPaths {
   pidFile: string;
   /** BIRD's own log (its stderr). */
   log: string;
+  /** Present while the latest rendered config is refused by `bird -p`: BIRD's message (read by `calicoctl status`). */
+  configError: string;
 }
 
 export function birdPaths(stateDir: string): BirdPaths {
@@ -26,6 +28,7 @@ export function birdPaths(stateDir: string): BirdPaths {
     socket: path.join(dir, 'bird.ctl'),
     pidFile: path.join(dir, 'bird.pid'),
     log: path.join(dir, 'bird.log'),
+    configError: path.join(dir, 'config-error.txt'),
   };
 }
 

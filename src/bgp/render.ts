@@ -3,7 +3,7 @@
 // peer gets a session with an ipv4 channel, every IPv6 peer one with an ipv6
 // channel. docs/bgp.md explains how the routes flow.
 import { DEFAULT_AS } from '../datastore/host-store';
-import { canonicalAddress, parseAddress, parseCidr } from '../ipam/cidr';
+import { canonicalAddress, parseAddress, parseCidr } from '../address/cidr';
 import type { Family } from '../ipam/types';
 import type { BgpHost, BgpPeer, BirdInput, SessionType } from './types';
 
@@ -195,6 +195,11 @@ function template(family: Family, source: string, as: string): string {
     `  local ${source} as ${as};`,
     `  multihop;`,
     `  graceful restart;`,
+    `  # A peer that vanished (link or host gone, no TCP close) is declared down`,
+    `  # after 9 s instead of BIRD's default 240 s, and its routes withdrawn; a`,
+    `  # peer whose BIRD restarted closes the session and keeps its routes stale.`,
+    `  hold time 9;`,
+    `  keepalive time 3;`,
     `  connect delay time 2;`,
     `  connect retry time 5;`,
     `  error wait time 5, 30;`,

@@ -1,7 +1,7 @@
 // `birdc show protocols [all]` as data: the BGP sessions of this host with
 // their peer, kind (from the protocol names the renderer gives), state and
 // since. Pure: the caller runs birdc.
-import { isAddress, canonicalAddress, parseAddress } from '../ipam/cidr';
+import { isAddress, canonicalAddress, parseAddress } from '../address/cidr';
 import type { Family } from '../ipam/types';
 import { parseProtocolName } from './render';
 import type { SessionType } from './types';

@@ -2,7 +2,7 @@
 // global settings a node writes or BIRD reads (Ready, InterfacePrefix,
 // bgp_as, route reflectors, node mesh).
 import type { Family } from '../ipam/types';
-import { canonicalAddress, parseAddress } from '../ipam/cidr';
+import { canonicalAddress, parseAddress } from '../address/cidr';
 import { Codec, Datastore, json, text } from './datastore';
 import { DatastoreError } from './errors';
 import { checkId, keys, parseHostLeafKey } from './keys';

@@ -1,7 +1,9 @@
 // IP pools (/calico/v1/ipam/v4|v6/pool/<cidr>) and their usage, read from
-// the IPAM blocks inside them.
+// the IPAM blocks inside them. Pools may nest; a block belongs to the
+// narrowest pool containing it.
 import type { Family } from '../ipam/types';
-import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, cidrsOverlap, holdsBlock, parseCidr } from '../ipam/cidr';
+import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, holdsBlock, parseCidr } from '../address/cidr';
+import { cidrWithin, narrowestPool } from '../address/pools';
 import { backoff, CAS_RETRIES, Datastore, json, Put, Versioned } from './datastore';
 import { DatastoreError } from './errors';
 import { keys, parseAffinityKey } from './keys';
@@ -66,8 +68,12 @@ export class PoolStore {
   }
 
   /**
-   * Adds a pool. Idempotent for the same CIDR (the options are updated);
-   * refuses a CIDR overlapping another pool, naming it. Returns the pool as stored.
+   * Adds a pool. Idempotent for the same CIDR (the options are updated). A
+   * pool may lie inside another or contain others (CIDRs cannot overlap in
+   * any other way): each block then belongs to the narrowest pool containing
+   * it (see ipam/pools.ts), and the blocks of the pools around the new one
+   * that lie inside it are re-attributed to it (ipam/pools.ts nestingNote
+   * says how a new pool nests). Returns the pool as stored.
    */
   async add(cidr: string, opts: PoolOptions = {}): Promise<Pool> {
     const c = PoolStore.parse(cidr, opts);
@@ -75,25 +81,9 @@ export class PoolStore {
     if (opts.ipip) value.ipip = IPIP_DEVICE;
     if (opts.natOutgoing) value.masquerade = true;
     const key = keys.pool(c.family, c.text);
-    this.refuseOverlap(c, await this.listFamily(c.family));
     await this.ds.put(key, value);
-    // Two overlapping adds racing on different keys both pass the check above;
-    // the later one (higher create revision) notices here and backs out.
-    const after = await this.ds.list(keys.poolsDir(c.family), json(PoolValue));
-    const mine = after.find((p) => p.key === key);
-    const clash = after.find(
-      (p) => p.key !== key && cidrsOverlap(parseCidr(p.value.cidr), c) && mine && BigInt(p.createRevision) < BigInt(mine.createRevision),
-    );
-    if (clash) {
-      await this.ds.delete(key);
-      throw new DatastoreError('REFUSED', `pool ${c.text} overlaps existing pool ${parseCidr(clash.value.cidr).text}`, key);
-    }
+    await this.reattribute(c.family);
     return poolFromValue(c.family, value);
-  }
-
-  private refuseOverlap(c: Cidr, existing: Pool[]): void {
-    const other = existing.find((p) => p.cidr !== c.text && cidrsOverlap(parseCidr(p.cidr), c));
-    if (other) throw new DatastoreError('REFUSED', `pool ${c.text} overlaps existing pool ${other.cidr}`);
   }
 
   async get(cidr: string): Promise<Pool | undefined> {
@@ -124,8 +114,9 @@ export class PoolStore {
     const pools = await this.list(family);
     const fams = [...new Set(pools.map((p) => p.family))];
     const blocks = (await Promise.all(fams.map((f) => this.blocks(f)))).flat();
+    const owner = new Map(blocks.map((b) => [b.key, narrowestPool(parseCidr(b.value.cidr), pools)?.cidr]));
     return pools.map((p) => {
-      const inPool = blocks.filter((b) => b.value.pool === p.cidr);
+      const inPool = blocks.filter((b) => owner.get(b.key) === p.cidr);
       const allocated = inPool.reduce((n, b) => n + b.value.allocations.filter((a) => a !== null).length, 0);
       return { ...p, allocated, capacity: cidrSize(parseCidr(p.cidr)).toString() };
     });
@@ -135,31 +126,38 @@ export class PoolStore {
     return this.ds.list(keys.blocksDir(family), json(BlockValue));
   }
 
-  /** Who holds addresses in the pool right now. */
+  /** Who holds addresses in the pool right now (in its own blocks, not those of pools nested in it). */
   async owners(cidr: string): Promise<PoolOwner[]> {
     const c = PoolStore.parse(cidr);
-    const blocks = (await this.blocks(c.family)).filter((b) => b.value.pool === c.text);
-    const out: PoolOwner[] = [];
-    for (const b of blocks) {
-      const bc = parseCidr(b.value.cidr);
-      b.value.allocations.forEach((a, ord) => {
-        if (a) out.push({ handle: a.h, address: addressAt(bc, ord), attrs: a.a ?? {} });
-      });
-    }
-    return out;
+    const pools = await this.listFamily(c.family);
+    return ownersIn((await this.blocks(c.family)).filter((b) => narrowestPool(parseCidr(b.value.cidr), pools)?.cidr === c.text));
   }
 
   /**
-   * Removes a pool. While addresses are allocated in it, refuses (naming how
-   * many and to whom) unless `force`; with force, its blocks, affinities and
-   * the handles' references to them go too. Idempotent: false when absent.
+   * Who would lose an address if the pool were removed: holders in its
+   * blocks that no other pool contains (blocks inside a pool nested in it,
+   * or inside a pool around it, pass to that pool and keep their addresses).
+   */
+  async ownersLostOnRemoval(cidr: string): Promise<PoolOwner[]> {
+    const c = PoolStore.parse(cidr);
+    const pools = await this.listFamily(c.family);
+    const rest = pools.filter((p) => p.cidr !== c.text);
+    return ownersIn((await this.blocks(c.family)).filter((b) => removedWith(c, parseCidr(b.value.cidr), rest)));
+  }
+
+  /**
+   * Removes a pool. While addresses that would go with it are allocated
+   * (ownersLostOnRemoval), refuses (naming how many and to whom) unless
+   * `force`; with force, those blocks, their affinities and the handles'
+   * references to them go too. Blocks inside another remaining pool stay
+   * and are re-attributed to it. Idempotent: false when absent.
    */
   async remove(cidr: string, opts: { force?: boolean } = {}): Promise<boolean> {
     const c = PoolStore.parse(cidr);
     const key = keys.pool(c.family, c.text);
     const existing = await this.ds.get(key, json(PoolValue));
     if (!existing) return false;
-    const owners = await this.owners(c.text);
+    const owners = await this.ownersLostOnRemoval(c.text);
     if (owners.length && !opts.force) {
       const who = owners
         .slice(0, 10)
@@ -175,16 +173,40 @@ export class PoolStore {
     // blocks are being removed.
     await this.ds.delete(key);
     await this.removeBlocks(c);
+    await this.reattribute(c.family);
     return true;
   }
 
   private async removeBlocks(c: Cidr): Promise<void> {
-    const blocks = (await this.blocks(c.family)).filter((b) => b.value.pool === c.text);
+    const rest = await this.listFamily(c.family);
+    const blocks = (await this.blocks(c.family)).filter((b) => removedWith(c, parseCidr(b.value.cidr), rest));
     for (const b of blocks) await this.removeBlock(b);
-    // Pending claims inside the pool that never became blocks.
+    // Pending claims inside the pool that never became blocks (those inside a remaining pool stay).
     for (const k of await this.ds.listKeys(keys.affinitiesRoot())) {
       const a = parseAffinityKey(k);
-      if (a && a.family === c.family && cidrsOverlap(parseCidr(a.cidr), c)) await this.ds.delete(k);
+      if (a && a.family === c.family && removedWith(c, parseCidr(a.cidr), rest)) await this.ds.delete(k);
+    }
+  }
+
+  /**
+   * Sets each block's `pool` field to the narrowest pool containing it, one
+   * revision-guarded write per block that changes (a concurrent allocation
+   * makes it re-read). Blocks outside every pool are left as they are.
+   */
+  private async reattribute(family: Family): Promise<void> {
+    const pools = await this.listFamily(family);
+    for (const first of await this.blocks(family)) {
+      let b: Versioned<BlockValue> | undefined = first;
+      for (let attempt = 0; b && attempt < CAS_RETRIES; attempt++) {
+        const pool = narrowestPool(parseCidr(b.value.cidr), pools)?.cidr;
+        if (!pool || pool === b.value.pool) break;
+        const r = await this.ds.cas(`attributing block ${b.value.cidr} to pool ${pool}`, [{ key: b.key, modRevision: b.modRevision }], [
+          { key: b.key, value: { ...b.value, pool } satisfies BlockValue },
+        ]);
+        if (r.succeeded) break;
+        b = await this.ds.get(b.key, json(BlockValue));
+        await backoff(attempt);
+      }
     }
   }
 
@@ -238,6 +260,23 @@ export class PoolStore {
     }
     return created;
   }
+}
+
+/** The owners of addresses in the given blocks. */
+function ownersIn(blocks: Versioned<BlockValue>[]): PoolOwner[] {
+  const out: PoolOwner[] = [];
+  for (const b of blocks) {
+    const bc = parseCidr(b.value.cidr);
+    b.value.allocations.forEach((a, ord) => {
+      if (a) out.push({ handle: a.h, address: addressAt(bc, ord), attrs: a.a ?? {} });
+    });
+  }
+  return out;
+}
+
+/** Pure: whether a block (or claim) inside `removed` goes with it, i.e. no remaining pool contains it. */
+export function removedWith(removed: Cidr, block: Cidr, remaining: readonly Pool[]): boolean {
+  return cidrWithin(block, removed) && !narrowestPool(block, remaining);
 }
 
 function cmpBig(a: bigint, b: bigint): number {

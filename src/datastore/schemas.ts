@@ -2,7 +2,7 @@
 // one of these schemas, so a hand-edited or corrupt value is reported with
 // its key instead of flowing into the product as garbage.
 import { z } from 'zod';
-import { isAddress, parseCidr } from '../ipam/cidr';
+import { isAddress, parseCidr } from '../address/cidr';
 
 const idString = z.string().regex(/^[a-zA-Z0-9_.:-]+$/, 'expected letters, digits, "_", ".", ":" or "-"');
 const ipString = z.string().refine(isAddress, 'expected an IPv4 or IPv6 address');

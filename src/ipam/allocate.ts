@@ -10,7 +10,8 @@ import { backoff, Put } from '../datastore/datastore';
 import { DatastoreError } from '../datastore/errors';
 import { keys } from '../datastore/keys';
 import type { Pool } from '../datastore/pool-store';
-import { blockOf, cidrContains, ordinalOf, parseAddress, parseCidr } from './cidr';
+import { blockOf, ordinalOf, parseAddress, parseCidr } from '../address/cidr';
+import { narrowestPool, nestedPools, poolOfAddress } from '../address/pools';
 import { cloneBlock, describeOwner, freeCount, takeNext, takeOrdinal, toAllocation } from './block';
 import { borrowCandidates, claimAnyBlock, claimBlock } from './claim';
 import type { HandleState, IpamContext } from './context';
@@ -162,14 +163,15 @@ class Batch {
   private planFamily(p: Pending, f: FamilyRequest): Assignment {
     const rec = { h: p.handle, t: Date.now(), host: p.host, a: p.attrs };
     if (f.want !== 'auto') return this.planExplicit(f.family, f.want, rec);
-    for (const list of [this.ctx.affineKeys(this.host, f.family), this.borrow[f.family] ?? []]) {
-      for (const key of list) {
-        const b = this.block(key);
-        if (b && freeCount(b) > 0) {
-          const ordinal = takeNext(this.mutate(key), rec)!;
-          return { family: f.family, blockKey: key, ordinal };
-        }
-      }
+    // Ranking the host's blocks needs the pools; a list read within the
+    // last second will do (no read on the fast path).
+    const ranked = this.pools[f.family] ?? this.ctx.cachedPools(f.family);
+    if (!ranked) throw new NeedPools(f.family);
+    const own = this.bestAffine(f.family, ranked);
+    if (own) return { family: f.family, blockKey: own, ordinal: takeNext(this.mutate(own), rec)! };
+    for (const key of this.borrow[f.family] ?? []) {
+      const b = this.block(key);
+      if (b && freeCount(b) > 0) return { family: f.family, blockKey: key, ordinal: takeNext(this.mutate(key), rec)! };
     }
     const pools = this.pools[f.family];
     if (pools && !pools.length) throw new IpamError('NO_POOL', `no IPv${f.family} pool exists (add one with: calicoctl pool add <CIDR>)`);
@@ -182,11 +184,54 @@ class Batch {
     throw new NeedClaim(f.family);
   }
 
+  /**
+   * The host's block to take the next address from: one with a free address
+   * in the first pool (poolOrder: nested pools first) whose nested pools are
+   * all exhausted. A block outside every pool (its pool was just removed) is
+   * never used.
+   */
+  private bestAffine(family: Family, pools: Pool[]): string | undefined {
+    let best: { key: string; rank: number } | undefined;
+    for (const key of this.ctx.affineKeys(this.host, family)) {
+      const b = this.block(key);
+      if (!b || freeCount(b) === 0) continue;
+      const pool = narrowestPool(parseCidr(b.cidr), pools);
+      if (!pool) continue;
+      const rank = pools.indexOf(pool);
+      if (best && best.rank <= rank) continue;
+      if (nestedPools(parseCidr(pool.cidr), pools).some((q) => !this.ctx.isExhausted(q.cidr))) continue;
+      best = { key, rank };
+    }
+    return best?.key;
+  }
+
+  /**
+   * The pools to claim a block in: in order, those not recently found
+   * exhausted, up to the first in which the host already has a free block
+   * (that block serves once the ones before are full). All pools when that
+   * leaves none, so EXHAUSTED is never answered from a stale mark.
+   */
+  private claimTargets(family: Family, pools: Pool[]): Pool[] {
+    const withFree = new Set<string>();
+    for (const key of this.ctx.affineKeys(this.host, family)) {
+      const b = this.ctx.blocks.get(key)?.value;
+      const pool = b && freeCount(b) > 0 ? narrowestPool(parseCidr(b.cidr), pools) : undefined;
+      if (pool) withFree.add(pool.cidr);
+    }
+    const out: Pool[] = [];
+    for (const p of pools) {
+      if (withFree.has(p.cidr)) break;
+      if (!this.ctx.isExhausted(p.cidr)) out.push(p);
+    }
+    return out.length ? out : pools;
+  }
+
   private planExplicit(family: Family, address: string, rec: { h: string; t: number; host: string; a: Record<string, string> }): Assignment {
     const pools = this.pools[family];
     if (!pools) throw new NeedPools(family);
     const value = parseAddress(address).value;
-    const pool = pools.find((x) => cidrContains(parseCidr(x.cidr), family, value));
+    // The narrowest pool containing the address owns its block.
+    const pool = poolOfAddress(family, value, pools);
     if (!pool) {
       const all = pools.map((x) => x.cidr).join(', ') || 'none';
       throw new IpamError('NOT_IN_POOL', `${address} is not in any IPv${family} pool (pools: ${all})`);
@@ -235,7 +280,7 @@ class Batch {
         await this.ctx.loadAffinities(this.host);
         if (this.ctx.affineKeys(this.host, fam).some((k) => (this.ctx.blocks.get(k)?.value?.unallocated.length ?? 0) > 0)) continue;
       }
-      const claimed = await claimAnyBlock(this.ctx, this.host, fam, pools);
+      const claimed = await claimAnyBlock(this.ctx, this.host, fam, this.claimTargets(fam, pools), pools);
       if (!claimed) this.borrow[fam] = await borrowCandidates(this.ctx, this.host, fam, pools);
     }
   }

@@ -2,7 +2,7 @@
 // ordinals are free (oldest-freed first) and the sequence number that makes
 // a stale release harmless. Pure functions; callers clone before mutating.
 import type { AllocationValue, BlockValue } from '../datastore/schemas';
-import { addressAt, BLOCK_SIZE, Cidr, parseCidr } from './cidr';
+import { addressAt, BLOCK_SIZE, Cidr, parseCidr } from '../address/cidr';
 import type { Allocation, Family } from './types';
 
 export function newBlock(cidr: Cidr, pool: string, host: string | null, now: number): BlockValue {

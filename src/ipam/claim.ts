@@ -8,9 +8,10 @@ import { keys, parseAffinityKey, parseBlockKey } from '../datastore/keys';
 import { json } from '../datastore/datastore';
 import { AffinityValue } from '../datastore/schemas';
 import type { Pool } from '../datastore/pool-store';
-import { candidateBlocks, Cidr, hostHash, parseCidr } from './cidr';
+import { candidateBlocks, Cidr, hostHash, parseCidr } from '../address/cidr';
 import { freeCount, newBlock } from './block';
 import type { IpamContext } from './context';
+import { narrowestPool, nestedPools, poolOrder } from '../address/pools';
 import type { Family } from './types';
 
 /** Blocks tried per claim before concluding that no block is free. */
@@ -80,11 +81,20 @@ export async function claimBlock(ctx: IpamContext, host: string, block: Cidr, po
 }
 
 /**
- * Claims some free block of the family for the host, trying pools in order
- * and, within a pool, blocks from a host-dependent offset. Undefined when
- * every block of every pool exists already (the caller then borrows).
+ * Claims some free block of the family for the host, trying `pools` in
+ * order (nested pools first, see poolOrder) and, within a pool, blocks from
+ * a host-dependent offset. A block lying inside a narrower pool of `all`
+ * belongs to that pool and is never claimed for the wider one. Pools found
+ * without a free block are marked exhausted in the context. Undefined when
+ * every block of every pool tried exists already (the caller then borrows).
  */
-export async function claimAnyBlock(ctx: IpamContext, host: string, family: Family, pools: Pool[]): Promise<string | undefined> {
+export async function claimAnyBlock(
+  ctx: IpamContext,
+  host: string,
+  family: Family,
+  pools: Pool[],
+  all: Pool[] = pools,
+): Promise<string | undefined> {
   const existing = new Set(
     (await ctx.ds.listKeys(keys.blocksDir(family))).map((k) => parseBlockKey(k)?.cidr).filter((c): c is string => !!c),
   );
@@ -94,38 +104,47 @@ export async function claimAnyBlock(ctx: IpamContext, host: string, family: Fami
     if (a && a.family === family && a.host !== host) existing.add(a.cidr);
   }
   let tried = 0;
-  for (const pool of pools) {
+  for (const pool of poolOrder(pools)) {
     const p = parseCidr(pool.cidr);
-    for (const cand of candidateBlocks(p, host, existing.size + MAX_CANDIDATES)) {
+    const nested = nestedPools(p, all).map((x) => parseCidr(x.cidr));
+    for (const cand of candidateBlocks(p, host, existing.size + MAX_CANDIDATES, nested)) {
       if (existing.has(cand.text)) continue;
       if (++tried > MAX_CANDIDATES) return undefined;
       const r = await claimBlock(ctx, host, cand, pool.cidr);
-      if (r.kind === 'claimed') return r.blockKey;
+      if (r.kind === 'claimed') {
+        ctx.clearExhausted(pool.cidr);
+        return r.blockKey;
+      }
       existing.add(cand.text);
     }
+    ctx.markExhausted(pool.cidr);
   }
   return undefined;
 }
 
 /**
  * Blocks of other hosts (or none) with free addresses, for borrowing when no
- * block can be claimed; read fresh into the cache. Ordered by a host-derived
- * offset so different hosts borrow from different blocks first.
+ * block can be claimed; read fresh into the cache. Only blocks inside one of
+ * `pools`, nested pools' blocks first (see poolOrder); within a pool ordered
+ * by a host-derived offset so different hosts borrow from different blocks first.
  */
 export async function borrowCandidates(ctx: IpamContext, host: string, family: Family, pools: Pool[]): Promise<string[]> {
   const r = await ctx.ds.rangePrefix(keys.blocksDir(family), false);
-  const poolSet = new Set(pools.map((p) => p.cidr));
-  const out: string[] = [];
+  const order = poolOrder(pools);
+  const rank = new Map(order.map((p, i) => [p.cidr, i]));
+  const found: { key: string; rank: number }[] = [];
   for (const kv of r.kvs) {
     const key = kv.key.toString();
     try {
       const b = ctx.setBlockRaw({ key, raw: kv.value.toString(), modRevision: kv.mod_revision });
-      if (b.value && poolSet.has(b.value.pool) && freeCount(b.value) > 0) out.push(key);
+      const pool = b.value && narrowestPool(b.cidr, order);
+      if (b.value && pool && freeCount(b.value) > 0) found.push({ key, rank: rank.get(pool.cidr)! });
     } catch (e) {
       ctx.log?.warn({ key }, (e as Error).message);
     }
   }
-  if (!out.length) return out;
-  const start = Number(hostHash(host) % BigInt(out.length));
-  return [...out.slice(start), ...out.slice(0, start)];
+  if (!found.length) return [];
+  const start = Number(hostHash(host) % BigInt(found.length));
+  const rotated = [...found.slice(start), ...found.slice(0, start)];
+  return rotated.sort((a, b) => a.rank - b.rank).map((x) => x.key);
 }

@@ -8,9 +8,15 @@ import { DatastoreError } from '../datastore/errors';
 import { keys, parseAffinityKey, parseBlockKey } from '../datastore/keys';
 import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
 import { Pool, PoolStore } from '../datastore/pool-store';
-import { Cidr, parseCidr } from './cidr';
+import { Cidr, parseCidr } from '../address/cidr';
 import { claimAnyBlock } from './claim';
+import { poolOrder } from '../address/pools';
 import { Family, IpamError } from './types';
+
+/** How long a pool list ranks the fast path's blocks before it is read again (a new nested pool is used within this). */
+export const POOL_CACHE_MS = 1000;
+/** How long a pool whose claim found no free block is passed over for claims (then tried again). */
+export const EXHAUSTED_MS = 5000;
 
 export interface CachedBlock {
   key: string;
@@ -34,6 +40,10 @@ export class IpamContext {
   /** Background claims of a host's next block, by "host/family". */
   readonly prefetches = new Map<string, Promise<void>>();
   private readonly prefetchIdleUntil = new Map<string, number>();
+  /** The pools last read, per family, in poolOrder, with when they were read. */
+  private readonly poolCache = new Map<Family, { pools: Pool[]; at: number }>();
+  /** Pools in which a recent claim found no free block, until when that is believed. */
+  private readonly exhaustedUntil = new Map<string, number>();
 
   constructor(
     readonly ds: Datastore,
@@ -145,7 +155,7 @@ export class IpamContext {
     if (!this.affineKeys(host, family).length || this.spare(host, family) >= threshold) return;
     const p = (async () => {
       const pools = await this.poolsOf(family);
-      const claimed = pools.length ? await claimAnyBlock(this, host, family, pools) : undefined;
+      const claimed = pools.length ? await claimAnyBlock(this, host, family, pools, pools) : undefined;
       if (!claimed) this.prefetchIdleUntil.set(k, Date.now() + 5000);
     })()
       .catch((e) => this.log?.warn({ host, family }, `claiming a spare block: ${(e as Error).message}`))
@@ -153,8 +163,33 @@ export class IpamContext {
     this.prefetches.set(k, p);
   }
 
+  /** The family's pools, read now, in allocation order (nested pools first); remembered for cachedPools. */
   async poolsOf(family: Family): Promise<Pool[]> {
-    return this.pools.list(family);
+    const pools = poolOrder(await this.pools.list(family));
+    this.poolCache.set(family, { pools, at: Date.now() });
+    return pools;
+  }
+
+  /**
+   * The pools read within the last POOL_CACHE_MS, for ranking the host's
+   * blocks on the fast path without a read; undefined when older.
+   */
+  cachedPools(family: Family): Pool[] | undefined {
+    const c = this.poolCache.get(family);
+    return c && Date.now() - c.at < POOL_CACHE_MS ? c.pools : undefined;
+  }
+
+  markExhausted(pool: string): void {
+    this.exhaustedUntil.set(pool, Date.now() + EXHAUSTED_MS);
+  }
+
+  clearExhausted(pool: string): void {
+    this.exhaustedUntil.delete(pool);
+  }
+
+  /** True while a recent claim found no free block in the pool. */
+  isExhausted(pool: string): boolean {
+    return (this.exhaustedUntil.get(pool) ?? 0) > Date.now();
   }
 }
 

@@ -9,7 +9,7 @@ import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
 import { allocationsIn, toAllocation } from './block';
 import type { IpamContext } from './context';
 import { releaseAddress } from './release';
-import type { Allocation, Family } from './types';
+import type { Allocation, Family, StaleAffinity } from './types';
 
 export interface AllocationRecord extends Allocation {
   /** Block sequence number at allocation: pass it back to releaseIfUnchanged. */
@@ -54,27 +54,67 @@ export async function releaseIfUnchanged(ctx: IpamContext, records: Pick<Allocat
 }
 
 /**
+ * Affinities (of every host) that a finished claim would not leave: pending
+ * ones (a process died between the two phases of claimBlock, or before it
+ * withdrew a lost claim) and confirmed ones whose block is missing or names
+ * another host. Three reads: affinities, then the blocks of both families.
+ */
+export async function listStaleAffinities(ctx: IpamContext): Promise<StaleAffinity[]> {
+  const affinities = await ctx.ds.list(keys.affinitiesRoot(), json(AffinityValue));
+  if (!affinities.length) return [];
+  const blockHost = new Map<string, string | null>();
+  for (const f of [4, 6] as Family[]) {
+    for (const b of await ctx.ds.list(keys.blocksDir(f), json(BlockValue))) blockHost.set(b.key, b.value.affinity);
+  }
+  const out: StaleAffinity[] = [];
+  for (const a of affinities) {
+    const k = parseAffinityKey(a.key);
+    if (!k) continue;
+    const bk = keys.block(k.family, k.cidr);
+    const reason: StaleAffinity['reason'] | undefined =
+      a.value.state === 'pending'
+        ? 'pending'
+        : !blockHost.has(bk)
+          ? 'block missing'
+          : blockHost.get(bk) !== `host:${k.host}`
+            ? 'block of another host'
+            : undefined;
+    if (reason) out.push({ host: k.host, family: k.family, block: k.cidr, state: a.value.state, since: a.value.since, revision: a.modRevision, reason });
+  }
+  return out;
+}
+
+/**
+ * Settles one stale affinity if it still has the listed revision: confirmed
+ * when its block exists and names its host, deleted otherwise. A live
+ * claimBlock that loses its affinity this way notices at its guarded second
+ * phase and claims again, so this is safe even against a slow live claim.
+ */
+export async function settleAffinity(ctx: IpamContext, a: Pick<StaleAffinity, 'host' | 'family' | 'block' | 'revision'>): Promise<'confirmed' | 'removed' | 'changed'> {
+  const key = keys.affinity(a.host, a.family, a.block);
+  const b = await ctx.ds.get(keys.block(a.family, a.block), json(BlockValue));
+  if (b && b.value.affinity === `host:${a.host}`) {
+    const r = await ctx.ds.cas(`confirming claim ${key}`, [{ key, modRevision: a.revision }], [
+      { key, value: { state: 'confirmed', since: Date.now() } satisfies AffinityValue },
+    ]);
+    return r.succeeded ? 'confirmed' : 'changed';
+  }
+  const r = await ctx.ds.cas(`removing stale claim ${key}`, [{ key, modRevision: a.revision }], [], [key]);
+  return r.succeeded ? 'removed' : 'changed';
+}
+
+/**
  * Finishes or withdraws block claims left pending (a process died between
- * the two phases) for at least `minAgeMs`: confirmed when the block exists
- * and names the host, deleted otherwise.
+ * the two phases) for at least `minAgeMs` by their writer's clock: confirmed
+ * when the block exists and names the host, deleted otherwise.
  */
 export async function cleanupPendingAffinities(ctx: IpamContext, minAgeMs: number): Promise<{ confirmed: number; removed: number }> {
   const res = { confirmed: 0, removed: 0 };
   const now = Date.now();
-  for (const a of await ctx.ds.list(keys.affinitiesRoot(), json(AffinityValue))) {
-    const k = parseAffinityKey(a.key);
-    if (!k || a.value.state !== 'pending' || now - a.value.since < minAgeMs) continue;
-    const bk = keys.block(k.family, k.cidr);
-    const b = await ctx.ds.get(bk, json(BlockValue));
-    if (b && b.value.affinity === `host:${k.host}`) {
-      const r = await ctx.ds.cas(`confirming claim ${a.key}`, [{ key: a.key, modRevision: a.modRevision }], [
-        { key: a.key, value: { state: 'confirmed', since: now } satisfies AffinityValue },
-      ]);
-      if (r.succeeded) res.confirmed++;
-    } else {
-      const r = await ctx.ds.cas(`removing stale claim ${a.key}`, [{ key: a.key, modRevision: a.modRevision }], [], [a.key]);
-      if (r.succeeded) res.removed++;
-    }
+  for (const a of await listStaleAffinities(ctx)) {
+    if (a.state !== 'pending' || now - a.since < minAgeMs) continue;
+    const r = await settleAffinity(ctx, a);
+    if (r !== 'changed') res[r]++;
   }
   return res;
 }

@@ -8,11 +8,11 @@ import { checkId, keys } from '../datastore/keys';
 import { BlockValue, HandleValue } from '../datastore/schemas';
 import { allocateBatch, FamilyRequest, Pending } from './allocate';
 import { toAllocation } from './block';
-import { blockOf, canonicalAddress, ordinalOf, parseAddress, parseCidr } from './cidr';
+import { blockOf, canonicalAddress, ordinalOf, parseAddress, parseCidr } from '../address/cidr';
 import { IpamContext, toIpamError } from './context';
 import * as gc from './gc';
 import { releaseAddress, releaseByHandle, setAttrs } from './release';
-import { AllocateRequest, Allocation, Family, Ipam, IpamError } from './types';
+import { AllocateRequest, Allocation, Family, Ipam, IpamError, StaleAffinity } from './types';
 
 export interface EtcdIpamOptions {
   log?: Logger;
@@ -151,6 +151,14 @@ export class EtcdIpam implements Ipam {
   /** Confirms or removes block claims left pending for at least minAgeMs (a process died mid-claim). */
   cleanupPendingAffinities(minAgeMs: number): Promise<{ confirmed: number; removed: number }> {
     return wrap(() => gc.cleanupPendingAffinities(this.ctx, minAgeMs));
+  }
+
+  listStaleAffinities(): Promise<StaleAffinity[]> {
+    return wrap(() => gc.listStaleAffinities(this.ctx));
+  }
+
+  settleAffinity(a: StaleAffinity): Promise<'confirmed' | 'removed' | 'changed'> {
+    return wrap(() => gc.settleAffinity(this.ctx, a));
   }
 
   /** Blocks against handles: empty `problems` when consistent. */

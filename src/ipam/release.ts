@@ -6,7 +6,7 @@ import { backoff, CAS_RETRIES, Put } from '../datastore/datastore';
 import { DatastoreError } from '../datastore/errors';
 import { keys } from '../datastore/keys';
 import type { BlockValue, HandleValue } from '../datastore/schemas';
-import { blockOf, ordinalOf, parseAddress, parseCidr } from './cidr';
+import { blockOf, ordinalOf, parseAddress, parseCidr } from '../address/cidr';
 import { cloneBlock, releaseHandle, releaseOrdinal } from './block';
 import type { CachedBlock, HandleState, IpamContext } from './context';
 

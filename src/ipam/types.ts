@@ -2,7 +2,8 @@
 // IPAM driver, reconciler, calicoctl). Implemented in ./ipam.ts on etcd.
 // This file is the contract: change it only together with its callers.
 
-export type Family = 4 | 6;
+export type { Family } from '../address/cidr';
+import type { Family } from '../address/cidr';
 
 /** What to allocate for one owner (handle) on one host. */
 export interface AllocateRequest {
@@ -65,4 +66,29 @@ export interface Ipam {
   listByHandle(handle: string): Promise<Allocation[]>;
   /** The current owner of an address, if allocated. */
   lookup(address: string): Promise<Allocation | undefined>;
+
+  // Collection of what dead processes left (the reconciler's sweep decides
+  // what is stale; optional so that stand-ins of the IPAM need not have them).
+  /** Block affinities that are pending, or name a block that is missing or another host's (any host). */
+  listStaleAffinities?(): Promise<StaleAffinity[]>;
+  /**
+   * Finishes or withdraws one such affinity if it still has `revision`:
+   * confirmed when its block now names its host, deleted otherwise.
+   */
+  settleAffinity?(a: StaleAffinity): Promise<'confirmed' | 'removed' | 'changed'>;
+}
+
+/** A block affinity that no live claim protocol step would leave as it is for long. */
+export interface StaleAffinity {
+  host: string;
+  family: Family;
+  /** The block's CIDR. */
+  block: string;
+  state: 'pending' | 'confirmed';
+  /** Written by the claiming process (its clock); informative only. */
+  since: number;
+  /** Mod revision of the affinity key when listed: the guard of settleAffinity. */
+  revision: string;
+  /** Why it is stale. */
+  reason: 'pending' | 'block missing' | 'block of another host';
 }

@@ -23,6 +23,8 @@ export interface NodeIdentityOptions {
   /** BGP addresses: `--ip` (detected when absent) and `--ip6`. */
   ip?: string;
   ip6?: string;
+  /** This host's own AS (`--as`); absent: the host has none (the global AS applies). */
+  as?: string;
   detectIp: () => string | undefined;
 }
 
@@ -57,8 +59,8 @@ export class NodeIdentity implements Component {
     const hosts = new HostStore(this.ds);
     const h = this.o.hostname;
     if (ip) {
-      await hosts.register(h, { ip, ip6: this.o.ip6 });
-      this.log.info({ host: h, ip, ip6: this.o.ip6 }, `registered host ${h} (${ip}${this.o.ip6 ? `, ${this.o.ip6}` : ''})${this.o.ip ? '' : ' (address detected; set it with --ip)'}`);
+      await hosts.register(h, { ip, ip6: this.o.ip6, as: this.o.as });
+      this.log.info({ host: h, ip, ip6: this.o.ip6, as: this.o.as }, `registered host ${h} (${ip}${this.o.ip6 ? `, ${this.o.ip6}` : ''}${this.o.as ? `, AS ${this.o.as}` : ''})${this.o.ip ? '' : ' (address detected; set it with --ip)'}`);
     } else {
       await hosts.ensureGlobalConfig();
       this.log.warn({ host: h }, `host ${h} not registered for BGP: no IPv4 address found; pass --ip`);

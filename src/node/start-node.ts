@@ -1,9 +1,10 @@
 // The composition root: the one place that builds the node's components
 // from the node context and starts them in order. No other folder wires
 // components together.
-import os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { BgpComponent } from '../bgp/component';
 import { PoolStore, ProfileStore } from '../datastore';
 import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
@@ -48,6 +49,8 @@ export interface NodeOptions {
   /** BGP peering addresses (`calicoctl node --ip=... --ip6=...`). */
   ip?: string;
   ip6?: string;
+  /** This host's own AS (`calicoctl node --as`), registered as host/<h>/bgp_as; absent: the global AS. */
+  as?: string;
   /** The Docker API proxy (listen, upstream, TLS); absent: no proxy in this node. */
   proxy?: ProxyOptions;
   /** etcd endpoints and whether an embedded member may be started; absent: the proxy alone. */
@@ -69,6 +72,7 @@ export interface NodeOptions {
  * relying on the ones before it:
  *   identity    this host name held by this process; BGP addresses registered
  *   syncer      snapshot of /calico/v1 + etcd watch: what the consumers below follow
+ *   bgp         this host's BIRD, its config rendered from the syncer and this host's blocks
  *   applier     the one kernel applier (iptables, ipset): desired state in, diffs applied
  *   nat         MASQUERADE for --nat-outgoing pools (syncer -> applier)
  *   policy      profiles, tags, rules as filter chains and ipsets (syncer -> compiler -> applier);
@@ -97,8 +101,9 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
 function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptions, etcd: NodeEtcdOptions): Component[] {
   const { log, hostname, datastore, ipam, docker, endpoints } = ctx;
   const child = (component: string) => log.child({ component });
-  const identity = new NodeIdentity(datastore, { hostname, stateDir: ctx.stateDir, ip: opts.ip, ip6: opts.ip6, detectIp: detectIPv4 }, child('identity'));
+  const identity = new NodeIdentity(datastore, { hostname, stateDir: ctx.stateDir, ip: opts.ip, ip6: opts.ip6, as: opts.as, detectIp: () => detectIPv4(child('identity')) }, child('identity'));
   const syncer = new Syncer(datastore, log);
+  const bgp = new BgpComponent({ hostname, stateDir: ctx.stateDir, datastore, syncer, log });
   // Nothing is applied until every owner has said what it wants: a chain of
   // one owner must not look stale (and go) while only another has spoken.
   const applier = new IptablesApplier({
@@ -155,14 +160,47 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
     gcGraceMs: opts.reconciler?.gcGraceMs,
   });
-  return [identity, syncer, applier, nat, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
+  return [identity, syncer, bgp, applier, nat, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }
 
-/** The first non-internal IPv4 address of this host, as BGP peers would reach it. */
-function detectIPv4(): string | undefined {
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    const a = addrs?.find((x) => x.family === 'IPv4' && !x.internal);
-    if (a) return a.address;
+interface IpRoute {
+  dst: string;
+  dev?: string;
+  prefsrc?: string;
+  metric?: number;
+}
+interface IpAddrInfo {
+  ifname: string;
+  addr_info?: { family: string; local: string; scope?: string }[];
+}
+
+/**
+ * The address BGP peers should use to reach this host: the source address of
+ * the default route (its prefsrc, else the first global address of its
+ * interface), the lowest metric first. Pure: `ip -j -4 route show default`
+ * and `ip -j -4 addr show` output in.
+ */
+export function defaultRouteAddress(routesJson: string, addrsJson: string): { address: string; dev: string } | undefined {
+  const routes = (JSON.parse(routesJson || '[]') as IpRoute[]).filter((r) => r.dst === 'default' && r.dev).sort((a, b) => (a.metric ?? 0) - (b.metric ?? 0));
+  const links = JSON.parse(addrsJson || '[]') as IpAddrInfo[];
+  for (const r of routes) {
+    if (r.prefsrc) return { address: r.prefsrc, dev: r.dev! };
+    const a = links.find((l) => l.ifname === r.dev)?.addr_info?.find((x) => x.family === 'inet' && (x.scope ?? 'global') === 'global');
+    if (a) return { address: a.local, dev: r.dev! };
   }
   return undefined;
+}
+
+/** `--ip` absent: the address of the interface holding the default route (logged), never just the first one found. */
+function detectIPv4(log: Logger): string | undefined {
+  try {
+    const ip = (args: string[]) => execFileSync('ip', ['-j', '-4', ...args], { encoding: 'utf8', timeout: 5000 });
+    const found = defaultRouteAddress(ip(['route', 'show', 'default']), ip(['addr', 'show']));
+    if (found) log.info(found, `detected this host's IPv4 address ${found.address} on ${found.dev}, the interface of the default route (set it with --ip)`);
+    else log.warn('no IPv4 default route with an address: cannot detect this host\'s IPv4 address (set it with --ip)');
+    return found?.address;
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'detecting this host\'s IPv4 address with `ip -j -4 route show default` failed (set it with --ip)');
+    return undefined;
+  }
 }

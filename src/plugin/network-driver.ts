@@ -14,7 +14,7 @@ export interface NetworkDriverOptions {
   log: Logger;
 }
 
-export interface CreateEndpoint {
+export interface CreateEndpointRequest {
   NetworkID: string;
   EndpointID: string;
   Interface?: { Address?: string; AddressIPv6?: string; MacAddress?: string } | null;
@@ -50,7 +50,7 @@ export class NetworkDriver {
     return {};
   }
 
-  createEndpoint(req: CreateEndpoint) {
+  createEndpoint(req: CreateEndpointRequest) {
     const iface = req.Interface ?? {};
     const v4 = iface.Address ? parseAddress(iface.Address, 'endpoint address') : undefined;
     const v6 = iface.AddressIPv6 ? parseAddress(iface.AddressIPv6, 'endpoint IPv6 address') : undefined;

@@ -9,7 +9,7 @@ import type { Profile } from '../datastore/profile-store';
 import type { RuleValue } from '../datastore/schemas';
 import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
 import { HOST_IF_PREFIX } from '../names/interfaces';
-import { parseCidr, type Cidr } from '../ipam/cidr';
+import { parseCidr, type Cidr } from '../address/cidr';
 import {
   fromEndpointChain,
   fromEndpointDispatchChain,

@@ -3,7 +3,7 @@
 // them back (matches in its order, `-m tcp`/`-m multiport` spelled out,
 // host addresses with their prefix length), so the applier's diff against
 // the kernel sees no difference where there is none.
-import { parseCidr } from '../ipam/cidr';
+import { parseCidr } from '../address/cidr';
 import type { RuleValue } from '../datastore/schemas';
 import type { IpFamily } from '../dataplane/applier/types';
 import { tagIpset } from '../names/kernel';

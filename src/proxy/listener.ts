@@ -2,9 +2,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from './address';
 import { formatAddress, isLoopbackHost } from './address';
+import { SPLICE_BUFFER } from './upstream';
 
 /** TLS as dockerd spells it: --tls, --tlsverify, --tlscacert, --tlscert, --tlskey. */
 export interface TlsOptions {
@@ -19,19 +21,31 @@ export class ListenError extends Error {}
 
 /**
  * Refuses what would expose the Docker API (root on this host) to the
- * network without TLS. Pure: checks the flags, opens nothing.
+ * network without verified client certificates: off loopback, TLS alone
+ * (--tls) only encrypts, anyone who reaches the port still gets root, so only
+ * --tlsverify is accepted there. Loopback and unix sockets may go without:
+ * like Docker's own socket, they give every local user who can reach them
+ * root. Pure: checks the flags, opens nothing.
  */
 export function checkListenPolicy(a: Address, tls?: TlsOptions): void {
   if (tls?.verify && !tls.ca) {
     throw new ListenError('--tlsverify needs --tlscacert: the CA that signs the client certificates to accept');
   }
-  if (a.kind === 'tcp' && !isLoopbackHost(a.host) && !tls) {
+  if (a.kind !== 'tcp' || isLoopbackHost(a.host) || tls?.verify) return;
+  const fix =
+    'Listen on 127.0.0.1 or a unix socket, or require client certificates: ' +
+    '--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem';
+  if (!tls) {
     throw new ListenError(
       `refusing to listen on ${formatAddress(a)} without TLS: anyone who can reach it gets root on this host ` +
-        'through the Docker API. Listen on 127.0.0.1 or a unix socket, or enable TLS with client certificates: ' +
-        '--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem',
+        `through the Docker API. ${fix}`,
     );
   }
+  throw new ListenError(
+    `refusing to listen on ${formatAddress(a)} with --tls alone: it encrypts but accepts any client, and anyone ` +
+      `who can reach it gets root on this host through the Docker API. Use --tlsverify instead of --tls ` +
+      `(with --tlscacert=ca.pem, the CA that signs your clients' certificates), or listen on 127.0.0.1 or a unix socket`,
+  );
 }
 
 // Node's defaults suit web servers, not the Docker API:
@@ -67,6 +81,30 @@ export function createServer(tls?: TlsOptions): http.Server {
   }) as unknown as http.Server;
 }
 
+/**
+ * The public listener of the splice (splice.ts): raw connections, TLS as
+ * dockerd offers it. Returns the server and the event that hands over a
+ * client connection ready for HTTP bytes.
+ */
+export function createListener(t?: TlsOptions): { server: net.Server; event: 'connection' | 'secureConnection' } {
+  // A bigger socket buffer than Node's 16 KiB: spliced transfers pause far less often.
+  const highWaterMark = SPLICE_BUFFER;
+  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark }), event: 'connection' };
+  const server = tls.createServer({
+    allowHalfOpen: true,
+    highWaterMark,
+    cert: fs.readFileSync(t.cert),
+    key: fs.readFileSync(t.key),
+    ca: t.ca ? fs.readFileSync(t.ca) : undefined,
+    requestCert: t.verify,
+    rejectUnauthorized: t.verify,
+    // Keep ALPN off h2: hijacked calls need HTTP/1.1.
+    ALPNProtocols: ['http/1.1'],
+    minVersion: 'TLSv1.2',
+  });
+  return { server, event: 'secureConnection' };
+}
+
 /** Whether something accepts connections on a unix socket path. */
 function socketInUse(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -85,7 +123,7 @@ function socketInUse(path: string): Promise<boolean> {
  * and group of `permsFrom` (the Docker socket) so the `docker` group keeps
  * working through us.
  */
-export async function listen(server: http.Server, a: Address, permsFrom: string | undefined, log: Logger): Promise<Address> {
+export async function listen(server: net.Server, a: Address, permsFrom: string | undefined, log: Logger): Promise<Address> {
   if (a.kind === 'unix') {
     if (fs.existsSync(a.path)) {
       if (!fs.lstatSync(a.path).isSocket()) throw new ListenError(`cannot listen on ${a.path}: it exists and is not a socket`);

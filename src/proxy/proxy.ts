@@ -1,4 +1,8 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -13,8 +17,10 @@ import { passThrough, sendDockerError } from './pass-through';
 import type { FastifyInstance } from 'fastify';
 import { buildFastifyProxy, callState } from './fastify-app';
 import { intercepted } from './intercepted';
-import { hijack } from './hijack';
-import { checkListenPolicy, createServer, listen, ListenError, TlsOptions } from './listener';
+import { checkListenPolicy, createListener, createServer, listen, ListenError, TlsOptions } from './listener';
+import { splice } from './splice';
+import { headerObject } from './headers';
+import { swarmPortInterceptor } from './interceptors/swarm-init';
 
 export interface ProxyOptions {
   /** Where clients connect: tcp://127.0.0.1:2377 (default), unix:///path. */
@@ -22,7 +28,7 @@ export interface ProxyOptions {
   /** Where dockerd is: unix:///var/run/docker.sock (default), tcp://host:port. Never DOCKER_HOST. */
   upstream: string;
   tls?: TlsOptions;
-  /** First match claims the request; everything else passes through untouched. */
+  /** First match claims the request; everything else passes through untouched. (The proxy adds its own swarm-port one first.) */
   interceptors?: Interceptor[];
   /** The socket whose mode and group a unix listener copies (default: the upstream socket, else /var/run/docker.sock). */
   socketPermsFrom?: string;
@@ -31,18 +37,27 @@ export interface ProxyOptions {
 const PROBE_HEADER = 'x-calico-proxy-probe';
 
 /**
- * The Docker API proxy: the node component that owns the listener. Three
- * paths, chosen per request: hijack (Upgrade), intercepted (an interceptor's
- * match: buffered), pass-through (streamed). Knows nothing about Calico.
+ * The Docker API proxy: the node component that owns the listener. Every
+ * client connection is spliced to its own connection to dockerd (splice.ts):
+ * bytes are copied, heads only parsed to find request boundaries; hijacked
+ * calls become a raw splice both ways. Requests an interceptor claims (and
+ * the loop probe) go instead to the fastify app (fastify-app.ts) on a private
+ * unix socket, where they are buffered, offered to the interceptor and
+ * forwarded. Knows nothing about Calico.
  */
 export class DockerProxy implements Component {
   readonly name = 'proxy';
+  /** The public listener: raw connections, spliced (splice.ts). */
+  private listener?: net.Server;
+  private readonly clients = new Set<net.Socket>();
+  /** The fastify app's own server, on a private unix socket: intercepted calls and the loop probe. */
   private server?: http.Server;
+  private privateDir?: string;
+  private spliceInflight = 0;
   private app?: FastifyInstance;
   private readonly upstream: Upstream;
   private readonly listenAddr: Address;
   private bound?: Address;
-  private readonly hijacked = new Set<Duplex>();
   private readonly probeNonce = crypto.randomBytes(16).toString('hex');
   private loopDetected = false;
   private readonly interceptors: Interceptor[];
@@ -58,7 +73,8 @@ export class DockerProxy implements Component {
     }
     checkListenPolicy(this.listenAddr, opts.tls);
     this.upstream = new Upstream(up);
-    this.interceptors = opts.interceptors ?? [];
+    // The proxy's own interceptor (its port is swarm's default port too), then the caller's.
+    this.interceptors = [swarmPortInterceptor(() => this.ownTcpListener()), ...(opts.interceptors ?? [])];
   }
 
   /** The address actually bound (port resolved when 0 was asked for). */
@@ -67,13 +83,18 @@ export class DockerProxy implements Component {
     return this.bound;
   }
 
+  private ownTcpListener(): { host: string; port: number; label: string } | undefined {
+    const b = this.bound;
+    return b?.kind === 'tcp' ? { host: b.host, port: b.port, label: formatAddress(b) } : undefined;
+  }
+
   get upstreamLabel(): string {
     return this.upstream.label;
   }
 
   /** Calls in flight to dockerd on the pooled connections (hijacked ones not included). */
   get upstreamRunning(): number {
-    return this.upstream.pool.stats.running;
+    return this.upstream.pool.stats.running + this.spliceInflight;
   }
 
   /** Settings that decide whether long streams survive (tests assert they are unbounded). */
@@ -89,24 +110,60 @@ export class DockerProxy implements Component {
   }
 
   async start(): Promise<void> {
-    const server = createServer(this.opts.tls);
+    // Intercepted calls: fastify (fastify-app.ts) on its own server, reached
+    // over a unix socket in a directory only we can enter.
+    this.privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'calico-proxy-'));
+    fs.chmodSync(this.privateDir, 0o700);
+    const appSocket = path.join(this.privateDir, 'fastify.sock');
+    const server = createServer();
     this.server = server;
-    // Ordinary calls: fastify + @fastify/http-proxy (fastify-app.ts). Hijacked
-    // (Upgrade) calls stay on the raw 'upgrade' event: fastify never sees them.
     this.app = await buildFastifyProxy(server, {
       upstream: this.upstream,
       claim: (req, res) => this.claim(req, res),
       fallback: (req, res) => this.fallback(req, res),
       clientError: (err, socket) => this.onClientError(err, socket),
     });
-    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(appSocket, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    // Everything else: spliced to dockerd as raw bytes.
+    const { server: listener, event } = createListener(this.opts.tls);
+    this.listener = listener;
+    const up = this.upstream;
+    const targets = {
+      docker: () => up.connectRaw(),
+      fastify: () => net.connect({ path: appSocket, allowHalfOpen: true }),
+      dockerLabel: up.label,
+      claims: (method: string, url: string, rawHeaders: string[]) => this.claims(method, url, rawHeaders),
+      done: (method: string, url: string, status: number, kind: 'splice' | 'hijack', started: bigint) => this.logRequest(method, url, status, started, undefined, kind),
+      inflight: (d: number) => {
+        this.spliceInflight += d;
+      },
+      log: this.log,
+    };
+    listener.on(event, (sock: net.Socket) => {
+      this.clients.add(sock);
+      sock.once('close', () => this.clients.delete(sock));
+      splice(sock, targets);
+    });
+    listener.on('tlsClientError', (err: Error) => this.log.debug({ err: err.message }, 'TLS handshake with a client failed'));
     const permsFrom = this.opts.socketPermsFrom ?? (this.upstream.address.kind === 'unix' ? this.upstream.address.path : '/var/run/docker.sock');
-    this.bound = await listen(server, this.listenAddr, permsFrom, this.log);
+    this.bound = await listen(listener, this.listenAddr, permsFrom, this.log);
     await this.probeForLoop();
     this.log.info(
       { listen: formatAddress(this.bound), upstream: this.upstream.label, tls: this.opts.tls ? (this.opts.tls.verify ? 'verify' : 'on') : 'off' },
       `Docker API proxy listening on ${formatAddress(this.bound)}, forwarding to Docker at ${this.upstream.label}`,
     );
+  }
+
+  /** Whether a request must go to fastify (the loop probe, an interceptor's match) rather than be spliced. */
+  private claims(method: string, url: string, rawHeaders: string[]): boolean {
+    if (headerObject(rawHeaders)[PROBE_HEADER] !== undefined) return true;
+    return findInterceptor(this.interceptors, method, parseRequestTarget(url).path) !== undefined;
   }
 
   /**
@@ -189,15 +246,6 @@ export class DockerProxy implements Component {
     );
   }
 
-  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    const started = process.hrtime.bigint();
-    this.hijacked.add(socket);
-    socket.once('close', () => this.hijacked.delete(socket));
-    hijack(this.upstream, req, socket, head, this.log, (status) =>
-      this.logRequest(req.method ?? 'POST', req.url, status, started, undefined, 'hijack'),
-    );
-  }
-
   // One line per request at debug; never headers or bodies (X-Registry-Auth, create Env).
   private logRequest(method: string, url: string | undefined, status: number, started: bigint, interceptor?: string, kind?: string): void {
     if (!this.log.isLevelEnabled('debug')) return;
@@ -206,19 +254,27 @@ export class DockerProxy implements Component {
   }
 
   async stop(): Promise<void> {
+    const listener = this.listener;
     const server = this.server;
     const app = this.app;
+    this.listener = undefined;
     this.server = undefined;
     this.app = undefined;
+    if (listener) {
+      const closed = new Promise<void>((r) => listener.close(() => r()));
+      for (const s of this.clients) s.destroy();
+      this.clients.clear();
+      await closed;
+    }
     if (server) {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
-      for (const s of this.hijacked) s.destroy();
-      this.hijacked.clear();
       await closed;
     }
     // Not listening through fastify: this only runs its onClose hooks.
     await app?.close().catch(() => undefined);
     await this.upstream.close();
+    if (this.privateDir) fs.rmSync(this.privateDir, { recursive: true, force: true });
+    this.privateDir = undefined;
   }
 }

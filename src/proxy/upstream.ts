@@ -3,6 +3,9 @@ import { Pool } from 'undici';
 import type { Address } from './address';
 import { formatAddress } from './address';
 
+/** Socket buffer of spliced connections, both sides. */
+export const SPLICE_BUFFER = 1024 * 1024;
+
 /**
  * The way to dockerd. Ordinary calls go through an undici pool; hijacked calls
  * get a fresh raw socket each (they own their connection until it closes).
@@ -43,6 +46,9 @@ export class Upstream {
     const a = this.address;
     const opts: net.NetConnectOpts =
       a.kind === 'unix' ? { path: a.path, allowHalfOpen: true } : { host: a.host, port: a.port, allowHalfOpen: true };
+    // Node's 16 KiB socket buffer would make every 64 KiB read of a spliced
+    // transfer a pause/drain/resume round (docker cp, logs, load).
+    (opts as { highWaterMark?: number }).highWaterMark = SPLICE_BUFFER;
     const s = net.connect(opts);
     s.setNoDelay?.(true);
     return s;

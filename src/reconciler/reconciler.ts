@@ -32,7 +32,7 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Between sweeps (default 30 s). */
   sweepIntervalMs?: number;
-  /** How long a reservation without a container survives before collection (default 120 s). */
+  /** How long a reservation without a container, a docker- address held by no container, or a stale block claim survives before collection (default 120 s). */
   gcGraceMs?: number;
   /** Event stream resubscription backoff cap (default 5 s). */
   maxBackoffMs?: number;
@@ -121,6 +121,7 @@ export class Reconciler implements Component {
     const { host, log } = this.o;
     // Order matters (see planSweep): allocations, then endpoints, then containers.
     const allocations = await this.ipam.listByHost(host);
+    const staleAffinities = await this.ipam.listStaleAffinities?.();
     const endpoints = await this.o.store.list(host);
     let containers: ContainerView[];
     try {
@@ -139,6 +140,7 @@ export class Reconciler implements Component {
       containers,
       inflight: (h) => this.o.inflight.has(h),
       sightings: this.sightings,
+      staleAffinities,
     });
     this.sightings = plan.sightings;
     for (const a of plan.adopt) {
@@ -156,6 +158,11 @@ export class Reconciler implements Component {
     for (const r of plan.release) {
       const n = await this.ipam.releaseByHandle(r.handle);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);
+    }
+    // IPAM leftovers of dead processes: block claims (docker- handles are in plan.release).
+    for (const { affinity, reason } of plan.settleAffinities) {
+      const outcome = await this.ipam.settleAffinity?.(affinity);
+      if (outcome && outcome !== 'changed') log.info({ host: affinity.host, block: affinity.block, outcome }, `stale block claim settled: ${reason}`);
     }
     // Veths whose endpoint is gone (Docker tore a container down while the node was away).
     await this.o.sweepLinks?.().catch((e) => log.warn({ err: (e as Error).message }, 'sweeping orphaned veths failed'));

@@ -3,11 +3,14 @@
 // release, adopt and (re)record. The one rule that matters: nothing is
 // released while its container exists, and an allocation that never had a
 // container is collected only after two sightings a grace period apart.
-import { RESERVATION_HANDLE_PREFIX } from '../names';
-import type { Allocation } from '../ipam/types';
-;
+// The same rule collects what dead processes left in IPAM: block claims left
+// pending (or naming no block of their host) and Docker-driver ("docker-")
+// addresses whose release Docker could not deliver.
 import { ContainerView, endpointFromContainer, handleOf, isRunning } from '../endpoints/container-view';
 import { Endpoint, sameEndpoint } from '../endpoints/model';
+import { canonicalAddress } from '../address/cidr';
+import type { Allocation, StaleAffinity } from '../ipam/types';
+import { DOCKER_HANDLE_PREFIX, RESERVATION_HANDLE_PREFIX } from '../names';
 
 export interface SweepInput {
   host: string;
@@ -21,8 +24,13 @@ export interface SweepInput {
   containers: ContainerView[];
   /** Handles whose create is still in flight through this proxy. */
   inflight(handle: string): boolean;
-  /** Orphan handle -> when it was first seen without an owner. */
+  /**
+   * Orphan handle -> when it was first seen without an owner; stale affinity
+   * (affinitySighting key) -> when first seen at that revision.
+   */
   sightings: ReadonlyMap<string, number>;
+  /** Stale block affinities of any host (listStaleAffinities), if the IPAM lists them. */
+  staleAffinities?: StaleAffinity[];
 }
 
 export interface SweepPlan {
@@ -30,7 +38,32 @@ export interface SweepPlan {
   adopt: { handle: string; container: string }[];
   removeEndpoints: Endpoint[];
   record: Endpoint[];
+  /** Stale affinities seen at the same revision a grace apart: confirm or withdraw (settleAffinity). */
+  settleAffinities: { affinity: StaleAffinity; reason: string }[];
   sightings: Map<string, number>;
+}
+
+/** Sighting key of a stale affinity: a space never occurs in a handle, so no clash with one. */
+export function affinitySighting(a: StaleAffinity): string {
+  return `affinity ${a.host}/${a.family}/${a.block}@${a.revision}`;
+}
+
+/** Every address dockerd shows a container holding, on any network (canonical text). */
+export function addressesHeld(containers: ContainerView[]): Set<string> {
+  const out = new Set<string>();
+  for (const c of containers) {
+    for (const n of Object.values(c.NetworkSettings?.Networks ?? {})) {
+      for (const a of [n?.IPAddress, n?.GlobalIPv6Address]) {
+        if (!a) continue;
+        try {
+          out.add(canonicalAddress(a));
+        } catch {
+          out.add(a);
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -39,7 +72,19 @@ export interface SweepPlan {
  * container missing from the later listing really is gone.
  */
 export function planSweep(input: SweepInput): SweepPlan {
-  const plan: SweepPlan = { release: [], adopt: [], removeEndpoints: [], record: [], sightings: new Map() };
+  const plan: SweepPlan = { release: [], adopt: [], removeEndpoints: [], record: [], settleAffinities: [], sightings: new Map() };
+  // Two sightings a grace apart, by this process's clock (never the writer's).
+  const sighted = (key: string): { due: boolean; forMs: number } => {
+    const first = input.sightings.get(key);
+    if (first === undefined) {
+      plan.sightings.set(key, input.now);
+      return { due: false, forMs: 0 };
+    }
+    if (input.now - first >= input.graceMs) return { due: true, forMs: input.now - first };
+    plan.sightings.set(key, first);
+    return { due: false, forMs: input.now - first };
+  };
+  const held = addressesHeld(input.containers);
   const byId = new Map(input.containers.map((c) => [c.Id, c]));
   const byHandle = new Map<string, ContainerView>();
   for (const c of input.containers) {
@@ -62,17 +107,28 @@ export function planSweep(input: SweepInput): SweepPlan {
       if (!byId.has(owner)) plan.release.push({ handle, reason: `container ${owner.slice(0, 12)} no longer exists` });
       continue;
     }
-    // No container names this handle. Only our own reservations are
-    // collected this way: other handles (the IPAM driver's) have owners the
-    // driver tracks.
+    // No container names this handle. Docker-driver handles belong to
+    // whichever container dockerd shows holding their address: none (for a
+    // grace) means Docker's release was missed (node down, plugin killed).
+    if (handle.startsWith(DOCKER_HANDLE_PREFIX)) {
+      if (allocs.some((a) => held.has(a.address))) continue;
+      const s = sighted(handle);
+      const addrs = allocs.map((a) => a.address).join(', ');
+      if (s.due) plan.release.push({ handle, reason: `Docker-driver address ${addrs} held by no container for ${Math.round(s.forMs / 1000)} s` });
+      continue;
+    }
+    // Other handles without a container: only our own reservations are
+    // collected this way.
     if (!handle.startsWith(RESERVATION_HANDLE_PREFIX) || input.inflight(handle)) continue;
-    const first = input.sightings.get(handle);
-    if (first === undefined) {
-      plan.sightings.set(handle, input.now);
-    } else if (input.now - first >= input.graceMs) {
-      plan.release.push({ handle, reason: `reservation without a container for ${Math.round((input.now - first) / 1000)} s` });
-    } else {
-      plan.sightings.set(handle, first);
+    const s = sighted(handle);
+    if (s.due) plan.release.push({ handle, reason: `reservation without a container for ${Math.round(s.forMs / 1000)} s` });
+  }
+
+  // Claims a dead process left: unchanged (same revision) a grace apart.
+  for (const a of input.staleAffinities ?? []) {
+    const s = sighted(affinitySighting(a));
+    if (s.due) {
+      plan.settleAffinities.push({ affinity: a, reason: `block claim ${a.block} of ${a.host} (${a.reason}) unchanged for ${Math.round(s.forMs / 1000)} s` });
     }
   }
 

@@ -88,6 +88,8 @@ export class CalicoLab {
     const lab = new CalicoLab(ns, dir, dockerd, opts);
     for (const p of opts.pools) await lab.calicoctl(['pool', 'add', p], true);
     await lab.startNode();
+    // A node killed with SIGKILL leaves its BIRD running (on purpose: see docs/bgp.md); it goes at teardown.
+    onTeardown('BIRD of the lab node', () => killBirdOf(dir));
     onTeardown('calico lab node', () => lab.stopNode());
     return lab;
   }
@@ -160,6 +162,7 @@ export class CalicoLab {
     let out = '';
     child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    onTeardown('BIRD of calicoctl node', () => killBirdOf(stateDir));
     onTeardown('calicoctl node', async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
@@ -172,6 +175,13 @@ export class CalicoLab {
       log: () => fs.readFileSync(logFile, 'utf8'),
       ready: () => waitFor('calicoctl node to serve', async () => out.includes('DOCKER_HOST') || child.exitCode !== null, 60000, 100),
     };
+  }
+
+  /** The lab host's filter table and ipsets, for a failure message (what policy had programmed). */
+  async kernelState(): Promise<string> {
+    const ipt = await this.ns.exec('iptables-save', ['-t', 'filter', '-c']);
+    const sets = await this.ns.exec('ipset', ['list']);
+    return `--- iptables-save -t filter -c\n${ipt.stdout}\n--- ipset list\n${sets.stdout}\n--- node log\n${this.logTail(40)}`;
   }
 
   logTail(n = 20): string {
@@ -259,6 +269,16 @@ export class CalicoLab {
     } catch (e) {
       throw new Error(`${(e as Error).message}; still there: ${last}`);
     }
+  }
+}
+
+/** SIGKILL to the BIRD a node with this state dir started, if it still runs. */
+function killBirdOf(stateDir: string): void {
+  try {
+    const pid = Number(fs.readFileSync(path.join(stateDir, 'bird', 'bird.pid'), 'utf8').trim());
+    if (pid > 1 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(stateDir)) process.kill(pid, 'SIGKILL');
+  } catch {
+    /* none, or gone */
   }
 }
 

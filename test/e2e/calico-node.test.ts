@@ -156,3 +156,32 @@ test('a second node on a host name a live node holds is refused, naming both; th
   await lab.direct(['rm', '-f', id]);
   await lab.waitClean();
 });
+
+test('a veth of this node whose endpoint is gone is swept while the node runs, not only at its start', { skip }, async () => {
+  // What a container torn down behind the node's back leaves: a host end carrying the node's alias.
+  const name = 'cali0rphan0001';
+  await lab.ns.ok('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', 'ctmp0rphan0001']);
+  await lab.ns.ok('ip', ['link', 'set', name, 'alias', `calico-docker:${lab.pluginName}`]);
+  const foreign = 'cali0ther00001';
+  await lab.ns.ok('ip', ['link', 'add', foreign, 'type', 'veth', 'peer', 'name', 'ctmp0ther00001']);
+  await waitFor('the orphan swept', async () => !(await lab.workloadLinks()).includes(name), 15000, 200);
+  assert.ok((await lab.workloadLinks()).includes(foreign), 'a cali link without our alias is not ours to remove');
+  await lab.ns.ok('ip', ['link', 'del', foreign]);
+});
+
+test('the blog post\'s pool sequence: a subnet inside the default pool serves automatic addresses, then the wide pool goes', { skip }, async () => {
+  const show = await lab.calicoctl(['pool', 'show'], true);
+  assert.match(show.stdout, /10\.66\.0\.0\/16/);
+  await lab.calicoctl(['pool', 'add', '10.66.89.0/24'], true);
+  const id = (await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'])).trim();
+  const addr = (await lab.dockerOk(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', id])).trim();
+  assert.match(addr, /^10\.66\.89\.\d+$/, 'an automatic address comes from the narrower pool');
+  const removed = await lab.calicoctl(['pool', 'remove', '10.66.0.0/16']);
+  assert.equal(removed.code, 0, removed.stderr);
+  const after = await lab.calicoctl(['pool', 'show'], true);
+  assert.match(after.stdout, /10\.66\.89\.0\/24/);
+  assert.doesNotMatch(after.stdout, /10\.66\.0\.0\/16/);
+  assert.ok((await lab.state()).allocations.some((a) => a.address === addr), 'the container keeps its address');
+  await lab.direct(['rm', '-f', id]);
+  await lab.waitClean();
+});

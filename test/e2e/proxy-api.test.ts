@@ -274,10 +274,14 @@ test('34: 20 foreground runs, 20 logs -f and an events stream at once: no head-o
   logs.slice(0, 20).forEach((r) => assert.deepEqual([r.code, r.stdout], [0, 'up\n']));
 });
 
-test('37: a non-loopback listener without TLS is refused, saying how to enable TLS', async () => {
+test('37: a non-loopback listener without TLS, or with --tls alone, is refused, saying how to require client certificates', async () => {
   const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--docker-upstream', f.d.host, '--state-dir', dir]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 without TLS.*--tlsverify --tlscacert=ca\.pem --tlscert=server-cert\.pem --tlskey=server-key\.pem/s);
+  // --tls alone encrypts but accepts any client: refused off loopback too, naming --tlsverify.
+  const tlsOnly = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--tls', '--tlscert', `${dir}/server-cert.pem`, '--tlskey', `${dir}/server-key.pem`, '--docker-upstream', f.d.host, '--state-dir', dir]);
+  assert.equal(tlsOnly.code, 1);
+  assert.match(tlsOnly.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 with --tls alone.*Use --tlsverify instead of --tls/s);
   const help = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--help']);
   assert.match(help.stdout, /--listen <ADDR>[\s\S]*default: "tcp:\/\/127\.0\.0\.1:2377"/);
   const loop = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://127.0.0.1:23998', '--docker-upstream', 'tcp://localhost:23998', '--state-dir', dir], { env: { ...process.env, DOCKER_HOST: 'tcp://127.0.0.1:23998' } });

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, waitFor, envWithoutEtcd } from '../harness';
-import { Datastore } from '../../src/datastore';
+import { Datastore, PoolStore } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 
 after(teardownAll);
@@ -42,8 +42,20 @@ async function poolScenario(ctl: Ctl, endpoints: string[]): Promise<void> {
     [['10.0.0.0/8', 4, true, false], ['fd80:24e2:f998:72d6::/64', 6, false, false]],
   );
 
-  assertFails(await ctl('pool', 'add', '10.20.0.0/16'), /^Pool 10\.20\.0\.0\/16 overlaps existing pool 10\.0\.0\.0\/8\n$/);
-  assertFails(await ctl('pool', 'add', 'fd80:24e2:f998::/48'), /overlaps existing pool fd80:24e2:f998:72d6::\/64/);
+  // A pool inside another, or around another, is accepted (2015 did) and says so in one line.
+  r = await ctl('pool', 'add', '10.20.0.0/16');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Added pool 10.20.0.0/16\nPool 10.20.0.0/16 lies inside existing pool 10.0.0.0/8: automatic addresses come from the narrower pool first\n');
+  r = await ctl('pool', 'add', 'fd80:24e2:f998::/48');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Added pool fd80:24e2:f998::/48\nPool fd80:24e2:f998::/48 contains existing pool fd80:24e2:f998:72d6::/64: automatic addresses come from the narrower pool first\n');
+  r = await ctl('pool', 'add', '10.20.0.0/16');
+  assert.equal(r.stdout, 'Pool 10.20.0.0/16 already exists\n', 'still idempotent');
+  assert.deepEqual((await showJson(ctl)).map((p) => p.cidr), ['10.0.0.0/8', '10.20.0.0/16', 'fd80:24e2:f998::/48', 'fd80:24e2:f998:72d6::/64']);
+  for (const p of ['10.20.0.0/16', 'fd80:24e2:f998::/48']) {
+    r = await ctl('pool', 'remove', p);
+    assert.equal(r.stdout, `Removed pool ${p}\n`, r.stderr);
+  }
   assertFails(await ctl('pool', 'add', '172.16.0.0/27'), /^Pool 172\.16\.0\.0\/27 is too small: an IPv4 pool must hold at least one \/26 block/);
   assertFails(await ctl('pool', 'add', 'fd00:1::/123'), /too small: an IPv6 pool must hold at least one \/122 block/);
   assertFails(await ctl('pool', 'add', 'fd00:1::/64', '--ipip'), /^--ipip is for IPv4 pools only; fd00:1::\/64 is IPv6\n$/);
@@ -122,4 +134,71 @@ test('pool commands against a three-member cluster (ETCD_ENDPOINTS), and with on
   const r = await ctl('pool', 'add', '10.30.0.0/16');
   assert.equal(r.code, 0, r.stderr);
   await etcd.restart(0);
+});
+
+test('the blog post\'s "IP Management": restrict the default pool to a subnet (pool show, add, remove, show)', async () => {
+  const etcd = await EtcdCluster.start({ size: 1 });
+  const ctl = ctlWith(['--etcd-endpoints', etcd.endpoints.join(',')], envWithoutEtcd());
+  const ds = new Datastore({ endpoints: etcd.endpoints });
+  try {
+    // What the first `calicoctl node` does on an empty datastore.
+    assert.deepEqual(await new PoolStore(ds).ensureDefaultPools(), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
+    const v6 = [
+      '+--------------------------+---------+-----------+----------------------+',
+      '|        IPv6 CIDR         | Options | Allocated |       Capacity       |',
+      '+--------------------------+---------+-----------+----------------------+',
+      '| fd80:24e2:f998:72d6::/64 |         |         0 | 18446744073709551616 |',
+      '+--------------------------+---------+-----------+----------------------+',
+    ];
+
+    let r = await ctl('pool', 'show');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      [
+        '+----------------+---------+-----------+----------+',
+        '|   IPv4 CIDR    | Options | Allocated | Capacity |',
+        '+----------------+---------+-----------+----------+',
+        '| 192.168.0.0/16 |         |         0 |    65536 |',
+        '+----------------+---------+-----------+----------+',
+        ...v6,
+        '',
+      ].join('\n'),
+    );
+
+    r = await ctl('pool', 'add', '192.168.89.0/24');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      'Added pool 192.168.89.0/24\nPool 192.168.89.0/24 lies inside existing pool 192.168.0.0/16: automatic addresses come from the narrower pool first\n',
+    );
+
+    r = await ctl('pool', 'remove', '192.168.0.0/16');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'Removed pool 192.168.0.0/16\n');
+
+    r = await ctl('pool', 'show');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      [
+        '+-----------------+---------+-----------+----------+',
+        '|    IPv4 CIDR    | Options | Allocated | Capacity |',
+        '+-----------------+---------+-----------+----------+',
+        '| 192.168.89.0/24 |         |         0 |      256 |',
+        '+-----------------+---------+-----------+----------+',
+        ...v6,
+        '',
+      ].join('\n'),
+    );
+
+    // Then `docker run -e CALICO_IP=auto` gets an address of the subnet.
+    const ipam = new EtcdIpam(ds);
+    const [a] = await ipam.allocate({ handle: 'resv-blog-1', host: 'trinity10', ipv4: 'auto' });
+    assert.equal(a!.pool, '192.168.89.0/24');
+    assert.match(a!.address, /^192\.168\.89\./);
+    await ipam.idle();
+  } finally {
+    ds.close();
+  }
 });

@@ -1,5 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, envWithoutEtcd, PrivateDockerd, ensureTestImage, TEST_IMAGE,
 } from '../harness';
@@ -22,25 +24,8 @@ function fails(r: RunResult, stderr: RegExp, code = 1): void {
   assert.equal(r.stdout, '');
 }
 
-// The blog post's prof_group1.json, verbatim.
-const PROF_GROUP1_JSON = `{
-  "id": "PROF_GROUP1", 
-  "inbound_rules": [
-    {
-      "action": "allow", 
-      "src_tag": "PROF_GROUP1"
-    }, 
-    {
-      "action": "allow"
-    }
-  ], 
-  "outbound_rules": [
-    {
-      "action": "allow"
-    }
-  ]
-}
-`;
+// The blog post's prof_group1.json, verbatim (examples/blog/prof_group1.json).
+const PROF_GROUP1_JSON = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'examples', 'blog', 'prof_group1.json'), 'utf8');
 
 test('calicoctl profile: every command, its messages, exit codes and json output, against a real etcd', async () => {
   const etcd = await EtcdCluster.start({ size: 1 });

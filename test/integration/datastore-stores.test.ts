@@ -49,7 +49,9 @@ test('pools: normalised, idempotent, overlaps/small/ipip-v6/malformed refused wi
   await pools.add('10.0.0.0/8', { natOutgoing: true, ipip: true });
   const raw = await ds.getRaw([keys.pool(4, '10.0.0.0/8')]);
   assert.deepEqual(JSON.parse(raw.get('/calico/v1/ipam/v4/pool/10.0.0.0-8')!.raw!), { cidr: '10.0.0.0/8', ipip: 'tunl0', masquerade: true });
-  await rejectsWith(pools.add('10.5.0.0/16'), 'REFUSED', /overlaps existing pool 10\.0\.0\.0\/8/);
+  // A pool inside another is accepted (nested pools; was refused as an overlap).
+  assert.deepEqual(await pools.add('10.5.0.0/16'), { cidr: '10.5.0.0/16', family: 4, natOutgoing: false, ipip: false });
+  assert.equal(await pools.remove('10.5.0.0/16'), true);
   await rejectsWith(pools.add('172.16.0.0/27'), 'INVALID_ARGUMENT', /too small.*\/26/);
   await rejectsWith(pools.add('fd00::/123'), 'INVALID_ARGUMENT', /too small.*\/122/);
   await rejectsWith(pools.add('fd00::/64', { ipip: true }), 'INVALID_ARGUMENT', /--ipip is for IPv4/);

@@ -6,6 +6,9 @@ import { EtcdCluster, teardownAll, onTeardown } from '../harness';
 import { Datastore, PoolStore, keys } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 import { IpamError } from '../../src/ipam/types';
+import { POOL_CACHE_MS } from '../../src/ipam/context';
+import { json } from '../../src/datastore/datastore';
+import { BlockValue } from '../../src/datastore/schemas';
 
 after(teardownAll);
 
@@ -182,4 +185,113 @@ test('a forced pool removal leaves no dangling references, even for a host that 
   assert.deepEqual(r.problems, []);
   assert.equal(r.allocations, 1);
   assert.equal(r.handles, 1);
+});
+
+// ----- nested pools (the blog post's "IP Management": restrict 192.168.0.0/16 to 192.168.89.0/24) -----
+
+/** Blocks as stored: cidr -> pool field, host. */
+async function storedBlocks(): Promise<Map<string, { pool: string; affinity: string | null; used: number }>> {
+  const out = new Map<string, { pool: string; affinity: string | null; used: number }>();
+  for (const b of await ds.list(keys.blocksDir(4), json(BlockValue))) {
+    out.set(b.value.cidr, { pool: b.value.pool, affinity: b.value.affinity, used: b.value.allocations.filter((a) => a).length });
+  }
+  return out;
+}
+
+test('nested pool: between add and remove, auto addresses come from the narrower pool, also for a host that already has a block in the wide one', async () => {
+  const { ipam, host } = await fresh(['192.168.0.0/16']);
+  const [before] = await ipam.allocate({ handle: 'before', host, ipv4: 'auto' });
+  assert.equal(before.pool, '192.168.0.0/16');
+  assert.doesNotMatch(before.address, /^192\.168\.89\./, 'the host-hash offset of this host lies outside the subnet');
+  await new PoolStore(ds).add('192.168.89.0/24');
+  // A fresh process at once; a running one once its one-second pool list is stale.
+  const [fromNew] = await new EtcdIpam(ds).allocate({ handle: 'new-process', host: 'other', ipv4: 'auto' });
+  assert.equal(fromNew.pool, '192.168.89.0/24');
+  assert.match(fromNew.address, /^192\.168\.89\./);
+  await new Promise((r) => setTimeout(r, POOL_CACHE_MS + 50));
+  const [after] = await ipam.allocate({ handle: 'after', host, ipv4: 'auto' });
+  assert.equal(after.pool, '192.168.89.0/24');
+  assert.match(after.address, /^192\.168\.89\./, 'not from the free addresses of the host\'s block in the wide pool');
+  // Explicit addresses go to the narrowest pool containing them.
+  assert.equal((await ipam.allocate({ handle: 'x1', host, ipv4: '192.168.89.200' }))[0].pool, '192.168.89.0/24');
+  assert.equal((await ipam.allocate({ handle: 'x2', host, ipv4: '192.168.7.7' }))[0].pool, '192.168.0.0/16');
+  const blocks = await storedBlocks();
+  for (const [cidr, b] of blocks) {
+    assert.equal(b.pool, cidr.startsWith('192.168.89.') ? '192.168.89.0/24' : '192.168.0.0/16', `pool of block ${cidr}`);
+  }
+  // Usage counts each block once, in its narrowest pool.
+  const usage = await new PoolStore(ds).listWithUsage(4);
+  assert.deepEqual(usage.map((p) => [p.cidr, p.allocated]), [['192.168.0.0/16', 2], ['192.168.89.0/24', 3]]);
+  assert.deepEqual((await ipam.audit()).problems, []);
+});
+
+test('nested pool: the wide pool serves once the narrow one is full, without claiming blocks inside it', async () => {
+  const { ipam, host } = await fresh(['10.90.0.0/22', '10.90.1.0/25']);
+  const got: { address: string; pool: string; block: string }[] = [];
+  for (let i = 0; i < 128; i++) got.push((await ipam.allocate({ handle: `n${i}`, host, ipv4: 'auto' }))[0]);
+  assert.ok(got.every((a) => a.pool === '10.90.1.0/25'), 'the narrow pool first, to its last address');
+  assert.equal(new Set(got.map((a) => a.address)).size, 128);
+  const wide = [];
+  for (let i = 0; i < 3; i++) wide.push((await ipam.allocate({ handle: `w${i}`, host, ipv4: 'auto' }))[0]);
+  // A second host finds the narrow pool full too.
+  const other = new EtcdIpam(ds);
+  wide.push((await other.allocate({ handle: 'w-other', host: 'other-host', ipv4: 'auto' }))[0]);
+  for (const a of wide) {
+    assert.equal(a.pool, '10.90.0.0/22', a.address);
+    assert.doesNotMatch(a.address, /^10\.90\.1\.([0-9]|[1-9][0-9]|1[01][0-9]|12[0-7])$/, `${a.address} lies in the narrow pool`);
+  }
+  const blocks = await storedBlocks();
+  assert.equal(blocks.size, 4, [...blocks.keys()].join(' '));
+  for (const [cidr, b] of blocks) {
+    const narrow = cidr === '10.90.1.0/26' || cidr === '10.90.1.64/26';
+    assert.equal(b.pool, narrow ? '10.90.1.0/25' : '10.90.0.0/22', cidr);
+  }
+  // Freed narrow addresses are preferred again by the host that owns the block.
+  await ipam.releaseByHandle('n5');
+  assert.equal((await ipam.allocate({ handle: 'again', host, ipv4: 'auto' }))[0].pool, '10.90.1.0/25');
+  await other.idle();
+  assert.deepEqual((await ipam.audit()).problems, []);
+});
+
+test('nested pool: removing the wide pool keeps the narrow pool\'s allocations, refuses while an address outside it is in use', async () => {
+  const { ipam, host } = await fresh(['192.168.0.0/16', '192.168.89.0/24']);
+  const store = new PoolStore(ds);
+  const [inNarrow] = await ipam.allocate({ handle: 'resv-narrow', host, ipv4: 'auto', attrs: { container: 'c0ffee000000aaaa' } });
+  assert.equal(inNarrow.pool, '192.168.89.0/24');
+  const [outside] = await ipam.allocate({ handle: 'resv-outside', host, ipv4: '192.168.3.4', attrs: { container: 'beef00000000bbbb' } });
+  assert.equal(outside.pool, '192.168.0.0/16');
+  await assert.rejects(store.remove('192.168.0.0/16'), (e: Error) => {
+    assert.match(e.message, /^pool 192\.168\.0\.0\/16 has 1 allocated address: 192\.168\.3\.4 \(container beef00000000, handle resv-outside\); release them or use --force$/);
+    assert.doesNotMatch(e.message, /resv-narrow/, 'the narrow pool\'s address is not the wide pool\'s to name');
+    return true;
+  });
+  assert.ok(await store.get('192.168.0.0/16'), 'refused: still there');
+  await ipam.releaseByHandle('resv-outside');
+  // An empty block of the wide pool, affine to the host: goes with the pool.
+  await ipam.allocate({ handle: 'tmp', host, ipv4: '192.168.5.5' });
+  await ipam.releaseByHandle('tmp');
+  assert.equal(await store.remove('192.168.0.0/16'), true);
+  assert.deepEqual((await store.list(4)).map((p) => p.cidr), ['192.168.89.0/24']);
+  const kept = await ipam.lookup(inNarrow.address);
+  assert.equal(kept?.handle, 'resv-narrow');
+  assert.equal(kept?.pool, '192.168.89.0/24');
+  assert.deepEqual((await ipam.listByHandle('resv-narrow')).map((a) => a.address), [inNarrow.address]);
+  const blocks = await storedBlocks();
+  assert.deepEqual([...blocks.keys()], [inNarrow.block], 'only the narrow pool\'s block is left');
+  const affinities = (await ds.listKeys(keys.affinitiesRoot())).map((k) => k.split('/').pop());
+  assert.deepEqual(affinities, [inNarrow.block.replace('/', '-')]);
+  // The host keeps allocating from its narrow block; the wide pool's space is gone.
+  const [next] = await ipam.allocate({ handle: 'resv-next', host, ipv4: 'auto' });
+  assert.equal(next.block, inNarrow.block);
+  await rejectsCode(ipam.allocate({ handle: 'out', host, ipv4: '192.168.3.4' }), 'NOT_IN_POOL', /192\.168\.89\.0\/24/);
+  const r = await ipam.audit();
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.allocations, 2);
+  // Removing the narrow pool inside a remaining wide one: its blocks pass to the wide pool, nothing is lost.
+  const p = await fresh(['10.95.0.0/16', '10.95.7.0/24']);
+  const [n7] = await p.ipam.allocate({ handle: 'n7', host: p.host, ipv4: 'auto' });
+  assert.equal(n7.pool, '10.95.7.0/24');
+  assert.equal(await new PoolStore(ds).remove('10.95.7.0/24'), true);
+  assert.equal((await p.ipam.lookup(n7.address))?.pool, '10.95.0.0/16');
+  assert.deepEqual((await p.ipam.audit()).problems, []);
 });

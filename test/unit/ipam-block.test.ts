@@ -14,7 +14,7 @@ import {
   takeOrdinal,
   toAllocation,
 } from '../../src/ipam/block';
-import { parseCidr } from '../../src/ipam/cidr';
+import { parseCidr } from '../../src/address/cidr';
 
 const rec = (h: string) => ({ h, t: 1000, host: 'n1', a: { container: `c-${h}` } });
 

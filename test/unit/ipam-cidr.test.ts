@@ -15,7 +15,7 @@ import {
   ordinalOf,
   parseAddress,
   parseCidr,
-} from '../../src/ipam/cidr';
+} from '../../src/address/cidr';
 
 test('CIDRs are normalised: host bits cleared, IPv6 compressed', () => {
   assert.equal(normaliseCidr('10.1.1.1/8'), '10.0.0.0/8');

@@ -282,3 +282,85 @@ test('the proxy refuses to start when the upstream leads back to itself', async 
   void formatAddress;
 });
 
+
+test('splice: one connection to dockerd per client connection; an intercepted call in between goes to the interceptor', async () => {
+  const claimed: string[] = [];
+  const icp: Interceptor = {
+    name: 'test-create',
+    matches: (m, p) => m === 'POST' && p === '/containers/create',
+    onRequest: async (ctx) => {
+      claimed.push(ctx.path);
+      return { action: 'pass' };
+    },
+  };
+  const { port } = await startProxy([icp]);
+  const sockets: net.Socket[] = [];
+  const onReq = (req: http.IncomingMessage) => {
+    if (req.url === '/_ping') sockets.push(req.socket);
+  };
+  upstream.on('request', onReq);
+  try {
+    const body = '{"Image":"busybox"}';
+    const out = await rawExchange(
+      port,
+      'GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n' +
+        `POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+        'GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    // Three answers, in order, on the one client connection.
+    const statuses = [...out.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+    assert.deepEqual(statuses, ['200', '201', '200'], out);
+    assert.match(out, /\{"Id":"abc","Warnings":\[\]\}\n/);
+    assert.deepEqual(claimed, ['/containers/create']);
+    assert.equal(sockets.length, 2);
+    assert.equal(sockets[0], sockets[1], 'the two spliced calls used different connections to dockerd');
+  } finally {
+    upstream.off('request', onReq);
+  }
+});
+
+test('splice: a malformed head is answered 400 in Docker\'s shape; an LF-only head reaches dockerd', async () => {
+  const { port } = await startProxy();
+  const bad = await rawExchange(port, 'this is not http\r\n\r\n');
+  assert.match(bad, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(bad, /\{"message":"calico proxy: malformed HTTP request"\}/);
+  const lf = await rawExchange(port, 'GET /_ping HTTP/1.1\nHost: docker.sock\nConnection: close\n\n');
+  assert.match(lf, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nOK$/);
+});
+
+test('splice: two client connections keep two connections to dockerd (not a shared pool)', async () => {
+  const { port } = await startProxy();
+  const sockets: net.Socket[] = [];
+  const onReq = (req: http.IncomingMessage) => {
+    if (req.url === '/_ping') sockets.push(req.socket);
+  };
+  upstream.on('request', onReq);
+  const open = () => net.connect({ port, host: '127.0.0.1' });
+  const ping = (s: net.Socket) =>
+    new Promise<void>((resolve) => {
+      let got = '';
+      const onData = (c: Buffer) => {
+        got += c.toString('latin1');
+        if (got.endsWith('\r\n\r\nOK')) {
+          s.off('data', onData);
+          resolve();
+        }
+      };
+      s.on('data', onData);
+      s.write('GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+  const a = open();
+  const b = open();
+  try {
+    await ping(a);
+    await ping(b);
+    await ping(a);
+    assert.equal(sockets.length, 3);
+    assert.equal(sockets[0], sockets[2], 'client A changed its connection to dockerd');
+    assert.notEqual(sockets[0], sockets[1], 'clients A and B shared a connection to dockerd');
+  } finally {
+    upstream.off('request', onReq);
+    a.destroy();
+    b.destroy();
+  }
+});

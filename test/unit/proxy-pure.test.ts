@@ -4,6 +4,10 @@ import { parseRequestTarget } from '../../src/proxy/request-target';
 import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
 import { endToEndHeaders, requestHead, headerObject, isChunked } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/proxy/listener';
+import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
+import { BodyScanner, headEnd, parseHead, requestFraming, responseFraming } from '../../src/proxy/framing';
+import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
+import { silentLogger } from '../../src/log/logger';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
@@ -46,12 +50,21 @@ test('loopback and self-loop detection', () => {
   assert.ok(pointsAt(parseAddress('unix:///run/a.sock', 'x'), parseAddress('unix:///run//a.sock', 'x')));
 });
 
-test('listen policy: non-loopback TCP needs TLS; --tlsverify needs a CA', () => {
+test('listen policy: non-loopback TCP needs TLS with verified client certificates; --tlsverify needs a CA', () => {
   assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x')), /--tlsverify --tlscacert=ca.pem --tlscert=server-cert.pem --tlskey=server-key.pem/);
   checkListenPolicy(parseAddress('tcp://127.0.0.1:2377', 'x'));
   checkListenPolicy(parseAddress('unix:///run/calico.sock', 'x'));
   checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.throws(() => checkListenPolicy(parseAddress('tcp://0.0.0.0:2377', 'x'), { cert: 'c', key: 'k', verify: true }), /needs --tlscacert/);
+  // --tls alone encrypts but accepts any client: refused off loopback, naming the fix.
+  assert.throws(
+    () => checkListenPolicy(parseAddress('tcp://10.0.0.10:2376', 'x'), { cert: 'c', key: 'k', ca: 'ca', verify: false }),
+    /refusing to listen on tcp:\/\/10\.0\.0\.10:2376 with --tls alone.*Use --tlsverify instead of --tls/,
+  );
+  assert.throws(() => checkListenPolicy(parseAddress('tcp://[::]:2376', 'x'), { cert: 'c', key: 'k', verify: false }), /with --tls alone/);
+  // On loopback (or a unix socket) --tls alone stays allowed.
+  checkListenPolicy(parseAddress('tcp://127.0.0.1:2376', 'x'), { cert: 'c', key: 'k', verify: false });
+  checkListenPolicy(parseAddress('tcp://[::1]:2376', 'x'), { cert: 'c', key: 'k', verify: false });
 });
 
 test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () => {
@@ -67,6 +80,11 @@ test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () =>
   assert.throws(() => proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2377', dockerUpstream: DEFAULT_DOCKER_UPSTREAM }), (e) => e instanceof CliError && /--tlsverify/.test(e.message));
   assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true }), /needs --tlscert and --tlskey/);
   assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlscert: 'c', tlskey: 'k' }), /without --tls/);
+  assert.throws(
+    () => proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tls: true, tlscert: 'c', tlskey: 'k' }),
+    (e) => e instanceof CliError && /with --tls alone.*--tlsverify/.test(e.message),
+  );
+  assert.equal(proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tls: true, tlscert: 'c', tlskey: 'k' }).tls?.verify, false);
   const t = proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true, tlscacert: 'ca', tlscert: 'c', tlskey: 'k' });
   assert.deepEqual(t.tls, { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.match(dockerHostHint(t), /DOCKER_TLS_VERIFY=1/);
@@ -98,4 +116,94 @@ test('interceptor helpers: Docker error shape and first match wins', () => {
   const list = [mk('a', '/containers/create'), mk('b', '/containers/create')];
   assert.equal(findInterceptor(list, 'POST', '/containers/create')?.name, 'a');
   assert.equal(findInterceptor(list, 'GET', '/containers/create'), undefined);
+});
+
+test('hijack: the declared body gathered before the first write to dockerd', () => {
+  assert.equal(declaredBody({ 'content-length': '28' }), 28);
+  assert.equal(declaredBody({}), 0);
+  assert.equal(declaredBody({ 'content-length': '0' }), 0);
+  // Chunked (dockerode with no body) has no length to wait for; nonsense neither.
+  assert.equal(declaredBody({ 'transfer-encoding': 'chunked', 'content-length': '28' }), 0);
+  assert.equal(declaredBody({ 'content-length': 'x' }), 0);
+  // Beyond the cap it streams as it comes instead of being held.
+  assert.equal(declaredBody({ 'content-length': String(MAX_GATHERED_BODY + 1) }), 0);
+});
+
+test('swarm port: dockerd\'s bind error on the proxy\'s own port is explained, others pass untouched', async () => {
+  const clash = 'manager stopped: failed to listen on remote API address: listen tcp 0.0.0.0:2377: bind: address already in use';
+  assert.deepEqual(addressInUse(clash), { host: '0.0.0.0', port: 2377 });
+  assert.deepEqual(addressInUse('listen tcp [::]:2377: bind: address already in use'), { host: '::', port: 2377 });
+  assert.equal(addressInUse('invalid join token'), undefined);
+  const own = { host: '127.0.0.1', port: 2377 };
+  assert.equal(collides({ host: '0.0.0.0', port: 2377 }, own), true);
+  assert.equal(collides({ host: '127.0.0.1', port: 2377 }, own), true);
+  assert.equal(collides({ host: '10.0.0.5', port: 2377 }, own), false, 'another address on the same port does not clash with a loopback listener');
+  assert.equal(collides({ host: '10.0.0.5', port: 2377 }, { host: '0.0.0.0', port: 2377 }), true);
+  assert.equal(collides({ host: '0.0.0.0', port: 2378 }, own), false);
+
+  let listener: { host: string; port: number; label: string } | undefined = { ...own, label: 'tcp://127.0.0.1:2377' };
+  const icp = swarmPortInterceptor(() => listener);
+  assert.equal(icp.matches('POST', '/swarm/init'), true);
+  assert.equal(icp.matches('POST', '/swarm/join'), true);
+  assert.equal(icp.matches('GET', '/swarm'), false);
+  const ctx = (path: string) => ({ method: 'POST', path, query: new URLSearchParams(), headers: {}, log: silentLogger() });
+  const answer = (status: number, message: string) => ({ status, headers: {}, body: dockerErrorBody(message) });
+  const join = await icp.onResponse!(ctx('/swarm/join'), answer(500, clash), undefined);
+  assert.ok(join);
+  assert.equal(join.status, 500);
+  const msg = JSON.parse(join.body.toString()).message as string;
+  assert.ok(msg.startsWith(clash), msg);
+  assert.match(msg, /calico-docker proxy \(Docker API on tcp:\/\/127\.0\.0\.1:2377\)/);
+  assert.match(msg, /`docker swarm join --listen-addr <ip>:2378`/);
+  assert.match(msg, /`calicoctl node --listen tcp:\/\/127\.0\.0\.1:<port>`/);
+  // Not ours: another port, another error, success, dockerd unreachable, a unix listener.
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(500, clash.replace('2377', '4000')), undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(503, 'This node is already part of a swarm.'), undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), { status: 200, headers: {}, body: Buffer.from('"nodeid"') }, undefined), undefined);
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), { error: new Error('ECONNREFUSED') }, undefined), undefined);
+  listener = undefined;
+  assert.equal(await icp.onResponse!(ctx('/swarm/init'), answer(500, clash), undefined), undefined);
+});
+
+test('framing: heads end at a blank line (CRLF or bare LF); bodies counted or chunk-scanned, not decoded', () => {
+  const b = (s: string) => Buffer.from(s, 'latin1');
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY')), 27);
+  assert.equal(headEnd(b('POST /x HTTP/1.1\nHost: docker.sock\n\n{}')), 36);
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n')), -1);
+  assert.equal(headEnd(b('GET / HTTP/1.1\r\nHost: x\r\n\r')), -1);
+  const req = b('POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 12\r\n\r\n');
+  const h = parseHead(req, headEnd(req), 'request')!;
+  assert.deepEqual(h.line, ['POST', '/v1.41/containers/create', 'HTTP/1.1']);
+  assert.deepEqual(h.rawHeaders, ['Host', 'x', 'X-A', '1', 'x-a', '2', 'Content-Length', '12']);
+  assert.deepEqual(requestFraming(h), { kind: 'length', n: 12 });
+  assert.equal(parseHead(b('NOT HTTP\r\n\r\n'), 12, 'request'), undefined);
+  const chunkedReq = b('POST /build HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.deepEqual(requestFraming(parseHead(chunkedReq, chunkedReq.length, 'request')!), { kind: 'chunked' });
+  const bad = b('POST /x HTTP/1.1\r\nContent-Length: 1x\r\n\r\n');
+  assert.equal(requestFraming(parseHead(bad, bad.length, 'request')!), undefined);
+  const res = (s: string, method = 'GET') => {
+    const r = b(s);
+    return responseFraming(parseHead(r, headEnd(r), 'response')!, method);
+  };
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n', 'HEAD'), { kind: 'none' });
+  assert.deepEqual(res('HTTP/1.1 204 No Content\r\n\r\n'), { kind: 'none' });
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n'), { kind: 'close' });
+  assert.deepEqual(res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), { kind: 'chunked' });
+
+  // A chunked body split anywhere (sizes with extensions, a trailer) ends exactly where it ends.
+  const body = b('5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\n');
+  for (let cut = 1; cut < body.length; cut++) {
+    const sc = new BodyScanner({ kind: 'chunked' });
+    const n1 = sc.feed(body.subarray(0, cut));
+    assert.equal(n1, cut);
+    assert.equal(sc.done, false, `done too early at ${cut}`);
+    const n2 = sc.feed(Buffer.concat([body.subarray(cut), b('GET / HTTP/1.1\r\n')]));
+    assert.equal(sc.done, true);
+    assert.equal(n1 + n2, body.length, `cut at ${cut}`);
+  }
+  const len = new BodyScanner({ kind: 'length', n: 4 });
+  assert.deepEqual([len.feed(b('ab')), len.done, len.feed(b('cdNEXT')), len.done], [2, false, 2, true]);
+  const broken = new BodyScanner({ kind: 'chunked' });
+  broken.feed(b('zz\r\n'));
+  assert.deepEqual([broken.done, broken.broken], [true, true]);
 });

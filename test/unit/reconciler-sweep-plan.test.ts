@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
+import { affinitySighting, planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
 import { ContainerView, endpointFromContainer } from '../../src/endpoints/container-view';
 import type { Endpoint } from '../../src/endpoints/model';
 import { parseEventLine } from '../../src/reconciler/docker-events';
-import type { Allocation } from '../../src/ipam/types';
+import type { Allocation, StaleAffinity } from '../../src/ipam/types';
 
 const HOST = 'h1';
 
@@ -76,12 +76,86 @@ test('a reservation without any container: first sighting, kept within grace, re
   assert.equal(late.sightings.size, 0);
 });
 
-test('in-flight creates and foreign handles without an owner are never collected', () => {
-  const allocations = [alloc('resv-busy', '10.0.0.4'), alloc('docker-ep-1', '10.0.0.5')];
-  const sightings = new Map([['resv-busy', 0], ['docker-ep-1', 0]]);
-  const p = planSweep(input({ allocations, sightings, inflight: (h) => h === 'resv-busy' }));
-  assert.deepEqual(p.release, []);
+test('in-flight creates and foreign handles without an owner are never collected; a docker- handle is, once no container holds its address', () => {
+  // This test used to assert that docker- handles are never collected: the
+  // leak of a Docker release missed while the node was down.
+  const allocations = [alloc('resv-busy', '10.0.0.4'), alloc('docker-ep-1', '10.0.0.5'), alloc('other-1', '10.0.0.6'), alloc('docker-live', '10.0.0.7')];
+  const sightings = new Map([['resv-busy', 0], ['docker-ep-1', 0], ['other-1', 0], ['docker-live', 0]]);
+  const containers = [container('c7', { running: true, ep: 'e7', ip: '10.0.0.7' })];
+  const p = planSweep(input({ allocations, sightings, containers, inflight: (h) => h === 'resv-busy' }));
+  assert.deepEqual(p.release.map((r) => r.handle), ['docker-ep-1']);
+  assert.match(p.release[0]!.reason, /^Docker-driver address 10\.0\.0\.5 held by no container for 1000 s$/);
   assert.equal(p.sightings.size, 0);
+});
+
+test('a docker- handle without a container holding its address: first sighting, kept within grace, released after two sightings a grace apart', () => {
+  const allocations = [alloc('docker-x', '10.0.0.3')];
+  const first = planSweep(input({ allocations }));
+  assert.deepEqual(first.release, []);
+  assert.equal(first.sightings.get('docker-x'), 1_000_000);
+  const early = planSweep(input({ allocations, now: 1_000_000 + 59_999, sightings: first.sightings }));
+  assert.deepEqual(early.release, []);
+  assert.equal(early.sightings.get('docker-x'), 1_000_000);
+  const late = planSweep(input({ allocations, now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(late.release.map((r) => r.handle), ['docker-x']);
+  assert.equal(late.sightings.size, 0);
+});
+
+test('a docker- address held by any container in dockerd\'s listing, on any network, in any spelling, is never collected', () => {
+  const v6: ContainerView = {
+    Id: 'c6',
+    Labels: {},
+    State: 'running',
+    NetworkSettings: { Networks: { 'my-calico': { EndpointID: 'e6', IPAddress: '', GlobalIPv6Address: 'fd00:0:0::0007', MacAddress: 'm' } } },
+  };
+  // Shown with its address while not running (a listing racing a stop): still held.
+  const stopping: ContainerView = { Id: 'c8', Labels: {}, State: 'exited', NetworkSettings: { Networks: { calico: { EndpointID: 'e8', IPAddress: '10.0.0.8' } } } };
+  const allocations: Allocation[] = [{ ...alloc('docker-v6', 'fd00::7'), family: 6 }, alloc('docker-stopping', '10.0.0.8'), alloc('docker-gone', '10.0.0.9')];
+  const sightings = new Map([['docker-v6', 0], ['docker-stopping', 0], ['docker-gone', 0]]);
+  const p = planSweep(input({ allocations, sightings, containers: [v6, stopping, container('c1', { running: true })] }));
+  assert.deepEqual(p.release.map((r) => r.handle), ['docker-gone']);
+  assert.equal(p.sightings.size, 0, 'held handles forget their sighting');
+  // A dual-stack container holding one address of a handle keeps the whole handle.
+  const both = [alloc('docker-ds', '10.0.0.20'), { ...alloc('docker-ds', 'fd00::20'), family: 6 as const }];
+  const q = planSweep(input({ allocations: both, sightings: new Map([['docker-ds', 0]]), containers: [container('c20', { running: true, ep: 'e', ip: '10.0.0.20' })] }));
+  assert.deepEqual(q.release, []);
+});
+
+const stale = (over: Partial<StaleAffinity> = {}): StaleAffinity => ({
+  host: 'dead-host',
+  family: 4,
+  block: '10.0.0.64/26',
+  state: 'pending',
+  since: 5,
+  revision: '42',
+  reason: 'pending',
+  ...over,
+});
+
+test('stale block claims (any host): settled after two sightings a grace apart at the same revision', () => {
+  const a = stale();
+  const b = stale({ host: HOST, block: '10.0.0.128/26', state: 'confirmed', reason: 'block missing', revision: '50' });
+  const first = planSweep(input({ staleAffinities: [a, b] }));
+  assert.deepEqual(first.settleAffinities, []);
+  assert.deepEqual([...first.sightings.keys()].sort(), [affinitySighting(a), affinitySighting(b)].sort());
+  const early = planSweep(input({ staleAffinities: [a, b], now: 1_000_000 + 59_999, sightings: first.sightings }));
+  assert.deepEqual(early.settleAffinities, []);
+  const late = planSweep(input({ staleAffinities: [a, b], now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(late.settleAffinities.map((s) => s.affinity), [a, b]);
+  assert.equal(late.settleAffinities[0]!.reason, 'block claim 10.0.0.64/26 of dead-host (pending) unchanged for 60 s');
+  assert.equal(late.sightings.size, 0);
+  // Rewritten meanwhile (a live claim moved on): a new revision starts again; a settled one is forgotten.
+  const moved = planSweep(input({ staleAffinities: [{ ...a, revision: '43' }], now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(moved.settleAffinities, []);
+  assert.deepEqual([...moved.sightings.keys()], [affinitySighting({ ...a, revision: '43' })]);
+  // The IPAM lists none (or cannot): nothing to settle.
+  assert.deepEqual(planSweep(input({ sightings: early.sightings, now: 2_000_000 })).settleAffinities, []);
+});
+
+test('affinity sightings never clash with handles', () => {
+  const a = stale();
+  assert.match(affinitySighting(a), / /, 'a space: not a valid handle character');
+  assert.equal(affinitySighting(a), 'affinity dead-host/4/10.0.0.64/26@42');
 });
 
 test('a sighting is forgotten once its handle is gone or owned', () => {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { BgpConfigStore, Datastore, HostStore } from '../../datastore';
-import { canonicalAddress, isAddress, parseAddress } from '../../ipam/cidr';
+import { canonicalAddress, isAddress, parseAddress } from '../../address/cidr';
 import type { Family } from '../../ipam/types';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';

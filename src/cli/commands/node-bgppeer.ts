@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { BgpConfigStore, HostStore } from '../../datastore';
-import { canonicalAddress } from '../../ipam/cidr';
+import { canonicalAddress } from '../../address/cidr';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { addShow, familyOf, parsePeerArgs, parsePeerIp } from './bgppeer';

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
+import { nodeId } from '../../node/identity';
 import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
@@ -20,6 +21,7 @@ interface NodeFlags extends ProxyFlags {
   name: string;
   ip?: string;
   ip6?: string;
+  as?: string;
   stateDir: string;
   detach?: boolean;
   logLevel: string;
@@ -43,6 +45,7 @@ export function registerNode(program: Command): void {
     .option('--name <NAME>', 'this host\'s name in the datastore (one live node per name)', os.hostname())
     .option('--ip <IP>', 'this host\'s IPv4 address (BGP peering, as in `calicoctl node --ip=...`)')
     .option('--ip6 <IP6>', 'this host\'s IPv6 address')
+    .option('--as <AS>', 'this host\'s own BGP AS number (default: the global AS, `calicoctl bgp default-node-as`)')
     .option('--state-dir <DIR>', 'where the node keeps its pid file, log file and embedded etcd data', DEFAULT_STATE_DIR)
     .option('--detach', 'run in the background; pid file and log file go under --state-dir')
     .option('--log-level <LEVEL>', 'trace, debug, info, warn or error', process.env.CALICO_LOG_LEVEL ?? 'info');
@@ -61,6 +64,7 @@ export function registerNode(program: Command): void {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
       process.stdout.write(`calicoctl node is running in the background: pid ${pid} (${pidFile}), log ${logFile}\n\n${dockerHostHint(proxy)}`);
+      if (!flags.proxyOnly) process.stdout.write(`\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`);
       return;
     }
     if (!flags.proxyOnly) claimPidFile(flags.stateDir);
@@ -75,14 +79,14 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, noPolicy: flags.policy === false },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, noPolicy: flags.policy === false },
         log,
       );
     } catch (e) {
       removeOwnPidFile(flags.stateDir);
       throw new CliError(`calicoctl node failed to start: ${(e as Error).message}`);
     }
-    process.stdout.write(dockerHostHint(proxy));
+    process.stdout.write(dockerHostHint(proxy) + (flags.proxyOnly ? '' : `\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`));
     const signal = await stopSignal;
     log.info({ signal }, `${signal}: stopping the node`);
     // The whole stop is bounded: past it, children are killed and the process exits.

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { DatastoreError, PoolStore, PoolUsage } from '../../datastore';
+import { nestingNote } from '../../address/pools';
 import type { Family } from '../../ipam/types';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
@@ -17,7 +18,10 @@ export function registerPool(program: Command): void {
 
   pool
     .command('add')
-    .description('Add an IP pool (the CIDR is normalised: 10.1.1.1/8 becomes 10.0.0.0/8); adding an existing pool updates its options')
+    .description(
+      'Add an IP pool (the CIDR is normalised: 10.1.1.1/8 becomes 10.0.0.0/8); adding an existing pool updates its options; ' +
+        'a pool inside another (or around others) is allowed: automatic addresses come from the narrower pool first',
+    )
     .argument('<CIDR>', 'the pool, e.g. 10.10.0.0/16 or fd80:24e2:f998:72d6::/64')
     .option('--nat-outgoing', 'masquerade traffic from containers in this pool to destinations outside every pool')
     .option('--ipip', 'reach other hosts through an IP-in-IP tunnel (IPv4 pools only)')
@@ -27,9 +31,14 @@ export function registerPool(program: Command): void {
       const normalised = c.text === cidr.trim() ? '' : ` (normalised from ${cidr.trim()})`;
       const message = await withDatastore(cmd, async (ds) => {
         const store = new PoolStore(ds);
-        const before = await store.get(c.text);
+        const existing = await store.list(c.family);
+        const before = existing.find((p) => p.cidr === c.text);
         const after = await store.add(c.text, opts);
-        if (!before) return `Added pool ${c.text}${optionsSuffix(after)}${normalised}`;
+        if (!before) {
+          // One more line when the pool nests with existing ones (pools.ts nestingNote).
+          const note = nestingNote(c, existing);
+          return `Added pool ${c.text}${optionsSuffix(after)}${normalised}${note ? `\n${note}` : ''}`;
+        }
         if (before.natOutgoing === after.natOutgoing && before.ipip === after.ipip) {
           return `Pool ${c.text}${optionsSuffix(after)} already exists${normalised}`;
         }
@@ -40,7 +49,7 @@ export function registerPool(program: Command): void {
 
   pool
     .command('remove')
-    .description('Remove an IP pool; refused while addresses in it are allocated, unless --force')
+    .description('Remove an IP pool; refused while addresses in it are allocated, unless --force (blocks inside another remaining pool stay with that pool)')
     .argument('<CIDR>', 'the pool to remove')
     .option('--force', 'remove the pool even though addresses in it are allocated (their blocks are removed too)')
     .action(async (cidr: string, flags: { force?: boolean }, cmd: Command) => {
@@ -49,7 +58,7 @@ export function registerPool(program: Command): void {
         cmd,
         async (ds) => {
           const store = new PoolStore(ds);
-          const inUse = flags.force ? (await store.owners(c.text)).length : 0;
+          const inUse = flags.force ? (await store.ownersLostOnRemoval(c.text)).length : 0;
           const removed = await store.remove(c.text, { force: flags.force === true });
           if (!removed) return `${c.text} is not a configured pool.`;
           return inUse ? `Removed pool ${c.text} (forced: ${inUse} allocated address${inUse === 1 ? '' : 'es'} released from it)` : `Removed pool ${c.text}`;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Endpoint, EndpointStore, HostStore } from '../../datastore';
+import { BgpConfigStore, Endpoint, EndpointStore, Host, HostStore } from '../../datastore';
 import { withDatastore } from '../datastore';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 
@@ -59,6 +59,30 @@ export function detail(hosts: string[], endpoints: Endpoint[]): NodeDetail[] {
 
 const none = (v: string | null) => v ?? 'None';
 
+export interface NodeBgp {
+  host: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  as: string;
+  /** The AS is the host's own (`calicoctl node --as`), not the global default. */
+  ownAs: boolean;
+}
+
+/** Each registered host's BGP address(es) and AS (its own, else the global one). */
+export function bgpRows(hosts: Host[], globalAs: string): NodeBgp[] {
+  return [...hosts]
+    .sort((a, b) => a.host.localeCompare(b.host))
+    .map((h) => ({ host: h.host, ipv4: h.ip ?? null, ipv6: h.ip6 || null, as: h.as ?? globalAs, ownAs: h.as !== undefined }));
+}
+
+/** Appended under the 2015 tables (whose columns stay as they were): how the hosts peer. */
+export function renderBgpTable(rows: NodeBgp[]): string {
+  return renderTable(
+    ['Host', 'BGP IPv4', 'BGP IPv6', 'AS'].map((header) => ({ header })),
+    rows.map((r) => [r.host, none(r.ipv4), none(r.ipv6), r.ownAs ? r.as : `${r.as} (global)`]),
+  );
+}
+
 /** The 2015 tables; ids are cut to 12 characters as docker ps does (JSON keeps them whole). */
 export function renderShownodes(detailed: boolean, hosts: string[], endpoints: Endpoint[]): string {
   if (!detailed) {
@@ -81,7 +105,7 @@ export function renderShownodes(detailed: boolean, hosts: string[], endpoints: E
   );
 }
 
-/** `calicoctl shownodes [--detailed]`: hosts and the workloads on them. */
+/** `calicoctl shownodes [--detailed]`: hosts and the workloads on them, then each host's BGP address(es) and AS. */
 export function registerShownodes(program: Command): void {
   const cmd = program
     .command('shownodes')
@@ -89,14 +113,18 @@ export function registerShownodes(program: Command): void {
     .option('--detailed', 'one row per endpoint: workload, endpoint, addresses, MAC, state');
   addOutputOption(cmd).action(async (flags: { detailed?: boolean; output?: string }, c: Command) => {
     const format = outputFormat(flags.output);
-    const { hosts, endpoints } = await withDatastore(c, async (ds) => ({
-      hosts: (await new HostStore(ds).list()).map((h) => h.host),
+    const { registered, endpoints, globalAs } = await withDatastore(c, async (ds) => ({
+      registered: await new HostStore(ds).list(),
       endpoints: await new EndpointStore(ds).list(),
+      globalAs: await new BgpConfigStore(ds).getAs(),
     }));
+    const hosts = registered.map((h) => h.host);
+    const bgp = bgpRows(registered, globalAs);
     if (format === 'json') {
+      // JSON keeps its row arrays as they were (scripts read them).
       process.stdout.write(renderJson(flags.detailed ? detail(hosts, endpoints) : summarise(hosts, endpoints)));
       return;
     }
-    process.stdout.write(renderShownodes(flags.detailed === true, hosts, endpoints));
+    process.stdout.write(renderShownodes(flags.detailed === true, hosts, endpoints) + (bgp.length ? '\n' + renderBgpTable(bgp) : ''));
   });
 }

@@ -2,11 +2,15 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
 import type { Command } from 'commander';
+import { BIRDC_BIN } from '../../bgp/bird';
+import { birdPaths } from '../../bgp/paths';
+import { BgpSession, bgpSessions, parseBirdProtocols } from '../../bgp/status';
 import { Datastore, EndpointStore, HostStore } from '../../datastore';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../names';
 import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
-import { addOutputOption, outputFormat, renderJson } from '../output';
+import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';
 import { DEFAULT_STATE_DIR } from './node';
 import { readStatusFile } from '../../node/status-file';
@@ -23,6 +27,63 @@ export interface NodeStatus {
   workloads?: number;
   endpoints?: number;
   policy?: PolicyStatusView;
+  /** The node's BIRD, asked over its control socket (<state dir>/bird/bird.ctl). */
+  bgp?: BgpStatus;
+}
+
+export interface BgpStatus {
+  socket: string;
+  /** BIRD answered on its socket. */
+  running: boolean;
+  error?: string;
+  /** The latest rendered config, refused by `bird -p` (not loaded; the previous one runs). */
+  configError?: string;
+  sessions: BgpSession[];
+}
+
+/** `birdc show protocols all` on the node's socket, as sessions; never throws. */
+export function readBgpStatus(stateDir: string, birdc = BIRDC_BIN): Promise<BgpStatus> {
+  const paths = birdPaths(stateDir);
+  let configError: string | undefined;
+  try {
+    configError = fs.readFileSync(paths.configError, 'utf8').trim() || undefined;
+  } catch {
+    /* no refused config */
+  }
+  const base = { socket: paths.socket, ...(configError ? { configError } : {}) };
+  if (!fs.existsSync(paths.socket)) return Promise.resolve({ ...base, running: false, error: `no BIRD control socket at ${paths.socket}`, sessions: [] });
+  return new Promise((resolve) => {
+    execFile(birdc, ['-s', paths.socket, 'show', 'protocols', 'all'], { timeout: 3000 }, (err, stdout, stderr) => {
+      if (err) return resolve({ ...base, running: false, error: `birdc -s ${paths.socket}: ${(stderr || stdout || err.message).trim()}`, sessions: [] });
+      resolve({ ...base, running: true, sessions: bgpSessions(parseBirdProtocols(stdout)) });
+    });
+  });
+}
+
+/** The sessions of one family as a table (2015's "IPv4 BGP status" heading, then one row per peer). */
+function sessionTable(family: 4 | 6, sessions: BgpSession[]): string {
+  const of = sessions.filter((x) => x.family === family);
+  const title = `IPv${family} BGP status\n`;
+  if (!of.length) return `${title}No IPv${family} BGP peers.\n`;
+  return (
+    title +
+    renderTable(
+      ['Peer address', 'Peer type', 'State', 'Since', 'Info'].map((header) => ({ header })),
+      of.map((x) => [x.peer, x.type, x.state, x.since, x.info + (x.lastError && !x.info.includes(x.lastError) ? ` (${x.lastError})` : '')]),
+    )
+  );
+}
+
+/** The BGP part of `calicoctl status`. */
+export function renderBgpStatus(b: BgpStatus): string {
+  const parts: string[] = [];
+  if (b.configError) parts.push(`BIRD config refused: ${b.configError}\n`);
+  if (!b.running) {
+    parts.push(`BIRD is not running (${b.error})\n`);
+    return parts.join('');
+  }
+  parts.push(`BIRD is running (socket ${b.socket})\n`, sessionTable(4, b.sessions), sessionTable(6, b.sessions));
+  return parts.join('');
 }
 
 function socketListening(p: string): Promise<boolean> {
@@ -49,10 +110,10 @@ export function renderStatus(s: NodeStatus): string {
     );
   }
   lines.push(...renderPolicyStatus(s.policy));
-  return lines.join('\n') + '\n';
+  return lines.join('\n') + '\n' + (s.bgp ? renderBgpStatus(s.bgp) : '');
 }
 
-/** `calicoctl status`: is this host's node running, is its plugin serving, is etcd there. */
+/** `calicoctl status`: is this host's node running, is its plugin serving, is etcd there; its BGP sessions. */
 export function registerStatus(program: Command): void {
   const cmd = program
     .command('status')
@@ -88,6 +149,7 @@ export function registerStatus(program: Command): void {
         ds.close();
       }
       s.policy = readPolicyStatus(flags.stateDir);
+      s.bgp = await readBgpStatus(flags.stateDir);
       process.stdout.write(format === 'json' ? renderJson(s) : renderStatus(s));
       // Scripts can test the exit code: 0 only when everything answers.
       if (!s.node.running || !s.plugin.listening || !s.etcd.reachable) process.exitCode = 1;

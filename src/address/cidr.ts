@@ -1,6 +1,7 @@
 // Address math on bigints: pools, blocks and ordinals. Pure; no I/O.
 import ipaddr from 'ipaddr.js';
-import type { Family } from './types';
+/** An address family. */
+export type Family = 4 | 6;
 
 /** Block sizes from later Calico: 64 addresses per block in both families. */
 export const BLOCK_PREFIX: Record<Family, number> = { 4: 26, 6: 122 };
@@ -156,12 +157,31 @@ export function holdsBlock(pool: Cidr): boolean {
  * Candidate blocks for a new claim, starting at an offset derived from the
  * host name so hosts that boot together try different blocks first instead
  * of all racing for the pool's first one. Yields at most `limit` blocks.
+ * Blocks inside an `exclude` CIDR (a pool nested in this one, whose blocks
+ * belong to it) are stepped over whole, so a large nested pool costs one step.
  */
-export function* candidateBlocks(pool: Cidr, host: string, limit: number): Generator<Cidr> {
+export function* candidateBlocks(pool: Cidr, host: string, limit: number, exclude: Cidr[] = []): Generator<Cidr> {
   const total = blockCount(pool);
   const start = hostHash(host) % total;
-  const n = BigInt(limit) < total ? BigInt(limit) : total;
-  for (let i = 0n; i < n; i++) yield blockAt(pool, (start + i) % total);
+  const shift = BigInt(BITS[pool.family] - BLOCK_PREFIX[pool.family]);
+  const inside = exclude.filter(
+    (e) => e.family === pool.family && e.prefix > pool.prefix && cidrContains(pool, e.family, e.network),
+  );
+  let yielded = 0;
+  for (let i = 0n; i < total && yielded < limit; ) {
+    const idx = (start + i) % total;
+    const b = blockAt(pool, idx);
+    const e = inside.find((x) => cidrContains(x, x.family, b.network));
+    if (e) {
+      // Jump to the first block after the nested CIDR.
+      const end = ((e.network - pool.network) >> shift) + blockCount(e);
+      i += end - idx;
+      continue;
+    }
+    yield b;
+    yielded++;
+    i++;
+  }
 }
 
 /** FNV-1a, 64-bit: a stable spread, not a security property. */

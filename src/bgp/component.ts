@@ -1,0 +1,200 @@
+// The node's BGP component: follows the datastore syncer (hosts, pools,
+// /calico/v1/config BGP keys) and this host's affine IPAM blocks, renders
+// bird.conf (./render.ts, pure) and hands it to the BIRD supervisor
+// (./bird.ts), which loads it only after `bird -p` passed.
+//
+// The syncer does not serve /calico/ipam/v2, so the blocks affine to this
+// host are read from the datastore: at start, whenever pools, hosts or
+// config change, shortly after this host's endpoints change (a new endpoint
+// may sit in a block claimed a moment ago), and every refreshMs as a
+// backstop (blocks released by GC, claims by a sibling process).
+import fs from 'node:fs';
+import type { Logger } from 'pino';
+import type { Datastore } from '../datastore/datastore';
+import { json } from '../datastore/datastore';
+import { keys, parseAffinityKey, parseEndpointKey } from '../datastore/keys';
+import { AffinityValue } from '../datastore/schemas';
+import type { Family } from '../ipam/types';
+import type { Component } from '../node/component';
+import type { DatastoreSnapshot, DatastoreSyncer, SyncerEvent } from '../syncer/types';
+import { BirdConfigError, BirdSupervisor } from './bird';
+import { birdInputFromSnapshot } from './input';
+import { BirdRenderError, renderBirdConfig } from './render';
+
+export interface BgpComponentOptions {
+  hostname: string;
+  stateDir: string;
+  datastore: Datastore;
+  syncer: DatastoreSyncer;
+  log: Logger;
+  /** Default: a supervisor on <stateDir>/bird running bird in this process's network namespace. */
+  supervisor?: BirdSupervisor;
+  /** Delay between a change and the render it causes (changes in between coalesce). Default 30 ms. */
+  debounceMs?: number;
+  /** Backstop re-read of this host's affine blocks. Default 5000 ms. */
+  refreshMs?: number;
+}
+
+/** Blocks affine to `host` and confirmed (a pending claim owns nothing yet), both families, sorted. */
+export async function readAffineBlocks(ds: Datastore, host: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const family of [4, 6] as Family[]) {
+    const vs = await ds.list(keys.hostAffinitiesDir(host, family), json(AffinityValue));
+    for (const v of vs) {
+      const k = parseAffinityKey(v.key);
+      if (k && k.host === host && v.value.state === 'confirmed') out.push(k.cidr);
+    }
+  }
+  return out.sort();
+}
+
+export class BgpComponent implements Component {
+  readonly name = 'bgp';
+  readonly supervisor: BirdSupervisor;
+  private readonly log: Logger;
+  private readonly debounceMs: number;
+  private readonly refreshMs: number;
+  private unsubscribe?: () => void;
+  private snapshot?: DatastoreSnapshot;
+  private blocks: string[] = [];
+  private birdStarted = false;
+  private stopped = false;
+  private timer?: NodeJS.Timeout;
+  private refresher?: NodeJS.Timeout;
+  /** The next pass must re-read the affine blocks. */
+  private rereadBlocks = true;
+  /** One render/apply at a time; a change during one schedules another. */
+  private running?: Promise<void>;
+  private again = false;
+  private lastRenderError?: string;
+
+  constructor(private readonly o: BgpComponentOptions) {
+    this.log = o.log.child({ component: 'bgp' });
+    this.supervisor = o.supervisor ?? new BirdSupervisor({ stateDir: o.stateDir, log: o.log });
+    this.debounceMs = o.debounceMs ?? 30;
+    this.refreshMs = o.refreshMs ?? 5000;
+  }
+
+  /** Reads the first snapshot and this host's blocks, and starts BIRD on the rendered config (when the host is registered). */
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.snapshot = await this.o.syncer.whenSynced();
+    this.unsubscribe = this.o.syncer.subscribe((e) => this.onEvent(e));
+    await this.pass();
+    this.refresher = setInterval(() => this.schedule(true), this.refreshMs);
+    this.refresher.unref();
+  }
+
+  private onEvent(e: SyncerEvent): void {
+    this.snapshot = e.snapshot;
+    if (e.type === 'snapshot') return this.schedule(true);
+    const c = e.changed;
+    if (c.has('pools') || c.has('hosts') || c.has('config')) return this.schedule(true);
+    if (c.has('endpoints') && e.keys.some((k) => parseEndpointKey(k)?.host === this.o.hostname)) this.schedule(true);
+  }
+
+  private schedule(rereadBlocks: boolean): void {
+    if (this.stopped) return;
+    this.rereadBlocks ||= rereadBlocks;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.pass();
+    }, this.debounceMs);
+  }
+
+  /** One render and apply; serialised, a pass asked for meanwhile runs right after. */
+  private pass(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.renderAndApply();
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, `BGP: ${(e as Error).message}`);
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async renderAndApply(): Promise<void> {
+    if (this.stopped || !this.snapshot) return;
+    const host = this.o.hostname;
+    if (this.rereadBlocks) {
+      this.rereadBlocks = false;
+      try {
+        this.blocks = await readAffineBlocks(this.o.datastore, host);
+      } catch (e) {
+        // Keep announcing what we had; the refresh retries.
+        this.log.warn({ err: (e as Error).message }, `reading the blocks affine to ${host} failed; keeping the previous ones`);
+      }
+    }
+    const snapshot = this.snapshot;
+    if (!snapshot.hosts.get(host)?.ip) {
+      if (!this.birdStarted) this.log.warn(`host ${host} has no registered IPv4 address: BIRD not started (start the node with --ip)`);
+      return;
+    }
+    let config: string;
+    try {
+      const input = birdInputFromSnapshot(snapshot, host, this.blocks, (key, problem) => this.log.warn({ key }, `ignoring ${key}: ${problem}`));
+      config = renderBirdConfig(input);
+    } catch (e) {
+      if (!(e instanceof BirdRenderError)) throw e;
+      if (e.message !== this.lastRenderError) this.log.error(e.message);
+      this.lastRenderError = e.message;
+      return;
+    }
+    this.lastRenderError = undefined;
+    if (this.stopped) return;
+    const t0 = Date.now();
+    if (!this.birdStarted) {
+      try {
+        await this.supervisor.start(config);
+        this.birdStarted = true;
+        this.recordError(undefined);
+        this.log.info({ blocks: this.blocks }, `BIRD running for host ${host}`);
+      } catch (e) {
+        if (!(e instanceof BirdConfigError)) throw e;
+        this.recordError(e.message);
+      }
+      return;
+    }
+    const r = await this.supervisor.apply(config);
+    this.recordError(r.error);
+    if (r.loaded) this.log.info({ blocks: this.blocks, ms: Date.now() - t0 }, 'BIRD config changed and loaded');
+  }
+
+  /** The refused config's message, for `calicoctl status` (another process): a file beside bird.conf. */
+  private recordError(error: string | undefined): void {
+    const file = this.supervisor.paths.configError;
+    try {
+      if (error) fs.writeFileSync(file, error + '\n');
+      else fs.rmSync(file, { force: true });
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message, file }, 'could not record the BIRD config state');
+    }
+  }
+
+  /** Graceful: BIRD leaves its peers our routes (stale, graceful restart) and the kernel its routes (persist). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.refresher) clearInterval(this.refresher);
+    this.timer = this.refresher = undefined;
+    await this.running?.catch(() => undefined);
+    await this.supervisor.stop({ graceful: true });
+    this.birdStarted = false;
+  }
+
+  abort(): void {
+    this.stopped = true;
+    this.supervisor.kill();
+  }
+}

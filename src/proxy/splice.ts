@@ -1,0 +1,389 @@
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, requestFraming, responseFraming } from './framing';
+import { declaredBody, BODY_WAIT_MS } from './hijack';
+import { dockerErrorBody } from './interceptor';
+
+/**
+ * The pass-through that only moves bytes. One client connection gets one
+ * connection to dockerd (opened at its first request, kept for its life);
+ * request heads are parsed only to find where each request ends and to offer
+ * it to the interceptors (`claims`); everything else (the head as the client
+ * wrote it, bodies, dockerd's answers) is copied as raw bytes. Claimed
+ * requests go, as bytes too, to the fastify app (fastify-app.ts) on its
+ * private socket, which runs the interceptors.
+ *
+ * One request at a time per connection (Docker clients never pipeline): the
+ * client is not read past a request while its answer is on the way.
+ *
+ * Hijacked calls (Upgrade, or an answer without framing to an old client's
+ * attach/exec start) turn the connection into a raw splice both ways, each
+ * direction closed on its own (half-close). The head of an Upgrade request
+ * and its declared body go out in one write (see hijack.ts for why).
+ */
+export interface SpliceTargets {
+  /** A fresh raw socket to dockerd. */
+  docker(): net.Socket;
+  /** A fresh raw socket to the fastify app (intercepted calls, the loop probe). */
+  fastify(): net.Socket;
+  dockerLabel: string;
+  /** Whether fastify must take this request (interceptor match, loop probe). */
+  claims(method: string, url: string, rawHeaders: string[]): boolean;
+  /** Called per finished request not claimed: method, url, status (0: none), kind. */
+  done(method: string, url: string, status: number, kind: 'splice' | 'hijack', started: bigint): void;
+  /** Upstream (dockerd) calls in flight: +1 / -1. */
+  inflight(delta: number): void;
+  log: Logger;
+}
+
+type Target = 'docker' | 'fastify';
+
+export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
+  const c = client as net.Socket;
+  c.allowHalfOpen = true;
+  c.setNoDelay?.(true);
+  c.setTimeout?.(0);
+  let inbuf: Buffer = Buffer.alloc(0);
+  let state: 'head' | 'body' | 'answer' | 'raw' | 'gather' | 'closed' = 'head';
+  let clientEnded = false;
+  const conns: Partial<Record<Target, net.Socket>> = {};
+  let cur: { target: Target; sock: net.Socket; method: string; url: string; upgrade: boolean; hijack: boolean; status: number; counted: boolean; started: bigint; close: boolean } | undefined;
+  let reqBody: BodyScanner | undefined;
+  let resBuf: Buffer = Buffer.alloc(0);
+  let resBody: BodyScanner | undefined;
+  let resFraming: Framing | undefined;
+  // An Upgrade request's declared body being gathered (state 'gather'), then
+  // the client's bytes go raw while the answer is awaited.
+  let gatherTimer: NodeJS.Timeout | undefined;
+  let gatherSend: (() => void) | undefined;
+  let gatherWant = 0;
+  let pendingRawFromClient = false;
+
+  const closeAll = () => {
+    if (state === 'closed') return;
+    state = 'closed';
+    clearTimeout(gatherTimer);
+    finishCall();
+    for (const s of Object.values(conns)) s?.destroy();
+    c.destroy();
+  };
+
+  const finishCall = () => {
+    if (!cur) return;
+    if (cur.counted) t.inflight(-1);
+    if (cur.target === 'docker') t.done(cur.method, cur.url, cur.status, cur.hijack ? 'hijack' : 'splice', cur.started);
+    cur.counted = false;
+  };
+
+  const answerError = (status: number, message: string) => {
+    const body = dockerErrorBody(message);
+    const reason = status === 502 ? 'Bad Gateway' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    c.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`);
+    if (cur) cur.status = status;
+    finishCall();
+    cur = undefined;
+    state = 'closed';
+    for (const s of Object.values(conns)) s?.destroy();
+  };
+
+  function connection(target: Target): net.Socket {
+    const have = conns[target];
+    if (have && !have.destroyed && !have.readableEnded) return have;
+    const s = target === 'docker' ? t.docker() : t.fastify();
+    conns[target] = s;
+    s.on('data', (chunk: Buffer) => onAnswer(s, chunk));
+    s.on('end', () => onAnswerEnd(s));
+    s.on('error', (err) => {
+      if (cur?.sock === s && s.bytesRead === 0 && state !== 'raw') {
+        answerError(502, `calico proxy: cannot reach Docker at ${t.dockerLabel}: ${err.message}`);
+      } else if (cur?.sock === s) {
+        t.log.debug({ err: err.message, url: cur.url }, 'spliced call: Docker side failed');
+        closeAll();
+      }
+    });
+    s.on('close', () => {
+      if (conns[target] === s) delete conns[target];
+      if (cur?.sock === s && state !== 'closed') {
+        // Closed before its answer was complete (or a raw stream ended by RST).
+        if (state === 'raw') {
+          if (!c.writableEnded) c.end();
+        } else if (state === 'answer' && resFraming?.kind === 'close') {
+          c.end();
+        } else if (s.bytesRead === 0 && state !== 'answer') {
+          return; // error handler answered
+        } else closeAll();
+      }
+    });
+    return s;
+  }
+
+  function onAnswer(s: net.Socket, chunk: Buffer): void {
+    if (!cur || cur.sock !== s || state === 'closed') return;
+    if (state === 'raw') {
+      writeClient(s, chunk);
+      return;
+    }
+    if (!resBody) {
+      resBuf = resBuf.length ? Buffer.concat([resBuf, chunk]) : chunk;
+      const end = headEnd(resBuf);
+      if (end < 0) {
+        if (resBuf.length > MAX_HEAD) closeAll();
+        return;
+      }
+      const h = parseHead(resBuf, end, 'response');
+      if (!h) {
+        closeAll();
+        return;
+      }
+      const status = Number(h.line[1]);
+      const head = resBuf.subarray(0, end);
+      const rest = resBuf.subarray(end);
+      resBuf = Buffer.alloc(0);
+      writeClient(s, head);
+      if (status >= 100 && status < 200 && status !== 101) {
+        // 100 Continue and friends: the final answer follows.
+        if (rest.length) onAnswer(s, rest);
+        return;
+      }
+      cur.status = status;
+      if (wantsClose(h)) cur.close = true;
+      if (status === 101 || cur.upgrade || (cur.hijack && responseFraming(h, cur.method).kind === 'close')) {
+        goRaw(s, rest);
+        return;
+      }
+      resFraming = responseFraming(h, cur.method);
+      resBody = new BodyScanner(resFraming);
+      if (rest.length) answerBytes(s, rest);
+      else if (resBody.done) answerDone();
+      return;
+    }
+    answerBytes(s, chunk);
+  }
+
+  let clientDrainWait = false;
+  function writeClient(s: net.Socket, b: Buffer): void {
+    if (!b.length) return;
+    if (!c.write(b) && !clientDrainWait) {
+      // A slow client pauses dockerd's socket.
+      clientDrainWait = true;
+      s.pause();
+      c.once('drain', () => {
+        clientDrainWait = false;
+        s.resume();
+      });
+    }
+  }
+
+  function answerBytes(s: net.Socket, b: Buffer): void {
+    const n = resBody!.feed(b);
+    writeClient(s, n === b.length ? b : b.subarray(0, n));
+    if (resBody!.done) answerDone();
+    // Bytes beyond the answer: dockerd sent more than it framed; nothing a client could use.
+  }
+
+  function answerDone(): void {
+    finishCall();
+    // Answered before the request body was all sent (dockerd refused it
+    // early): the rest of the body cannot be framed as a next request.
+    const close = cur?.close || (reqBody !== undefined && !reqBody.done);
+    cur = undefined;
+    resBody = undefined;
+    resFraming = undefined;
+    state = 'head';
+    if (close) {
+      // Connection: close (either side) or HTTP/1.0: the connection ends with this answer.
+      state = 'closed';
+      c.end();
+      for (const s of Object.values(conns)) s?.end();
+      return;
+    }
+    if (clientEnded && !inbuf.length) {
+      c.end();
+      for (const s of Object.values(conns)) s?.end();
+      return;
+    }
+    c.resume();
+    onRequestBytes();
+  }
+
+  function onAnswerEnd(s: net.Socket): void {
+    if (cur?.sock !== s) return;
+    if (state === 'raw') {
+      if (!c.writableEnded) c.end();
+      return;
+    }
+    if (state === 'answer' && resFraming?.kind === 'close') {
+      finishCall();
+      c.end();
+      return;
+    }
+    if (state !== 'closed') closeAll();
+  }
+
+  function goRaw(s: net.Socket, rest: Buffer): void {
+    state = 'raw';
+    if (cur?.counted) {
+      t.inflight(-1);
+      cur.counted = false;
+    }
+    writeClient(s, rest);
+    // Whatever the client sent after the request (stdin) goes on raw.
+    if (inbuf.length) {
+      s.write(inbuf);
+      inbuf = Buffer.alloc(0);
+    }
+    if (clientEnded) s.end();
+    c.resume();
+  }
+
+  function onRequestBytes(): void {
+    while (state === 'head' && inbuf.length) {
+      const end = headEnd(inbuf);
+      if (end < 0) {
+        if (inbuf.length > MAX_HEAD) answerError(431, 'calico proxy: request head too large');
+        return;
+      }
+      const h = parseHead(inbuf, end, 'request');
+      const framing = h && requestFraming(h);
+      if (!h || !framing) {
+        answerError(400, 'calico proxy: malformed HTTP request');
+        return;
+      }
+      startRequest(h, framing);
+    }
+    if (state === 'body') feedBody();
+  }
+
+  function startRequest(h: Head, framing: Framing): void {
+    const [method, url] = h.line;
+    const upgrade = header(h.rawHeaders, 'upgrade') !== undefined && /\bupgrade\b/i.test(header(h.rawHeaders, 'connection') ?? '');
+    const target: Target = t.claims(method, url, h.rawHeaders) ? 'fastify' : 'docker';
+    const oldHijack = !upgrade && method === 'POST' && /\/(containers\/[^/]+\/attach|exec\/[^/]+\/start)(\?|$)/.test(url);
+    let sock: net.Socket;
+    try {
+      sock = connection(target);
+    } catch (e) {
+      answerError(502, `calico proxy: cannot reach Docker at ${t.dockerLabel}: ${(e as Error).message}`);
+      return;
+    }
+    cur = { target, sock, method, url, upgrade, hijack: upgrade || oldHijack, status: 0, counted: target === 'docker', started: process.hrtime.bigint(), close: wantsClose(h) };
+    if (cur.counted) t.inflight(1);
+    resBuf = Buffer.alloc(0);
+    resBody = undefined;
+    reqBody = undefined;
+    if (upgrade && target === 'docker') {
+      // Head, declared body and whatever came with them: one write, then raw.
+      const want = h.size + declaredBody(lowerHeaders(h.rawHeaders));
+      const send = () => {
+        clearTimeout(gatherTimer);
+        if (state !== 'gather') return;
+        state = 'answer';
+        const first = inbuf;
+        inbuf = Buffer.alloc(0);
+        sock.write(first);
+        // The answer decides raw (101) or not; client bytes meanwhile go on raw too.
+        c.removeListener('data', onClientData);
+        c.on('data', (b: Buffer) => {
+          if (!sock.write(b)) {
+            c.pause();
+            sock.once('drain', () => c.resume());
+          }
+        });
+        c.resume();
+        pendingRawFromClient = true;
+      };
+      state = 'gather';
+      if (inbuf.length >= want || clientEnded) send();
+      else {
+        gatherSend = send;
+        gatherWant = want;
+        gatherTimer = setTimeout(send, BODY_WAIT_MS);
+      }
+      return;
+    }
+    reqBody = new BodyScanner(framing);
+    const head = inbuf.subarray(0, h.size);
+    inbuf = inbuf.subarray(h.size);
+    const n = reqBody.feed(inbuf);
+    sock.write(n ? Buffer.concat([head, inbuf.subarray(0, n)]) : head);
+    inbuf = inbuf.subarray(n);
+    state = reqBody.done ? 'answer' : 'body';
+    if (state === 'answer') c.pause();
+  }
+
+  function feedBody(): void {
+    if (!cur || !reqBody || !inbuf.length) return;
+    const n = reqBody.feed(inbuf);
+    if (n) {
+      if (!cur.sock.write(n === inbuf.length ? inbuf : inbuf.subarray(0, n))) {
+        c.pause();
+        cur.sock.once('drain', () => c.resume());
+      }
+    }
+    inbuf = inbuf.subarray(n);
+    if (reqBody.done) {
+      state = 'answer';
+      c.pause();
+    }
+  }
+
+  function onClientData(b: Buffer): void {
+    if (state === 'closed') return;
+    if (state === 'raw') {
+      const s = cur!.sock;
+      if (!s.write(b)) {
+        c.pause();
+        s.once('drain', () => c.resume());
+      }
+      return;
+    }
+    inbuf = inbuf.length ? Buffer.concat([inbuf, b]) : b;
+    if (state === 'gather') {
+      if (inbuf.length >= gatherWant) gatherSend?.();
+      return;
+    }
+    if (state === 'answer') {
+      // Not read past the request until its answer is done (no pipelining).
+      c.pause();
+      return;
+    }
+    onRequestBytes();
+  }
+
+  c.on('data', onClientData);
+  c.on('end', () => {
+    clientEnded = true;
+    if (state === 'gather') gatherSend?.();
+    if (state === 'raw' || pendingRawFromClient) {
+      cur?.sock.end();
+      return;
+    }
+    if (state === 'head' && !cur) {
+      c.end();
+      for (const s of Object.values(conns)) s?.end();
+      return;
+    }
+    // A client that half-closes an ordinary call has left (no Docker client
+    // does it otherwise; node's server aborted such calls too): let go of
+    // dockerd's side (\`docker events\` ^C).
+    closeAll();
+  });
+  c.on('error', (err) => {
+    t.log.debug({ err: err.message }, 'spliced connection: client side failed');
+    closeAll();
+  });
+  c.on('close', () => closeAll());
+}
+
+function wantsClose(h: Head): boolean {
+  const conn = (header(h.rawHeaders, 'connection') ?? '').toLowerCase();
+  if (/\bclose\b/.test(conn)) return true;
+  return h.line[0] === 'HTTP/1.0' || h.line[2] === 'HTTP/1.0' ? !/\bkeep-alive\b/.test(conn) : false;
+}
+
+function lowerHeaders(raw: readonly string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) o[raw[i].toLowerCase()] ??= raw[i + 1];
+  return o;
+}
