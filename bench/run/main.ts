@@ -4,7 +4,12 @@
 // 50 each, interleaved (plus the bridge run through the proxy, to show the
 // proxy hop's own share); p50 and p99 ratio (target <= 1.15x). When the target
 // is missed, a breakdown by API call (create, start, wait, removal) says where
-// the time goes. Not a test: timings depend on the machine.
+// the time goes. Then what policy costs the start path, with the real
+// `calicoctl node` in place of the lab's node:
+//   policy:    docker run --rm -e CALICO_IP=auto -e CALICO_PROFILE=G img true   (the node as shipped)
+//   no policy: the same against `calicoctl node --no-policy` (a bench-only switch)
+// in alternating blocks, p50/p99 ratio (target <= 1.05x p50).
+// Not a test: timings depend on the machine.
 // Usage: node dist/bench/run/main.js [runs]
 import http from 'node:http';
 import os from 'node:os';
@@ -12,6 +17,7 @@ import { teardownAll } from '../../test/harness';
 import { CalicoLab } from '../../test/e2e/calico-lab';
 
 const TARGET = 1.15;
+const POLICY_TARGET = 1.05;
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -119,6 +125,37 @@ async function main(): Promise<void> {
     console.log('create: proxy hop + IPAM reservation in etcd; start: dockerd with the remote driver + plugin (veth, routes) + endpoint record; remove: veth teardown.');
     console.log(`machine load average: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} cores (figures are only comparable on a quiet machine)`);
   }
+  await policyCost(lab, runs);
+}
+
+/** With policy vs without the policy component, same dockerd, alternating blocks of runs/2 (each node restarted per block). */
+async function policyCost(lab: CalicoLab, runs: number): Promise<void> {
+  await lab.stopNode();
+  const gRun = () => lab.docker(['run', '--rm', '-e', 'CALICO_IP=auto', '-e', 'CALICO_PROFILE=G', lab.image, 'true']);
+  const withPolicy: number[] = [];
+  const without: number[] = [];
+  const block = Math.max(1, Math.floor(runs / 2));
+  for (const [policy, into] of [[true, withPolicy], [false, without], [true, withPolicy], [false, without]] as const) {
+    const node = lab.spawnCalicoctlNode({ extra: ['--log-level', 'warn', ...(policy ? [] : ['--no-policy'])] });
+    await node.ready();
+    if (node.child.exitCode !== null) throw new Error(`calicoctl node exited ${node.child.exitCode}: ${node.log()}`);
+    for (let i = 0; i < 2; i++) await gRun(); // warm-up after the node's start
+    for (let i = 0; i < block; i++) {
+      const r = await gRun();
+      if (r.code !== 0) throw new Error(`docker run (policy ${policy}) failed: ${r.stderr}`);
+      into.push(r.ms);
+    }
+    node.child.kill('SIGTERM');
+    await node.exited;
+  }
+  const r50 = pct(withPolicy, 50) / pct(without, 50);
+  const r99 = pct(withPolicy, 99) / pct(without, 99);
+  const row = (name: string, xs: number[]) => `${name.padEnd(28)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p99 ${pct(xs, 99).toFixed(0).padStart(5)} ms`;
+  console.log(`\ndocker run --rm -e CALICO_IP=auto -e CALICO_PROFILE=G img true, ${withPolicy.length} each, alternating blocks:`);
+  console.log(row('with policy', withPolicy));
+  console.log(row('without policy (--no-policy)', without));
+  console.log(`ratio p50 ${r50.toFixed(2)}x   p99 ${r99.toFixed(2)}x   (target p50 <= ${POLICY_TARGET}x: ${r50 <= POLICY_TARGET ? 'met' : 'MISSED'})`);
+  console.log(`machine load average: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} cores`);
 }
 
 main()

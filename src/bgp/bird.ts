@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { execFile, spawn, ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { birdPaths, BirdPaths } from './paths';
+import { isAlive } from '../process/pids';
 
 export const BIRD_BIN = '/usr/sbin/bird';
 export const BIRDC_BIN = '/usr/sbin/birdc';
@@ -61,14 +62,6 @@ function execCapture(cmd: string, args: string[], timeoutMs: number): Promise<Ex
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -197,7 +190,7 @@ export class BirdSupervisor {
     } catch {
       return;
     }
-    if (!pid || !alive(pid)) return;
+    if (!pid || !isAlive(pid)) return;
     let cmdline = '';
     try {
       cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -207,7 +200,7 @@ export class BirdSupervisor {
     if (!cmdline.includes(this.paths.socket)) return; // the pid was reused by something else
     this.log.warn({ pid }, `killing a BIRD left running by an earlier node (pid ${pid})`);
     process.kill(pid, 'SIGKILL');
-    for (let i = 0; i < 40 && alive(pid); i++) await sleep(50);
+    for (let i = 0; i < 40 && isAlive(pid); i++) await sleep(50);
   }
 
   private async spawnBird(): Promise<void> {

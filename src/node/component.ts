@@ -12,4 +12,9 @@ export interface Component {
   abort?(): void;
   /** Whether it is up now: undefined when it is, else why not (/healthz). Answers at once, from what it already knows. */
   health?(): string | undefined;
+  /**
+   * Facts for `calicoctl status` (JSON-serialisable, cheap: called every
+   * couple of seconds). The node's status file collects them by component name.
+   */
+  status?(): Record<string, unknown>;
 }

@@ -22,6 +22,7 @@ import { NodeContext, makeNodeContext } from './context';
 import { nodeHealth } from './health';
 import { NodeIdentity } from './identity';
 import { NodeProcess } from './node-process';
+import { StatusFile } from './status-file';
 
 /** The Docker network + IPAM driver slot: `--plugin-name` and the real dockerd. */
 export interface PluginNodeOptions {
@@ -61,6 +62,12 @@ export interface NodeOptions {
   reconciler?: ReconcilerNodeOptions;
   /** `--metrics`: /metrics and /healthz (off when absent). */
   metrics?: Pick<MetricsServerOptions, 'listen' | 'tls'>;
+  /**
+   * No policy component (bench/run only, `calicoctl node --no-policy`, hidden):
+   * measures what programming policy costs a container's start. Unsafe: a
+   * workload is then neither filtered nor, under Docker's FORWARD DROP, reachable.
+   */
+  noPolicy?: boolean;
 }
 
 /**
@@ -77,6 +84,7 @@ export interface NodeOptions {
  *   plugin      Docker network + IPAM driver; records endpoints at Join
  *   proxy       Docker API on :2377 (pass-through + create/inspect interceptors)
  *   reconciler  Docker events + periodic sweep
+ *   status-file what the components report, in <stateDir>/node-status.json for `calicoctl status`
  *   metrics     /metrics and /healthz (--metrics), last: its health covers every component above
  * Stopped in reverse, each stop bounded (NodeProcess).
  */
@@ -95,6 +103,7 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   await node.start(datastore);
   const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
   for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
+  await node.start(new StatusFile({ stateDir: opts.stateDir, components: () => node.components(), log: log.child({ component: 'status-file' }) }));
   await serveMetrics(ctx.metrics);
   return node;
 }
@@ -107,10 +116,13 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
   const bgp = new BgpComponent({ hostname, stateDir: ctx.stateDir, datastore, syncer, log });
   // Nothing is applied until every owner has said what it wants: a chain of
   // one owner must not look stale (and go) while only another has spoken.
-  const applier = new IptablesApplier({ log: child('kernel-applier'), expectOwners: [NatOutgoing.OWNER, PolicyComponent.OWNER] });
+  const applier = new IptablesApplier({
+    log: child('kernel-applier'),
+    expectOwners: opts.noPolicy ? [NatOutgoing.OWNER] : [NatOutgoing.OWNER, PolicyComponent.OWNER],
+  });
   const nat = new NatOutgoing({ applier, syncer, log: child('nat-outgoing') });
-  const policy = new PolicyComponent({ host: hostname, datastore, syncer, applier, log: child('policy') });
-  endpoints.lifecycle.onRecorded((ep) => policy.endpointRecorded(ep));
+  const policy = opts.noPolicy ? undefined : new PolicyComponent({ host: hostname, datastore, syncer, applier, log: child('policy') });
+  if (policy) endpoints.lifecycle.onRecorded((ep) => policy.endpointRecorded(ep));
   const dockerPlugin = new DockerPlugin({
     pluginName: plugin.pluginName,
     hostname,
@@ -161,7 +173,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     gcGraceMs: opts.reconciler?.gcGraceMs,
     metrics: ctx.metrics.reconciler,
   });
-  return [identity, syncer, bgp, applier, nat, policy, dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
+  return [identity, syncer, bgp, applier, nat, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }
 
 interface IpRoute {

@@ -34,6 +34,13 @@ export interface PolicyOptions {
    * clear of Docker and kube-proxy, which use 0x4000/0x8000).
    */
   noMatchMark?: number;
+  /**
+   * The conntrack-mark bit that says "this flow's policy was narrowed since
+   * it was accepted: check it again" (default 0x20000). Set on a narrowed
+   * endpoint's flows by the policy component (conntrack -U); cleared when
+   * the flow's next original-direction packet passes the rules again.
+   */
+  recheckMark?: number;
 }
 
 export interface PolicyInput {
@@ -46,6 +53,7 @@ export interface PolicyInput {
 }
 
 export const DEFAULT_NO_MATCH_MARK = 0x10000;
+export const DEFAULT_RECHECK_MARK = 0x20000;
 const WL = `${HOST_IF_PREFIX}+`;
 /** ICMPv6 a workload cannot live without (MLD 130-132, RS 133, RA 134, NS 135, NA 136). */
 const ND_TO_WORKLOAD = [130, 131, 132, 134, 135, 136];
@@ -197,26 +205,41 @@ function profileChain(name: string, chain: string, rules: RuleValue[], family: I
   return { table: 'filter', name: chain, rules: out };
 }
 
-function topChains(hostReaches: boolean): DesiredChain[] {
+/**
+ * Established flows are accepted early, unless their conntrack entry carries
+ * the recheck bit (their endpoint's policy was narrowed since): then a packet
+ * in the flow's original direction goes through the rules as a new one would
+ * (and clears the bit when they accept it), and a reply waits (is dropped)
+ * until the original direction has passed again. So a connection that the
+ * rules no longer allow stops, whichever side speaks, and one they still
+ * allow goes on (see docs/policy.md, "Narrowed policy and open connections").
+ */
+function topChains(hostReaches: boolean, recheck: number): DesiredChain[] {
   const from = fromEndpointDispatchChain();
   const to = toEndpointDispatchChain();
+  const r = hex(recheck);
   const early = (dir: '-i' | '-o') => [
     `${dir} ${WL} -m conntrack --ctstate INVALID -j DROP`,
-    `${dir} ${WL} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+    `${dir} ${WL} -m conntrack --ctstate RELATED,ESTABLISHED -m connmark --mark 0x0/${r} -j ACCEPT`,
+    `${dir} ${WL} -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY ${comment('Policy narrowed: a reply waits for the original direction to pass again')} -j DROP`,
+  ];
+  const accept = (dir: '-i' | '-o', why: string) => [
+    `${dir} ${WL} -m connmark --mark ${r}/${r} -j CONNMARK --set-xmark 0x0/${r}`,
+    `${dir} ${WL} ${comment(why)} -j ACCEPT`,
   ];
   const forward = [
     ...early('-i'),
     ...early('-o'),
     `-i ${WL} -j ${from}`,
     `-o ${WL} -j ${to}`,
-    `-i ${WL} ${comment('Policy allowed it')} -j ACCEPT`,
-    `-o ${WL} ${comment('Policy allowed it')} -j ACCEPT`,
+    ...accept('-i', 'Policy allowed it'),
+    ...accept('-o', 'Policy allowed it'),
   ];
-  const input = [...early('-i'), `-i ${WL} -j ${from}`, `-i ${WL} ${comment('Policy allowed it')} -j ACCEPT`];
+  const input = [...early('-i'), `-i ${WL} -j ${from}`, ...accept('-i', 'Policy allowed it')];
   const output = [
     ...early('-o'),
     hostReaches ? `-o ${WL} -j ${hostToEndpointDispatchChain()}` : `-o ${WL} -j ${to}`,
-    `-o ${WL} ${comment(hostReaches ? 'The host reaches its containers' : 'Policy allowed it')} -j ACCEPT`,
+    ...accept('-o', hostReaches ? 'The host reaches its containers' : 'Policy allowed it'),
   ];
   return [
     { table: 'filter', name: policyForwardChain(), rules: forward },
@@ -235,7 +258,7 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
   const profiles = new Map(input.profiles.map((p) => [p.name, p]));
   const local = programmedEndpoints(input);
 
-  const chains: DesiredChain[] = [...topChains(hostReaches)];
+  const chains: DesiredChain[] = [...topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK)];
   chains.push(...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'));
   chains.push(...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'));
   if (hostReaches) {

@@ -9,17 +9,26 @@ import type { Logger } from 'pino';
 import type { Datastore } from '../datastore';
 import type { Endpoint } from '../datastore/endpoint-store';
 import { DEFAULT_PROFILE, ProfileStore } from '../datastore/profile-store';
-import type { KernelApplier } from '../dataplane/applier/types';
+import { toolRunner, type ToolRunner } from '../dataplane/applier/exec';
+import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/applier/types';
 import { keys } from '../datastore/keys';
 import type { Component } from '../node/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
-import { compilePolicy, programmedEndpoints, type PolicyOptions } from './compile';
+import { compilePolicy, DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
+import { deleteFlows, markForRecheck } from './conntrack';
+import { narrowedEndpoints, type RecheckTarget } from './narrowed';
 
 export interface PolicyStatus {
+  /** Local endpoints with chains. */
   endpoints: number;
   profiles: number;
-  lastApplyAt?: number;
-  lastApplyMs?: number;
+  /** The last compile handed to the applier: when (epoch ms) and how long it took. */
+  lastCompileAt?: number;
+  lastCompileMs?: number;
+  /** Open connections put up for a recheck because their endpoint's access was narrowed (since start), and the last time. */
+  connectionsRechecked: number;
+  lastRecheckAt?: number;
+  /** The last compile, apply or conntrack error (cleared by the next success of that step). */
   lastError?: string;
 }
 
@@ -30,6 +39,15 @@ export interface PolicyComponentOptions {
   applier: KernelApplier;
   options?: PolicyOptions;
   log: Logger;
+  /** Runs conntrack (tests and the bench: inside their namespace); default: in the node's own. */
+  conntrack?: ToolRunner;
+}
+
+function addressesOf(ep: Endpoint): RecheckTarget[] {
+  return [
+    ...ep.ipv4_nets.map((n) => ({ family: 4 as const, address: n.split('/')[0]! })),
+    ...ep.ipv6_nets.map((n) => ({ family: 6 as const, address: n.split('/')[0]! })),
+  ];
 }
 
 export class PolicyComponent implements Component {
@@ -40,9 +58,18 @@ export class PolicyComponent implements Component {
   private readonly pending = new Map<string, Endpoint>();
   private snapshot?: DatastoreSnapshot;
   private unsubscribe?: () => void;
-  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0 };
+  private readonly state: PolicyStatus = { endpoints: 0, profiles: 0, connectionsRechecked: 0 };
+  /** What was last handed to the applier, and the local endpoints it programmed: the base of the narrowing check. */
+  private last: { desired: DesiredState; endpoints: Endpoint[] } = { desired: emptyState(), endpoints: [] };
+  /** Conntrack updates run one after another, each after the apply it follows. */
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly conntrack: ToolRunner;
+  /** Address -> when an endpoint recorded in this process got it (its flows are new: no recheck from before then applies). */
+  private readonly joinedAt = new Map<string, number>();
 
-  constructor(private readonly o: PolicyComponentOptions) {}
+  constructor(private readonly o: PolicyComponentOptions) {
+    this.conntrack = o.conntrack ?? toolRunner({});
+  }
 
   async start(): Promise<void> {
     // Containers started without CALICO_PROFILE join it: members reach each other, nothing else reaches them.
@@ -61,18 +88,45 @@ export class PolicyComponent implements Component {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    await this.flushing;
   }
 
   /** Before Join returns: this endpoint's chains are in the kernel. */
   async endpointRecorded(ep: Endpoint): Promise<void> {
     if (ep.host !== this.o.host) return;
-    this.pending.set(keys.endpoint(ep.host, ep.containerId, ep.endpointId), ep);
+    const key = keys.endpoint(ep.host, ep.containerId, ep.endpointId);
+    // Recorded again (a start event, a sweep after a node restart): its flows are its own, and stay.
+    const known = this.pending.has(key) || this.snapshot?.endpoints.has(key) === true || this.last.endpoints.some((e) => e.endpointId === ep.endpointId);
+    this.pending.set(key, ep);
+    // A new endpoint, before its container's process starts (nothing of it
+    // has a flow yet): entries a previous holder of these addresses left
+    // would otherwise be ESTABLISHED for the new one, past its policy
+    // (felix clears them when an address moves too).
+    const stale = known ? [] : addressesOf(ep);
+    for (const t of stale) this.joinedAt.set(t.address, Date.now());
     this.program();
-    await this.o.applier.flush();
+    await Promise.all([this.o.applier.flush(), stale.length ? this.forgetStale(stale) : undefined]);
   }
 
-  status(): PolicyStatus {
+  private async forgetStale(targets: RecheckTarget[]): Promise<void> {
+    const r = await deleteFlows(this.conntrack, targets);
+    if (r.errors.length) {
+      this.state.lastError = r.errors.join('; ');
+      this.o.log.warn({ errors: r.errors }, 'conntrack: stale entries of a reused address not deleted');
+    } else if (r.deleted) {
+      this.o.log.info({ addresses: targets.map((t) => t.address), deleted: r.deleted }, 'stale conntrack entries of a reused address deleted');
+    }
+    // Bounded: only the recent joins matter (a recheck computed before them is at most one apply away).
+    if (this.joinedAt.size > 10000) this.joinedAt.clear();
+  }
+
+  status(): Record<string, unknown> {
     return { ...this.state };
+  }
+
+  /** Resolves once the connection rechecks asked for so far have run (tests). */
+  settled(): Promise<void> {
+    return this.flushing;
   }
 
   private program(): void {
@@ -83,15 +137,52 @@ export class PolicyComponent implements Component {
       const endpoints = new Map(snap.endpoints);
       for (const [k, ep] of this.pending) endpoints.set(k, ep);
       const input = { host: this.o.host, endpoints: [...endpoints.values()], profiles: [...snap.profiles.values()], options: this.o.options };
-      this.o.applier.set(PolicyComponent.OWNER, compilePolicy(input));
-      this.state.endpoints = programmedEndpoints(input).length;
+      const desired = compilePolicy(input);
+      this.o.applier.set(PolicyComponent.OWNER, desired);
+      const local = programmedEndpoints(input);
+      // An address nobody holds any more has no flows to recheck (its stale
+      // entries go when the address is given out again, at that Join).
+      const held = new Set(input.endpoints.flatMap((e) => addressesOf(e).map((t) => t.address)));
+      const narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints).filter((t) => held.has(t.address));
+      this.last = { desired, endpoints: local };
+      if (narrowed.length) this.forget(narrowed, Date.now());
+      this.state.endpoints = local.length;
       this.state.profiles = snap.profiles.size;
-      this.state.lastApplyAt = Date.now();
-      this.state.lastApplyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      this.state.lastCompileAt = Date.now();
+      this.state.lastCompileMs = Number(process.hrtime.bigint() - started) / 1e6;
       this.state.lastError = undefined;
     } catch (e) {
       this.state.lastError = (e as Error).message;
       this.o.log.error({ err: (e as Error).message }, 'policy not compiled');
     }
+  }
+
+  /**
+   * Once the narrower rules are in the kernel, the connections they no longer
+   * allow must not live on through the ESTABLISHED accept: the endpoint's
+   * open flows are marked for a recheck (the ones still allowed go on).
+   */
+  private forget(all: RecheckTarget[], computedAt: number): void {
+    this.flushing = this.flushing.then(async () => {
+      // An address that joined a new endpoint since: its flows are the new container's, made under the new rules.
+      const targets = all.filter((t) => (this.joinedAt.get(t.address) ?? 0) < computedAt);
+      if (!targets.length) return;
+      try {
+        await this.o.applier.flush();
+      } catch (e) {
+        // Not applied: the old, wider rules are still in place; flushing now would change nothing.
+        this.state.lastError = `apply before the connection recheck: ${(e as Error).message}`;
+        return;
+      }
+      const r = await markForRecheck(this.conntrack, targets, this.o.options?.recheckMark ?? DEFAULT_RECHECK_MARK);
+      this.state.connectionsRechecked += r.marked;
+      this.state.lastRecheckAt = Date.now();
+      if (r.errors.length) {
+        this.state.lastError = r.errors.join('; ');
+        this.o.log.warn({ errors: r.errors }, 'conntrack update failed; open connections may outlive a narrowed policy');
+      } else {
+        this.o.log.info({ addresses: targets.map((t) => t.address), marked: r.marked }, 'policy narrowed: open connections marked for a recheck');
+      }
+    });
   }
 }

@@ -149,7 +149,10 @@ export function planSweep(input: SweepInput): SweepPlan {
       // Records of earlier starts (another endpoint id), or of a container
       // taken off the calico network by hand, go.
       plan.removeEndpoints.push(...mine.filter((ep) => !want || ep.endpointId !== want.endpointId));
-    } else {
+    } else if (c.State !== 'created') {
+      // (A container listed as "created" with a record is being started: its
+      // Join wrote the record and its process is about to run. Marking it
+      // inactive would take its policy chains away under its first packets.)
       for (const ep of mine) {
         if (ep.state === 'active') plan.record.push({ ...ep, state: 'inactive' });
       }

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CALICOCTL_MAIN, teardownAll, isRoot, Netns, vethLink, addRoute, makeRunDir, onTeardown, removeTree, waitFor } from '../harness';
 import { CalicoLab } from './calico-lab';
+import { counted, ifaceOf, probe, putRules, removeContainers, ruleUpdate, StreamResult } from './calico-policy-lab';
 
 after(teardownAll);
 const skip = !isRoot() && 'needs root (netns, dockerd, iptables)';
@@ -45,7 +46,15 @@ before(async () => {
   await vethLink({ side: lab.ns, ifName: 'lan0', addr: '192.0.2.1/24' }, { side: lan, ifName: 'eth0', addr: '192.0.2.2/24' });
   await addRoute(lan, POOL4, '192.0.2.1');
   await lab.ns.ok('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  // And over IPv6 (nodad: usable at once).
+  await lab.ns.ok('ip', ['addr', 'add', '2001:db8:67::1/64', 'dev', 'lan0', 'nodad']);
+  await lan.ok('ip', ['addr', 'add', '2001:db8:67::2/64', 'dev', 'eth0', 'nodad']);
+  await lan.ok('ip', ['-6', 'route', 'add', POOL6, 'via', '2001:db8:67::1']);
+  await lab.ns.ok('sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
 });
+
+/** An echo server on tcp 8080 (busybox nc, one `cat` per connection). */
+const ECHO_8080 = ['sh', '-c', 'nc -ll -p 8080 -e cat'];
 
 async function ping(from: string, to: string): Promise<boolean> {
   return (await lab.docker(['exec', from, 'ping', '-c', '1', '-W', '1', to])).code === 0;
@@ -88,5 +97,123 @@ test('the blog post\'s profile steps: member add, the group pings, others are ou
   assert.equal(await lanPing('10.67.89.3'), false, 'but not the outsider');
   console.log(`# rule update to the LAN's first successful ping: ${ms} ms`);
   for (const c of ['group1-node1', 'group1-node2', 'outsider']) await lab.docker(['rm', '-f', c]);
+  await lab.waitClean();
+});
+
+test('a rule update takes effect within 1 s both ways: an allowed flow starts, a removed one stops (established connections too)', { skip }, async () => {
+  try {
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.90.1', '-e', 'CALICO_PROFILE=WEB', '--name', 'web1', lab.image, ...ECHO_8080]);
+    await ruleUpdate(lab, 'WEB', []);
+    const closed = await probe<{ tries: number }>(lan, ['connect', '10.67.90.1', '8080', 'closed']).result;
+    assert.equal(closed.tries, 1, 'nothing lets the LAN in yet');
+
+    // Allowed: a fresh connection every 20 ms (100 ms connect timeout) until one gets through.
+    const opened = probe<{ at: number }>(lan, ['connect', '10.67.90.1', '8080', 'open']);
+    await opened.ready;
+    const written = await putRules(lab, 'WEB', [{ action: 'allow', protocol: 'tcp', dst_ports: [8080], src_net: '192.0.2.0/24' }]);
+    const allowMs = (await opened.result).at - written;
+    assert.ok(allowMs <= 1000, `allowed within 1 s (${allowMs} ms)`);
+
+    // Removed: an established stream (one echo every 20 ms) stops, and new connections fail.
+    const stream = probe<StreamResult>(lan, ['stream', '10.67.90.1', '8080', '10000', '400']);
+    await stream.ready;
+    await new Promise((r) => setTimeout(r, 300));
+    const refused = probe<{ at: number }>(lan, ['connect', '10.67.90.1', '8080', 'closed']);
+    await refused.ready;
+    const removed = await putRules(lab, 'WEB', []);
+    const s = await stream.result;
+    const streamMs = s.lastEchoAt - removed;
+    const newMs = (await refused.result).at - removed;
+    console.log(`# rule update, from the etcd write: allow tcp 8080 -> first connection ${allowMs} ms; removed -> established stream's last echo ${streamMs} ms, new connections refused ${newMs} ms`);
+    assert.ok(s.echoes > 10, `the stream echoed before the update (${s.echoes})`);
+    assert.ok(s.lastEchoAt >= removed, 'the stream ran until the update');
+    assert.ok(streamMs <= 1000, `the established connection stopped within 1 s (${streamMs} ms)`);
+    assert.ok(newMs <= 1000, `new connections refused within 1 s (${newMs} ms)`);
+  } finally {
+    await removeContainers(lab, ['web1']);
+  }
+});
+
+test('a container sending from a forged source address is dropped and counted', { skip }, async () => {
+  try {
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.91.2', '--name', 'peer', lab.image, 'sleep', '1d']);
+    await lab.dockerOk(['run', '-d', '--cap-add', 'NET_ADMIN', '-e', 'CALICO_IP=10.67.91.1', '--name', 'spoofer', lab.image, 'sleep', '1d']);
+    const chain = `cali-fw-${await ifaceOf(lab, 'spoofer')}`;
+    assert.equal(await ping('spoofer', '10.67.91.2'), true, 'from its own address it reaches its peer (same default profile)');
+    const before = await counted(lab, 4, chain, /Anti-spoof.*source address/);
+    await lab.dockerOk(['exec', 'spoofer', 'ip', 'addr', 'add', '10.67.91.99/32', 'dev', 'eth0']);
+    const r = await lab.docker(['exec', 'spoofer', 'ping', '-c', '3', '-W', '1', '-I', '10.67.91.99', '10.67.91.2']);
+    assert.notEqual(r.code, 0, 'no reply to the forged source');
+    const after = await counted(lab, 4, chain, /Anti-spoof.*source address/);
+    console.log(`# anti-spoof DROP counter in ${chain}: ${before} -> ${after}`);
+    assert.ok(after - before >= 3, `the three forged pings counted on the anti-spoof rule (${before} -> ${after})`);
+    assert.equal(await ping('spoofer', '10.67.91.2'), true, 'its own address still works');
+  } finally {
+    await removeContainers(lab, ['peer', 'spoofer']);
+  }
+});
+
+test('first instruction: 50/50 pings to a peer in the same profile succeed, 50/50 to one in another profile fail', { skip }, async () => {
+  try {
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.92.1', '-e', 'CALICO_PROFILE=G', '--name', 'gpeer', lab.image, 'sleep', '1d']);
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.92.2', '-e', 'CALICO_PROFILE=H', '--name', 'hpeer', lab.image, 'sleep', '1d']);
+    const first = (peer: string) => lab.docker(['run', '--rm', '-e', 'CALICO_IP=auto', '-e', 'CALICO_PROFILE=G', lab.image, 'ping', '-c1', '-W1', peer]);
+    let same = 0;
+    let other = 0;
+    const failures: string[] = [];
+    // Two at a time: one container of G comes or goes while another one's first ping is in flight.
+    for (let i = 0; i < 50; i++) {
+      const [a, b] = await Promise.all([first('10.67.92.1'), first('10.67.92.2')]);
+      if (a.code === 0) same++;
+      else failures.push(`#${i}: ${a.stdout.trim().split('\n').pop()} ${a.stderr.trim()}`);
+      if (b.code !== 0) other++;
+    }
+    console.log(`# first-instruction pings: same profile ${same}/50 succeeded, other profile ${other}/50 failed`);
+    // Where the failed ones died: every DROP rule of ours whose counter moved.
+    const drops = same === 50 ? '' : (await lab.ns.ok('iptables-save', ['-c', '-t', 'filter'])).stdout.split('\n').filter((l) => /cali-.*-j DROP/.test(l) && !l.startsWith('[0:0]')).join('\n');
+    assert.equal(same, 50, `same profile: ${failures.slice(0, 5).join('; ')}\ndrops:\n${drops}`);
+    assert.equal(other, 50);
+  } finally {
+    await removeContainers(lab, ['gpeer', 'hpeer']);
+  }
+});
+
+test('IPv6: the group reaches itself, another profile is out, a rule update lets the LAN in and out again', { skip }, async () => {
+  try {
+    const run6 = (name: string, ip4: string, ip6: string, prof: string, cmd: string[]) =>
+      lab.dockerOk(['run', '-d', '-e', `CALICO_IP=${ip4}`, '-e', `CALICO_IP6=${ip6}`, '-e', `CALICO_PROFILE=${prof}`, '--name', name, lab.image, ...cmd]);
+    await run6('v6a', '10.67.93.1', 'fd67::93:1', 'V6G', ECHO_8080);
+    await run6('v6b', '10.67.93.2', 'fd67::93:2', 'V6G', ['sleep', '1d']);
+    await run6('v6c', '10.67.93.3', 'fd67::93:3', 'V6H', ['sleep', '1d']);
+    const ping6 = async (from: string, to: string) => (await lab.docker(['exec', from, 'ping', '-6', '-c', '1', '-W', '1', to])).code === 0;
+    await waitFor('v6a and v6b reach each other over IPv6', () => ping6('v6b', 'fd67::93:1'), 5000, 100);
+    assert.equal(await ping6('v6a', 'fd67::93:2'), true);
+    assert.equal(await ping6('v6c', 'fd67::93:1'), false, 'another profile cannot reach the group');
+    assert.equal(await ping6('v6a', 'fd67::93:3'), false, 'the group cannot reach another profile');
+    assert.equal((await probe<{ tries: number }>(lan, ['connect', 'fd67::93:1', '8080', 'closed']).result).tries, 1, 'the LAN is out over IPv6');
+
+    const opened = probe<{ at: number }>(lan, ['connect', 'fd67::93:1', '8080', 'open']);
+    await opened.ready;
+    const written = await putRules(lab, 'V6G', [{ action: 'allow', src_tag: 'V6G' }, { action: 'allow', protocol: 'tcp', dst_ports: [8080], src_net: '2001:db8:67::/64' }]);
+    const allowMs = (await opened.result).at - written;
+    assert.ok(allowMs <= 1000, `IPv6 allow within 1 s (${allowMs} ms)`);
+    assert.equal((await probe<{ tries: number }>(lan, ['connect', '10.67.93.1', '8080', 'closed']).result).tries, 1, 'an IPv6 net lets nothing in over IPv4');
+
+    const stream = probe<StreamResult>(lan, ['stream', 'fd67::93:1', '8080', '10000', '400']);
+    await stream.ready;
+    await new Promise((r) => setTimeout(r, 300));
+    const refused = probe<{ at: number }>(lan, ['connect', 'fd67::93:1', '8080', 'closed']);
+    await refused.ready;
+    const removed = await putRules(lab, 'V6G', [{ action: 'allow', src_tag: 'V6G' }]);
+    const s = await stream.result;
+    const streamMs = s.lastEchoAt - removed;
+    const newMs = (await refused.result).at - removed;
+    console.log(`# IPv6, from the etcd write: allow -> first connection ${allowMs} ms; removed -> established stream's last echo ${streamMs} ms, new connections refused ${newMs} ms`);
+    assert.ok(s.echoes > 10 && s.lastEchoAt >= removed && streamMs <= 1000, `the IPv6 stream stopped within 1 s (${streamMs} ms, ${s.echoes} echoes)`);
+    assert.ok(newMs <= 1000, `new IPv6 connections refused within 1 s (${newMs} ms)`);
+    assert.equal(await ping6('v6b', 'fd67::93:1'), true, 'the group still reaches itself');
+  } finally {
+    await removeContainers(lab, ['v6a', 'v6b', 'v6c']);
+  }
   await lab.waitClean();
 });

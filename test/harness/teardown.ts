@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { run } from './exec';
+import { isAlive } from '../../src/process/pids';
 
 /**
  * Everything a test starts registers its undo here; teardown runs them in reverse
@@ -47,14 +48,6 @@ export async function makeRunDir(kind: string): Promise<string> {
   return dir;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Kills processes and unmounts what a crashed earlier run left behind. */
 export async function sweepDeadRuns(): Promise<void> {
@@ -68,10 +61,10 @@ export async function sweepDeadRuns(): Promise<void> {
     } catch {
       continue;
     }
-    if (owner && alive(owner)) continue;
+    if (owner && isAlive(owner)) continue;
     for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'owner.pid')) {
       const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8'));
-      if (pid && alive(pid)) {
+      if (pid && isAlive(pid)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

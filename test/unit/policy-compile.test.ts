@@ -164,11 +164,18 @@ test('dispatch: hooks at the top, conntrack early, unknown cali interfaces dropp
   assert.deepEqual(s.v4.hooks.map((h) => [h.chain, h.rule, h.position]), [
     ['FORWARD', '-j cali-FORWARD', 'top'], ['INPUT', '-j cali-INPUT', 'top'], ['OUTPUT', '-j cali-OUTPUT', 'top'],
   ]);
-  assert.deepEqual(chain(s, 4, 'cali-FORWARD').slice(0, 4), [
+  // Established flows early, unless marked for a recheck (their policy was narrowed since).
+  assert.deepEqual(chain(s, 4, 'cali-FORWARD').slice(0, 6), [
     '-i cali+ -m conntrack --ctstate INVALID -j DROP',
-    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED -m connmark --mark 0x0/0x20000 -j ACCEPT',
+    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -m comment --comment "Policy narrowed: a reply waits for the original direction to pass again" -j DROP',
     '-o cali+ -m conntrack --ctstate INVALID -j DROP',
-    '-o cali+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-o cali+ -m conntrack --ctstate RELATED,ESTABLISHED -m connmark --mark 0x0/0x20000 -j ACCEPT',
+    '-o cali+ -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -m comment --comment "Policy narrowed: a reply waits for the original direction to pass again" -j DROP',
+  ]);
+  assert.deepEqual(chain(s, 4, 'cali-FORWARD').slice(-2), [
+    '-o cali+ -m connmark --mark 0x20000/0x20000 -j CONNMARK --set-xmark 0x0/0x20000',
+    '-o cali+ -m comment --comment "Policy allowed it" -j ACCEPT',
   ]);
   assert.deepEqual(chain(s, 4, 'cali-from-wl-dispatch'), [
     '-i cali0+ -g cali-from-wl-dispatch-0',
@@ -181,9 +188,9 @@ test('dispatch: hooks at the top, conntrack early, unknown cali interfaces dropp
   assert.ok(fw1.includes('! -s 10.0.0.1/32 -m comment --comment "Anti-spoof DROP (endpoint E1): source address" -j DROP'));
   assert.ok(chain(s, 4, 'cali-fw-cali0000000002').includes('-s 10.0.0.3/32 -j MARK --set-xmark 0x0/0x10000'));
   assert.ok(chain(s, 6, 'cali-fw-cali0000000001').includes('-m comment --comment "Anti-spoof DROP (endpoint E1): no IPv6 address" -j DROP'));
-  assert.deepEqual(chain(s, 4, 'cali-OUTPUT')[2], '-o cali+ -j cali-host-wl-dispatch');
+  assert.deepEqual(chain(s, 4, 'cali-OUTPUT')[3], '-o cali+ -j cali-host-wl-dispatch');
   const closed = compilePolicy({ host: 'h1', endpoints: eps, profiles: [], options: { hostReachesContainers: false } });
-  assert.deepEqual(chain(closed, 4, 'cali-OUTPUT')[2], '-o cali+ -j cali-to-wl-dispatch');
+  assert.deepEqual(chain(closed, 4, 'cali-OUTPUT')[3], '-o cali+ -j cali-to-wl-dispatch');
   assert.ok(!closed.v4.chains.some((c) => c.name.startsWith('cali-host-wl')));
   // No endpoints at all: every cali interface is dropped.
   const none = compilePolicy({ host: 'h1', endpoints: [], profiles: [] });

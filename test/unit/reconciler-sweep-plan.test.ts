@@ -214,3 +214,14 @@ test('parseEventLine: container events from current and legacy dockerd, others i
   assert.equal(parseEventLine(''), undefined);
   assert.equal(parseEventLine('{"Type":"container","Action":"exec_start: sh","Actor":{"ID":"c"}}')?.action, 'exec_start');
 });
+
+test('a container being started (listed as created, its Join already recorded it) keeps its record active', () => {
+  const starting: ContainerView = { ...container('c3', { handle: 'resv-c' }), State: 'created' };
+  const rec: Endpoint = {
+    host: HOST, containerId: 'c3', endpointId: 'xx', name: 'calixx', mac: '02:42:0a:00:00:03', 'container:if_name': 'eth0',
+    ipv4_nets: ['10.0.0.3/32'], ipv6_nets: [], profile_ids: ['G'], state: 'active',
+  };
+  const p = planSweep(input({ endpoints: [rec], containers: [starting] }));
+  assert.deepEqual(p.record, []);
+  assert.deepEqual(p.removeEndpoints, []);
+});

@@ -4,26 +4,19 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { CliError } from '../errors';
 import { parseAddress } from '../../proxy';
+import { isAlive } from '../../process/pids';
 
 /** Files of a detached node, under --state-dir. */
 export function nodeFiles(stateDir: string): { pidFile: string; logFile: string } {
   return { pidFile: path.join(stateDir, 'calico-node.pid'), logFile: path.join(stateDir, 'calico-node.log') };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The pid of a running detached node, if its pid file names a live process. */
 export function runningNodePid(stateDir: string): number | undefined {
   try {
     const pid = Number(fs.readFileSync(nodeFiles(stateDir).pidFile, 'utf8').trim());
-    return pid > 0 && alive(pid) ? pid : undefined;
+    return pid > 0 && isAlive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }

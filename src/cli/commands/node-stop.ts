@@ -3,11 +3,18 @@
 // removes the host's registration. Unlike 2015 it never deletes endpoint
 // records or addresses of containers that still run (calicoctl #497: a
 // `node stop --force` in a systemd unit wiped every container's policy).
+// A stopped node leaves its iptables chains and ipsets in place (running
+// containers keep being filtered); --force, once the node has exited,
+// removes every kernel object of ours (policy and NAT outgoing alike) and
+// nothing that is not ours.
 import type { Command } from 'commander';
 import { EndpointStore, HostStore } from '../../datastore';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { runningNodePid } from './node-detach';
+import { IptablesApplier } from '../../dataplane/applier/iptables-applier';
+import { createLogger } from '../../log/logger';
+import { isAlive } from '../../process/pids';
 
 interface StopFlags {
   force?: boolean;
@@ -16,22 +23,25 @@ interface StopFlags {
 /** How long the node may take to exit after SIGTERM before it is killed (its own bound is 5 s). */
 const EXIT_WAIT_MS = 8000;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitForExit(pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (!alive(pid)) return true;
+    if (!isAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return !alive(pid);
+  return !isAlive(pid);
+}
+
+/** After the node exited: every chain, hook and ipset of ours goes (applier.removeAll), foreign rules stay. */
+async function removeKernelState(): Promise<void> {
+  const applier = new IptablesApplier({ log: createLogger({ level: 'warn' }) });
+  try {
+    await applier.removeAll();
+  } catch (e) {
+    throw new CliError(`could not remove the node's iptables chains and ipsets: ${(e as Error).message}`);
+  }
+  process.stdout.write('Removed the node\'s iptables chains and ipsets (policy and NAT outgoing): running containers are no longer filtered\n');
 }
 
 export function registerNodeStop(node: Command, opts: () => { stateDir: string; hostname: string }): void {
@@ -70,5 +80,6 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
         },
       );
       process.stdout.write(removed ? 'Node stopped and all configuration removed\n' : 'Node stopped; its registration was left in etcd\n');
+      if (flags.force) await removeKernelState();
     });
 }

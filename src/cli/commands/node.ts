@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
@@ -33,6 +33,8 @@ interface NodeFlags extends ProxyFlags {
   proxyOnly?: boolean;
   /** --metrics ADDR: /metrics and /healthz there. */
   metrics?: string;
+  /** --no-policy (hidden, bench/run only): commander gives policy: false. */
+  policy?: boolean;
 }
 
 /**
@@ -56,6 +58,8 @@ export function registerNode(program: Command): void {
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME)
     .option('--metrics <ADDR>', 'serve Prometheus metrics on /metrics and health on /healthz at ADDR (e.g. tcp://127.0.0.1:9099); off loopback only with --tlsverify (the proxy\'s TLS flags)');
+  // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
+  cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
@@ -80,7 +84,7 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy, metrics }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics, noPolicy: flags.policy === false },
         log,
       );
     } catch (e) {

@@ -13,6 +13,11 @@ import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';
 import { DEFAULT_STATE_DIR } from './node';
+import { readStatusFile } from '../../node/status-file';
+import type { NodeHealth } from '../../metrics/health';
+import type { PolicyStatus } from '../../policy/component';
+import type { ApplierStats } from '../../dataplane/applier/iptables-applier';
+import { isAlive } from '../../process/pids';
 
 export interface NodeStatus {
   host: string;
@@ -23,6 +28,9 @@ export interface NodeStatus {
   registered?: boolean;
   workloads?: number;
   endpoints?: number;
+  policy?: PolicyStatusView;
+  /** Every component up, or which is not (the node's status file; /healthz says the same). */
+  health?: NodeHealth;
   /** The node's BIRD, asked over its control socket (<state dir>/bird/bird.ctl). */
   bgp?: BgpStatus;
 }
@@ -105,6 +113,11 @@ export function renderStatus(s: NodeStatus): string {
         `${s.workloads} workload${s.workloads === 1 ? '' : 's'}, ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'}`,
     );
   }
+  if (s.health) {
+    const down = Object.entries(s.health.components).filter(([, v]) => v !== 'ok');
+    lines.push(down.length ? `Components not up: ${down.map(([k, v]) => `${k} (${v})`).join(', ')}` : `Components: all ${Object.keys(s.health.components).length} up`);
+  }
+  lines.push(...renderPolicyStatus(s.policy));
   return lines.join('\n') + '\n' + (s.bgp ? renderBgpStatus(s.bgp) : '');
 }
 
@@ -143,10 +156,60 @@ export function registerStatus(program: Command): void {
       } finally {
         ds.close();
       }
+      s.policy = readPolicyStatus(flags.stateDir);
+      s.health = readHealth(flags.stateDir);
       s.bgp = await readBgpStatus(flags.stateDir);
       process.stdout.write(format === 'json' ? renderJson(s) : renderStatus(s));
       // Scripts can test the exit code: 0 only when everything answers.
       if (!s.node.running || !s.plugin.listening || !s.etcd.reachable) process.exitCode = 1;
     },
   );
+}
+
+// ---------- policy (the node's status file, written by src/node/status-file.ts) ----------
+
+export interface PolicyStatusView {
+  /** The status file was written by a node that has stopped since (or was killed). */
+  stale: boolean;
+  writtenAt: string;
+  endpoints?: number;
+  profiles?: number;
+  /** The applier's last pass (all owners' state, policy among them). */
+  lastApplyAt?: string;
+  lastApplyMs?: number;
+  lastError?: string;
+}
+
+/** What /healthz would say, from the running node's status file (absent when the node is not running). */
+function readHealth(stateDir: string): NodeHealth | undefined {
+  const f = readStatusFile(stateDir);
+  return f?.running && f.health && isAlive(f.pid) ? f.health : undefined;
+}
+
+function readPolicyStatus(stateDir: string): PolicyStatusView | undefined {
+  const f = readStatusFile(stateDir);
+  const p = f?.components.policy as (PolicyStatus & Record<string, unknown>) | undefined;
+  if (!f || !p) return undefined;
+  const a = f.components['kernel-applier'] as Partial<ApplierStats> | undefined;
+  const iso = (t?: number) => (t === undefined ? undefined : new Date(t).toISOString());
+  const errors = [p.lastError, a?.lastError && `kernel applier: ${a.lastError}`].filter(Boolean);
+  return {
+    stale: !f.running || !isAlive(f.pid),
+    writtenAt: new Date(f.writtenAt).toISOString(),
+    endpoints: p.endpoints,
+    profiles: p.profiles,
+    lastApplyAt: iso(a?.lastPassAt),
+    lastApplyMs: a?.lastPassMs === undefined ? undefined : Math.round(a.lastPassMs * 10) / 10,
+    lastError: errors.length ? errors.join('; ') : undefined,
+  };
+}
+
+
+function renderPolicyStatus(p: PolicyStatusView | undefined): string[] {
+  if (!p) return [];
+  return [
+    `Policy${p.stale ? ` (as of ${p.writtenAt}; the node has stopped since)` : ''}: ${p.endpoints} endpoint${p.endpoints === 1 ? '' : 's'} programmed, ` +
+      `${p.profiles} profile${p.profiles === 1 ? '' : 's'}; last apply ${p.lastApplyAt ?? 'never'}${p.lastApplyMs !== undefined ? ` (${p.lastApplyMs} ms)` : ''}; ` +
+      `last error: ${p.lastError ?? 'none'}`,
+  ];
 }

@@ -42,7 +42,21 @@ export function parseIpsetSave(text: string): Map<string, SavedIpset> {
  * Throws, naming the member, when it is not an address (hash:ip) or network
  * (hash:net) of the family.
  */
+const MEMBER_CACHE_MAX = 200000;
+const memberCache = new Map<string, string>();
+
 export function canonicalMember(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
+  // The same members come round on every pass: remembered (bounded); refusals are not cached.
+  const key = `${type} ${family} ${member}`;
+  const known = memberCache.get(key);
+  if (known !== undefined) return known;
+  const text = canonicalUncached(type, family, member);
+  if (memberCache.size >= MEMBER_CACHE_MAX) memberCache.clear();
+  memberCache.set(key, text);
+  return text;
+}
+
+function canonicalUncached(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
   const full = family === 4 ? 32 : 128;
   let addr: ipaddr.IPv4 | ipaddr.IPv6;
   let prefix = full;

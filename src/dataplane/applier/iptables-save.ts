@@ -82,17 +82,30 @@ export function ruleWords(rule: string): string[] {
 
 /** The chain or target a rule jumps (-j) or goes (-g) to, if any. */
 export function ruleTarget(rule: string): string | undefined {
-  const w = ruleWords(rule);
-  for (let i = 0; i + 1 < w.length; i++) {
-    if (w[i] === '-j' || w[i] === '--jump' || w[i] === '-g' || w[i] === '--goto') return w[i + 1];
-  }
-  return undefined;
+  return refsOf(rule).target;
 }
 
 /** The ipsets a rule matches on (`-m set --match-set NAME src`). */
 export function ruleIpsets(rule: string): string[] {
+  return refsOf(rule).ipsets;
+}
+
+// Every pass looks at every rule (tens of thousands with 1,000 endpoints),
+// and nearly all of them are the same strings as in the last pass: what a
+// rule refers to is remembered by its text (bounded).
+const REFS_CACHE_MAX = 200000;
+const refsCache = new Map<string, { target?: string; ipsets: string[] }>();
+
+function refsOf(rule: string): { target?: string; ipsets: string[] } {
+  let r = refsCache.get(rule);
+  if (r) return r;
   const w = ruleWords(rule);
-  const out: string[] = [];
-  for (let i = 0; i + 1 < w.length; i++) if (w[i] === '--match-set') out.push(w[i + 1]);
-  return out;
+  r = { ipsets: [] };
+  for (let i = 0; i + 1 < w.length; i++) {
+    if (r.target === undefined && (w[i] === '-j' || w[i] === '--jump' || w[i] === '-g' || w[i] === '--goto')) r.target = w[i + 1];
+    if (w[i] === '--match-set') r.ipsets.push(w[i + 1]!);
+  }
+  if (refsCache.size >= REFS_CACHE_MAX) refsCache.clear();
+  refsCache.set(rule, r);
+  return r;
 }

@@ -286,3 +286,47 @@ function sameList(a: string[], b: string[]): boolean {
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/**
+ * What the kernel holds once `planApply(desired, actual, spell)` ran without
+ * error: every object of ours as desired (spelled as `spell` knows it), the
+ * stale ones gone (or emptied / kept where a foreign rule refers to them, as
+ * the plan does), everything else as it was in `actual`. The applier trusts
+ * it for the passes set() and flush() ask for, instead of reading the whole
+ * kernel back each time; the periodic resync reads the real thing.
+ * Invariant: planning `desired` against it finds nothing to do.
+ */
+export function expectedKernel(desired: MergedState, actual: KernelState, spell: Spelling): KernelState {
+  const foreignSets = foreignIpsetUsers(actual);
+  const tables = { 4: cloneTables(actual.tables[4]), 6: cloneTables(actual.tables[6]) };
+  for (const v of [4, 6] as const) {
+    const t = tables[v];
+    if (!t) continue;
+    const fam = v === 4 ? desired.v4 : desired.v6;
+    for (const table of tableOrder(fam, t)) {
+      let chains = t.get(table);
+      if (!chains) t.set(table, (chains = new Map()));
+      const want = fam.chains.get(table) ?? new Map<string, string[]>();
+      const hooks = fam.hooks.get(table) ?? new Map<BuiltinChain, MergedHooks>();
+      for (const [name, c] of [...chains]) {
+        if (c.builtin || !isOurChain(name) || want.has(name)) continue;
+        const jumped = [...chains].some(([n, o]) => !o.builtin && !isOurChain(n) && o.rules.some((r) => ruleTarget(r) === name));
+        if (jumped) c.rules = [];
+        else chains.delete(name);
+      }
+      for (const [name, rules] of want) chains.set(name, { builtin: false, rules: rules.map((r) => spell(v, table, r)) });
+      for (const b of hooks.keys()) if (!chains.has(b)) chains.set(b, { builtin: true, rules: [] });
+      for (const [name, c] of chains) {
+        if (!c.builtin) continue;
+        const h = hooks.get(name as BuiltinChain) ?? { top: [], bottom: [] };
+        c.rules = [...h.top.map((r) => spell(v, table, r)), ...c.rules.filter((r) => !isOurHook(r)), ...h.bottom.map((r) => spell(v, table, r))];
+      }
+    }
+  }
+  const ipsets = new Map<string, SavedIpset>();
+  for (const [name, s] of actual.ipsets) {
+    if (!isOurIpset(name) || desired.ipsets.has(name) || foreignSets.has(name)) ipsets.set(name, s);
+  }
+  for (const s of desired.ipsets.values()) ipsets.set(s.name, { name: s.name, type: s.type, family: s.family, members: [...s.members] });
+  return { tables, ipsets };
+}

@@ -13,9 +13,15 @@ import { isOurHook, Written } from './plan';
 import type { IpFamily, TableName } from './types';
 
 export class RuleSpelling {
-  private readonly known = new Map<string, string>();
+  /** family+table -> our rule -> the kernel's spelling (only where they differ). Nested: no key string built per lookup. */
+  private readonly byTable = new Map<string, Map<string, string>>();
 
-  readonly spell = (family: IpFamily, table: TableName, rule: string): string => this.known.get(key(family, table, rule)) ?? rule;
+  // Called for every desired rule on every pass: a miss (most rules, spelled as the kernel prints them) costs one lookup.
+  readonly spell = (family: IpFamily, table: TableName, rule: string): string => this.byTable.get(tableKey(family, table))?.get(rule) ?? rule;
+
+  private get known(): KnownView {
+    return new KnownView(this.byTable);
+  }
 
   /**
    * Learns from the kernel's read-back of what `written` says was just rewritten.
@@ -63,5 +69,46 @@ export class RuleSpelling {
 }
 
 function key(family: IpFamily, table: TableName, rule: string): string {
-  return `${family}\u0000${table}\u0000${rule}`;
+  return `${tableKey(family, table)}\u0000${rule}`;
+}
+
+function tableKey(family: IpFamily, table: TableName): string {
+  return `${family}\u0000${table}`;
+}
+
+/** The nested maps seen as one map keyed by key(family, table, rule), for the learning side. */
+class KnownView {
+  constructor(private readonly byTable: Map<string, Map<string, string>>) {}
+
+  set(k: string, v: string): void {
+    const [t, rule] = split(k);
+    let m = this.byTable.get(t);
+    if (!m) this.byTable.set(t, (m = new Map()));
+    m.set(rule, v);
+  }
+
+  delete(k: string): void {
+    const [t, rule] = split(k);
+    const m = this.byTable.get(t);
+    m?.delete(rule);
+    if (m && m.size === 0) this.byTable.delete(t);
+  }
+
+  keys(): string[] {
+    const out: string[] = [];
+    for (const [t, m] of this.byTable) for (const rule of m.keys()) out.push(`${t}\u0000${rule}`);
+    return out;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.byTable.values()) n += m.size;
+    return n;
+  }
+}
+
+function split(k: string): [string, string] {
+  const a = k.indexOf('\u0000');
+  const b = k.indexOf('\u0000', a + 1);
+  return [k.slice(0, b), k.slice(b + 1)];
 }

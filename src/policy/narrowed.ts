@@ -1,0 +1,93 @@
+// Pure: which local endpoints may have lost access between two compiled
+// states, so their open connections are checked again (conntrack.ts). The chains accept
+// ESTABLISHED traffic before any policy, so a connection that a rule update
+// (or a profile change) no longer allows would otherwise live on.
+//
+// Conservative on purpose: any change to the rules an endpoint's chains run
+// (its own fw/tw chains and the profile chains they jump to) counts as
+// narrowing that endpoint. A member leaving a tag set narrows the flows
+// *of that member's address* (those are the only flows the set decided on
+// its account), not those of every endpoint whose rules name the tag: a
+// container of a group that stops must not disturb the group's other
+// flows. Members joining a set only widen access (a new container in a
+// tag, on every container start) and touch nobody's connections.
+import type { DesiredChain, DesiredState, IpFamily } from '../dataplane/applier/types';
+import type { Endpoint } from '../datastore/endpoint-store';
+import { fromEndpointChain, toEndpointChain } from '../names/kernel';
+
+/** An address whose open flows are to be checked again, by family. */
+export interface RecheckTarget {
+  family: IpFamily;
+  address: string;
+}
+
+interface FamilyIndex {
+  chains: Map<string, string[]>;
+  sets: Map<string, Set<string>>;
+}
+
+function index(state: DesiredState, v: IpFamily): FamilyIndex {
+  const fam = v === 4 ? state.v4 : state.v6;
+  return {
+    chains: new Map(fam.chains.filter((c: DesiredChain) => c.table === 'filter').map((c) => [c.name, c.rules])),
+    sets: new Map(fam.ipsets.map((s) => [s.name, new Set(s.members)])),
+  };
+}
+
+const JUMP = /(?:^|\s)-[jg]\s+(cali-\S+)/;
+const MATCH_SET = /--match-set\s+(\S+)/g;
+
+/** The rules one endpoint's packets meet (its chains, then the profile chains they jump to), and the sets those match. */
+function endpointView(ix: FamilyIndex, ifName: string): { rules: string[]; sets: string[] } | undefined {
+  const own = [fromEndpointChain(ifName), toEndpointChain(ifName)];
+  if (!own.some((c) => ix.chains.has(c))) return undefined;
+  const rules: string[] = [];
+  const sets = new Set<string>();
+  const seen = new Set<string>();
+  const walk = (chain: string) => {
+    if (seen.has(chain)) return;
+    seen.add(chain);
+    rules.push(`:${chain}`);
+    for (const r of ix.chains.get(chain) ?? []) {
+      rules.push(r);
+      for (const m of r.matchAll(MATCH_SET)) sets.add(m[1]!);
+      const j = JUMP.exec(r);
+      if (j && ix.chains.has(j[1]!)) walk(j[1]!);
+    }
+  };
+  own.forEach(walk);
+  return { rules, sets: [...sets] };
+}
+
+function addresses(ep: Endpoint, v: IpFamily): string[] {
+  return (v === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => n.split('/')[0]!);
+}
+
+/**
+ * The addresses whose open flows may be allowed no longer in `next`: those
+ * of endpoints (programmed in `prev`, by their previous record in
+ * `prevEndpoints`) whose rules changed or that lost their chains, and the
+ * members that left a set (of a set that is gone: all its members). Each
+ * address once per family, in order.
+ */
+export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEndpoints: Endpoint[]): RecheckTarget[] {
+  const out: RecheckTarget[] = [];
+  for (const v of [4, 6] as const) {
+    const a = index(prev, v);
+    const b = index(next, v);
+    const found = new Set<string>();
+    for (const ep of prevEndpoints) {
+      const was = endpointView(a, ep.name);
+      if (!was) continue;
+      const now = endpointView(b, ep.name);
+      const narrowed = !now || was.rules.length !== now.rules.length || was.rules.some((r, i) => r !== now.rules[i]);
+      if (narrowed) addresses(ep, v).forEach((x) => found.add(x));
+    }
+    for (const [name, before] of a.sets) {
+      const after = b.sets.get(name);
+      for (const m of before) if (!after?.has(m)) found.add(m);
+    }
+    for (const address of found) out.push({ family: v, address });
+  }
+  return out;
+}
