@@ -100,12 +100,6 @@ export class DockerProxy implements Component {
       clientError: (err, socket) => this.onClientError(err, socket),
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    // node:http answers an Expect other than 100-continue with a bare 417; dockerd refuses it too, so answer in Docker's shape.
-    server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const expect = String(req.headers.expect ?? '').slice(0, 100);
-      sendDockerError(res, 417, `calico proxy: unsupported Expect header ${JSON.stringify(expect)}: only 100-continue is understood`);
-      res.on('finish', () => req.resume());
-    });
     const permsFrom = this.opts.socketPermsFrom ?? (this.upstream.address.kind === 'unix' ? this.upstream.address.path : '/var/run/docker.sock');
     this.bound = await listen(server, this.listenAddr, permsFrom, this.log);
     await this.probeForLoop();
