@@ -202,6 +202,13 @@ export interface FastifyProxyHooks {
 
 /** The fastify instance around an existing node server (so the server's Docker-friendly options stay as they are). */
 export async function buildFastifyProxy(server: http.Server, hooks: FastifyProxyHooks): Promise<FastifyInstance> {
+  // node:http answers an Expect other than 100-continue with a bare 417 before
+  // any route runs; dockerd refuses it too, so answer in Docker's shape.
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const expect = String(req.headers.expect ?? '').slice(0, 100);
+    sendDockerError(res, 417, `calico proxy: unsupported Expect header ${JSON.stringify(expect)}: only 100-continue is understood`);
+    res.on('finish', () => req.resume());
+  });
   const app = Fastify({
     // Our own server (listener.ts): requestTimeout 0, keepAliveTimeout 0,
     // insecureHTTPParser, no Host required, 1 MiB headers, allowHalfOpen for

@@ -27,6 +27,31 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** How much more of a refused upload is read (and dropped) before the connection is cut. */
+const DISCARD_LIMIT = 64 * 1024 * 1024;
+
+/**
+ * Reads and drops the rest of an upload refused as too large, so that a
+ * client still writing it reads the 413 instead of meeting EPIPE (the
+ * connection cut under its write, the answer unread); cut past a bound.
+ */
+function discardRest(req: IncomingMessage): void {
+  let left = DISCARD_LIMIT;
+  const cut = setTimeout(() => req.destroy(), 10000);
+  const stop = () => clearTimeout(cut);
+  req.removeAllListeners('data');
+  req.on('data', (c: Buffer) => {
+    left -= c.length;
+    if (left < 0) {
+      stop();
+      req.destroy();
+    }
+  });
+  req.once('end', stop);
+  req.once('close', stop);
+  req.resume();
+}
+
 /**
  * An intercepted call (create, start): the body is buffered and handed to
  * the interceptor, which passes it, rewrites it or answers itself; dockerd's
@@ -55,7 +80,7 @@ export async function intercepted(
   } catch (e) {
     const tooLarge = e instanceof BodyTooLarge;
     sendDockerError(res, tooLarge ? 413 : 400, `calico proxy: reading ${ctx.method} ${ctx.path} body: ${(e as Error).message}`);
-    if (tooLarge) res.on('finish', () => req.destroy());
+    if (tooLarge) res.on('finish', () => discardRest(req));
     return tooLarge ? 413 : 400;
   }
 
@@ -98,6 +123,11 @@ export async function intercepted(
   if (replacement) return reply(res, replacement, upstream);
   if (!upstream) {
     const err = (outcome as { error: Error }).error;
+    if ((err as { code?: string }).code === 'UND_ERR_INVALID_ARG') {
+      // undici refused the client's request as written (a control character in a header): bad input, not an unreachable Docker.
+      sendDockerError(res, 400, `calico proxy: cannot forward request: ${err.message}`);
+      return 400;
+    }
     sendDockerError(res, 502, `calico proxy: cannot reach Docker at ${up.label}: ${err.message}`);
     return 502;
   }

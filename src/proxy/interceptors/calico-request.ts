@@ -184,14 +184,45 @@ export function rewriteCreateBody(body: Json, r: Rewrite): Json {
 }
 
 /**
+ * The deepest nesting of a create body the interceptor rewrites. V8's
+ * JSON.stringify (and any recursive walk) overflows the stack a few thousand
+ * levels down, while JSON.parse does not; a real create body is about 4
+ * levels deep, and Go's decoder in dockerd stops at 10,000.
+ */
+export const MAX_CREATE_DEPTH = 1000;
+
+/** Whether JSON text nests arrays/objects deeper than `limit` (strings skipped; linear, no recursion). */
+export function jsonNestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
  * Parses a create body. Returns undefined for a body that is not a JSON
  * object: that is dockerd's to refuse, not ours. Integers beyond 2^53 would
  * lose precision in a JSON round trip; Docker's create body has none in
  * practice, but a body that has one is refused rather than silently altered.
+ * A body nested deeper than MAX_CREATE_DEPTH is refused too: it could not be
+ * walked or written back.
  */
 export function parseCreateBody(raw: Buffer): Json | undefined {
   let body: unknown;
   const text = raw.toString('utf8');
+  // Before JSON.parse: a million levels of [ parse into a million arrays.
+  if (jsonNestedDeeperThan(text, MAX_CREATE_DEPTH)) {
+    throw new RequestRefused(400, `container create request is nested more than ${MAX_CREATE_DEPTH} levels deep: too deep to rewrite for CALICO_IP`);
+  }
   try {
     body = JSON.parse(text);
   } catch {

@@ -100,10 +100,18 @@ export class CreateContainerInterceptor implements Interceptor {
     }
     const ipv4 = allocations.find((a) => a.family === 4)?.address;
     const ipv6 = allocations.find((a) => a.family === 6)?.address;
-    const rewritten = rewriteCreateBody(body, { handle, ipv4, ipv6, profiles: wanted.profiles });
+    let forwarded: Buffer;
+    try {
+      forwarded = Buffer.from(JSON.stringify(rewriteCreateBody(body, { handle, ipv4, ipv6, profiles: wanted.profiles })));
+    } catch (e) {
+      // The undo of the reservation above: no create goes to dockerd, so onResponse never runs.
+      await this.releaseQuietly(ctx, handle);
+      this.deps.inflight.delete(handle);
+      throw e;
+    }
     ctx.log.debug({ handle, ipv4, ipv6 }, 'create rewritten onto the calico network');
     const state: CreateState = { handle, ipv4, ipv6, profiles: wanted.profiles };
-    return { action: 'forward', body: Buffer.from(JSON.stringify(rewritten)), state };
+    return { action: 'forward', body: forwarded, state };
   }
 
   async onResponse(ctx: InterceptContext, outcome: UpstreamOutcome, state: unknown): Promise<void> {
