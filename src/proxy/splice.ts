@@ -5,6 +5,9 @@ import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, reque
 import { declaredBody, BODY_WAIT_MS } from './hijack';
 import { dockerErrorBody } from './interceptor';
 
+/** How long a client may go on sending a body that was answered early before its socket goes. */
+const LINGER_MS = 10000;
+
 /**
  * The pass-through that only moves bytes. One client connection gets one
  * connection to dockerd (opened at its first request, kept for its life);
@@ -83,10 +86,35 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     cur.counted = false;
   };
 
+  /**
+   * Ends a connection whose last answer is out (Connection: close, an error):
+   * our side is half-open by design (hijacks), so once the answer is flushed
+   * the socket goes, as node's http server does, instead of waiting for a
+   * client that may never close its side.
+   */
+  const endClient = (data?: string) => {
+    c.end(data ?? '', () => c.destroy());
+  };
+
+  /**
+   * The answer came before the client finished sending its body (a 413, an
+   * early refusal): our side ends, the rest of the body is read and dropped
+   * so the client can finish writing and read the answer, then the socket
+   * goes (at the client's end, or after LINGER_MS).
+   */
+  const lingerClient = () => {
+    c.end();
+    const timer = setTimeout(() => c.destroy(), LINGER_MS);
+    timer.unref();
+    c.once('end', () => c.destroy());
+    c.once('close', () => clearTimeout(timer));
+    c.resume();
+  };
+
   const answerError = (status: number, message: string) => {
     const body = dockerErrorBody(message);
     const reason = status === 502 ? 'Bad Gateway' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-    c.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`);
+    endClient(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`);
     if (cur) cur.status = status;
     finishCall();
     cur = undefined;
@@ -97,12 +125,27 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   function connection(target: Target): net.Socket {
     const have = conns[target];
     if (have && !have.destroyed && !have.readableEnded) return have;
+    // An upstream that ended its side between calls is half-open on ours: let it go.
+    have?.destroy();
     const s = target === 'docker' ? t.docker() : t.fastify();
     conns[target] = s;
     s.on('data', (chunk: Buffer) => onAnswer(s, chunk));
-    s.on('end', () => onAnswerEnd(s));
+    s.on('end', () => {
+      // Ended while no call of ours was on it (an idle keep-alive the server
+      // closed, or one that answered Connection: close): close our side too,
+      // or both ends stay open for as long as the client's connection lives.
+      if (cur?.sock !== s) s.destroy();
+      else onAnswerEnd(s);
+    });
+    let connected = false;
+    s.once('connect', () => (connected = true));
     s.on('error', (err) => {
-      if (cur?.sock === s && s.bytesRead === 0 && state !== 'raw') {
+      if (cur?.sock === s && s.bytesRead === 0 && state !== 'raw' && connected) {
+        // dockerd took the connection and closed it while the request was
+        // still on its way (EPIPE, ECONNRESET): it refused what it read (a
+        // malformed or oversized head), and its answer went with the socket.
+        answerError(400, `calico proxy: Docker closed the connection before answering this request (${err.message}): it refused the request as sent`);
+      } else if (cur?.sock === s && s.bytesRead === 0 && state !== 'raw') {
         answerError(502, `calico proxy: cannot reach Docker at ${t.dockerLabel}: ${err.message}`);
       } else if (cur?.sock === s) {
         t.log.debug({ err: err.message, url: cur.url }, 'spliced call: Docker side failed');
@@ -193,7 +236,8 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     finishCall();
     // Answered before the request body was all sent (dockerd refused it
     // early): the rest of the body cannot be framed as a next request.
-    const close = cur?.close || (reqBody !== undefined && !reqBody.done);
+    const bodyLeft = reqBody !== undefined && !reqBody.done;
+    const close = cur?.close || bodyLeft;
     cur = undefined;
     resBody = undefined;
     resFraming = undefined;
@@ -201,7 +245,8 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     if (close) {
       // Connection: close (either side) or HTTP/1.0: the connection ends with this answer.
       state = 'closed';
-      c.end();
+      if (bodyLeft) lingerClient();
+      else endClient();
       for (const s of Object.values(conns)) s?.end();
       return;
     }
@@ -222,7 +267,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     }
     if (state === 'answer' && resFraming?.kind === 'close') {
       finishCall();
-      c.end();
+      endClient();
       return;
     }
     if (state !== 'closed') closeAll();
