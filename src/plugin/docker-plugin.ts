@@ -16,6 +16,9 @@ import { IpamDriver } from './ipam-driver';
 import { NetworkDriver } from './network-driver';
 import { buildPluginServer } from './server';
 
+/** A socket file gone this long is served anew (shorter: an operator moving it aside for a moment). */
+const SOCKET_GONE_GRACE_MS = 8000;
+
 export interface DockerPluginOptions {
   /** `--plugin-name`: driver names and socket /run/docker/plugins/<name>.sock. */
   pluginName?: string;
@@ -36,6 +39,8 @@ export interface DockerPluginOptions {
   metrics?: PluginMetrics;
   /** How often the socket file is checked, and served again when it vanished (default 1500 ms). */
   socketCheckMs?: number;
+  /** How long the socket file must stay gone before a new one is served (default 8 s). */
+  socketGoneGraceMs?: number;
 }
 
 /** How long the socket check waits for the plugin's own socket to accept a connection. */
@@ -60,6 +65,7 @@ export class DockerPlugin implements Component {
   /** Why the socket did not answer at the last check (undefined: it did). */
   private socketProblem?: string;
   private relistening = false;
+  private missingSince?: number;
   private markNetworkReady!: () => void;
   private readonly networkReady = new Promise<void>((r) => (this.markNetworkReady = r));
 
@@ -116,7 +122,7 @@ export class DockerPlugin implements Component {
   /** Up when the socket file dockerd looks for exists and answered the last check. */
   health(): string | undefined {
     if (!this.app) return 'not listening';
-    if (!fs.existsSync(this.socketPath)) return `socket ${this.socketPath} is gone: Docker cannot reach the plugin (listening again)`;
+    if (!fs.existsSync(this.socketPath)) return `socket ${this.socketPath} is gone: Docker cannot reach the plugin (listening again if it stays gone)`;
     return this.socketProblem;
   }
 
@@ -129,9 +135,16 @@ export class DockerPlugin implements Component {
   private async checkSocket(): Promise<void> {
     if (this.stopped || this.relistening || !this.app) return;
     if (fs.existsSync(this.socketPath)) {
+      this.missingSince = undefined;
       this.socketProblem = await probeSocket(this.socketPath);
       return;
     }
+    // Gone for a while, not just moved aside for a moment (an operator's
+    // rename, a test): then a new socket is served at the same path.
+    const now = Date.now();
+    this.missingSince ??= now;
+    if (now - this.missingSince < (this.o.socketGoneGraceMs ?? SOCKET_GONE_GRACE_MS)) return;
+    this.missingSince = undefined;
     this.relistening = true;
     const old = this.app;
     try {

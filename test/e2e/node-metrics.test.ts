@@ -142,7 +142,7 @@ test('/healthz: 200 with every component; 503 naming the plugin when its socket 
   assert.match(d.components.plugin, new RegExp(`socket ${sock.replace(/[/.]/g, '\\$&')} is gone`));
   assert.equal(d.components.proxy, 'ok', 'only the plugin is named');
 
-  await waitFor('the plugin to listen again', async () => (await get('/healthz')).status === 200, 10000);
+  await waitFor('the plugin to listen again (after its 8 s grace)', async () => (await get('/healthz')).status === 200, 20000);
   assert.ok(fs.lstatSync(sock).isSocket());
   assert.match(node.log(), /vanished; listening on a new one/);
   // Docker reaches the plugin on the new socket.
