@@ -18,25 +18,8 @@ const POOL6 = 'fd67::/64';
 let lab: CalicoLab;
 let lan: Netns;
 
-/** The blog post's prof_group1.json (the seed shows it with its values; these are them). */
-const PROF_GROUP1 = `{
-  "id": "PROF_GROUP1",
-  "inbound_rules": [
-      {
-      "action": "allow",
-      "src_tag": "PROF_GROUP1"
-      },
-      {
-      "action": "allow"
-      }
-  ],
-  "outbound_rules": [
-      {
-      "action": "allow"
-      }
-  ]
-}
-`;
+/** The blog post's prof_group1.json, as the post's reader saved it. */
+const PROF_GROUP1 = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'examples', 'blog', 'prof_group1.json'), 'utf8');
 
 before(async () => {
   if (skip) return;
