@@ -70,14 +70,3 @@ export function headerObject(raw: readonly string[]): Record<string, string | st
   }
   return o;
 }
-
-/**
- * The request head for a hijacked call, written verbatim upstream: the
- * client's own header lines (case, order, repeats) with CRLF endings, even
- * when the client used bare LF (the Jenkins attach connector does).
- */
-export function requestHead(method: string, url: string, raw: readonly string[]): string {
-  let s = `${method} ${url} HTTP/1.1\r\n`;
-  for (let i = 0; i + 1 < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
-  return s + '\r\n';
-}
