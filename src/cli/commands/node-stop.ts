@@ -59,6 +59,15 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
       if (endpoints.length && !flags.force) {
         throw new CliError("Current host has active endpoints so can't be stopped. Force with --force");
       }
+      // The registration goes first: the etcd may be the node's own embedded member, gone with it.
+      const removed = await withDatastore(cmd, (ds) => new HostStore(ds).unregister(hostname)).then(
+        () => true,
+        (e) => {
+          if (!flags.force) throw e;
+          process.stderr.write(`could not remove the host's registration: ${(e as Error).message}\n`);
+          return false;
+        },
+      );
       const pid = runningNodePid(stateDir);
       if (pid) {
         process.stderr.write(`stopping calicoctl node (pid ${pid})...\n`);
@@ -71,14 +80,6 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
       } else {
         process.stderr.write(`no calicoctl node is running with state dir ${stateDir}\n`);
       }
-      const removed = await withDatastore(cmd, (ds) => new HostStore(ds).unregister(hostname)).then(
-        () => true,
-        (e) => {
-          if (!flags.force) throw e;
-          process.stderr.write(`could not remove the host's registration: ${(e as Error).message}\n`);
-          return false;
-        },
-      );
       process.stdout.write(removed ? 'Node stopped and all configuration removed\n' : 'Node stopped; its registration was left in etcd\n');
       if (flags.force) await removeKernelState();
     });
