@@ -13,7 +13,7 @@ import { formatAddress, parseAddress, pointsAt } from './address';
 import type { Interceptor } from './interceptor';
 import { findInterceptor } from './interceptor';
 import { parseRequestTarget } from './request-target';
-import { Upstream } from './upstream';
+import { Upstream, type SpliceRead } from './upstream';
 import { passThrough, sendDockerError } from './pass-through';
 import type { FastifyInstance } from 'fastify';
 import { buildFastifyProxy, callState } from './fastify-app';
@@ -140,12 +140,12 @@ export class DockerProxy implements Component {
     const m = this.opts.metrics;
     const targets = {
       docker: m
-        ? () => {
-            const s = up.connectRaw();
+        ? (onread?: SpliceRead) => {
+            const s = up.connectRaw(onread);
             m.dockerSocket(s);
             return s;
           }
-        : () => up.connectRaw(),
+        : (onread?: SpliceRead) => up.connectRaw(onread),
       fastify: () => net.connect({ path: appSocket, allowHalfOpen: true }),
       dockerLabel: up.label,
       claims: (method: string, url: string, rawHeaders: string[]) => this.claims(method, url, rawHeaders),

@@ -4,9 +4,13 @@ import type { Logger } from 'pino';
 import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, requestFraming, responseFraming } from './framing';
 import { declaredBody, BODY_WAIT_MS } from './hijack';
 import { dockerErrorBody } from './interceptor';
+import type { SpliceRead } from './upstream';
 
 /** How long a client may go on sending a body that was answered early before its socket goes. */
 const LINGER_MS = 10000;
+
+/** Each dockerd connection reads into one buffer of this size (node's own read size). */
+const READ_BUFFER = 64 * 1024;
 
 /**
  * The pass-through that only moves bytes. One client connection gets one
@@ -24,10 +28,18 @@ const LINGER_MS = 10000;
  * attach/exec start) turn the connection into a raw splice both ways, each
  * direction closed on its own (half-close). The head of an Upgrade request
  * and its declared body go out in one write (see hijack.ts for why).
+ *
+ * dockerd's side reads into one buffer per connection (net's `onread`), not
+ * a new buffer per read: in a process the size of the node, those per-read
+ * buffers made V8 run a full mark-compact every ~50 ms of a transfer (the
+ * profile of `docker cp` out: a third of the proxy's CPU was the garbage
+ * collector). A chunk read there is valid until the next read, so it is
+ * written on (or copied, while earlier writes to the client are pending) and
+ * dockerd's socket is not read again until the client took it.
  */
 export interface SpliceTargets {
-  /** A fresh raw socket to dockerd. */
-  docker(): net.Socket;
+  /** A fresh raw socket to dockerd, reading through `onread`. */
+  docker(onread: SpliceRead): net.Socket;
   /** A fresh raw socket to the fastify app (intercepted calls, the loop probe). */
   fastify(): net.Socket;
   dockerLabel: string;
@@ -127,9 +139,21 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     if (have && !have.destroyed && !have.readableEnded) return have;
     // An upstream that ended its side between calls is half-open on ours: let it go.
     have?.destroy();
-    const s = target === 'docker' ? t.docker() : t.fastify();
+    let s: net.Socket;
+    if (target === 'docker') {
+      const buffer = Buffer.allocUnsafe(READ_BUFFER);
+      s = t.docker({
+        buffer,
+        callback: (n: number) => {
+          onDockerRead(s, buffer.subarray(0, n));
+          return true; // pausing is onDockerRead's (s.pause())
+        },
+      });
+    } else {
+      s = t.fastify();
+      s.on('data', (chunk: Buffer) => onAnswer(s, chunk));
+    }
     conns[target] = s;
-    s.on('data', (chunk: Buffer) => onAnswer(s, chunk));
     s.on('end', () => {
       // Ended while no call of ours was on it (an idle keep-alive the server
       // closed, or one that answered Connection: close): close our side too,
@@ -168,6 +192,26 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     return s;
   }
 
+  /**
+   * A read from dockerd, in its socket's one buffer. While earlier writes to
+   * the client are pending the chunk would queue behind them still pointing
+   * into that buffer: copied then. Otherwise it is written as it is, and if
+   * the write did not complete at once the socket is not read again (the
+   * next read would overwrite it) until the client took it.
+   */
+  function onDockerRead(s: net.Socket, view: Buffer): void {
+    if (c.writableLength > 0) {
+      onAnswer(s, Buffer.from(view));
+      return;
+    }
+    onAnswer(s, view);
+    // Not all taken at once: the socket holds (a part of) the view.
+    if (c.writableLength > 0 && !s.destroyed && !heldSock) {
+      heldSock = s;
+      s.pause();
+    }
+  }
+
   function onAnswer(s: net.Socket, chunk: Buffer): void {
     if (!cur || cur.sock !== s || state === 'closed') return;
     if (state === 'raw') {
@@ -179,6 +223,8 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       const end = headEnd(resBuf);
       if (end < 0) {
         if (resBuf.length > MAX_HEAD) closeAll();
+        // Kept for the next read: not in the socket's read buffer.
+        else if (resBuf === chunk) resBuf = Buffer.from(chunk);
         return;
       }
       const h = parseHead(resBuf, end, 'response');
@@ -212,15 +258,25 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   }
 
   let clientDrainWait = false;
+  // The dockerd socket paused until the client's socket took everything
+  // written to it (its read buffer is in one of those writes).
+  let heldSock: net.Socket | undefined;
+  const clientTook = () => {
+    if (heldSock && c.writableLength === 0) {
+      const s = heldSock;
+      heldSock = undefined;
+      if (!clientDrainWait) s.resume();
+    }
+  };
   function writeClient(s: net.Socket, b: Buffer): void {
     if (!b.length) return;
-    if (!c.write(b) && !clientDrainWait) {
+    if (!c.write(b, clientTook) && !clientDrainWait) {
       // A slow client pauses dockerd's socket.
       clientDrainWait = true;
       s.pause();
       c.once('drain', () => {
         clientDrainWait = false;
-        s.resume();
+        if (heldSock !== s) s.resume();
       });
     }
   }
@@ -271,6 +327,27 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       return;
     }
     if (state !== 'closed') closeAll();
+  }
+
+  /**
+   * Client bytes on to dockerd. The client is not read again until dockerd's
+   * socket took them: every read of a client socket is a new buffer, and
+   * letting them queue (a 1 MiB socket buffer's worth) is what kept them
+   * alive long enough for V8 to promote them and then run a full mark-compact
+   * every few dozen MiB of an upload (`docker cp` in, build contexts, load).
+   */
+  let clientHeldBy: net.Socket | undefined;
+  function writeDocker(sock: net.Socket, b: Buffer): void {
+    sock.write(b, () => {
+      if (clientHeldBy !== sock || sock.writableLength > 0) return;
+      clientHeldBy = undefined;
+      // Only where the client is read on; elsewhere the request/answer steps resume it.
+      if (state === 'body' || state === 'raw' || pendingRawFromClient) c.resume();
+    });
+    if (sock.writableLength > 0 && !clientHeldBy) {
+      clientHeldBy = sock;
+      c.pause();
+    }
   }
 
   function goRaw(s: net.Socket, rest: Buffer): void {
@@ -340,12 +417,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
         sock.write(first);
         // The answer decides raw (101) or not; client bytes meanwhile go on raw too.
         c.removeListener('data', onClientData);
-        c.on('data', (b: Buffer) => {
-          if (!sock.write(b)) {
-            c.pause();
-            sock.once('drain', () => c.resume());
-          }
-        });
+        c.on('data', (b: Buffer) => writeDocker(sock, b));
         c.resume();
         pendingRawFromClient = true;
       };
@@ -372,10 +444,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     if (!cur || !reqBody || !inbuf.length) return;
     const n = reqBody.feed(inbuf);
     if (n) {
-      if (!cur.sock.write(n === inbuf.length ? inbuf : inbuf.subarray(0, n))) {
-        c.pause();
-        cur.sock.once('drain', () => c.resume());
-      }
+      writeDocker(cur.sock, n === inbuf.length ? inbuf : inbuf.subarray(0, n));
     }
     inbuf = inbuf.subarray(n);
     if (reqBody.done) {
@@ -387,11 +456,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   function onClientData(b: Buffer): void {
     if (state === 'closed') return;
     if (state === 'raw') {
-      const s = cur!.sock;
-      if (!s.write(b)) {
-        c.pause();
-        s.once('drain', () => c.resume());
-      }
+      writeDocker(cur!.sock, b);
       return;
     }
     inbuf = inbuf.length ? Buffer.concat([inbuf, b]) : b;

@@ -3,6 +3,9 @@ import { Pool } from 'undici';
 import type { Address } from './address';
 import { formatAddress } from './address';
 
+/** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
+export type SpliceRead = net.OnReadOpts;
+
 /** Socket buffer of spliced connections, both sides. */
 export const SPLICE_BUFFER = 1024 * 1024;
 
@@ -41,11 +44,16 @@ export class Upstream {
     this.pool = new Pool(origin, this.poolOptions);
   }
 
-  /** A raw, half-open-capable socket to dockerd for one hijacked call. */
-  connectRaw(): net.Socket {
+  /**
+   * A raw, half-open-capable socket to dockerd (the splice's upstream).
+   * `onread`: read into that one buffer instead of a new one per read (see
+   * splice.ts: the allocations were what the proxy's garbage collector spent
+   * its time on during transfers).
+   */
+  connectRaw(onread?: SpliceRead): net.Socket {
     const a = this.address;
     const opts: net.NetConnectOpts =
-      a.kind === 'unix' ? { path: a.path, allowHalfOpen: true } : { host: a.host, port: a.port, allowHalfOpen: true };
+      a.kind === 'unix' ? { path: a.path, allowHalfOpen: true, onread } : { host: a.host, port: a.port, allowHalfOpen: true, onread };
     // Node's 16 KiB socket buffer would make every 64 KiB read of a spliced
     // transfer a pause/drain/resume round (docker cp, logs, load).
     (opts as { highWaterMark?: number }).highWaterMark = SPLICE_BUFFER;

@@ -1,6 +1,8 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { teardownAll, makeRunDir, removeTree, run, runOk, onTeardown, waitFor, sleep, PrivateDockerd, ensureTestImage, CALICOCTL_MAIN, RunResult } from '../harness';
@@ -252,6 +254,50 @@ test('33: save | load and export are byte-identical', async () => {
   const tar = path.join(dir, 'img.tar');
   await runOk('docker', ['-H', f.d.host, 'save', '-o', tar, f.image]);
   await compare(f, 'load', ['load', '-i', tar]);
+});
+
+/**
+ * The splice reads dockerd into one buffer per connection and must neither
+ * overwrite bytes a slow client has not taken yet nor lose any: a reader
+ * that pauses every 64 KiB gets exactly the bytes a fast one does.
+ */
+test('33b: a slow reader of a large answer (image save) gets the same bytes as direct', async () => {
+  const hashOf = (opts: http.RequestOptions, slow: boolean) =>
+    new Promise<{ sha: string; bytes: number }>((resolve, reject) => {
+      const h = createHash('sha256');
+      let bytes = 0;
+      let sincePause = 0;
+      http
+        .get({ ...opts, path: `/images/${encodeURIComponent(f.image)}/get`, agent: false }, (res) => {
+          assert.equal(res.statusCode, 200);
+          res.on('data', (b: Buffer) => {
+            h.update(b);
+            bytes += b.length;
+            sincePause += b.length;
+            if (slow && sincePause >= 64 * 1024) {
+              sincePause = 0;
+              res.pause();
+              setTimeout(() => res.resume(), 3);
+            }
+          });
+          res.on('end', () => resolve({ sha: h.digest('hex'), bytes }));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+  // On a unix socket: its small buffers (unlike loopback TCP's) fill, so the
+  // splice's writes to this reader do not all complete at once.
+  const sock = path.join(dir, 'slow-reader.sock');
+  const p = new DockerProxy({ listen: `unix://${sock}`, upstream: f.d.host }, silentLogger());
+  await p.start();
+  try {
+    const direct = await hashOf({ socketPath: f.d.socket }, false);
+    const proxied = await hashOf({ socketPath: sock }, true);
+    assert.ok(direct.bytes > 1024 * 1024, `image save is ${direct.bytes} bytes: too small to fill the socket buffers`);
+    assert.deepEqual(proxied, direct);
+  } finally {
+    await p.stop();
+  }
 });
 
 test('34: 20 foreground runs, 20 logs -f and an events stream at once: no head-of-line blocking', async () => {
