@@ -1,3 +1,5 @@
+// First: V8 settings must be in place before the heap fills (see gc-tuning.ts).
+import './gc-tuning';
 import { Command, CommanderError } from 'commander';
 import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';

@@ -68,8 +68,29 @@ async function removeDeadRunsLinks(): Promise<void> {
   }
 }
 
+/**
+ * This file's veths live in the root network namespace, where a calicoctl
+ * node run on this machine may have left its filter hooks: a stopped node
+ * keeps them (fail-closed, by design), and they drop the traffic of every
+ * cali* interface, these included. Say so instead of failing five tests
+ * with ping timeouts.
+ */
+async function refuseLeftoverNodeRules(): Promise<void> {
+  for (const save of ['iptables-save', 'ip6tables-save']) {
+    const r = await run(save, ['-t', 'filter']);
+    const hooks = r.stdout.split('\n').filter((l) => /^-A (FORWARD|INPUT|OUTPUT) .*-j cali-/.test(l));
+    if (hooks.length) {
+      throw new Error(
+        `the root network namespace has a calicoctl node's filter hooks (${save}: ${hooks[0]}), left by a node run on this machine ` +
+          `(a stopped node keeps them); they drop this test's cali* veths' traffic. Remove them with: calicoctl node stop --force`,
+      );
+    }
+  }
+}
+
 before(async () => {
   if (skip) return;
+  await refuseLeftoverNodeRules();
   await removeDeadRunsLinks();
   const [etcd, dockerd] = await Promise.all([EtcdCluster.start({ size: 1 }), PrivateDockerd.start()]);
   d = dockerd;
