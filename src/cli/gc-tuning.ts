@@ -10,6 +10,7 @@ import v8 from 'node:v8';
  * limit (`--trace-incremental-marking`: "Start (task)", 23 MB of 47 MB used),
  * and the upload ran at 0.6x of a raw relay. Without the task, marking starts
  * at the allocation limit as usual, the upload runs at the relay's speed and
- * the process does a single mark-compact per transfer (bench/proxy, README).
+ * the process does a single mark-compact per transfer, given that a paused
+ * client buffers one read at most (SPLICE_CHUNK; bench/proxy, README).
  */
 v8.setFlagsFromString('--no-incremental-marking-task');

@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from './address';
 import { formatAddress, isLoopbackHost } from './address';
-import { SPLICE_BUFFER } from './upstream';
+import { SPLICE_CHUNK } from './upstream';
 
 /** TLS as dockerd spells it: --tls, --tlsverify, --tlscacert, --tlscert, --tlskey. */
 export interface TlsOptions {
@@ -87,8 +87,8 @@ export function createServer(tls?: TlsOptions): http.Server {
  * client connection ready for HTTP bytes.
  */
 export function createListener(t?: TlsOptions): { server: net.Server; event: 'connection' | 'secureConnection' } {
-  // A bigger socket buffer than Node's 16 KiB: spliced transfers pause far less often.
-  const highWaterMark = SPLICE_BUFFER;
+  // One read's worth (see SPLICE_CHUNK): the splice paces the client itself.
+  const highWaterMark = SPLICE_CHUNK;
   if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark }), event: 'connection' };
   const server = tls.createServer({
     allowHalfOpen: true,

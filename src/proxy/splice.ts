@@ -4,13 +4,11 @@ import type { Logger } from 'pino';
 import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, requestFraming, responseFraming } from './framing';
 import { declaredBody, BODY_WAIT_MS } from './hijack';
 import { dockerErrorBody } from './interceptor';
-import type { SpliceRead } from './upstream';
+import { SPLICE_CHUNK, type SpliceRead } from './upstream';
 
 /** How long a client may go on sending a body that was answered early before its socket goes. */
 const LINGER_MS = 10000;
 
-/** Each dockerd connection reads into one buffer of this size (node's own read size). */
-const READ_BUFFER = 64 * 1024;
 
 /**
  * The pass-through that only moves bytes. One client connection gets one
@@ -141,7 +139,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     have?.destroy();
     let s: net.Socket;
     if (target === 'docker') {
-      const buffer = Buffer.allocUnsafe(READ_BUFFER);
+      const buffer = Buffer.allocUnsafe(SPLICE_CHUNK);
       s = t.docker({
         buffer,
         callback: (n: number) => {
@@ -332,9 +330,9 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   /**
    * Client bytes on to dockerd. The client is not read again until dockerd's
    * socket took them: every read of a client socket is a new buffer, and
-   * letting them queue (a 1 MiB socket buffer's worth) is what kept them
-   * alive long enough for V8 to promote them and then run a full mark-compact
-   * every few dozen MiB of an upload (`docker cp` in, build contexts, load).
+   * letting them queue is what kept them alive long enough for V8 to promote
+   * them and then run a full mark-compact every few dozen MiB of an upload
+   * (`docker cp` in, build contexts, load). See also SPLICE_CHUNK.
    */
   let clientHeldBy: net.Socket | undefined;
   function writeDocker(sock: net.Socket, b: Buffer): void {

@@ -6,8 +6,14 @@ import { formatAddress } from './address';
 /** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
 export type SpliceRead = net.OnReadOpts;
 
-/** Socket buffer of spliced connections, both sides. */
-export const SPLICE_BUFFER = 1024 * 1024;
+/**
+ * A spliced read: dockerd's side reads into one buffer of this size per
+ * connection, and a client socket buffers at most this much while paused.
+ * (A bigger client buffer, 1 MiB once, kept up to 16 upload chunks alive
+ * while dockerd drained: V8 promoted them to its old space and ran a full
+ * mark-compact every ~25 MiB of a `docker cp` in.)
+ */
+export const SPLICE_CHUNK = 64 * 1024;
 
 /**
  * The way to dockerd. Ordinary calls go through an undici pool; hijacked calls
@@ -54,9 +60,6 @@ export class Upstream {
     const a = this.address;
     const opts: net.NetConnectOpts =
       a.kind === 'unix' ? { path: a.path, allowHalfOpen: true, onread } : { host: a.host, port: a.port, allowHalfOpen: true, onread };
-    // Node's 16 KiB socket buffer would make every 64 KiB read of a spliced
-    // transfer a pause/drain/resume round (docker cp, logs, load).
-    (opts as { highWaterMark?: number }).highWaterMark = SPLICE_BUFFER;
     const s = net.connect(opts);
     s.setNoDelay?.(true);
     return s;
