@@ -105,6 +105,9 @@ export class Datastore {
       // member is down) behind a circuit breaker; our own deadline in call()
       // bounds the whole thing, so an unreachable cluster fails in time.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      // gRPC's default 4 MiB answer limit failed whole reads (~10,000
+      // endpoints); prefix reads are paged too (rangePrefix).
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_ANSWER_BYTES },
     });
   }
 
@@ -254,10 +257,30 @@ export class Datastore {
     return r.kvs.map((kv) => kv.key.toString());
   }
 
-  async rangePrefix(prefix: string, keysOnly: boolean): Promise<IRangeResponse> {
-    return this.call(`listing ${prefix}`, () =>
-      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: keysOnly }),
-    );
+  /**
+   * Every key under `prefix` at one revision, read in pages of `pageKeys`:
+   * one answer is one gRPC message, and a whole read of ~10,000 endpoints
+   * once exceeded gRPC's default 4 MiB limit. The result is one response:
+   * the first page's header (its revision is every page's), all kvs, `more`
+   * false. A compacted revision between pages fails the read (the syncer
+   * then reads again).
+   */
+  async rangePrefix(prefix: string, keysOnly: boolean, pageKeys = RANGE_PAGE_KEYS): Promise<IRangeResponse> {
+    const end = prefixEnd(prefix);
+    let from = Buffer.from(prefix);
+    let first: IRangeResponse | undefined;
+    const kvs: IKeyValue[] = [];
+    for (;;) {
+      const page: IRangeResponse = await this.call(`listing ${prefix}`, () =>
+        this.client.kv.range({ key: from, range_end: end, keys_only: keysOnly, limit: pageKeys, revision: first?.header.revision }),
+      );
+      first ??= page;
+      for (const kv of page.kvs) kvs.push(kv);
+      if (!page.more || page.kvs.length === 0) break;
+      // The next page starts just after this page's last key.
+      from = Buffer.concat([page.kvs[page.kvs.length - 1].key, Buffer.from([0])]);
+    }
+    return { ...first, kvs, more: false, count: String(kvs.length) };
   }
 
   /** Reads several keys in one round trip (a txn of ranges). */
@@ -355,6 +378,12 @@ export class Datastore {
 function encode(value: unknown, asText?: boolean): Buffer {
   return Buffer.from(asText ? String(value) : JSON.stringify(value));
 }
+
+/** Keys per page of a prefix read (see rangePrefix): an endpoint record is ~0.5 KiB, so a page is ~0.5 MiB. */
+export const RANGE_PAGE_KEYS = 1000;
+
+/** The largest etcd answer the client takes: a page of 1,000 keys of up to 64 KiB each. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 function rangesToMap(keys: string[], ranges: IRangeResponse[]): Map<string, RawKv> {
   const m = new Map<string, RawKv>();

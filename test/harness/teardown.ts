@@ -62,8 +62,8 @@ export async function sweepDeadRuns(): Promise<void> {
       continue;
     }
     if (owner && isAlive(owner)) continue;
-    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'owner.pid')) {
-      const pid = Number(fs.readFileSync(path.join(dir, f), 'utf8'));
+    for (const f of pidFiles(dir, 4)) {
+      const pid = Number(fs.readFileSync(f, 'utf8'));
       if (pid && isAlive(pid)) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -74,6 +74,27 @@ export async function sweepDeadRuns(): Promise<void> {
     }
     await removeTree(dir);
   }
+}
+
+/**
+ * The pid files under a run's directory, `depth` levels down (a lab's router
+ * BIRD writes router/bird.pid, a node its bird/bird.pid), not into dockerd's
+ * data and exec roots (image layers, mounts) nor the owner's own file.
+ */
+function pidFiles(dir: string, depth: number): string[] {
+  const out: string[] = [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isFile() && e.name.endsWith('.pid') && e.name !== 'owner.pid') out.push(p);
+    else if (e.isDirectory() && depth > 1 && e.name !== 'data' && e.name !== 'exec') out.push(...pidFiles(p, depth - 1));
+  }
+  return out;
 }
 
 /** Unmounts anything mounted under dir (overlay, netns, shm), then removes it. */

@@ -216,3 +216,59 @@ test('an unreachable etcd fails within 3 s naming the endpoints tried (refused a
     d.close();
   }
 });
+
+/** Puts `n` keys under `prefix` with values of `bytes` each, transactions under etcd's 1.5 MiB request limit. */
+async function fill(prefix: string, n: number, bytes: number): Promise<void> {
+  const value = 'x'.repeat(bytes);
+  const per = Math.max(1, Math.min(100, Math.floor(1_000_000 / (bytes + 64))));
+  for (let i = 0; i < n; i += per) {
+    const ops = [];
+    for (let j = i; j < Math.min(n, i + per); j++) ops.push({ request_put: { key: Buffer.from(`${prefix}${String(j).padStart(6, '0')}`), value: Buffer.from(value) } });
+    await ds.client.kv.txn({ compare: [], success: ops });
+  }
+}
+
+test('a prefix read larger than one gRPC message (12,000 keys, ~6 MiB) comes back whole, in key order', async () => {
+  const prefix = '/calico/v1/test-big/';
+  await fill(prefix, 12000, 512);
+  const r = await ds.rangePrefix(prefix, false);
+  assert.equal(r.kvs.length, 12000);
+  assert.equal(r.more, false);
+  assert.equal(r.kvs[0].key.toString(), `${prefix}000000`);
+  assert.equal(r.kvs[11999].key.toString(), `${prefix}011999`);
+  for (let i = 1; i < r.kvs.length; i++) assert.ok(Buffer.compare(r.kvs[i - 1].key, r.kvs[i].key) < 0, `key order at ${i}`);
+  assert.equal((await ds.listKeys(prefix)).length, 12000);
+  await ds.client.delete().prefix(prefix);
+});
+
+test('a paged prefix read is of one revision: a key written between its pages is not in it', async () => {
+  const prefix = '/calico/v1/test-paged/';
+  await fill(prefix, 30, 16);
+  // Pages of 7 keys; between the first and second page, a key is added at the end.
+  const range = ds.client.kv.range.bind(ds.client.kv);
+  let calls = 0;
+  ds.client.kv.range = async (req, opts) => {
+    const r = await range(req, opts);
+    if (++calls === 1) await ds.client.put(`${prefix}999999`).value('late');
+    return r;
+  };
+  try {
+    const r = await ds.rangePrefix(prefix, true, 7);
+    assert.equal(calls, 5, 'pages of 7 keys over 30');
+    assert.equal(r.kvs.length, 30);
+    assert.ok(!r.kvs.some((kv) => kv.key.toString().endsWith('999999')), 'the late key is not in a read of the first page revision');
+  } finally {
+    ds.client.kv.range = range;
+  }
+  assert.equal((await ds.listKeys(prefix)).length, 31);
+  await ds.client.delete().prefix(prefix);
+});
+
+test('six 1 MiB values in one page (over gRPC\'s default 4 MiB answer) come back', async () => {
+  const prefix = '/calico/v1/test-fat/';
+  await fill(prefix, 6, 1024 * 1024);
+  const r = await ds.rangePrefix(prefix, false);
+  assert.equal(r.kvs.length, 6);
+  assert.equal(r.kvs[5].value.length, 1024 * 1024);
+  await ds.client.delete().prefix(prefix);
+});
