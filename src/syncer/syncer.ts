@@ -1,4 +1,4 @@
-// The datastore syncer: one range read of everything under /calico/v1/ at one
+// The datastore syncer: one (paged) read of everything under /calico/v1/ at one
 // revision, then an etcd watch from the next revision, applied incrementally.
 // Whenever the watch cannot be trusted to continue (etcd cancelled it, e.g.
 // because the revision it needs was compacted; the stream broke because a
