@@ -9,7 +9,6 @@ import { SPLICE_CHUNK, type SpliceRead } from './upstream';
 /** How long a client may go on sending a body that was answered early before its socket goes. */
 const LINGER_MS = 10000;
 
-
 /**
  * The pass-through that only moves bytes. One client connection gets one
  * connection to dockerd (opened at its first request, kept for its life);
@@ -204,7 +203,8 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     }
     onAnswer(s, view);
     // Not all taken at once: the socket holds (a part of) the view.
-    if (c.writableLength > 0 && !s.destroyed && !heldSock) {
+    // (One dockerd socket reads at a time; a held one before it is gone.)
+    if (c.writableLength > 0 && !s.destroyed && heldSock !== s) {
       heldSock = s;
       s.pause();
     }
