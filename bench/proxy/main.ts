@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Client } from 'undici';
 import { PrivateDockerd, ensureTestImage, makeRunDir, removeTree, runOk, teardownAll, onTeardown, waitFor, CALICOCTL_MAIN } from '../../test/harness';
 
@@ -78,6 +78,21 @@ const srv=net.createServer({allowHalfOpen:true,noDelay:true,highWaterMark:1<<20}
 c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());});
 const ready=()=>process.stdout.write('READY\\n');if(unix)srv.listen(unix,ready);else srv.listen(Number(port),'127.0.0.1',ready);`;
 
+/** A node child of this bench: stopped with SIGTERM at teardown, returned once `ready(its stdout so far)`. */
+async function child(label: string, args: string[], ready: (out: string) => boolean, timeoutMs: number): Promise<ChildProcess> {
+  const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  c.stdout!.on('data', (b) => (out += b));
+  onTeardown(label, async () => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+  });
+  await waitFor(label, async () => ready(out), timeoutMs);
+  return c;
+}
+
 async function main(): Promise<void> {
   const dockerTcpPort = await freePort();
   // dockerd's own TCP listener beside its socket: the baseline for TCP rows.
@@ -87,52 +102,22 @@ async function main(): Promise<void> {
   const dir = await makeRunDir('bench-proxy');
   onTeardown(`remove ${dir}`, () => removeTree(dir));
   const port = await freePort();
-  const node = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `tcp://127.0.0.1:${port}`, '--docker-upstream', d.host, '--state-dir', dir, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  node.stdout!.on('data', (c) => (out += c));
-  onTeardown('calicoctl node', async () => {
-    const exited = new Promise((r) => node.once('exit', r));
-    node.kill('SIGTERM');
-    await exited;
-  });
-  await waitFor('calicoctl node', async () => out.includes('before using'), 30000);
+  const nodeArgs = (listen: string, stateDir: string) =>
+    [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', listen, '--docker-upstream', d.host, '--state-dir', stateDir, '--log-level', 'warn'];
+  const node = await child('calicoctl node', nodeArgs(`tcp://127.0.0.1:${port}`, dir), (out) => out.includes('before using'), 30000);
   const proxyHost = `tcp://127.0.0.1:${port}`;
   // The docker CLI itself is slower over TCP than over a unix socket for some
   // calls (`docker cp` out: ~10x against dockerd's own -H tcp:// listener), so
   // transfers are also measured through a proxy on a unix socket: that ratio
   // is the proxy's own cost; the TCP one is what DOCKER_HOST=localhost:2377 gives.
   const unixSock = path.join(dir, 'proxy.sock');
-  const unixNode = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `unix://${unixSock}`, '--docker-upstream', d.host, '--state-dir', path.join(dir, 'u'), '--log-level', 'warn'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  onTeardown('calicoctl node (unix)', async () => {
-    const exited = new Promise((r) => unixNode.once('exit', r));
-    unixNode.kill('SIGTERM');
-    await exited;
-  });
-  await waitFor('calicoctl node on a unix socket', async () => fs.existsSync(unixSock), 30000);
+  const unixNode = await child('calicoctl node on a unix socket', nodeArgs(`unix://${unixSock}`, path.join(dir, 'u')), () => fs.existsSync(unixSock), 30000);
   const proxyUnix = `unix://${unixSock}`;
   const relayPort = await freePort();
-  const relay = spawn(process.execPath, ['-e', RELAY, String(relayPort), d.socket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let relayOut = '';
-  relay.stdout!.on('data', (c) => (relayOut += c));
-  onTeardown('net relay', async () => {
-    const exited = new Promise((r) => relay.once('exit', r));
-    relay.kill('SIGTERM');
-    await exited;
-  });
-  await waitFor('the net relay', async () => relayOut.includes('READY'), 10000);
+  const relay = await child('the net relay', ['-e', RELAY, String(relayPort), d.socket], (out) => out.includes('READY'), 10000);
   // The same relay on a unix socket: the floor of the unix-socket transfer rows.
   const relaySock = path.join(dir, 'relay.sock');
-  const relayUnix = spawn(process.execPath, ['-e', RELAY, '0', d.socket, relaySock], { stdio: ['ignore', 'ignore', 'inherit'] });
-  onTeardown('net relay (unix)', async () => {
-    const exited = new Promise((r) => relayUnix.once('exit', r));
-    relayUnix.kill('SIGTERM');
-    await exited;
-  });
-  await waitFor('the net relay on a unix socket', async () => fs.existsSync(relaySock), 10000);
+  const relayUnix = await child('the net relay on a unix socket', ['-e', RELAY, '0', d.socket, relaySock], () => fs.existsSync(relaySock), 10000);
   const docker = (host: string, args: string) => runOk('sh', ['-c', `docker -H ${host} ${args}`], { timeoutMs: 600000 });
 
   const rows: [string, string, string, string, string][] = [];
