@@ -28,6 +28,16 @@ export interface PoolUsage extends Pool {
   capacity: string;
 }
 
+/** What removeReport did. */
+export interface PoolRemoval {
+  /** The pool key was there (false: already removed, or never a pool). */
+  existed: boolean;
+  /** Blocks removed with it (when !existed: those a removal cut short had left). */
+  blocks: number;
+  /** Allocated addresses that went with them (only with force). */
+  released: number;
+}
+
 export interface PoolOwner {
   handle: string;
   address: string;
@@ -93,8 +103,13 @@ export class PoolStore {
   }
 
   private async listFamily(family: Family): Promise<Pool[]> {
+    return (await this.listVersioned(family)).map((v) => v.pool);
+  }
+
+  /** The family's pools (unsorted), each with its key's mod revision (what a block claim compares). */
+  async listVersioned(family: Family): Promise<{ pool: Pool; revision: string }[]> {
     const vs = await this.ds.list(keys.poolsDir(family), json(PoolValue));
-    return vs.map((v) => poolFromValue(family, v.value));
+    return vs.map((v) => ({ pool: poolFromValue(family, v.value), revision: v.modRevision }));
   }
 
   /** Pools of one family or both, IPv4 first, each family sorted by address. */
@@ -150,34 +165,46 @@ export class PoolStore {
    * (ownersLostOnRemoval), refuses (naming how many and to whom) unless
    * `force`; with force, those blocks, their affinities and the handles'
    * references to them go too. Blocks inside another remaining pool stay
-   * and are re-attributed to it. Idempotent: false when absent.
+   * and are re-attributed to it. Idempotent: false when absent (after
+   * finishing a removal that was cut short, see removeReport).
    */
   async remove(cidr: string, opts: { force?: boolean } = {}): Promise<boolean> {
+    return (await this.removeReport(cidr, opts)).existed;
+  }
+
+  /**
+   * remove(), saying what it did. A removal cut short (killed after the
+   * pool key went, before its blocks did) leaves blocks outside every pool:
+   * the next removal of the same CIDR finds the key gone and finishes the
+   * job, under the same rule (blocks holding addresses only with `force`).
+   */
+  async removeReport(cidr: string, opts: { force?: boolean } = {}): Promise<PoolRemoval> {
     const c = PoolStore.parse(cidr);
     const key = keys.pool(c.family, c.text);
     const existing = await this.ds.get(key, json(PoolValue));
-    if (!existing) return false;
     const owners = await this.ownersLostOnRemoval(c.text);
     if (owners.length && !opts.force) {
       const who = owners
         .slice(0, 10)
         .map((o) => `${o.address} (${o.attrs.container ? `container ${o.attrs.container.slice(0, 12)}, ` : ''}handle ${o.handle})`)
         .join(', ');
+      const what = existing ? `pool ${c.text} has` : `pool ${c.text} is gone but its removal was cut short: its blocks still hold`;
       throw new DatastoreError(
         'REFUSED',
-        `pool ${c.text} has ${owners.length} allocated address${owners.length === 1 ? '' : 'es'}: ${who}${owners.length > 10 ? ', ...' : ''}; release them or use --force`,
+        `${what} ${owners.length} allocated address${owners.length === 1 ? '' : 'es'}: ${who}${owners.length > 10 ? ', ...' : ''}; release them or use --force`,
         key,
       );
     }
-    // The pool key goes first, so no new block is claimed in it while its
-    // blocks are being removed.
-    await this.ds.delete(key);
-    await this.removeBlocks(c);
-    await this.reattribute(c.family);
-    return true;
+    // The pool key goes first: a block claim compares it (ipam/claim.ts), so
+    // no new block appears in the pool while its blocks are being removed.
+    if (existing) await this.ds.delete(key);
+    const blocks = await this.removeBlocks(c);
+    if (existing || blocks) await this.reattribute(c.family);
+    return { existed: existing !== undefined, blocks, released: owners.length };
   }
 
-  private async removeBlocks(c: Cidr): Promise<void> {
+  /** Removes the blocks (and pending claims) inside `c` that no remaining pool contains; returns how many blocks. */
+  private async removeBlocks(c: Cidr): Promise<number> {
     const rest = await this.listFamily(c.family);
     const blocks = (await this.blocks(c.family)).filter((b) => removedWith(c, parseCidr(b.value.cidr), rest));
     for (const b of blocks) await this.removeBlock(b);
@@ -186,6 +213,7 @@ export class PoolStore {
       const a = parseAffinityKey(k);
       if (a && a.family === c.family && removedWith(c, parseCidr(a.cidr), rest)) await this.ds.delete(k);
     }
+    return blocks.length;
   }
 
   /**

@@ -262,7 +262,8 @@ class Batch {
     for (const n of needs) {
       if (!(n instanceof NeedClaim) || !n.specific) continue;
       const bc = blockOf(n.family, n.specific.address);
-      await claimBlock(this.ctx, this.host, bc, n.specific.pool);
+      // The pool was removed meanwhile: read the pools again (the address is then NOT_IN_POOL).
+      if ((await claimBlock(this.ctx, this.host, bc, n.specific.pool)).kind === 'pool gone') delete this.pools[n.family];
       this.fresh.add(n.specific.blockKey);
     }
     for (const fam of [4, 6] as Family[]) {

@@ -1,7 +1,8 @@
 // What the IPAM operations share inside one process: the datastore, a cache
 // of blocks with their mod revisions (so the fast path can write without
 // reading first: a stale entry only costs a failed compare, whose Else branch
-// returns the fresh value), and the affine-block sets of the hosts it served.
+// returns the fresh value), the affine-block sets of the hosts it served,
+// and the pools' mod revisions that guard a block claim (claim.ts).
 import type { Logger } from 'pino';
 import { Datastore, json, RawKv } from '../datastore/datastore';
 import { DatastoreError } from '../datastore/errors';
@@ -44,6 +45,8 @@ export class IpamContext {
   private readonly poolCache = new Map<Family, { pools: Pool[]; at: number }>();
   /** Pools in which a recent claim found no free block, until when that is believed. */
   private readonly exhaustedUntil = new Map<string, number>();
+  /** Pool CIDR -> mod revision of its key as last read ("0": gone): the guard of a block claim. */
+  private readonly poolRevisions = new Map<string, string>();
 
   constructor(
     readonly ds: Datastore,
@@ -165,9 +168,19 @@ export class IpamContext {
 
   /** The family's pools, read now, in allocation order (nested pools first); remembered for cachedPools. */
   async poolsOf(family: Family): Promise<Pool[]> {
-    const pools = poolOrder(await this.pools.list(family));
+    const read = await this.pools.listVersioned(family);
+    for (const { pool, revision } of read) this.poolRevisions.set(pool.cidr, revision);
+    const pools = poolOrder(read.map((r) => r.pool));
     this.poolCache.set(family, { pools, at: Date.now() });
     return pools;
+  }
+
+  poolRevision(pool: string): string | undefined {
+    return this.poolRevisions.get(pool);
+  }
+
+  setPoolRevision(pool: string, rev: string): void {
+    this.poolRevisions.set(pool, rev);
   }
 
   /**

@@ -49,7 +49,10 @@ export function registerPool(program: Command): void {
 
   pool
     .command('remove')
-    .description('Remove an IP pool; refused while addresses in it are allocated, unless --force (blocks inside another remaining pool stay with that pool)')
+    .description(
+      'Remove an IP pool; refused while addresses in it are allocated, unless --force (blocks inside another remaining pool stay with that pool); ' +
+        'a removal that was cut short is finished by running it again',
+    )
     .argument('<CIDR>', 'the pool to remove')
     .option('--force', 'remove the pool even though addresses in it are allocated (their blocks are removed too)')
     .action(async (cidr: string, flags: { force?: boolean }, cmd: Command) => {
@@ -57,11 +60,12 @@ export function registerPool(program: Command): void {
       const message = await withDatastore(
         cmd,
         async (ds) => {
-          const store = new PoolStore(ds);
-          const inUse = flags.force ? (await store.ownersLostOnRemoval(c.text)).length : 0;
-          const removed = await store.remove(c.text, { force: flags.force === true });
-          if (!removed) return `${c.text} is not a configured pool.`;
-          return inUse ? `Removed pool ${c.text} (forced: ${inUse} allocated address${inUse === 1 ? '' : 'es'} released from it)` : `Removed pool ${c.text}`;
+          const r = await new PoolStore(ds).removeReport(c.text, { force: flags.force === true });
+          const forced = r.released ? ` (forced: ${r.released} allocated address${r.released === 1 ? '' : 'es'} released from it)` : '';
+          if (r.existed) return `Removed pool ${c.text}${forced}`;
+          // A removal cut short (killed after the pool key went) is finished by the next one.
+          if (r.blocks) return `Pool ${c.text} was already removed; finished its removal: ${r.blocks} leftover block${r.blocks === 1 ? '' : 's'} removed${forced}`;
+          return `${c.text} is not a configured pool.`;
         },
         `Removing pool ${c.text}`,
       );
