@@ -1,15 +1,21 @@
 // What a garbage collector needs: every allocation with its owner, sequence
 // number and age; a release that re-checks the owner and sequence number at
 // the moment of release; cleanup of claims a crashed process left pending;
-// and an audit of blocks against handles. The policy (which owners are
-// alive, two sightings, grace period) is the caller's.
-import { json } from '../datastore/datastore';
+// an audit of blocks against handles; blocks left outside every pool (a
+// `pool remove` cut short); and the release of a dead host's addresses and
+// blocks (calicoctl node remove). The policy (which owners are alive, two
+// sightings, grace period) is the caller's.
+import { backoff, CAS_RETRIES, json } from '../datastore/datastore';
+import type { Put, TxnResult } from '../datastore/datastore';
+import { DatastoreError } from '../datastore/errors';
 import { keys, parseAffinityKey, parseHandleKey } from '../datastore/keys';
 import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
-import { allocationsIn, toAllocation } from './block';
+import { parseCidr } from '../address/cidr';
+import { narrowestPool } from '../address/pools';
+import { affinityHost, allocationsIn, cloneBlock, releaseOrdinal, toAllocation } from './block';
 import type { IpamContext } from './context';
 import { releaseAddress } from './release';
-import type { Allocation, Family, StaleAffinity } from './types';
+import type { Allocation, Family, OrphanBlock, StaleAffinity } from './types';
 
 export interface AllocationRecord extends Allocation {
   /** Block sequence number at allocation: pass it back to releaseIfUnchanged. */
@@ -170,4 +176,193 @@ export async function audit(ctx: IpamContext): Promise<AuditReport> {
   for (const name of counted.keys()) if (!seen.has(name)) problems.push(`allocations of ${name} have no handle record`);
   const pending = (await ctx.ds.list(keys.affinitiesRoot(), json(AffinityValue))).filter((a) => a.value.state === 'pending');
   return { blocks: nBlocks, allocations: nAlloc, handles: handles.length, pendingAffinities: pending.length, problems };
+}
+
+// ----- blocks outside every pool -----
+
+/**
+ * Blocks that lie in no pool of their family: what a `pool remove` cut
+ * short (killed after deleting the pool key) leaves. Two reads per family:
+ * pools, then blocks.
+ */
+export async function listOrphanBlocks(ctx: IpamContext): Promise<OrphanBlock[]> {
+  const out: OrphanBlock[] = [];
+  for (const f of [4, 6] as Family[]) {
+    const pools = (await ctx.pools.listVersioned(f)).map((p) => p.pool);
+    for (const b of await ctx.ds.list(keys.blocksDir(f), json(BlockValue))) {
+      if (narrowestPool(parseCidr(b.value.cidr), pools)) continue;
+      out.push({
+        family: f,
+        block: b.value.cidr,
+        host: affinityHost(b.value),
+        allocations: b.value.allocations.filter((a) => a !== null).length,
+        revision: b.modRevision,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes an orphan block (and its host's affinity to it) if it still has
+ * the listed revision and holds no address: one transaction guarded by
+ * the block's revision, so an allocation or a new pool's re-attribution
+ * since the listing makes it "changed" and nothing goes.
+ */
+export async function removeOrphanBlock(ctx: IpamContext, b: Pick<OrphanBlock, 'family' | 'block' | 'revision'>): Promise<'removed' | 'changed'> {
+  const key = keys.block(b.family, b.block);
+  const cur = await ctx.ds.get(key, json(BlockValue));
+  if (!cur || cur.modRevision !== b.revision || cur.value.allocations.some((a) => a !== null)) return 'changed';
+  const host = affinityHost(cur.value);
+  const deletes = [key, ...(host ? [keys.affinity(host, b.family, b.block)] : [])];
+  const r = await ctx.ds.cas(`removing block ${b.block} (outside every pool)`, [{ key, modRevision: b.revision }], [], deletes);
+  if (!r.succeeded) return 'changed';
+  ctx.setBlock(key, undefined, r.revision);
+  return 'removed';
+}
+
+// ----- a dead host's addresses and blocks (calicoctl node remove) -----
+
+/** Compares every step of a host's removal carries (its node's lease key absent): a step that finds one changed stops the removal. */
+export type Guard = { key: string; modRevision: string }[];
+
+export interface HostIpamSurvey {
+  /** Allocations the host made (in its blocks or borrowed from others'). */
+  allocations: number;
+  /** Blocks with the host's affinity. */
+  blocks: number;
+  /** Affinity keys of the host (confirmed or pending). */
+  affinities: number;
+}
+
+export interface HostIpamRemoval {
+  addresses: number;
+  blocksRemoved: number;
+  /** The host's blocks that still hold other hosts' (borrowed) addresses: kept, without affinity. */
+  blocksReleased: number;
+  affinities: number;
+}
+
+/** What the host holds in IPAM (read only). */
+export async function surveyHost(ctx: IpamContext, host: string): Promise<HostIpamSurvey> {
+  const s: HostIpamSurvey = { allocations: 0, blocks: 0, affinities: 0 };
+  for (const f of [4, 6] as Family[]) {
+    for (const b of await ctx.ds.list(keys.blocksDir(f), json(BlockValue))) {
+      if (affinityHost(b.value) === host) s.blocks++;
+      s.allocations += b.value.allocations.filter((a) => a?.host === host).length;
+    }
+    s.affinities += (await ctx.ds.listKeys(keys.hostAffinitiesDir(host, f))).length;
+  }
+  return s;
+}
+
+/**
+ * Releases everything a dead host holds in IPAM: the addresses it
+ * allocated (wherever they are: its blocks or blocks it borrowed from),
+ * its blocks (removed; one still holding another host's borrowed address
+ * stays, with no affinity) and its affinities. One transaction per block,
+ * guarded by the block's, the handles' and the guard keys' revisions;
+ * a crash midway leaves a consistent state that a second run completes.
+ */
+export async function releaseHost(ctx: IpamContext, host: string, guard: Guard, progress?: (done: number, total: number) => void): Promise<HostIpamRemoval> {
+  const res: HostIpamRemoval = { addresses: 0, blocksRemoved: 0, blocksReleased: 0, affinities: 0 };
+  const targets: string[] = [];
+  for (const f of [4, 6] as Family[]) {
+    for (const b of await ctx.ds.list(keys.blocksDir(f), json(BlockValue))) {
+      if (affinityHost(b.value) === host || b.value.allocations.some((a) => a?.host === host)) targets.push(b.key);
+    }
+  }
+  for (const [i, key] of targets.entries()) {
+    progress?.(i, targets.length);
+    const r = await releaseHostInBlock(ctx, key, host, guard);
+    res.addresses += r.addresses;
+    if (r.block === 'removed') res.blocksRemoved++;
+    if (r.block === 'released') res.blocksReleased++;
+  }
+  progress?.(targets.length, targets.length);
+  // Affinities left without a block of the host (pending claims, or blocks removed above with theirs).
+  for (const f of [4, 6] as Family[]) {
+    const affs = await ctx.ds.rangePrefix(keys.hostAffinitiesDir(host, f), true);
+    for (const kv of affs.kvs) {
+      const k = kv.key.toString();
+      const r = await ctx.ds.cas(`removing block affinity ${k}`, [{ key: k, modRevision: kv.mod_revision }, ...guard], [], [k]);
+      checkGuard(r, guard, `removing block affinity ${k}`);
+      if (r.succeeded) res.affinities++;
+    }
+  }
+  return res;
+}
+
+async function releaseHostInBlock(
+  ctx: IpamContext,
+  blockKey: string,
+  host: string,
+  guard: Guard,
+): Promise<{ addresses: number; block: 'removed' | 'released' | 'kept' }> {
+  for (let attempt = 0; attempt < CAS_RETRIES; attempt++) {
+    const cur = await ctx.ds.get(blockKey, json(BlockValue));
+    if (!cur) return { addresses: 0, block: 'kept' };
+    const v = cloneBlock(cur.value);
+    const perHandle = new Map<string, number>();
+    v.allocations.forEach((a, ord) => {
+      if (a?.host !== host) return;
+      releaseOrdinal(v, ord, a.h, a.s);
+      perHandle.set(a.h, (perHandle.get(a.h) ?? 0) + 1);
+    });
+    const ours = affinityHost(v) === host;
+    if (!perHandle.size && !ours) return { addresses: 0, block: 'kept' };
+    const handleKeys = [...perHandle.keys()].map((h) => keys.handle(h));
+    const handles = await ctx.ds.getRaw(handleKeys);
+    const puts: Put[] = [];
+    const deletes: string[] = [];
+    for (const [h, n] of perHandle) {
+      const kv = handles.get(keys.handle(h))!;
+      if (kv.raw === undefined) continue;
+      const hv = ctx.ds.decode(kv.key, kv.raw, json(HandleValue));
+      const blocks = { ...hv.blocks };
+      blocks[v.cidr] = (blocks[v.cidr] ?? n) - n;
+      if (blocks[v.cidr] <= 0) delete blocks[v.cidr];
+      if (Object.keys(blocks).length) puts.push({ key: kv.key, value: { ...hv, blocks } satisfies HandleValue });
+      else deletes.push(kv.key);
+    }
+    let outcome: 'removed' | 'released' | 'kept' = 'kept';
+    if (ours) {
+      const family = parseCidr(v.cidr).family as Family;
+      deletes.push(keys.affinity(host, family, v.cidr));
+      if (v.allocations.some((a) => a !== null)) {
+        // Another host borrowed from this block: its address stays, the block loses its owner.
+        v.affinity = null;
+        outcome = 'released';
+      } else {
+        deletes.push(blockKey);
+        outcome = 'removed';
+      }
+    }
+    if (outcome !== 'removed') puts.push({ key: blockKey, value: v });
+    const what = `releasing ${perHandle.size} address owner(s) of ${host} in block ${v.cidr}`;
+    const r = await ctx.ds.cas(
+      what,
+      [{ key: blockKey, modRevision: cur.modRevision }, ...[...handles.values()].map((kv) => ({ key: kv.key, modRevision: kv.modRevision })), ...guard],
+      puts,
+      deletes,
+    );
+    checkGuard(r, guard, what);
+    if (r.succeeded) {
+      ctx.setBlock(blockKey, outcome === 'removed' ? undefined : v, r.revision);
+      return { addresses: [...perHandle.values()].reduce((a, b) => a + b, 0), block: outcome };
+    }
+    await backoff(attempt);
+  }
+  throw new DatastoreError('CONFLICT', `releasing ${host}'s addresses in ${blockKey}: still conflicting after ${CAS_RETRIES} attempts`, blockKey);
+}
+
+/** A failed step whose guard key changed: the removal must stop (REFUSED names the key). */
+function checkGuard(r: TxnResult, guard: Guard, what: string): void {
+  if (r.succeeded) return;
+  for (const g of guard) {
+    const now = r.current.get(g.key);
+    if (now && now.modRevision !== g.modRevision) {
+      throw new DatastoreError('REFUSED', `${what}: stopped, ${g.key} changed meanwhile (revision ${g.modRevision} -> ${now.modRevision})`, g.key);
+    }
+  }
 }

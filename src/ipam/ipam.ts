@@ -13,7 +13,7 @@ import { blockOf, canonicalAddress, ordinalOf, parseAddress, parseCidr } from '.
 import { IpamContext, toIpamError } from './context';
 import * as gc from './gc';
 import { releaseAddress, releaseByHandle, setAttrs } from './release';
-import { AllocateRequest, Allocation, Family, Ipam, IpamError, StaleAffinity } from './types';
+import { AllocateRequest, Allocation, Family, Ipam, IpamError, OrphanBlock, StaleAffinity } from './types';
 
 export interface EtcdIpamOptions {
   log?: Logger;
@@ -182,6 +182,14 @@ export class EtcdIpam implements Ipam {
 
   settleAffinity(a: StaleAffinity): Promise<'confirmed' | 'removed' | 'changed'> {
     return wrap(() => gc.settleAffinity(this.ctx, a));
+  }
+
+  listOrphanBlocks(): Promise<OrphanBlock[]> {
+    return wrap(() => gc.listOrphanBlocks(this.ctx));
+  }
+
+  removeOrphanBlock(b: OrphanBlock): Promise<'removed' | 'changed'> {
+    return wrap(() => gc.removeOrphanBlock(this.ctx, b));
   }
 
   /** Blocks against handles: empty `problems` when consistent. */

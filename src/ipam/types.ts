@@ -76,6 +76,23 @@ export interface Ipam {
    * confirmed when its block now names its host, deleted otherwise.
    */
   settleAffinity?(a: StaleAffinity): Promise<'confirmed' | 'removed' | 'changed'>;
+  /** Blocks inside no pool (a `pool remove` cut short). */
+  listOrphanBlocks?(): Promise<OrphanBlock[]>;
+  /** Removes such a block if it still has `revision` and holds no address. */
+  removeOrphanBlock?(b: OrphanBlock): Promise<'removed' | 'changed'>;
+}
+
+/** A block that lies in no pool of its family. */
+export interface OrphanBlock {
+  family: Family;
+  /** The block's CIDR. */
+  block: string;
+  /** The host with its affinity, if any. */
+  host?: string;
+  /** Addresses allocated in it. */
+  allocations: number;
+  /** Mod revision of the block when listed: the guard of removeOrphanBlock. */
+  revision: string;
 }
 
 /** A block affinity that no live claim protocol step would leave as it is for long. */

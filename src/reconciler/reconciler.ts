@@ -126,6 +126,7 @@ export class Reconciler implements Component {
     // Order matters (see planSweep): allocations, then endpoints, then containers.
     const allocations = await this.ipam.listByHost(host);
     const staleAffinities = await this.ipam.listStaleAffinities?.();
+    const orphanBlocks = await this.ipam.listOrphanBlocks?.();
     const endpoints = await this.o.store.list(host);
     let containers: ContainerView[];
     try {
@@ -145,6 +146,7 @@ export class Reconciler implements Component {
       inflight: (h) => this.o.inflight.has(h),
       sightings: this.sightings,
       staleAffinities,
+      orphanBlocks,
     });
     this.sightings = plan.sightings;
     for (const a of plan.adopt) {
@@ -168,6 +170,10 @@ export class Reconciler implements Component {
     for (const { affinity, reason } of plan.settleAffinities) {
       const outcome = await this.ipam.settleAffinity?.(affinity);
       if (outcome && outcome !== 'changed') log.info({ host: affinity.host, block: affinity.block, outcome }, `stale block claim settled: ${reason}`);
+    }
+    for (const { block, reason } of plan.keptOrphanBlocks) log.warn({ block: block.block, host: block.host }, reason);
+    for (const { block, reason } of plan.removeOrphanBlocks) {
+      if ((await this.ipam.removeOrphanBlock?.(block)) === 'removed') log.info({ block: block.block, host: block.host }, `block removed: ${reason}`);
     }
     // Veths whose endpoint is gone (Docker tore a container down while the node was away).
     await this.o.sweepLinks?.().catch((e) => log.warn({ err: (e as Error).message }, 'sweeping orphaned veths failed'));

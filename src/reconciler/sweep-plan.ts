@@ -4,12 +4,13 @@
 // released while its container exists, and an allocation that never had a
 // container is collected only after two sightings a grace period apart.
 // The same rule collects what dead processes left in IPAM: block claims left
-// pending (or naming no block of their host) and Docker-driver ("docker-")
-// addresses whose release Docker could not deliver.
+// pending (or naming no block of their host), Docker-driver ("docker-")
+// addresses whose release Docker could not deliver, and empty blocks left
+// outside every pool by a `pool remove` cut short.
 import { ContainerView, endpointFromContainer, handleOf, isRunning } from '../endpoints/container-view';
 import { Endpoint, sameEndpoint } from '../endpoints/model';
 import { canonicalAddress } from '../address/cidr';
-import type { Allocation, StaleAffinity } from '../ipam/types';
+import type { Allocation, OrphanBlock, StaleAffinity } from '../ipam/types';
 import { DOCKER_HANDLE_PREFIX, RESERVATION_HANDLE_PREFIX } from '../names';
 
 export interface SweepInput {
@@ -31,6 +32,8 @@ export interface SweepInput {
   sightings: ReadonlyMap<string, number>;
   /** Stale block affinities of any host (listStaleAffinities), if the IPAM lists them. */
   staleAffinities?: StaleAffinity[];
+  /** Blocks inside no pool (listOrphanBlocks), if the IPAM lists them. */
+  orphanBlocks?: OrphanBlock[];
 }
 
 export interface SweepPlan {
@@ -40,12 +43,21 @@ export interface SweepPlan {
   record: Endpoint[];
   /** Stale affinities seen at the same revision a grace apart: confirm or withdraw (settleAffinity). */
   settleAffinities: { affinity: StaleAffinity; reason: string }[];
+  /** Empty blocks outside every pool, unchanged a grace apart: remove (removeOrphanBlock). */
+  removeOrphanBlocks: { block: OrphanBlock; reason: string }[];
+  /** Blocks outside every pool that still hold addresses: left alone, said once a grace (the operator's to settle). */
+  keptOrphanBlocks: { block: OrphanBlock; reason: string }[];
   sightings: Map<string, number>;
 }
 
 /** Sighting key of a stale affinity: a space never occurs in a handle, so no clash with one. */
 export function affinitySighting(a: StaleAffinity): string {
   return `affinity ${a.host}/${a.family}/${a.block}@${a.revision}`;
+}
+
+/** Sighting key of a block outside every pool (at one revision). */
+export function orphanBlockSighting(b: OrphanBlock): string {
+  return `orphan-block ${b.family}/${b.block}@${b.revision}`;
 }
 
 /** Every address dockerd shows a container holding, on any network (canonical text). */
@@ -72,7 +84,16 @@ export function addressesHeld(containers: ContainerView[]): Set<string> {
  * container missing from the later listing really is gone.
  */
 export function planSweep(input: SweepInput): SweepPlan {
-  const plan: SweepPlan = { release: [], adopt: [], removeEndpoints: [], record: [], settleAffinities: [], sightings: new Map() };
+  const plan: SweepPlan = {
+    release: [],
+    adopt: [],
+    removeEndpoints: [],
+    record: [],
+    settleAffinities: [],
+    removeOrphanBlocks: [],
+    keptOrphanBlocks: [],
+    sightings: new Map(),
+  };
   // Two sightings a grace apart, by this process's clock (never the writer's).
   const sighted = (key: string): { due: boolean; forMs: number } => {
     const first = input.sightings.get(key);
@@ -130,6 +151,19 @@ export function planSweep(input: SweepInput): SweepPlan {
     if (s.due) {
       plan.settleAffinities.push({ affinity: a, reason: `block claim ${a.block} of ${a.host} (${a.reason}) unchanged for ${Math.round(s.forMs / 1000)} s` });
     }
+  }
+
+  // Blocks a cut-short `pool remove` left outside every pool: an empty one,
+  // unchanged a grace apart, goes; one holding addresses stays (its owners
+  // still use them) and is reported when first seen, and again each grace.
+  for (const b of input.orphanBlocks ?? []) {
+    const s = sighted(orphanBlockSighting(b));
+    const where = `block ${b.block}${b.host ? ` of ${b.host}` : ''} lies in no pool`;
+    if (b.allocations > 0) {
+      if (s.forMs === 0) plan.keptOrphanBlocks.push({ block: b, reason: `${where} but holds ${b.allocations} address${b.allocations === 1 ? '' : 'es'}: left as it is (release them, or pool add a pool around it)` });
+      continue;
+    }
+    if (s.due) plan.removeOrphanBlocks.push({ block: b, reason: `${where} and holds no address, unchanged for ${Math.round(s.forMs / 1000)} s` });
   }
 
   const recorded = new Map<string, Endpoint[]>();

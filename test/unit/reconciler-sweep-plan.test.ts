@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { affinitySighting, planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
+import { affinitySighting, orphanBlockSighting, planSweep, SweepInput } from '../../src/reconciler/sweep-plan';
 import { ContainerView, endpointFromContainer } from '../../src/endpoints/container-view';
 import type { Endpoint } from '../../src/endpoints/model';
 import { parseEventLine } from '../../src/reconciler/docker-events';
-import type { Allocation, StaleAffinity } from '../../src/ipam/types';
+import type { Allocation, OrphanBlock, StaleAffinity } from '../../src/ipam/types';
 
 const HOST = 'h1';
 
@@ -150,6 +150,25 @@ test('stale block claims (any host): settled after two sightings a grace apart a
   assert.deepEqual([...moved.sightings.keys()], [affinitySighting({ ...a, revision: '43' })]);
   // The IPAM lists none (or cannot): nothing to settle.
   assert.deepEqual(planSweep(input({ sightings: early.sightings, now: 2_000_000 })).settleAffinities, []);
+});
+
+test('blocks outside every pool: an empty one is removed after two sightings a grace apart at the same revision; one holding addresses is kept and reported', () => {
+  const empty: OrphanBlock = { family: 4, block: '10.9.0.0/26', host: 'h2', allocations: 0, revision: '70' };
+  const used: OrphanBlock = { family: 4, block: '10.9.0.64/26', allocations: 2, revision: '71' };
+  const first = planSweep(input({ orphanBlocks: [empty, used] }));
+  assert.deepEqual(first.removeOrphanBlocks, []);
+  assert.deepEqual(first.keptOrphanBlocks.map((k) => k.block), [used], 'reported when first seen');
+  assert.match(first.keptOrphanBlocks[0]!.reason, /^block 10\.9\.0\.64\/26 lies in no pool but holds 2 addresses: left as it is/);
+  const early = planSweep(input({ orphanBlocks: [empty, used], now: 1_000_000 + 59_999, sightings: first.sightings }));
+  assert.deepEqual(early.removeOrphanBlocks, []);
+  assert.deepEqual(early.keptOrphanBlocks, [], 'not reported again within the grace');
+  const late = planSweep(input({ orphanBlocks: [empty, used], now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(late.removeOrphanBlocks.map((r) => r.block), [empty], 'the empty one goes; the used one never');
+  assert.equal(late.removeOrphanBlocks[0]!.reason, 'block 10.9.0.0/26 of h2 lies in no pool and holds no address, unchanged for 60 s');
+  // Written meanwhile (an allocation, a pool added around it): a new revision starts over.
+  const moved = planSweep(input({ orphanBlocks: [{ ...empty, revision: '72' }], now: 1_000_000 + 60_000, sightings: early.sightings }));
+  assert.deepEqual(moved.removeOrphanBlocks, []);
+  assert.deepEqual([...moved.sightings.keys()], [orphanBlockSighting({ ...empty, revision: '72' })]);
 });
 
 test('affinity sightings never clash with handles', () => {
