@@ -1,12 +1,15 @@
 // Hosts (/calico/v1/host/<h>/bird_ip, bird6_ip, config/marker) and the
 // global settings a node writes or BIRD reads (Ready, InterfacePrefix,
-// bgp_as, route reflectors, node mesh).
+// bgp_as, route reflectors, node mesh); and what removing a dead host
+// (calicoctl node remove) needs of the host's keys: whether its node's
+// lease still holds the host name, and guarded deletes of its records.
 import type { Family } from '../ipam/types';
 import { canonicalAddress, parseAddress } from '../address/cidr';
-import { Codec, Datastore, json, text } from './datastore';
+import { backoff, Codec, Datastore, json, text } from './datastore';
+import type { TxnResult } from './datastore';
 import { DatastoreError } from './errors';
-import { checkId, keys, parseHostLeafKey } from './keys';
-import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, IpValue, OptionalIpValue, TextValue } from './schemas';
+import { checkId, keys, parseEndpointKey, parseHostLeafKey } from './keys';
+import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, HostNodeValue, IpValue, OptionalIpValue, TextValue } from './schemas';
 
 export interface Host {
   host: string;
@@ -95,6 +98,128 @@ export class HostStore {
     await this.ds.delete(keys.hostBird6Ip(host));
     await this.ds.delete(keys.hostBgpAs(host));
     await this.ds.delete(keys.hostConfigMarker(host));
+  }
+}
+
+/** The live node that holds a host name: /calico/v1/host/<h>/node and the lease it is attached to. */
+export interface HostLease {
+  key: string;
+  holder?: HostNodeValue;
+  /** etcd lease id (decimal), "0" when the key has no lease. */
+  leaseId: string;
+  /** Seconds the lease has left (-1: expired meanwhile); undefined without a lease. */
+  ttlS?: number;
+  /** Seconds it was granted with (the node's LEASE_TTL_S). */
+  grantedS?: number;
+}
+
+/**
+ * Compares that every step of a guarded removal carries (e.g. the host's
+ * node key still absent): a transaction that fails on one of them means
+ * the world changed under the removal, which then stops.
+ */
+export type Guard = { key: string; modRevision: string }[];
+
+/** Throws REFUSED when a failed transaction failed on a guard key (naming it); returns otherwise. */
+export function checkGuard(r: TxnResult, guard: Guard, what: string): void {
+  if (r.succeeded) return;
+  for (const g of guard) {
+    const now = r.current.get(g.key);
+    if (now && now.modRevision !== g.modRevision) {
+      throw new DatastoreError('REFUSED', `${what}: stopped, ${g.key} changed meanwhile (revision ${g.modRevision} -> ${now.modRevision})`, g.key);
+    }
+  }
+}
+
+/** Keys deleted per guarded transaction (etcd allows 128 operations; each key also has its compare). */
+const DELETE_BATCH = 50;
+
+/** A host's own records (calicoctl node remove), each step a guarded transaction. */
+export class HostRecords {
+  constructor(private readonly ds: Datastore) {}
+
+  /** The lease holding the host name, if a live node holds it. */
+  async nodeLease(host: string): Promise<HostLease | undefined> {
+    checkId('host name', host);
+    const key = keys.hostNode(host);
+    const r = await this.ds.call(`reading ${key}`, () => this.ds.client.kv.range({ key: Buffer.from(key) }));
+    const kv = r.kvs[0];
+    if (!kv) return undefined;
+    let holder: HostNodeValue | undefined;
+    try {
+      holder = this.ds.decode(key, kv.value.toString(), json(HostNodeValue));
+    } catch {
+      holder = undefined;
+    }
+    const out: HostLease = { key, holder, leaseId: kv.lease };
+    if (kv.lease !== '0') {
+      const t = await this.ds.call(`reading lease ${kv.lease} of ${key}`, () => this.ds.client.leaseClient.leaseTimeToLive({ ID: kv.lease }));
+      out.ttlS = Number(t.TTL);
+      out.grantedS = Number(t.grantedTTL);
+    }
+    return out;
+  }
+
+  /** The host's endpoint record keys with their revisions. */
+  async endpointRecords(host: string): Promise<{ key: string; modRevision: string }[]> {
+    checkId('host name', host);
+    const r = await this.ds.rangePrefix(keys.hostWorkloadsDir(host), true);
+    return r.kvs.map((kv) => ({ key: kv.key.toString(), modRevision: kv.mod_revision })).filter((k) => parseEndpointKey(k.key));
+  }
+
+  /** The host's other keys (registration, BGP settings and peers, config): everything under its dir but endpoints and the node key. */
+  async hostKeys(host: string): Promise<{ key: string; modRevision: string }[]> {
+    checkId('host name', host);
+    const r = await this.ds.rangePrefix(keys.hostDir(host), true);
+    return r.kvs
+      .map((kv) => ({ key: kv.key.toString(), modRevision: kv.mod_revision }))
+      .filter((k) => !k.key.startsWith(keys.hostWorkloadsDir(host)) && k.key !== keys.hostNode(host));
+  }
+
+  /** Deletes the host's endpoint records, a batch per guarded transaction; returns how many. */
+  async removeEndpointRecords(host: string, guard: Guard, progress?: (done: number, total: number) => void): Promise<number> {
+    return this.removeGuarded(() => this.endpointRecords(host), guard, `removing endpoint records of ${host}`, progress);
+  }
+
+  /** Deletes the host's own keys (bird_ip, bird6_ip, bgp_as, its BGP peers, config), guarded; returns how many. */
+  async removeHostKeys(host: string, guard: Guard): Promise<number> {
+    return this.removeGuarded(() => this.hostKeys(host), guard, `removing the keys of host ${host}`);
+  }
+
+  /**
+   * Deletes what `list` returns in batches, each batch one transaction
+   * guarded by its keys' revisions and `guard`. A key rewritten meanwhile
+   * fails its batch, which is listed again (and deleted as it now is); a
+   * guard key that changed stops the whole removal.
+   */
+  private async removeGuarded(
+    list: () => Promise<{ key: string; modRevision: string }[]>,
+    guard: Guard,
+    what: string,
+    progress?: (done: number, total: number) => void,
+  ): Promise<number> {
+    let done = 0;
+    let total: number | undefined;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const todo = await list();
+      total ??= todo.length;
+      if (!todo.length) return done;
+      let conflicted = false;
+      for (let i = 0; i < todo.length; i += DELETE_BATCH) {
+        const batch = todo.slice(i, i + DELETE_BATCH);
+        const r = await this.ds.cas(what, [...batch, ...guard], [], batch.map((k) => k.key));
+        checkGuard(r, guard, what);
+        if (!r.succeeded) {
+          conflicted = true;
+          continue;
+        }
+        done += batch.length;
+        progress?.(done, Math.max(total, done));
+      }
+      if (!conflicted) return done;
+      await backoff(attempt);
+    }
+    throw new DatastoreError('CONFLICT', `${what}: still conflicting after 20 attempts`);
   }
 }
 

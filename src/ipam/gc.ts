@@ -6,7 +6,9 @@
 // blocks (calicoctl node remove). The policy (which owners are alive, two
 // sightings, grace period) is the caller's.
 import { backoff, CAS_RETRIES, json } from '../datastore/datastore';
-import type { Put, TxnResult } from '../datastore/datastore';
+import type { Put } from '../datastore/datastore';
+import { checkGuard } from '../datastore/host-store';
+import type { Guard } from '../datastore/host-store';
 import { DatastoreError } from '../datastore/errors';
 import { keys, parseAffinityKey, parseHandleKey } from '../datastore/keys';
 import { AffinityValue, BlockValue, HandleValue } from '../datastore/schemas';
@@ -223,9 +225,6 @@ export async function removeOrphanBlock(ctx: IpamContext, b: Pick<OrphanBlock, '
 
 // ----- a dead host's addresses and blocks (calicoctl node remove) -----
 
-/** Compares every step of a host's removal carries (its node's lease key absent): a step that finds one changed stops the removal. */
-export type Guard = { key: string; modRevision: string }[];
-
 export interface HostIpamSurvey {
   /** Allocations the host made (in its blocks or borrowed from others'). */
   allocations: number;
@@ -354,15 +353,4 @@ async function releaseHostInBlock(
     await backoff(attempt);
   }
   throw new DatastoreError('CONFLICT', `releasing ${host}'s addresses in ${blockKey}: still conflicting after ${CAS_RETRIES} attempts`, blockKey);
-}
-
-/** A failed step whose guard key changed: the removal must stop (REFUSED names the key). */
-function checkGuard(r: TxnResult, guard: Guard, what: string): void {
-  if (r.succeeded) return;
-  for (const g of guard) {
-    const now = r.current.get(g.key);
-    if (now && now.modRevision !== g.modRevision) {
-      throw new DatastoreError('REFUSED', `${what}: stopped, ${g.key} changed meanwhile (revision ${g.modRevision} -> ${now.modRevision})`, g.key);
-    }
-  }
 }

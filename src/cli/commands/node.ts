@@ -8,6 +8,7 @@ import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { registerNodeStop } from './node-stop';
+import { registerNodeRemove } from './node-remove';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
@@ -115,6 +116,7 @@ export function registerNode(program: Command): void {
     setTimeout(() => process.exit(0), 100).unref();
   });
   registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: cmd.opts<NodeFlags>().name }));
+  registerNodeRemove(cmd);
 }
 
 /** --metrics, checked before anything starts: off loopback it needs verified client certificates. */
