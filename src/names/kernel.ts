@@ -119,6 +119,16 @@ export function profileOutboundChain(profile: string): string {
   return fitName('cali-pro-', profile, MAX_CHAIN_NAME);
 }
 
+/**
+ * A profile's outbound rules as they apply to traffic to this host itself
+ * (INPUT): an allow opens the host only when it names a `dst_net`. Jumped to
+ * from the top of the profile's outbound chain when the endpoint-to-host
+ * action is drop and the two differ.
+ */
+export function profileToHostChain(profile: string): string {
+  return fitName('cali-prh-', profile, MAX_CHAIN_NAME);
+}
+
 /** Addresses of every endpoint (on any host) whose profiles carry `tag`, one set per family. */
 export function tagIpset(family: 4 | 6, tag: string): string {
   return fitName(`cali${family}-tag-`, tag, MAX_IPSET_NAME);

@@ -15,6 +15,7 @@ import { DockerProxy, ProxyOptions } from '../proxy';
 import { calicoInterceptors } from '../proxy/interceptors';
 import { Reconciler } from '../reconciler/reconciler';
 import { PolicyComponent } from '../policy/component';
+import type { EndpointToHostAction } from '../policy/compile';
 import { MetricsServer, MetricsServerOptions, NodeMetrics } from '../metrics';
 import { Syncer } from '../syncer';
 import type { Component } from './component';
@@ -68,6 +69,8 @@ export interface NodeOptions {
    * workload is then neither filtered nor, under Docker's FORWARD DROP, reachable.
    */
   noPolicy?: boolean;
+  /** `--endpoint-to-host-action`: containers to this host's own addresses (default drop; docs/policy.md). */
+  endpointToHostAction?: EndpointToHostAction;
 }
 
 /**
@@ -121,7 +124,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     expectOwners: opts.noPolicy ? [NatOutgoing.OWNER] : [NatOutgoing.OWNER, PolicyComponent.OWNER],
   });
   const nat = new NatOutgoing({ applier, syncer, log: child('nat-outgoing') });
-  const policy = opts.noPolicy ? undefined : new PolicyComponent({ host: hostname, datastore, syncer, applier, log: child('policy') });
+  const policy = opts.noPolicy ? undefined : new PolicyComponent({ host: hostname, datastore, syncer, applier, options: { endpointToHostAction: opts.endpointToHostAction }, log: child('policy') });
   if (policy) endpoints.lifecycle.onRecorded((ep) => policy.endpointRecorded(ep));
   const dockerPlugin = new DockerPlugin({
     pluginName: plugin.pluginName,

@@ -19,6 +19,7 @@ import {
   policyOutputChain,
   profileInboundChain,
   profileOutboundChain,
+  profileToHostChain,
   tagIpset,
   toEndpointChain,
   toEndpointDispatchChain,
@@ -41,7 +42,26 @@ export interface PolicyOptions {
    * the flow's next original-direction packet passes the rules again.
    */
   recheckMark?: number;
+  /**
+   * Traffic from a container to an address of its own host (INPUT; etcd,
+   * BIRD, the node's ports, anything listening there). `drop` (default):
+   * only an outbound allow rule that names a `dst_net` opens it (the default
+   * profile's allow-all does not); nothing else but IPv6 neighbour discovery
+   * passes. `accept`: the 2015 behaviour — the container's outbound rules
+   * decide as for any destination, and DNS and DHCP to the host pass ahead
+   * of them. Calico's DefaultEndpointToHostAction, with its default.
+   */
+  endpointToHostAction?: EndpointToHostAction;
+  /**
+   * The packet-mark bit that says "this packet is for this host" while it
+   * runs the endpoint's outbound rules from INPUT (default 0x40000); cleared
+   * before the packet is accepted.
+   */
+  toHostMark?: number;
 }
+
+export type EndpointToHostAction = 'drop' | 'accept';
+export const ENDPOINT_TO_HOST_ACTIONS: readonly EndpointToHostAction[] = ['drop', 'accept'];
 
 export interface PolicyInput {
   /** This host's name: only its endpoints get chains. */
@@ -54,6 +74,7 @@ export interface PolicyInput {
 
 export const DEFAULT_NO_MATCH_MARK = 0x10000;
 export const DEFAULT_RECHECK_MARK = 0x20000;
+export const DEFAULT_TO_HOST_MARK = 0x40000;
 const WL = `${HOST_IF_PREFIX}+`;
 /** ICMPv6 a workload cannot live without (MLD 130-132, RS 133, RA 134, NS 135, NA 136). */
 const ND_TO_WORKLOAD = [130, 131, 132, 134, 135, 136];
@@ -157,14 +178,12 @@ function profileBlock(ep: Endpoint, profiles: Map<string, Profile>, chainOf: (p:
   return rules;
 }
 
-function fromEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number): DesiredChain {
+function fromEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number, hostServices: boolean): DesiredChain {
   const rules: string[] = [];
-  if (family === 4) {
-    rules.push('-p udp -m udp --sport 68 --dport 67 -j RETURN');
-  } else {
-    rules.push(...ND_FROM_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
-    rules.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
-  }
+  // Neighbour discovery always (no IPv6 without it); DHCP to the host only
+  // when containers may use the host's services (the 2015 accept behaviour).
+  if (family === 6) rules.push(...ND_FROM_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
+  if (hostServices) rules.push(family === 4 ? '-p udp -m udp --sport 68 --dport 67 -j RETURN' : '-p udp -m udp --sport 546 --dport 547 -j RETURN');
   // Anti-spoof: the source MAC must be the endpoint's, and the source address one of its nets.
   rules.push(`-m mac ! --mac-source ${ep.mac.toLowerCase()} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source MAC`)} -j DROP`);
   const own = nets(ep, family);
@@ -178,9 +197,11 @@ function fromEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Prof
     rules.push(...own.map((n) => `-s ${n} -j MARK --set-xmark 0x0/${hex(mark)}`));
     rules.push(`-m mark --mark ${hex(mark)}/${hex(mark)} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source address`)} -j DROP`);
   }
-  // DNS to this host itself (felix allowed it ahead of policy); forwarded DNS goes through the rules.
-  rules.push('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
-  rules.push('-p tcp -m tcp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+  if (hostServices) {
+    // DNS to this host itself (felix allowed it ahead of policy); forwarded DNS goes through the rules.
+    rules.push('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+    rules.push('-p tcp -m tcp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+  }
   rules.push(...profileBlock(ep, profiles, profileOutboundChain, mark));
   rules.push(`${comment(`Default DROP if no profile allowed it (endpoint ${ep.endpointId})`)} -j DROP`);
   return { table: 'filter', name: fromEndpointChain(ep.name), rules };
@@ -194,15 +215,30 @@ function toEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profil
   return { table: 'filter', name: toEndpointChain(ep.name), rules };
 }
 
-/** A profile's rules in one direction: allow returns (mark bit clear), deny drops, the end sets the no-match bit. */
-function profileChain(name: string, chain: string, rules: RuleValue[], family: IpFamily, mark: number): DesiredChain {
-  const out: string[] = [];
+/**
+ * A profile's rules in one direction: allow returns (mark bit clear), deny
+ * drops, the end sets the no-match bit. `head` goes first (the outbound
+ * chain's detour for traffic to this host).
+ */
+function profileChain(name: string, chain: string, rules: RuleValue[], family: IpFamily, mark: number, head: string[] = []): DesiredChain {
+  const out: string[] = [...head];
   for (const r of rules) {
     const verdict = r.action === 'deny' ? '-j DROP' : '-j RETURN';
     for (const m of ruleMatches(r, family)) out.push(m ? `${m} ${verdict}` : verdict);
   }
   out.push(`${comment(`No rule of profile ${name} matched`)} -j MARK --set-xmark ${hex(mark)}/${hex(mark)}`);
   return { table: 'filter', name: chain, rules: out };
+}
+
+/**
+ * The outbound rules that still apply to traffic to this host when the
+ * endpoint-to-host action is drop: an allow opens the host only when it names
+ * a destination net (and then only the host addresses inside it); an allow
+ * without one (the default profile's allow-all, allow to a tag, allow tcp 80)
+ * means "elsewhere". Deny rules stay: they deny the host too.
+ */
+export function toHostRules(outbound: RuleValue[]): RuleValue[] {
+  return outbound.filter((r) => r.action === 'deny' || r.dst_net !== undefined);
 }
 
 /**
@@ -214,7 +250,7 @@ function profileChain(name: string, chain: string, rules: RuleValue[], family: I
  * rules no longer allow stops, whichever side speaks, and one they still
  * allow goes on (see docs/policy.md, "Narrowed policy and open connections").
  */
-function topChains(hostReaches: boolean, recheck: number): DesiredChain[] {
+function topChains(hostReaches: boolean, recheck: number, toHostMark: number | undefined): DesiredChain[] {
   const from = fromEndpointDispatchChain();
   const to = toEndpointDispatchChain();
   const r = hex(recheck);
@@ -235,7 +271,19 @@ function topChains(hostReaches: boolean, recheck: number): DesiredChain[] {
     ...accept('-i', 'Policy allowed it'),
     ...accept('-o', 'Policy allowed it'),
   ];
-  const input = [...early('-i'), `-i ${WL} -j ${from}`, ...accept('-i', 'Policy allowed it')];
+  // Drop: the packet carries the to-host bit through the endpoint's chain, so
+  // its profiles' outbound chains detour to their host rules (cali-prh-*);
+  // the bit is cleared before the accept.
+  const input =
+    toHostMark === undefined
+      ? [...early('-i'), `-i ${WL} -j ${from}`, ...accept('-i', 'Policy allowed it')]
+      : [
+          ...early('-i'),
+          `-i ${WL} ${comment('To this host: only rules naming a dst_net allow it')} -j MARK --set-xmark ${hex(toHostMark)}/${hex(toHostMark)}`,
+          `-i ${WL} -j ${from}`,
+          `-i ${WL} -j MARK --set-xmark 0x0/${hex(toHostMark)}`,
+          ...accept('-i', 'A rule naming this host allowed it'),
+        ];
   const output = [
     ...early('-o'),
     hostReaches ? `-o ${WL} -j ${hostToEndpointDispatchChain()}` : `-o ${WL} -j ${to}`,
@@ -255,17 +303,19 @@ function byName<T extends { name: string }>(a: T, b: T): number {
 function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4'] {
   const mark = input.options?.noMatchMark ?? DEFAULT_NO_MATCH_MARK;
   const hostReaches = input.options?.hostReachesContainers ?? true;
+  const hostServices = (input.options?.endpointToHostAction ?? 'drop') === 'accept';
+  const toHostMark = hostServices ? undefined : input.options?.toHostMark ?? DEFAULT_TO_HOST_MARK;
   const profiles = new Map(input.profiles.map((p) => [p.name, p]));
   const local = programmedEndpoints(input);
 
-  const chains: DesiredChain[] = [...topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK)];
+  const chains: DesiredChain[] = [...topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark)];
   chains.push(...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'));
   chains.push(...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'));
   if (hostReaches) {
     chains.push(...dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination'));
   }
   for (const ep of local) {
-    chains.push(fromEndpoint(ep, family, profiles, mark), toEndpoint(ep, family, profiles, mark));
+    chains.push(fromEndpoint(ep, family, profiles, mark, hostServices), toEndpoint(ep, family, profiles, mark));
   }
 
   // Profile chains only for profiles a programmed endpoint uses; tag sets only for tags their rules name.
@@ -277,7 +327,12 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
     const outbound = p.rules.outbound_rules.filter((r) => ruleMatches(r, family).length);
     for (const r of [...inbound, ...outbound]) ruleTags(r).forEach((t) => tags.add(t));
     chains.push(profileChain(id, profileInboundChain(id), p.rules.inbound_rules, family, mark));
-    chains.push(profileChain(id, profileOutboundChain(id), p.rules.outbound_rules, family, mark));
+    // Traffic to this host detours to the host rules, when they differ (a profile without an allow-all-ish rule needs none).
+    const hostRules = toHostMark === undefined ? p.rules.outbound_rules : toHostRules(p.rules.outbound_rules);
+    const detour = hostRules.length !== p.rules.outbound_rules.length;
+    const head = detour ? [`-m mark --mark ${hex(toHostMark!)}/${hex(toHostMark!)} -g ${profileToHostChain(id)}`] : [];
+    chains.push(profileChain(id, profileOutboundChain(id), p.rules.outbound_rules, family, mark, head));
+    if (detour) chains.push(profileChain(id, profileToHostChain(id), hostRules, family, mark));
   }
 
   const members = allTagMembers(input, tags, family);

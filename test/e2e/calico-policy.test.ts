@@ -1,13 +1,15 @@
 // Policy in the kernel on a stock dockerd (iptables on, FORWARD policy DROP):
 // the blog post's profile steps on one host, a LAN that is let in by a rule
 // update, first-instruction pings that meet their policy, anti-spoofing,
-// repair of what someone else flushed, IPv6.
+// repair of what someone else flushed, IPv6, containers kept off their own
+// host's services (and the node option that lets them in again).
+import { spawn } from 'node:child_process';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CALICOCTL_MAIN, teardownAll, isRoot, Netns, vethLink, addRoute, makeRunDir, onTeardown, removeTree, waitFor } from '../harness';
-import { CalicoLab } from './calico-lab';
+import { CalicoLab, LAB_HOST_IP } from './calico-lab';
 import { counted, ifaceOf, probe, putRules, removeContainers, ruleUpdate, StreamResult } from './calico-policy-lab';
 
 after(teardownAll);
@@ -197,6 +199,74 @@ test('IPv6: the group reaches itself, another profile is out, a rule update lets
     assert.equal(await ping6('v6b', 'fd67::93:1'), true, 'the group still reaches itself');
   } finally {
     await removeContainers(lab, ['v6a', 'v6b', 'v6c']);
+  }
+  await lab.waitClean();
+});
+
+/** A TCP echo service in the lab host's own namespace, on every address of the host (as etcd or a node port would be). */
+async function hostService(port: number): Promise<void> {
+  const script = `require('net').createServer((s) => s.pipe(s)).listen(${port}, '::', () => console.log('LISTENING'))`;
+  const child = spawn('nsenter', [`--net=${lab.ns.path}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  onTeardown('host service', async () => void child.kill('SIGKILL'));
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  await waitFor('the host service to listen', async () => out.includes('LISTENING'), 10000, 50);
+}
+
+/** Whether `from` (a container) gets an echo back from addr:port within 2 s. */
+async function echoes(from: string, addr: string, port: number): Promise<boolean> {
+  const r = await lab.direct(['exec', from, 'sh', '-c', `echo hello-${port} | nc -w 2 ${addr} ${port}`], { timeoutMs: 15000 });
+  return r.stdout.includes(`hello-${port}`);
+}
+
+test("a container on the default profile cannot open a TCP service of its own host; peers and the host reach it; a rule naming the host's address, or --endpoint-to-host-action accept, opens it", { skip }, async () => {
+  const PORT = 9181;
+  const DOCKER0 = '172.31.0.1';
+  await hostService(PORT);
+  try {
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.1', '-e', 'CALICO_IP6=fd67::94:1', '--name', 'hc1', lab.image, ...ECHO_8080]);
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.2', '-e', 'CALICO_IP6=fd67::94:2', '--name', 'hc2', lab.image, 'sleep', '1d']);
+    await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.3', '-e', 'CALICO_PROFILE=HOSTOK', '--name', 'hc3', lab.image, 'sleep', '1d']);
+    const fw = `cali-fw-${await ifaceOf(lab, 'hc1')}`;
+    const dropsBefore = await counted(lab, 4, fw, /Default DROP/);
+
+    // The host's LAN address, docker0's, and IPv6 (the host's own addresses on lab0): all closed.
+    await lab.ns.ok('ip', ['addr', 'add', '2001:db8:94::1/128', 'dev', 'lab0', 'nodad']);
+    assert.equal(await echoes('hc1', LAB_HOST_IP, PORT), false, `the host's address ${LAB_HOST_IP} is closed to a container on the default profile`);
+    assert.equal(await echoes('hc1', DOCKER0, PORT), false, "docker0's address too");
+    assert.equal(await echoes('hc2', '2001:db8:94::1', PORT), false, "and the host's IPv6 address");
+    assert.ok((await counted(lab, 4, fw, /Default DROP/)) > dropsBefore, `dropped by the endpoint's default DROP in ${fw}`);
+
+    // What must keep working: the peer, the host, IPv6 neighbour discovery, names through Docker's embedded DNS.
+    assert.equal(await echoes('hc2', '10.67.94.1', 8080), true, 'a peer on the same profile reaches it');
+    assert.equal((await lab.ns.exec('sh', ['-c', 'echo hello-8080 | busybox nc -w 2 10.67.94.1 8080'])).stdout.includes('hello-8080'), true, 'the host reaches it, replies come back');
+    assert.equal((await lab.direct(['exec', 'hc2', 'ping', '-6', '-c', '1', '-W', '2', 'fd67::94:1'])).code, 0, 'IPv6 between peers (neighbour discovery with the host works)');
+    assert.match(await lab.dockerOk(['exec', 'hc2', 'cat', '/etc/resolv.conf']), /nameserver 127\.0\.0\.11/, "Docker's embedded DNS, inside the container's namespace");
+    assert.equal((await lab.direct(['exec', 'hc2', 'ping', '-c', '1', '-W', '2', 'hc1'])).code, 0, 'container names resolve on the calico network');
+
+    // A rule of the container's profile that names the host's address opens that address (and port) only.
+    await putRules(lab, 'HOSTOK', [{ action: 'allow', src_tag: 'HOSTOK' }], [{ action: 'allow', protocol: 'tcp', dst_net: `${LAB_HOST_IP}/32`, dst_ports: [PORT] }, { action: 'allow' }]);
+    await waitFor('the rule naming the host opens it', () => echoes('hc3', LAB_HOST_IP, PORT), 5000, 100);
+    assert.equal(await echoes('hc3', DOCKER0, PORT), false, 'another host address stays closed');
+    assert.equal(await echoes('hc1', LAB_HOST_IP, PORT), false, 'and the default profile stays out');
+
+    // --endpoint-to-host-action accept (the 2015 behaviour): the outbound allow-all reaches the host again.
+    await lab.stopNode();
+    const node = lab.spawnCalicoctlNode({ extra: ['--endpoint-to-host-action', 'accept'] });
+    try {
+      await node.ready();
+      assert.equal(node.child.exitCode, null, node.log());
+      await waitFor('accept: the host is open', () => echoes('hc1', LAB_HOST_IP, PORT), 15000, 200);
+      assert.equal(await echoes('hc1', DOCKER0, PORT), true, "accept: docker0's address too");
+      assert.equal(await echoes('hc2', '10.67.94.1', 8080), true, 'accept: the peer still reaches it');
+    } finally {
+      node.child.kill('SIGTERM');
+      await node.exited;
+      await lab.startNode();
+    }
+    await waitFor('drop again with the default node', async () => !(await echoes('hc1', LAB_HOST_IP, PORT)), 15000, 200);
+  } finally {
+    await removeContainers(lab, ['hc1', 'hc2', 'hc3']);
   }
   await lab.waitClean();
 });

@@ -92,9 +92,14 @@ test('every generated rule loads into the kernel and reads back from iptables-sa
       ep('cali0a00000004', { host: 'h2', profile_ids: [long], ipv4_nets: ['10.0.0.4/32'], ipv6_nets: ['fd00::4/128'] }),
     ],
   };
-  for (const hostReachesContainers of [true, false]) {
+  const variants = [
+    { hostReachesContainers: true },
+    { hostReachesContainers: false },
+    { hostReachesContainers: true, endpointToHostAction: 'accept' as const },
+  ];
+  for (const options of variants) {
     const ns = await Netns.create('cdpc');
-    const s = compilePolicy({ ...input, options: { hostReachesContainers } });
+    const s = compilePolicy({ ...input, options });
     await load(ns, s);
     for (const [fam, cmd] of [['v4', 'iptables-save'], ['v6', 'ip6tables-save']] as const) {
       const back = await saved(ns, cmd);
@@ -216,4 +221,37 @@ test('real pings between veth containers: same profile reach each other, others 
   // An endpoint gone inactive: its interface now falls to the fail-closed dispatch.
   await load(host, compilePolicy({ host: 'h1', endpoints: [a.ep, { ...b.ep, state: 'inactive' }, c.ep], profiles }));
   assert.ok(!(await pings(a, b.v4)), 'traffic to an interface without a programmed endpoint is dropped');
+});
+
+test('a container cannot reach its own host (drop by default) unless a rule names the address; peers, the host and IPv6 ND keep working', { skip }, async () => {
+  const host = await Netns.create('cdph');
+  // Addresses of the host's own: one routed over loopback, in both families.
+  await host.ok('ip', ['addr', 'add', '10.8.8.8/32', 'dev', 'lo']);
+  await host.ok('ip', ['addr', 'add', 'fd08::8/128', 'dev', 'lo']);
+  const a = await container(host, 1, 'G');
+  const b = await container(host, 2, 'G');
+  const endpoints = [a.ep, b.ep];
+  const G = defaultProfile('G');
+  await load(host, compilePolicy({ host: 'h1', endpoints, profiles: [G] }), DOCKER);
+  assert.ok(await pings(a, b.v4), 'A -> B (same profile)');
+  assert.ok(await pings(b, a.v6), 'B -> A over IPv6: neighbour discovery with the host still works');
+  assert.ok(await pings(host, a.v4), 'the host reaches A, and its reply comes back through INPUT');
+  assert.ok(await pings(host, a.v6), 'and over IPv6');
+  assert.ok(!(await pings(a, '10.8.8.8')), "A cannot reach its host's address although its profile allows all outbound");
+  assert.ok(!(await pings(a, 'fd08::8')), 'nor over IPv6');
+  const drops = (await host.ok('iptables', ['-L', fromEndpointChain(a.ep.name), '-v', '-n', '-x'])).stdout.split('\n').find((l) => l.includes('Default DROP'));
+  assert.ok(drops && Number(drops.trim().split(/\s+/)[0]) > 0, `counted on the endpoint's default DROP: ${drops}`);
+
+  // A rule that names the host's address opens it (in its family only), and only for that profile's members.
+  const opened: Profile = { ...G, rules: { ...G.rules, outbound_rules: [{ action: 'allow', protocol: 'icmp', dst_net: '10.8.8.8/32' }, ...G.rules.outbound_rules] } };
+  await load(host, compilePolicy({ host: 'h1', endpoints: [a.ep, { ...b.ep, profile_ids: ['OTHER'] }], profiles: [opened, defaultProfile('OTHER')] }));
+  assert.ok(await pings(a, '10.8.8.8'), 'a rule naming 10.8.8.8/32 opens it');
+  assert.ok(!(await pings(a, 'fd08::8')), 'not the IPv6 address');
+  assert.ok(!(await pings(b, '10.8.8.8')), 'not for another profile');
+
+  // accept (the 2015 behaviour): the outbound allow-all reaches the host.
+  await load(host, compilePolicy({ host: 'h1', endpoints, profiles: [G], options: { endpointToHostAction: 'accept' } }));
+  assert.ok(await pings(a, '10.8.8.8'), 'accept: A reaches its host');
+  assert.ok(await pings(a, 'fd08::8'), 'accept: and over IPv6');
+  assert.ok(await pings(a, b.v4), 'accept: A -> B');
 });

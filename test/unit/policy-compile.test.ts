@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compilePolicy, portChunks, ruleMatches, PolicyInput } from '../../src/policy';
+import { compilePolicy, portChunks, ruleMatches, toHostRules, PolicyInput } from '../../src/policy';
 import { defaultProfile, DEFAULT_PROFILE, Endpoint, Profile, ProfileRulesInput } from '../../src/datastore';
 import type { DesiredState, IpFamily } from '../../src/dataplane/applier/types';
 import { profileInboundChain, profileOutboundChain, tagIpset, MAX_CHAIN_NAME, MAX_IPSET_NAME } from '../../src/names/kernel';
@@ -145,7 +145,13 @@ test("the blog post's prof_group1.json and the 2015 default profile compile as f
     '-j RETURN',
     '-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000',
   ]);
-  assert.deepEqual(chain(s, 4, 'cali-pro-PROF_GROUP1'), ['-j RETURN', '-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000']);
+  assert.deepEqual(chain(s, 4, 'cali-pro-PROF_GROUP1'), [
+    '-m mark --mark 0x40000/0x40000 -g cali-prh-PROF_GROUP1',
+    '-j RETURN',
+    '-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+  // Its allow-all does not open this host: the host rules of the profile are empty.
+  assert.deepEqual(chain(s, 4, 'cali-prh-PROF_GROUP1'), ['-m comment --comment "No rule of profile PROF_GROUP1 matched" -j MARK --set-xmark 0x10000/0x10000']);
   // Default profile: members reach each other, nothing else reaches them.
   assert.deepEqual(chain(s, 4, profileInboundChain(DEFAULT_PROFILE)), [
     `-m set --match-set ${tagIpset(4, DEFAULT_PROFILE)} src -j RETURN`,
@@ -207,4 +213,88 @@ test('deterministic: the same input in another order gives identical output', ()
   const one = compilePolicy({ host: 'h1', endpoints, profiles });
   const two = compilePolicy({ host: 'h1', endpoints: [...endpoints].reverse(), profiles: [...profiles].reverse() });
   assert.equal(JSON.stringify(one), JSON.stringify(two));
+});
+
+test('workload to its own host (INPUT), drop by default: only outbound allow rules naming a dst_net open it', () => {
+  const open: Profile = {
+    name: 'OPEN', tags: ['OPEN'],
+    rules: {
+      inbound_rules: [],
+      outbound_rules: [
+        { action: 'deny', protocol: 'tcp', dst_ports: [2379] },
+        { action: 'allow', dst_tag: 'OPEN' },
+        { action: 'allow', protocol: 'tcp', dst_net: '198.18.0.1/32', dst_ports: [8080] },
+        { action: 'allow', protocol: 'udp' },
+        { action: 'allow', dst_net: 'fd00::1/128' },
+      ],
+    },
+  };
+  const only: Profile = { name: 'NETS', tags: [], rules: { inbound_rules: [], outbound_rules: [{ action: 'allow', dst_net: '10.0.0.0/8' }] } };
+  const eps = [
+    ep({ name: 'cali0000000001', endpointId: 'E1', profile_ids: ['OPEN'], ipv4_nets: ['10.0.0.1/32'], ipv6_nets: ['fd00::10/128'] }),
+    ep({ name: 'cali0000000002', endpointId: 'E2', profile_ids: ['NETS', DEFAULT_PROFILE], ipv4_nets: ['10.0.0.2/32'] }),
+  ];
+  const profiles = [open, only, defaultProfile(DEFAULT_PROFILE)];
+  const s = compilePolicy({ host: 'h1', endpoints: eps, profiles });
+
+  // INPUT marks the packet as for this host while it runs the endpoint's chain, and clears the bit before accepting.
+  assert.deepEqual(chain(s, 4, 'cali-INPUT'), [
+    '-i cali+ -m conntrack --ctstate INVALID -j DROP',
+    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED -m connmark --mark 0x0/0x20000 -j ACCEPT',
+    '-i cali+ -m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -m comment --comment "Policy narrowed: a reply waits for the original direction to pass again" -j DROP',
+    '-i cali+ -m comment --comment "To this host: only rules naming a dst_net allow it" -j MARK --set-xmark 0x40000/0x40000',
+    '-i cali+ -j cali-from-wl-dispatch',
+    '-i cali+ -j MARK --set-xmark 0x0/0x40000',
+    '-i cali+ -m connmark --mark 0x20000/0x20000 -j CONNMARK --set-xmark 0x0/0x20000',
+    '-i cali+ -m comment --comment "A rule naming this host allowed it" -j ACCEPT',
+  ]);
+  // FORWARD is unchanged: no to-host bit there.
+  assert.ok(!chain(s, 4, 'cali-FORWARD').some((r) => r.includes('0x40000')));
+
+  // The outbound chain detours marked packets to the host rules: deny rules, and allows that name a dst_net.
+  assert.deepEqual(chain(s, 4, 'cali-pro-OPEN')[0], '-m mark --mark 0x40000/0x40000 -g cali-prh-OPEN');
+  assert.deepEqual(chain(s, 4, 'cali-prh-OPEN'), [
+    '-p tcp -m multiport --dports 2379 -j DROP',
+    '-d 198.18.0.1/32 -p tcp -m multiport --dports 8080 -j RETURN',
+    '-m comment --comment "No rule of profile OPEN matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+  assert.deepEqual(chain(s, 6, 'cali-prh-OPEN'), [
+    '-p tcp -m multiport --dports 2379 -j DROP',
+    '-d fd00::1/128 -j RETURN',
+    '-m comment --comment "No rule of profile OPEN matched" -j MARK --set-xmark 0x10000/0x10000',
+  ]);
+  // A profile whose every allow names a net needs no detour; the default profile's allow-all gets an empty host chain.
+  assert.ok(!s.v4.chains.some((c) => c.name === 'cali-prh-NETS'));
+  assert.deepEqual(chain(s, 4, 'cali-pro-NETS'), ['-d 10.0.0.0/8 -j RETURN', '-m comment --comment "No rule of profile NETS matched" -j MARK --set-xmark 0x10000/0x10000']);
+  assert.deepEqual(chain(s, 4, `cali-prh-${DEFAULT_PROFILE}`), [`-m comment --comment "No rule of profile ${DEFAULT_PROFILE} matched" -j MARK --set-xmark 0x10000/0x10000`]);
+  assert.deepEqual(toHostRules(open.rules.outbound_rules), [open.rules.outbound_rules[0], open.rules.outbound_rules[2], open.rules.outbound_rules[4]]);
+
+  // No host service ahead of policy: no DHCP, no DNS to this host; IPv6 neighbour discovery and router solicitation stay.
+  const fw4 = chain(s, 4, 'cali-fw-cali0000000001');
+  const fw6 = chain(s, 6, 'cali-fw-cali0000000001');
+  assert.ok(!fw4.some((r) => /--dport (53|67)\b|addrtype/.test(r)), fw4.join('\n'));
+  assert.ok(!fw6.some((r) => /--dport (53|547)\b|addrtype/.test(r)), fw6.join('\n'));
+  for (const t of [133, 135, 136]) assert.ok(fw6.includes(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), `ICMPv6 type ${t} from the workload`);
+  assert.ok(fw6.indexOf('-p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN') < fw6.findIndex((r) => r.includes('Anti-spoof')), 'ND before anti-spoof and policy');
+
+  // accept: the 2015 chains exactly (outbound rules decide, DNS and DHCP to the host ahead of them), no mark, no host chains.
+  const acc = compilePolicy({ host: 'h1', endpoints: eps, profiles, options: { endpointToHostAction: 'accept' } });
+  assert.deepEqual(chain(acc, 4, 'cali-INPUT').slice(3), [
+    '-i cali+ -j cali-from-wl-dispatch',
+    '-i cali+ -m connmark --mark 0x20000/0x20000 -j CONNMARK --set-xmark 0x0/0x20000',
+    '-i cali+ -m comment --comment "Policy allowed it" -j ACCEPT',
+  ]);
+  for (const v of [4, 6] as const) assert.ok(!acc[`v${v}`].chains.some((c) => c.name.startsWith('cali-prh-') || c.rules.some((r) => r.includes('0x40000'))));
+  assert.deepEqual(chain(acc, 4, 'cali-pro-OPEN')[0], '-p tcp -m multiport --dports 2379 -j DROP');
+  const afw4 = chain(acc, 4, 'cali-fw-cali0000000001');
+  assert.equal(afw4[0], '-p udp -m udp --sport 68 --dport 67 -j RETURN');
+  assert.ok(afw4.includes('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN'));
+  assert.ok(chain(acc, 6, 'cali-fw-cali0000000001').includes('-p udp -m udp --sport 546 --dport 547 -j RETURN'));
+  // The FORWARD path's chains are the same in both modes but for the detour line and the host-service exceptions.
+  assert.deepEqual(chain(acc, 4, 'cali-FORWARD'), chain(s, 4, 'cali-FORWARD'));
+  assert.deepEqual(chain(acc, 4, 'cali-pro-OPEN'), chain(s, 4, 'cali-pro-OPEN').slice(1));
+
+  // The bit is an option, like the others.
+  const other = compilePolicy({ host: 'h1', endpoints: eps, profiles, options: { toHostMark: 0x800000 } });
+  assert.equal(chain(other, 4, 'cali-pro-OPEN')[0], '-m mark --mark 0x800000/0x800000 -g cali-prh-OPEN');
 });

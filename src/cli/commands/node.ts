@@ -12,6 +12,7 @@ import { registerNodeRemove } from './node-remove';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
+import { ENDPOINT_TO_HOST_ACTIONS, type EndpointToHostAction } from '../../policy';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -36,6 +37,8 @@ interface NodeFlags extends ProxyFlags {
   metrics?: string;
   /** --no-policy (hidden, bench/run only): commander gives policy: false. */
   policy?: boolean;
+  /** --endpoint-to-host-action (env CALICO_ENDPOINT_TO_HOST_ACTION): containers to this host's own addresses. */
+  endpointToHostAction: EndpointToHostAction;
 }
 
 /**
@@ -59,6 +62,15 @@ export function registerNode(program: Command): void {
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME)
     .option('--metrics <ADDR>', 'serve Prometheus metrics on /metrics and health on /healthz at ADDR (e.g. tcp://127.0.0.1:9099); off loopback only with --tlsverify (the proxy\'s TLS flags)');
+  cmd.addOption(
+    new Option(
+      '--endpoint-to-host-action <ACTION>',
+      "containers' traffic to this host's own addresses (etcd, BIRD, the node's ports...): drop = only a profile's outbound allow rule naming a dst_net opens it; accept = the container's outbound rules decide, as in 2015 (docs/policy.md)",
+    )
+      .choices(ENDPOINT_TO_HOST_ACTIONS)
+      .env('CALICO_ENDPOINT_TO_HOST_ACTION')
+      .default('drop'),
+  );
   // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
   cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
@@ -85,7 +97,7 @@ export function registerNode(program: Command): void {
       node = await startNode(
         flags.proxyOnly
           ? { hostname: flags.name, stateDir: flags.stateDir, proxy, metrics }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics, noPolicy: flags.policy === false },
+          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics, noPolicy: flags.policy === false, endpointToHostAction: flags.endpointToHostAction },
         log,
       );
     } catch (e) {

@@ -12,6 +12,13 @@ export interface SavedIpset {
   members: string[];
 }
 
+/**
+ * A hash:net member written `<net> nomatch` is an exception: the kernel
+ * matches the most specific net first, and a nomatch one answers "not in
+ * the set" for everything inside it (NAT outgoing's nested pools).
+ */
+export const NOMATCH = 'nomatch';
+
 export function parseIpsetSave(text: string): Map<string, SavedIpset> {
   const sets = new Map<string, SavedIpset>();
   text.split('\n').forEach((raw, i) => {
@@ -27,8 +34,9 @@ export function parseIpsetSave(text: string): Map<string, SavedIpset> {
     } else if (w[0] === 'add') {
       const s = sets.get(w[1]);
       if (!s || w.length < 3) throw new Error(`${where}: member of an unknown set`);
-      // Options after the member (timeout, comment...) are not part of it.
-      s.members.push(w[2]);
+      // Options after the member (timeout, comment...) are not part of it,
+      // except `nomatch`: an exception inside a wider member of a hash:net set.
+      s.members.push(w.slice(3).includes(NOMATCH) ? `${w[2]} ${NOMATCH}` : w[2]);
     } else {
       throw new Error(`${where}: neither create nor add`);
     }
@@ -57,6 +65,13 @@ export function canonicalMember(type: 'hash:ip' | 'hash:net', family: IpFamily, 
 }
 
 function canonicalUncached(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
+  const [net, flag, ...rest] = member.trim().split(/\s+/);
+  if (flag === undefined) return canonicalNet(type, family, net!);
+  if (flag !== NOMATCH || rest.length || type !== 'hash:net') throw new Error(`ipset member "${member}": only a hash:net member may carry an option, and only "${NOMATCH}"`);
+  return `${canonicalNet(type, family, net!)} ${NOMATCH}`;
+}
+
+function canonicalNet(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
   const full = family === 4 ? 32 : 128;
   let addr: ipaddr.IPv4 | ipaddr.IPv6;
   let prefix = full;
