@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
@@ -11,6 +12,8 @@ import { registerNodeStop } from './node-stop';
 import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
+import { allLoopback, programFor, renderSystemdUnit } from '../init-system';
+import { checkSystemDeps } from '../../system/lookup';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -35,6 +38,8 @@ interface NodeFlags extends ProxyFlags {
   metrics?: string;
   /** --no-policy (hidden, bench/run only): commander gives policy: false. */
   policy?: boolean;
+  /** --init-system: print a systemd unit for these flags and exit. */
+  initSystem?: boolean;
 }
 
 /**
@@ -58,6 +63,7 @@ export function registerNode(program: Command): void {
     .option('--no-embedded-etcd', 'never start a local etcd member; wait for the configured etcd')
     .option('--plugin-name <NAME>', 'Docker network/IPAM driver name: socket /run/docker/plugins/<NAME>.sock', DEFAULT_PLUGIN_NAME)
     .option('--metrics <ADDR>', 'serve Prometheus metrics on /metrics and health on /healthz at ADDR (e.g. tcp://127.0.0.1:9099); off loopback only with --tlsverify (the proxy\'s TLS flags)');
+  cmd.option('--init-system', 'print a systemd unit that runs this node with these flags (foreground), and exit');
   // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
   cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
@@ -65,6 +71,15 @@ export function registerNode(program: Command): void {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
+    const mayEmbedEtcd = !flags.proxyOnly && (etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
+    // Every program the node runs is installed, or the operator reads which package to add, before anything starts.
+    const missingDeps = checkSystemDeps({ proxyOnly: !!flags.proxyOnly, mayEmbedEtcd, dockerSocket: proxy.upstream.startsWith('unix://') ? proxy.upstream.slice('unix://'.length) : undefined });
+    if (flags.initSystem) {
+      if (missingDeps) process.stderr.write(`warning: ${missingDeps}`);
+      process.stdout.write(renderSystemdUnit({ program: programFor(process.execPath, path.resolve(process.argv[1]!)), nodeBinDir: path.dirname(process.execPath), args: process.argv.slice(2), localExternalEtcd: !flags.proxyOnly && !mayEmbedEtcd && allLoopback(etcd.endpoints.endpoints) }));
+      return;
+    }
+    if (missingDeps) throw new CliError(missingDeps);
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
