@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { allLoopback, programFor, quoteExecArg, renderSystemdUnit, unitArgs } from '../../src/cli/init-system';
 import { splitExecStart } from '../systemd-exec';
 
@@ -40,4 +42,10 @@ test('init-system: the PATH starts with the directory of the node that printed t
   assert.deepEqual(programFor('/usr/bin/node', '/usr/local/bin/calicoctl'), ['/usr/local/bin/calicoctl']);
   assert.deepEqual(programFor('/usr/bin/node', '/src/dist/src/cli/main.js'), ['/usr/bin/node', '/src/dist/src/cli/main.js']);
   assert.deepEqual(unitArgs(['node', '--detach', '--', '--detach']), ['node', '--', '--detach']);
+});
+
+test('examples/systemd/calico-node.service is what the renderer prints for the flags it names', () => {
+  const file = path.join(__dirname, '..', '..', '..', 'examples', 'systemd', 'calico-node.service');
+  const expected = renderSystemdUnit({ program: ['/usr/local/bin/calicoctl'], nodeBinDir: '/usr/local/bin', args: ['node', '--ip=10.0.0.10', '--metrics', 'tcp://127.0.0.1:9099'], localExternalEtcd: false });
+  assert.equal(fs.readFileSync(file, 'utf8'), expected, 'regenerate the example (see examples/systemd/README.md)');
 });
