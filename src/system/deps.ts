@@ -69,7 +69,7 @@ export function findMissing(reqs: Requirement[], found: (program: string) => boo
 /** What the operator reads: each missing program with its package, then one install line. */
 export function describeMissing(missing: Missing[], plan: NodePlan): string {
   const lines = missing.map(({ requirement: r, programs }) => {
-    const or = r.orPath ? ` (and nothing listens on ${r.orPath})` : '';
+    const or = r.orPath ? ` (and there is no ${r.orPath})` : '';
     return `  ${programs.join(', ')}${or}: ${r.why}; Debian package ${r.debianPackage}`;
   });
   const packages = [...new Set(missing.map((m) => m.requirement.debianPackage))];

@@ -33,7 +33,7 @@ test('system deps: dockerd is satisfied by its listening socket (a dockerd insta
   assert.deepEqual(findMissing(requirementsFor(full), noDockerd, (p) => p === '/var/run/docker.sock'), []);
   const missing = findMissing(requirementsFor(full), noDockerd, () => false);
   const text = describeMissing(missing, full);
-  assert.match(text, /  dockerd \(and nothing listens on \/var\/run\/docker.sock\): .*Debian package docker.io\n/);
+  assert.match(text, /  dockerd \(and there is no \/var\/run\/docker.sock\): .*Debian package docker.io\n/);
   assert.match(text, /Then start dockerd/);
 });
 
