@@ -3,6 +3,7 @@ import './gc-tuning';
 import { Command, CommanderError } from 'commander';
 import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';
+import { printVersion, registerVersion, versionRequest } from './commands/version';
 
 /**
  * calicoctl: one program, subcommands registered from ./commands. Errors meant
@@ -19,7 +20,14 @@ export async function main(argv: string[]): Promise<number> {
     )
     .exitOverride();
   registerCommands(program);
+  registerVersion(program);
   try {
+    const version = versionRequest(argv.slice(2));
+    if (version) {
+      // Before commander parses: `calicoctl node --version` prints versions, it starts no node.
+      await printVersion(version.etcdEndpoints);
+      return 0;
+    }
     await program.parseAsync(argv);
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {

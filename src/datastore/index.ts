@@ -8,3 +8,4 @@ export * from './endpoint-store';
 export * from './host-store';
 export * from './profile-store';
 export * from './node-store';
+export * from './layout-store';

@@ -32,6 +32,8 @@ export const keys = {
   ready: () => `${ROOT}/Ready`,
   configDir: () => `${ROOT}/config/`,
   interfacePrefix: () => `${ROOT}/config/InterfacePrefix`,
+  /** The key layout the data follows (whole number, text); written by the first node, see layout-store.ts. */
+  layoutVersion: () => `${ROOT}/config/LayoutVersion`,
   /** Global AS number (string); absent means 64511. */
   bgpAs: () => `${ROOT}/config/bgp_as`,
   /** Route reflector peers: one key per peer address, value the address. */

@@ -22,6 +22,7 @@ import type { Component } from './component';
 import { NodeContext, makeNodeContext } from './context';
 import { nodeHealth } from './health';
 import { NodeIdentity } from './identity';
+import { LayoutVersionCheck } from './layout-version';
 import { NodeProcess } from './node-process';
 import { StatusFile } from './status-file';
 
@@ -104,6 +105,7 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   }
   const datastore = new DatastoreComponent({ etcd: opts.etcd, stateDir: opts.stateDir }, log.child({ component: 'datastore' }));
   await node.start(datastore);
+  await node.start(new LayoutVersionCheck(() => datastore.datastore, log.child({ component: 'layout-version' })));
   const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
   for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
   await node.start(new StatusFile({ stateDir: opts.stateDir, components: () => node.components(), log: log.child({ component: 'status-file' }) }));

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import https from 'node:https';
-import { isRoot, makeRunDir, makeTestCerts, onTeardown, removeTree, teardownAll, waitFor } from '../harness';
+import { isRoot, makeRunDir, makeTestCerts, onTeardown, removeTree, run, teardownAll, waitFor } from '../harness';
 import { CalicoLab, SpawnedNode } from './calico-lab';
 import { MetricsServer, NodeMetrics } from '../../src/metrics';
 import { silentLogger } from '../../src/log/logger';
@@ -148,6 +148,95 @@ test('/healthz: 200 with every component; 503 naming the plugin when its socket 
   // Docker reaches the plugin on the new socket.
   await lab.dockerOk(['run', '--rm', '-e', 'CALICO_IP=auto', lab.image, 'true']);
   await lab.waitClean();
+});
+
+/** Every metric name a scrape exposes: TYPE lines (also metrics with no sample yet) with their histogram series, and samples. */
+function exposedNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of text.split('\n')) {
+    const t = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (t) {
+      names.add(t[1]!);
+      if (t[2] === 'histogram') for (const x of ['_bucket', '_sum', '_count']) names.add(t[1]! + x);
+      if (t[2] === 'summary') for (const x of ['_sum', '_count']) names.add(t[1]! + x);
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
+    if (m) names.add(m[1]!);
+  }
+  return names;
+}
+
+const MONITORING = path.join(__dirname, '..', '..', '..', 'examples', 'monitoring');
+
+/** A YAML file as JSON, through python3's yaml (Debian python3-yaml). */
+async function yamlFile(file: string): Promise<any> {
+  const r = await run('python3', ['-c', 'import sys, json, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)', file], { timeoutMs: 30000 });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('examples/monitoring: every metric the alert rules and the Grafana dashboard name is in the running node\'s /metrics', { skip }, async () => {
+  const exposed = exposedNames(await scrape());
+  const prom = await yamlFile(path.join(MONITORING, 'prometheus.yml'));
+  const rules = await yamlFile(path.join(MONITORING, 'calico-node-rules.yml'));
+  const dash = JSON.parse(fs.readFileSync(path.join(MONITORING, 'grafana-dashboard.json'), 'utf8'));
+  assert.ok(prom.rule_files.includes('calico-node-rules.yml'));
+  const jobs = prom.scrape_configs.map((j: { job_name: string; metrics_path?: string }) => `${j.job_name} ${j.metrics_path}`);
+  assert.deepEqual(jobs, ['calico-node /metrics', 'calico-node-health /probe']);
+  const exprs: string[] = [];
+  for (const g of rules.groups) {
+    for (const r of g.rules) {
+      assert.ok(r.alert && r.expr && r.labels?.severity && r.annotations?.summary, `rule ${JSON.stringify(r)}`);
+      exprs.push(r.expr);
+    }
+  }
+  for (const p of dash.panels) for (const t of p.targets) exprs.push(t.expr);
+  for (const v of dash.templating.list) if (v.type === 'query') exprs.push(v.query);
+  assert.ok(exprs.length >= 15, `${exprs.length} expressions`);
+  // A selector is a name followed by `{`, or a calico_* name anywhere; functions are followed by `(`.
+  const named = new Set<string>();
+  for (const e of exprs) {
+    for (const m of e.matchAll(/\b(calico_[a-zA-Z0-9_]+)\b/g)) named.add(m[1]!);
+    for (const m of e.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) named.add(m[1]!);
+  }
+  // up: Prometheus' own per target; probe_success: the blackbox exporter's (the /healthz probe).
+  const fromPrometheus = new Set(['up', 'probe_success']);
+  const missing = [...named].filter((n) => !fromPrometheus.has(n) && !exposed.has(n));
+  assert.deepEqual(missing, [], `named by the examples but not served by the node: ${missing.join(', ')}`);
+  for (const n of ['calico_proxy_requests_total', 'calico_proxy_intercepted_seconds_bucket', 'calico_etcd_errors_total', 'calico_node_nodejs_eventloop_lag_p99_seconds']) {
+    assert.ok(named.has(n), `${n} is watched`);
+  }
+  assert.ok(!exposed.has('calico_proxy_requests_totl'), 'a misspelt name would be caught');
+});
+
+test('datastore layout version: the first node recorded it, `calicoctl version` shows it, and a node refuses a newer layout, saying so', { skip }, async () => {
+  const key = '/calico/v1/config/LayoutVersion';
+  const etcdctl = (args: string[]) => lab.ns.exec('etcdctl', ['--endpoints', 'http://127.0.0.1:2379', ...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeoutMs: 15000 });
+  assert.equal((await etcdctl(['get', '--print-value-only', key])).stdout.trim(), '1', 'written by the lab\'s first node');
+  for (const args of [['version'], ['pool', 'show', '--version'], ['node', '--version']]) {
+    const v = await lab.calicoctl(args);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout, /^calicoctl version \d+\.\d+\.\d+\nbuild: +\S+/, args.join(' '));
+    assert.match(v.stdout, /^BIRD: +2\.\d+/m);
+    assert.match(v.stdout, /^etcd: +3\.\d+/m);
+    assert.match(v.stdout, /^datastore layout: 1 \(this calicoctl knows up to 1; etcd at http:\/\/127\.0\.0\.1:2379\)$/m);
+  }
+
+  const put = await etcdctl(['put', key, '2']);
+  assert.equal(put.code, 0, put.stderr);
+  onTeardown('layout version back to 1', async () => {
+    await etcdctl(['put', key, '1']);
+  });
+  const refused = await lab.calicoctl([
+    'node', '--name', 'newerlayout', '--state-dir', path.join(lab.dir, 'layout-node'), '--listen', `unix://${path.join(lab.dir, 'layout.sock')}`,
+    '--no-embedded-etcd', '--plugin-name', 'caltlayout', '--docker-upstream', `unix://${lab.dockerd.socket}`,
+  ]);
+  assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+  assert.match(refused.stderr, /calicoctl node failed to start: the datastore has layout version 2, newer than this calicoctl knows \(1\).*Upgrade calicoctl on this host/);
+  assert.equal((await etcdctl(['get', '--prefix', '--keys-only', '/calico/v1/host/newerlayout/'])).stdout.trim(), '', 'the refused node registered nothing');
+  assert.equal((await etcdctl(['get', '--print-value-only', key])).stdout.trim(), '2', 'and left the layout alone');
+  await etcdctl(['put', key, '1']);
 });
 
 test('the documented loopback form serves too; --metrics off loopback without verified client certificates is refused with the fix', { skip }, async () => {

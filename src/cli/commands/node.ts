@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { CliError } from '../errors';
 import { registerNodeBgppeer } from './node-bgppeer';
@@ -13,6 +14,8 @@ import { endpointsFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
 import { ENDPOINT_TO_HOST_ACTIONS, type EndpointToHostAction } from '../../policy';
+import { allLoopback, programFor, renderSystemdUnit } from '../init-system';
+import { checkSystemDeps } from '../../system/lookup';
 
 /** Pid file, log file (with --detach) and embedded etcd data live here. */
 export const DEFAULT_STATE_DIR = '/var/lib/calico';
@@ -39,6 +42,8 @@ interface NodeFlags extends ProxyFlags {
   policy?: boolean;
   /** --endpoint-to-host-action (env CALICO_ENDPOINT_TO_HOST_ACTION): containers to this host's own addresses. */
   endpointToHostAction: EndpointToHostAction;
+  /** --init-system: print a systemd unit for these flags and exit. */
+  initSystem?: boolean;
 }
 
 /**
@@ -71,6 +76,7 @@ export function registerNode(program: Command): void {
       .env('CALICO_ENDPOINT_TO_HOST_ACTION')
       .default('drop'),
   );
+  cmd.option('--init-system', 'print a systemd unit that runs this node with these flags (foreground), and exit');
   // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
   cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
@@ -78,6 +84,15 @@ export function registerNode(program: Command): void {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
     const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
+    const mayEmbedEtcd = !flags.proxyOnly && (etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
+    // Every program the node runs is installed, or the operator reads which package to add, before anything starts.
+    const missingDeps = checkSystemDeps({ proxyOnly: !!flags.proxyOnly, mayEmbedEtcd, dockerSocket: proxy.upstream.startsWith('unix://') ? proxy.upstream.slice('unix://'.length) : undefined });
+    if (flags.initSystem) {
+      if (missingDeps) process.stderr.write(`warning: ${missingDeps}`);
+      process.stdout.write(renderSystemdUnit({ program: programFor(process.execPath, path.resolve(process.argv[1]!)), nodeBinDir: path.dirname(process.execPath), args: process.argv.slice(2), localExternalEtcd: !flags.proxyOnly && !mayEmbedEtcd && allLoopback(etcd.endpoints.endpoints) }));
+      return;
+    }
+    if (missingDeps) throw new CliError(missingDeps);
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
