@@ -218,6 +218,10 @@ function template(family: Family, source: string, as: string): string {
     `    import filter calico_import_${v};`,
     `    export filter calico_export_${v};`,
     `    gateway recursive;`,
+    `    # Keep what each peer sent before the import filter: when a filter`,
+    `    # changes (a host claimed a block), BIRD filters it again at once`,
+    `    # instead of asking the peer to send everything again.`,
+    `    import table on;`,
     `  };`,
     `}`,
   ].join('\n') + '\n';
