@@ -12,9 +12,9 @@
 // Every host's blocks and borrowed addresses (what each mesh peer may
 // announce, ./routes-owned.ts) come from a watch on all blocks
 // (./block-watch.ts): a block another host claims is in this host's import
-// filter for that peer within a render, and the filter change makes BIRD ask
-// the peer for its routes again (route refresh), so an announcement that was
-// refused a moment before the claim reached us comes in then.
+// filter for that peer within a render, and BIRD re-filters what the peer
+// sent (kept before the filter: `import table on`), so an announcement that
+// was refused a moment before the claim reached us comes in then.
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore/datastore';
