@@ -115,7 +115,7 @@ export class BirdSupervisor {
   start(config: string): Promise<void> {
     return this.serial(async () => {
       if (this.started) throw new Error('bird supervisor already started');
-      fs.mkdirSync(this.paths.dir, { recursive: true });
+      this.makeDir();
       const error = await this.check(config);
       if (error) throw new BirdConfigError(error);
       fs.renameSync(this.paths.candidate, this.paths.config);
@@ -165,8 +165,11 @@ export class BirdSupervisor {
 
   /** `bird -p` on a candidate file; returns BIRD's message when the config is refused. */
   private async check(config: string): Promise<string | undefined> {
-    fs.mkdirSync(this.paths.dir, { recursive: true });
-    fs.writeFileSync(this.paths.candidate, config);
+    this.makeDir();
+    // The config may hold BGP passwords: root only, whatever the umask
+    // (the mode of writeFileSync applies only to a file it creates).
+    fs.writeFileSync(this.paths.candidate, config, { mode: 0o600 });
+    fs.chmodSync(this.paths.candidate, 0o600);
     const r = await execCapture(this.bird, ['-p', '-c', this.paths.candidate], 10_000);
     if (r.code === 0) {
       this.state.configError = undefined;
@@ -181,6 +184,12 @@ export class BirdSupervisor {
     this.state.configError = msg;
     this.log.error({ output: r.out }, msg);
     return msg;
+  }
+
+  /** <stateDir>/bird, root only: it holds the config (passwords) and the control socket. */
+  private makeDir(): void {
+    fs.mkdirSync(this.paths.dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(this.paths.dir, 0o700);
   }
 
   private async killLeftover(): Promise<void> {

@@ -8,6 +8,13 @@
 // config change, shortly after this host's endpoints change (a new endpoint
 // may sit in a block claimed a moment ago), and every refreshMs as a
 // backstop (blocks released by GC, claims by a sibling process).
+//
+// Every host's blocks and borrowed addresses (what each mesh peer may
+// announce, ./routes-owned.ts) come from a watch on all blocks
+// (./block-watch.ts): a block another host claims is in this host's import
+// filter for that peer within a render, and BIRD re-filters what the peer
+// sent (kept before the filter: `import table on`), so an announcement that
+// was refused a moment before the claim reached us comes in then.
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore/datastore';
@@ -18,6 +25,7 @@ import type { Family } from '../ipam/types';
 import type { Component } from '../node/component';
 import type { DatastoreSnapshot, DatastoreSyncer, SyncerEvent } from '../syncer/types';
 import { BirdConfigError, BirdSupervisor } from './bird';
+import { BlockWatch } from './block-watch';
 import { birdInputFromSnapshot } from './input';
 import { BirdRenderError, renderBirdConfig } from './render';
 
@@ -67,18 +75,21 @@ export class BgpComponent implements Component {
   private running?: Promise<void>;
   private again = false;
   private lastRenderError?: string;
+  private readonly blockWatch: BlockWatch;
 
   constructor(private readonly o: BgpComponentOptions) {
     this.log = o.log.child({ component: 'bgp' });
     this.supervisor = o.supervisor ?? new BirdSupervisor({ stateDir: o.stateDir, log: o.log });
     this.debounceMs = o.debounceMs ?? 30;
     this.refreshMs = o.refreshMs ?? 5000;
+    this.blockWatch = new BlockWatch({ ds: o.datastore, log: this.log, onChange: () => this.schedule(true) });
   }
 
   /** Reads the first snapshot and this host's blocks, and starts BIRD on the rendered config (when the host is registered). */
   async start(): Promise<void> {
     this.stopped = false;
     this.snapshot = await this.o.syncer.whenSynced();
+    await this.blockWatch.start();
     this.unsubscribe = this.o.syncer.subscribe((e) => this.onEvent(e));
     await this.pass();
     this.refresher = setInterval(() => this.schedule(true), this.refreshMs);
@@ -141,7 +152,7 @@ export class BgpComponent implements Component {
     }
     let config: string;
     try {
-      const input = birdInputFromSnapshot(snapshot, host, this.blocks, (key, problem) => this.log.warn({ key }, `ignoring ${key}: ${problem}`));
+      const input = birdInputFromSnapshot(snapshot, host, this.blocks, this.blockWatch.routes(), (key, problem) => this.log.warn({ key }, `ignoring ${key}: ${problem}`));
       config = renderBirdConfig(input);
     } catch (e) {
       if (!(e instanceof BirdRenderError)) throw e;
@@ -188,6 +199,7 @@ export class BgpComponent implements Component {
     if (this.timer) clearTimeout(this.timer);
     if (this.refresher) clearInterval(this.refresher);
     this.timer = this.refresher = undefined;
+    await this.blockWatch.stop();
     await this.running?.catch(() => undefined);
     await this.supervisor.stop({ graceful: true });
     this.birdStarted = false;
@@ -195,6 +207,7 @@ export class BgpComponent implements Component {
 
   abort(): void {
     this.stopped = true;
+    void this.blockWatch.stop();
     this.supervisor.kill();
   }
 }

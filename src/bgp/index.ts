@@ -1,4 +1,4 @@
-// BGP: the pure BIRD renderer, the BIRD supervisor, the birdc status parser.
+// BGP: the pure BIRD renderer, route ownership from the IPAM blocks, the BIRD supervisor, the birdc status parser.
 export * from './types';
 export * from './render';
 export * from './paths';
@@ -6,3 +6,5 @@ export * from './bird';
 export * from './status';
 export * from './input';
 export * from './component';
+export * from './routes-owned';
+export * from './block-watch';

@@ -2,17 +2,20 @@
 // come typed; the BGP settings are raw /calico/v1/config and host keys,
 // decoded here with the datastore's schemas. Pure.
 import { parseBgpConfigKey } from '../datastore/keys';
-import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, IpValue } from '../datastore/schemas';
+import { AsNumberValue, BgpNodeMeshValue, BgpPasswordValue, BgpPeerValue, IpValue } from '../datastore/schemas';
 import { canonicalAddress, parseAddress } from '../address/cidr';
 import type { DatastoreSnapshot } from '../syncer/types';
-import type { BgpConfig, BgpPeer, BirdInput } from './types';
+import type { BgpConfig, BgpPeer, BirdInput, HostRoutes } from './types';
 
 export type InvalidValue = (key: string, problem: string) => void;
 
-function decode<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { message: string } } }, raw: unknown, key: string, onInvalid?: InvalidValue): T | undefined {
+type Issues = { issues: { path: (string | number)[]; message: string }[] };
+
+/** The value, or undefined after reporting its problems (never the value itself: it may be a password). */
+function decode<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: Issues } }, raw: unknown, key: string, onInvalid?: InvalidValue): T | undefined {
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
-  onInvalid?.(key, r.error.message);
+  onInvalid?.(key, r.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; '));
   return undefined;
 }
 
@@ -33,6 +36,16 @@ export function bgpConfigFromRaw(raw: ReadonlyMap<string, string>, hostname: str
     const k = parseBgpConfigKey(key);
     if (!k) continue;
     if (k.kind === 'as') config.as = decode(AsNumberValue, value, key, onInvalid);
+    else if (k.kind === 'meshPassword') {
+      // Not renderable: kept as it is, so the renderer refuses the config
+      // (the running one stays) rather than run the mesh without a password.
+      decode(BgpPasswordValue, value, key, onInvalid);
+      config.meshPassword = value;
+    } else if (k.kind === 'rrPassword') {
+      // Likewise: a route reflector with a bad password is not peered with in the clear.
+      decode(BgpPasswordValue, value, key, onInvalid);
+      (config.rrPasswords ??= {})[canonicalOrRaw(k.ip)] = value;
+    }
     else if (k.kind === 'nodeMesh') {
       const v = parseJson(value, key, onInvalid);
       if (v !== undefined) config.nodeMesh = decode(BgpNodeMeshValue, v, key, onInvalid)?.enabled;
@@ -49,11 +62,20 @@ export function bgpConfigFromRaw(raw: ReadonlyMap<string, string>, hostname: str
         onInvalid?.(key, `${p.ip} is not an IPv${k.family} address`);
         continue;
       }
-      const peer = { ip: canonicalAddress(p.ip), as: String(Number(p.as_num)) };
+      const peer: BgpPeer = { ip: canonicalAddress(p.ip), as: String(Number(p.as_num)) };
+      if (p.password !== undefined) peer.password = p.password;
       (k.host === undefined ? config.globalPeers : nodePeers).push(peer);
     }
   }
   return { config, nodePeers };
+}
+
+function canonicalOrRaw(ip: string): string {
+  try {
+    return canonicalAddress(ip);
+  } catch {
+    return ip;
+  }
 }
 
 /** The renderer's input for `hostname`, given the blocks affine to it (from IPAM). */
@@ -61,6 +83,7 @@ export function birdInputFromSnapshot(
   snapshot: Pick<DatastoreSnapshot, 'hosts' | 'pools' | 'raw'>,
   hostname: string,
   affineBlocks: string[],
+  hostRoutes: Readonly<Record<string, HostRoutes>>,
   onInvalid?: InvalidValue,
 ): BirdInput {
   const { config, nodePeers } = bgpConfigFromRaw(snapshot.raw, hostname, onInvalid);
@@ -71,5 +94,6 @@ export function birdInputFromSnapshot(
     config,
     nodePeers,
     affineBlocks,
+    hostRoutes,
   };
 }

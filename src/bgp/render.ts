@@ -5,7 +5,8 @@
 import { DEFAULT_AS } from '../datastore/host-store';
 import { canonicalAddress, parseAddress, parseCidr } from '../address/cidr';
 import type { Family } from '../ipam/types';
-import type { BgpHost, BgpPeer, BirdInput, SessionType } from './types';
+import { bgpPasswordProblem } from '../datastore/schemas';
+import type { BgpHost, BgpPeer, BirdInput, HostRoutes, SessionType } from './types';
 
 export class BirdRenderError extends Error {
   constructor(message: string) {
@@ -23,6 +24,10 @@ export interface RenderedSession {
   as: string;
   /** This side only waits for the peer to connect (mesh: the higher address of the two waits). */
   passive: boolean;
+  /** Mesh sessions: the peer's host name (its imports are limited to what that host holds). */
+  host?: string;
+  /** TCP MD5 password; never logged. */
+  password?: string;
 }
 
 const PREFIX: Record<SessionType, string> = { mesh: 'Mesh', rr: 'Rr', global: 'Global', node: 'Node' };
@@ -70,7 +75,7 @@ export function sessionsFor(input: BirdInput): RenderedSession[] {
   const mine: Record<Family, string | undefined> = { 4: me.ip && canonicalAddress(me.ip), 6: me.ip6 && canonicalAddress(me.ip6) };
   const out: RenderedSession[] = [];
   const seen = new Set<string>();
-  const add = (type: SessionType, ip: string, as: string) => {
+  const add = (type: SessionType, ip: string, as: string, extra: { host?: string; password?: string } = {}) => {
     const neighbor = canonicalAddress(ip);
     const family = familyOf(neighbor);
     // Ourselves, a family this host does not speak, or a peer already
@@ -80,18 +85,23 @@ export function sessionsFor(input: BirdInput): RenderedSession[] {
     // Mesh peers are all ours: only the lower address connects, which
     // halves the connection races when both start together.
     const passive = type === 'mesh' && cmpAddr(neighbor, mine[family]!) < 0;
-    out.push({ name: protocolName(type, neighbor), type, family, neighbor, as, passive });
+    const session: RenderedSession = { name: protocolName(type, neighbor), type, family, neighbor, as, passive };
+    if (extra.host !== undefined) session.host = extra.host;
+    if (extra.password !== undefined) session.password = extra.password;
+    out.push(session);
   };
   const byAddr = (a: BgpPeer, b: BgpPeer) => cmpAddr(a.ip, b.ip);
-  for (const p of [...input.nodePeers].sort(byAddr)) add('node', p.ip, p.as);
-  for (const p of [...input.config.globalPeers].sort(byAddr)) add('global', p.ip, p.as);
-  for (const rr of [...input.config.routeReflectors].sort(cmpAddr)) add('rr', rr, globalAs);
+  for (const p of [...input.nodePeers].sort(byAddr)) add('node', p.ip, p.as, { password: p.password });
+  for (const p of [...input.config.globalPeers].sort(byAddr)) add('global', p.ip, p.as, { password: p.password });
+  const rrPasswords = input.config.rrPasswords ?? {};
+  for (const rr of [...input.config.routeReflectors].sort(cmpAddr)) add('rr', rr, globalAs, { password: rrPasswords[canonicalAddress(rr)] });
   if (meshEnabled(input)) {
     const others = input.hosts.filter((h) => h.host !== me.host).sort((a, b) => a.host.localeCompare(b.host));
+    const password = input.config.meshPassword;
     for (const h of others) {
       const as = h.as ?? globalAs;
-      if (h.ip) add('mesh', h.ip, as);
-      if (h.ip6) add('mesh', h.ip6, as);
+      if (h.ip) add('mesh', h.ip, as, { host: h.host, password });
+      if (h.ip6) add('mesh', h.ip6, as, { host: h.host, password });
     }
   }
   return out;
@@ -150,7 +160,8 @@ function familySection(family: Family, pools: string[], blocks: string[]): strin
     `  reject;`,
     `}`,
     '',
-    `# From BGP peers: routes inside the pools.`,
+    `# From route reflectors and external peers: routes inside the pools. (Mesh`,
+    `# peers have their own, narrower import: see their protocols.)`,
     `filter calico_import_${v} {`,
     `  if calico_in_pools_${v}() then accept;`,
     `  reject;`,
@@ -207,16 +218,61 @@ function template(family: Family, source: string, as: string): string {
     `    import filter calico_import_${v};`,
     `    export filter calico_export_${v};`,
     `    gateway recursive;`,
+    `    # Keep what each peer sent before the import filter: when a filter`,
+    `    # changes (a host claimed a block), BIRD filters it again at once`,
+    `    # instead of asking the peer to send everything again.`,
+    `    import table on;`,
     `  };`,
     `}`,
   ].join('\n') + '\n';
+}
+
+/**
+ * `password "<pw>";` for BIRD. BIRD 2's strings have no escapes, so a
+ * password that cannot sit between two quotes as it is is refused (the
+ * config is not rendered and the running one stays), never altered.
+ */
+export function birdPassword(pw: string, session: string): string {
+  const problem = bgpPasswordProblem(pw);
+  if (problem) throw new BirdRenderError(`rendering the BIRD config: the password of session ${session} cannot be used: ${problem}`);
+  return `password "${pw}";`;
+}
+
+/**
+ * A mesh session's import: only routes the peer's host holds (its blocks,
+ * any prefix inside them, and the addresses it borrowed), inside a pool.
+ * The whole mesh is ours, so anything else from it is a spoofed or stray
+ * announcement. A peer that holds nothing gets nothing in.
+ */
+function meshImport(family: Family, routes: HostRoutes | undefined): string[] {
+  const v = V[family];
+  const blocks = new Set(sortedCidrs(routes?.blocks ?? [], family));
+  const held = sortedCidrs([...blocks, ...(routes?.borrowed ?? [])], family).map((c) => (blocks.has(c) ? `${c}+` : c));
+  if (!held.length) return [`  ${IPV[family]} {`, `    import none;`, `  };`];
+  return [
+    `  ${IPV[family]} {`,
+    `    import filter {`,
+    `      if calico_in_pools_${v}() && net ~ [ ${held.join(', ')} ] then accept;`,
+    `      reject;`,
+    `    };`,
+    `  };`,
+  ];
+}
+
+function protocolText(s: RenderedSession, input: BirdInput): string {
+  const lines = [`protocol bgp ${s.name} from calico_${V[s.family]} {`, `  neighbor ${s.neighbor} as ${s.as};`];
+  if (s.passive) lines.push('  passive on;');
+  if (s.password !== undefined) lines.push(`  ${birdPassword(s.password, s.name)}`);
+  if (s.type === 'mesh') lines.push(...meshImport(s.family, input.hostRoutes[s.host!]));
+  lines.push('}');
+  return lines.join('\n');
 }
 
 const SECTION_TITLE: Record<SessionType, string> = {
   node: "This host's own peers",
   global: 'Global peers',
   rr: 'Route reflectors (no next hop self: the reflector keeps each route\'s next hop, the host that owns it)',
-  mesh: 'Node-to-node mesh',
+  mesh: "Node-to-node mesh (each peer's imports: only the blocks and borrowed addresses its host holds)",
 };
 
 /**
@@ -268,10 +324,7 @@ export function renderBirdConfig(input: BirdInput): string {
     parts.push(
       [
         `# ${SECTION_TITLE[type]}`,
-        ...of.map(
-          (s) =>
-            `protocol bgp ${s.name} from calico_${V[s.family]} {\n  neighbor ${s.neighbor} as ${s.as};${s.passive ? '\n  passive on;' : ''}\n}`,
-        ),
+        ...of.map((s) => protocolText(s, input)),
       ].join('\n') + '\n',
     );
   }

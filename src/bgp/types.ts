@@ -24,6 +24,20 @@ export interface BgpConfig {
   routeReflectors: string[];
   /** Global peers (bgp_peer_v4/v6). */
   globalPeers: BgpPeer[];
+  /** TCP MD5 password of every mesh session (bgp_node_mesh_password); absent = none. */
+  meshPassword?: string;
+  /** TCP MD5 passwords of route reflectors (bgp_rr_password_v4/v6), by canonical address. */
+  rrPasswords?: Record<string, string>;
+}
+
+/**
+ * The routes one host may announce: the blocks affine to it (and anything
+ * inside them) and the single addresses it borrowed from blocks not affine
+ * to it (/32, /128). From the blocks in the datastore (./routes-owned.ts).
+ */
+export interface HostRoutes {
+  blocks: string[];
+  borrowed: string[];
 }
 
 export interface BirdInput {
@@ -43,6 +57,12 @@ export interface BirdInput {
    * cali interfaces are learned and announced as /32 (/128).
    */
   affineBlocks: string[];
+  /**
+   * What each host holds, by host name (every block in the datastore, ./routes-owned.ts).
+   * A mesh session imports only the peer host's own routes; a host missing
+   * here holds nothing, so nothing is imported from it.
+   */
+  hostRoutes: Readonly<Record<string, HostRoutes>>;
 }
 
 /** The kind of a BGP session, from its protocol name (see protocolName). */

@@ -9,7 +9,7 @@ import { backoff, Codec, Datastore, json, text } from './datastore';
 import type { TxnResult } from './datastore';
 import { DatastoreError } from './errors';
 import { checkId, keys, parseEndpointKey, parseHostLeafKey } from './keys';
-import { AsNumberValue, BgpNodeMeshValue, BgpPeerValue, HostNodeValue, IpValue, OptionalIpValue, TextValue } from './schemas';
+import { AsNumberValue, bgpPasswordProblem, BgpNodeMeshValue, BgpPeerValue, HostNodeValue, IpValue, OptionalIpValue, TextValue } from './schemas';
 
 export interface Host {
   host: string;
@@ -236,18 +236,32 @@ export class BgpConfigStore {
     await this.ds.put(keys.bgpAs(), as, true);
   }
 
-  /** `calicoctl bgppeer rr add <ip>`: idempotent; the key is the address itself. */
-  async addRouteReflector(ip: string): Promise<string> {
+  /**
+   * `calicoctl bgppeer rr add <ip> [--password]`: idempotent; the key is the
+   * address itself. The password (its own key beside it) is set or removed
+   * in the same transaction: an add states the whole peer.
+   */
+  async addRouteReflector(ip: string, password?: string): Promise<string> {
     const addr = canonicalAddress(checkFamily(ip, undefined, 'route reflector'));
     const family = parseAddress(addr).family;
-    await this.ds.put(keys.bgpPeerRr(family, addr), addr, true);
+    if (password !== undefined) checkPassword(password);
+    const pwKey = keys.bgpRrPassword(family, addr);
+    await this.ds.cas(
+      `adding route reflector ${addr}`,
+      [],
+      [{ key: keys.bgpPeerRr(family, addr), value: addr, text: true }, ...(password === undefined ? [] : [{ key: pwKey, value: password, text: true }])],
+      password === undefined ? [pwKey] : [],
+    );
     return addr;
   }
 
-  /** Idempotent: false when it was not configured. */
+  /** Idempotent: false when it was not configured. Its password goes with it. */
   async removeRouteReflector(ip: string): Promise<boolean> {
     const addr = canonicalAddress(checkFamily(ip, undefined, 'route reflector'));
-    return this.ds.delete(keys.bgpPeerRr(parseAddress(addr).family, addr));
+    const family = parseAddress(addr).family;
+    const existed = (await this.ds.get(keys.bgpPeerRr(family, addr), text(IpValue))) !== undefined;
+    await this.ds.cas(`removing route reflector ${addr}`, [], [], [keys.bgpPeerRr(family, addr), keys.bgpRrPassword(family, addr)]);
+    return existed;
   }
 
   async listRouteReflectors(family?: Family): Promise<string[]> {
@@ -255,6 +269,30 @@ export class BgpConfigStore {
     const out: string[] = [];
     for (const f of fams) out.push(...(await this.ds.list(keys.bgpPeerRrDir(f), text(IpValue))).map((v) => v.value));
     return out;
+  }
+
+  /** The route reflectors that have a password (addresses only: the passwords never leave the datastore here). */
+  async routeReflectorsWithPassword(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const f of [4, 6] as Family[]) {
+      for (const k of await this.ds.listKeys(keys.bgpRrPasswordDir(f))) out.add(canonicalAddress(k.slice(keys.bgpRrPasswordDir(f).length)));
+    }
+    return out;
+  }
+
+  /** `calicoctl bgp node-mesh-password set|unset`: the TCP MD5 password of every mesh session; undefined removes it. */
+  async setNodeMeshPassword(password: string | undefined): Promise<void> {
+    if (password === undefined) {
+      await this.ds.delete(keys.bgpNodeMeshPassword());
+      return;
+    }
+    checkPassword(password);
+    await this.ds.put(keys.bgpNodeMeshPassword(), password, true);
+  }
+
+  /** Whether the mesh has a password (never the password itself). */
+  async hasNodeMeshPassword(): Promise<boolean> {
+    return (await this.ds.listKeys(keys.bgpNodeMeshPassword())).includes(keys.bgpNodeMeshPassword());
   }
 
   /** Absent means on. */
@@ -272,13 +310,15 @@ export class BgpConfigStore {
   }
 
   /**
-   * `bgppeer add <ip> as <AS>` (no host: a global peer) or `node bgppeer add`
-   * (host: that host's own peer). Idempotent; a second add updates the AS.
+   * `bgppeer add <ip> as <AS> [--password]` (no host: a global peer) or
+   * `node bgppeer add` (host: that host's own peer). Idempotent; a second add
+   * replaces the peer (AS and password: without one, the peer has none).
    */
-  async addPeer(scope: PeerScope, ip: string, as: string): Promise<BgpPeer> {
+  async addPeer(scope: PeerScope, ip: string, as: string, password?: string): Promise<BgpPeer> {
     const addr = canonicalAddress(checkFamily(ip, undefined, 'BGP peer'));
     this.ds.decode('AS number', as, text(AsNumberValue));
-    await this.ds.put(peerKey(scope, parseAddress(addr).family, addr), { ip: addr, as_num: Number(as) });
+    if (password !== undefined) checkPassword(password);
+    await this.ds.put(peerKey(scope, parseAddress(addr).family, addr), { ip: addr, as_num: Number(as), ...(password === undefined ? {} : { password }) });
     return { ip: addr, as: String(Number(as)) };
   }
 
@@ -288,13 +328,13 @@ export class BgpConfigStore {
     return this.ds.delete(peerKey(scope, parseAddress(addr).family, addr));
   }
 
-  /** Peers of one family or both (IPv4 first), each family sorted by address. */
-  async listPeers(scope: PeerScope, family?: Family): Promise<BgpPeer[]> {
-    const out: BgpPeer[] = [];
+  /** Peers of one family or both (IPv4 first), each family sorted by address; whether each has a password, never the password. */
+  async listPeers(scope: PeerScope, family?: Family): Promise<(BgpPeer & { hasPassword: boolean })[]> {
+    const out: (BgpPeer & { hasPassword: boolean })[] = [];
     for (const f of family ? [family] : ([4, 6] as Family[])) {
       const dir = scope.host === undefined ? keys.bgpPeerDir(f) : keys.hostBgpPeerDir(scope.host, f);
       const vs = await this.ds.list(dir, json(BgpPeerValue));
-      const peers = vs.map((v) => ({ ip: canonicalAddress(v.value.ip), as: String(Number(v.value.as_num)) }));
+      const peers = vs.map((v) => ({ ip: canonicalAddress(v.value.ip), as: String(Number(v.value.as_num)), hasPassword: v.value.password !== undefined }));
       peers.sort((a, b) => cmpAddress(a.ip, b.ip));
       out.push(...peers);
     }
@@ -302,10 +342,17 @@ export class BgpConfigStore {
   }
 }
 
+function checkPassword(password: string): void {
+  const problem = bgpPasswordProblem(password);
+  if (problem) throw new DatastoreError('INVALID_ARGUMENT', `invalid BGP password: ${problem}`);
+}
+
 /** A BGP peer outside the node mesh. */
 export interface BgpPeer {
   ip: string;
   as: string;
+  /** TCP MD5 password of the session; never printed or logged. */
+  password?: string;
 }
 
 /** Where a peer is configured: globally (every host peers with it) or for one host. */

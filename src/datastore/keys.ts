@@ -41,6 +41,11 @@ export const keys = {
   bgpPeerRr: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_rr_${v(family)}/${ip}`,
   /** {"enabled": bool}; absent means the node-to-node mesh is on (unless route reflectors or global peers replace it). */
   bgpNodeMesh: () => `${ROOT}/config/bgp_node_mesh`,
+  /** TCP MD5 password of every node-to-node mesh session (text); absent = none. Ours, not 2015's. */
+  bgpNodeMeshPassword: () => `${ROOT}/config/bgp_node_mesh_password`,
+  /** TCP MD5 password of a route reflector session (text), beside bgp_peer_rr_*; absent = none. Ours. */
+  bgpRrPasswordDir: (family: Family) => `${ROOT}/config/bgp_rr_password_${v(family)}/`,
+  bgpRrPassword: (family: Family, ip: string) => `${ROOT}/config/bgp_rr_password_${v(family)}/${ip}`,
   /** Global BGP peers (v0.4.6): one key per peer address, value {"ip", "as_num"}. */
   bgpPeerDir: (family: Family) => `${ROOT}/config/bgp_peer_${v(family)}/`,
   bgpPeer: (family: Family, ip: string) => `${ROOT}/config/bgp_peer_${v(family)}/${ip}`,
@@ -76,6 +81,8 @@ export const keys = {
   pool: (family: Family, cidr: string) => `${ROOT}/ipam/${v(family)}/pool/${cidrSegment(cidr)}`,
 
   // --- block IPAM ---
+  /** Every block of both families (one prefix: the BGP component watches it). */
+  blocksRoot: () => `${IPAM_ROOT}/assignment/`,
   blocksDir: (family: Family) => `${IPAM_ROOT}/assignment/${ipv(family)}/block/`,
   block: (family: Family, cidr: string) => `${IPAM_ROOT}/assignment/${ipv(family)}/block/${cidrSegment(cidr)}`,
   affinitiesRoot: () => `${IPAM_ROOT}/host/`,
@@ -146,13 +153,19 @@ export function checkId(kind: string, id: string): void {
 export type BgpConfigKey =
   | { kind: 'as' }
   | { kind: 'nodeMesh' }
+  | { kind: 'meshPassword' }
+  | { kind: 'rrPassword'; family: Family; ip: string }
   | { kind: 'routeReflector'; family: Family; ip: string }
   | { kind: 'peer'; family: Family; ip: string; host?: string };
 
 const BGP_PEER_RE = /^\/calico\/v1\/(?:config|host\/([^/]+))\/bgp_peer_(rr_)?(v4|v6)\/([^/]+)$/;
+const BGP_RR_PASSWORD_RE = /^\/calico\/v1\/config\/bgp_rr_password_(v4|v6)\/([^/]+)$/;
 export function parseBgpConfigKey(key: string): BgpConfigKey | undefined {
   if (key === keys.bgpAs()) return { kind: 'as' };
   if (key === keys.bgpNodeMesh()) return { kind: 'nodeMesh' };
+  if (key === keys.bgpNodeMeshPassword()) return { kind: 'meshPassword' };
+  const pw = BGP_RR_PASSWORD_RE.exec(key);
+  if (pw) return { kind: 'rrPassword', family: pw[1] === 'v4' ? 4 : 6, ip: pw[2]! };
   const m = BGP_PEER_RE.exec(key);
   if (!m) return undefined;
   const [, host, rr, fam, ip] = m as unknown as [string, string | undefined, string | undefined, string, string];

@@ -27,6 +27,38 @@ export const AsNumberValue = z.string().regex(/^\d+$/, 'expected an AS number').
   return n >= 1 && n <= 4294967295;
 }, 'AS number out of range 1..4294967295');
 export const BgpNodeMeshValue = z.object({ enabled: z.boolean() });
+
+/** TCP MD5 keys are at most 80 bytes (Linux TCP_MD5SIG_MAXKEYLEN). */
+export const BGP_PASSWORD_MAX = 80;
+
+/**
+ * Why `pw` cannot be a BGP session password, or undefined when it can.
+ * BIRD writes it as `password "<pw>"`, and BIRD 2's config strings have no
+ * escapes: a double quote would end the string and a newline is refused;
+ * a backslash is literal today but is refused too, so a BIRD that learns
+ * escapes never reads a different key. So: printable ASCII (space to "~")
+ * without `"` and `\`, 1 to 80 characters.
+ */
+export function bgpPasswordProblem(pw: string): string | undefined {
+  if (pw.length === 0) return 'the password is empty';
+  if (pw.length > BGP_PASSWORD_MAX) return `the password is ${pw.length} characters long; TCP MD5 allows at most ${BGP_PASSWORD_MAX}`;
+  for (const ch of pw) {
+    if (ch === '"') return 'the password contains a double quote ("), which BIRD\'s config cannot hold';
+    if (ch === '\\') return 'the password contains a backslash (\\), which BIRD\'s config cannot hold safely';
+    const c = ch.codePointAt(0)!;
+    if (c < 0x20 || c > 0x7e) {
+      const what = ch === '\n' ? 'a newline' : ch === '\r' ? 'a carriage return' : ch === '\t' ? 'a tab' : `the character U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+      return `the password contains ${what}; only printable ASCII characters (space to "~") are allowed`;
+    }
+  }
+  return undefined;
+}
+
+/** A BGP session password (TCP MD5), as BIRD can render it: see bgpPasswordProblem. */
+export const BgpPasswordValue = z.string().superRefine((s, ctx) => {
+  const problem = bgpPasswordProblem(s);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+});
 /**
  * A global or node-specific BGP peer (v0.4.6): `{"ip": "10.0.0.1", "as_num": 64512}`.
  * 2015 wrote as_num as a number; a numeric string is read too.
@@ -37,6 +69,8 @@ export const BgpPeerValue = z.object({
     const x = Number(n);
     return x >= 1 && x <= 4294967295;
   }, 'AS number out of range 1..4294967295'),
+  /** TCP MD5 password of the session (ours, additive); absent = none. */
+  password: BgpPasswordValue.optional(),
 });
 export type BgpPeerValue = z.infer<typeof BgpPeerValue>;
 

@@ -40,13 +40,16 @@ export function redactJson(value: unknown): unknown {
 }
 
 /**
- * One etcd key/value for the dump: a key whose last segment names a secret
- * keeps its name but loses its value; JSON values are redacted field by
- * field; plain strings as text.
+ * One etcd key/value for the dump: a key whose last segment names a secret,
+ * or any of whose segments says "password" (BGP passwords:
+ * /calico/v1/config/bgp_node_mesh_password, bgp_rr_password_v4/<ip>), keeps
+ * its name but loses its value; JSON values are redacted field by field
+ * (a BGP peer's "password"); plain strings as text.
  */
 export function redactKv(key: string, value: string): { key: string; value: unknown } {
-  const last = key.replace(/\/+$/, '').split('/').pop() ?? '';
-  if (isSecretName(last)) return { key, value: REDACTED };
+  const segments = key.replace(/\/+$/, '').split('/');
+  const last = segments[segments.length - 1] ?? '';
+  if (isSecretName(last) || segments.some((s) => /passw(or)?d/i.test(s))) return { key, value: REDACTED };
   try {
     const parsed: unknown = JSON.parse(value);
     if (parsed !== null && typeof parsed === 'object') return { key, value: redactJson(parsed) };

@@ -12,7 +12,7 @@ import { teardownAll, Netns, vethLink, makeRunDir, onTeardown, removeTree, waitF
 import { BirdConfigError, BirdSupervisor } from '../../src/bgp/bird';
 import { renderBirdConfig } from '../../src/bgp/render';
 import { bgpSessions, parseBirdProtocols } from '../../src/bgp/status';
-import type { BirdInput } from '../../src/bgp/types';
+import type { BirdInput, HostRoutes } from '../../src/bgp/types';
 
 after(teardownAll);
 
@@ -31,8 +31,14 @@ const BLOCKS: Record<string, string[]> = {
   hostb: ['10.200.0.64/26', 'fd80::40/122'],
 };
 
-function input(hostname: string, affineBlocks = BLOCKS[hostname]!): BirdInput {
-  return { hostname, hosts, pools, config: { routeReflectors: [], globalPeers: [] }, nodePeers: [], affineBlocks };
+/** What each host holds (A borrowed 10.200.0.70 and fd80::45 from B's blocks). */
+const HELD: Record<string, HostRoutes> = {
+  hosta: { blocks: BLOCKS.hosta!, borrowed: ['10.200.0.70/32', 'fd80::45/128'] },
+  hostb: { blocks: BLOCKS.hostb!, borrowed: [] },
+};
+
+function input(hostname: string, held = HELD): BirdInput {
+  return { hostname, hosts, pools, config: { routeReflectors: [], globalPeers: [] }, nodePeers: [], affineBlocks: held[hostname]!.blocks, hostRoutes: held };
 }
 
 async function birdRoutes(ns: Netns, family: 4 | 6): Promise<string> {
@@ -122,13 +128,23 @@ test('two hosts on BIRD: mesh, routes by BGP, refused config, restart after kill
   assert.deepEqual(await sa.apply(goodConf), { loaded: false });
   assert.equal(sa.status().configError, undefined);
 
-  // A good change loads without restarting BIRD or the sessions, and reaches the peer.
-  const t0 = Date.now();
-  const more = await sa.apply(renderBirdConfig(input('hosta', [...BLOCKS.hosta!, '10.200.0.128/26'])));
+  // A good change loads without restarting BIRD or the sessions. A claims a
+  // block: A announces it at once, but B imports from A only what B knows A
+  // holds, so it stays out of B's kernel until B's filter says the block is
+  // A's; then B asks A again (route refresh) and gets it, session up all along.
+  const claimed = { ...HELD, hosta: { ...HELD.hosta!, blocks: [...BLOCKS.hosta!, '10.200.0.128/26'] } };
+  const more = await sa.apply(renderBirdConfig(input('hosta', claimed)));
   assert.deepEqual(more, { loaded: true });
   assert.equal(sa.status().configError, undefined);
+  await waitFor('A announcing the new block to B', async () => /10\.200\.0\.128\/26/.test((await sa.birdcCommand(['show', 'route', 'export', 'Mesh_10_99_0_2'])).out), 5000, 20);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.doesNotMatch(await birdRoutes(b, 4), /10\.200\.0\.128\/26/, 'not imported before B knows the block is A\'s');
+  const bSince = (await sb.birdcCommand(['show', 'protocols', 'Mesh_10_99_0_1'])).out;
+  const t0 = Date.now();
+  assert.deepEqual(await sb.apply(renderBirdConfig(input('hostb', claimed))), { loaded: true });
   await waitFor('the new block in B\'s kernel', async () => /10\.200\.0\.128\/26 via 10\.99\.0\.1/.test(await birdRoutes(b, 4)), 5000, 20);
-  console.log(`new block announced and in the peer's kernel ${Date.now() - t0} ms after apply()`);
+  console.log(`a block claimed after the session was up: in the peer's kernel ${Date.now() - t0} ms after the peer's filter was loaded`);
+  assert.equal((await sb.birdcCommand(['show', 'protocols', 'Mesh_10_99_0_1'])).out, bSince, 'B\'s session to A was not restarted');
   assert.equal(sa.status().pid, pidBefore);
   const info = (await sa.birdcCommand(['show', 'protocols', 'Mesh_10_99_0_2'])).out;
   assert.match(info, /Established/);

@@ -3,7 +3,9 @@
 // write, and bad input refused with nothing written.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, envWithoutEtcd } from '../harness';
+import fs from 'node:fs';
+import path from 'node:path';
+import { teardownAll, EtcdCluster, run, CALICOCTL_MAIN, RunResult, envWithoutEtcd, makeRunDir, onTeardown, removeTree } from '../harness';
 import { Datastore, HostStore } from '../../src/datastore';
 
 after(teardownAll);
@@ -117,4 +119,82 @@ test('bgppeer rr / bgppeer / node bgppeer / bgp against etcd', async () => {
     (await dump()).filter((k) => !registered.includes(k)),
     ['/calico/v1/config/bgp_as=64600', '/calico/v1/config/bgp_node_mesh={"enabled":true}'],
   );
+});
+
+test('BGP passwords through calicoctl: set from a flag, a file or stdin, stored, shown as "set" only, refused when BIRD cannot hold them', async () => {
+  const etcd = await EtcdCluster.start({ size: 1 });
+  const env = envWithoutEtcd();
+  const outputs: string[] = [];
+  const ctl = async (args: string[], input?: string): Promise<RunResult> => {
+    const r = await run(process.execPath, [CALICOCTL_MAIN, ...args, '--etcd-endpoints', etcd.endpoints.join(',')], { env, timeoutMs: 30000, input });
+    outputs.push(r.stdout, r.stderr);
+    return r;
+  };
+  const ok = async (args: string[], input?: string): Promise<string> => {
+    const r = await ctl(args, input);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr, '');
+    return r.stdout;
+  };
+  const fails = async (message: RegExp, args: string[]): Promise<void> => {
+    const r = await ctl(args);
+    assert.equal(r.code, 1, `${args.join(' ')}: exit 1 expected; stdout=${r.stdout} stderr=${r.stderr}`);
+    assert.match(r.stderr, message);
+  };
+  const ds = new Datastore({ endpoints: etcd.endpoints });
+  after(() => ds.close());
+  const value = async (key: string) => (await ds.rangePrefix(key, false)).kvs.find((kv) => kv.key.toString() === key)?.value.toString();
+  const dir = await makeRunDir('cli-bgp-pw');
+  onTeardown(`removing ${dir}`, () => removeTree(dir));
+  const pwFile = path.join(dir, 'pw');
+  fs.writeFileSync(pwFile, 'file pw {x};\n', { mode: 0o600 });
+
+  // Route reflector: --password; the show says "set", never the password.
+  assert.equal(await ok(['bgppeer', 'rr', 'add', '172.16.0.1', '--password', 'rr-pw-1']), '');
+  assert.equal(await ok(['bgppeer', 'rr', 'add', '172.16.0.2']), '');
+  assert.equal(await value('/calico/v1/config/bgp_rr_password_v4/172.16.0.1'), 'rr-pw-1');
+  assert.equal(await value('/calico/v1/config/bgp_peer_rr_v4/172.16.0.1'), '172.16.0.1');
+  assert.equal(
+    await ok(['bgppeer', 'rr', 'show', '--ipv4']),
+    ['+---------------+----------+', '| IPv4 BGP Peer | Password |', '+---------------+----------+', '| 172.16.0.1    | set      |', '| 172.16.0.2    |          |', '+---------------+----------+', ''].join('\n'),
+  );
+  assert.deepEqual(JSON.parse(await ok(['bgppeer', 'rr', 'show', '-o', 'json'])), [{ ip: '172.16.0.1', password: true, family: 4 }, { ip: '172.16.0.2', family: 4 }]);
+  // A second add states the whole peer: without a password, it has none.
+  assert.equal(await ok(['bgppeer', 'rr', 'add', '172.16.0.1']), '');
+  assert.equal(await value('/calico/v1/config/bgp_rr_password_v4/172.16.0.1'), undefined);
+  assert.equal(await ok(['bgppeer', 'rr', 'add', '172.16.0.1', '--password-file', pwFile]), '');
+  assert.equal(await value('/calico/v1/config/bgp_rr_password_v4/172.16.0.1'), 'file pw {x};', 'one trailing newline dropped');
+  assert.equal(await ok(['bgppeer', 'rr', 'remove', '172.16.0.1']), '');
+  assert.equal(await value('/calico/v1/config/bgp_rr_password_v4/172.16.0.1'), undefined, 'the password goes with the reflector');
+
+  // Global and node peers: the password in the peer's value.
+  assert.equal(await ok(['bgppeer', 'add', '172.16.0.254', 'as', '65001', '--password-file', '-'], 'stdin-pw\n'), '');
+  assert.deepEqual(JSON.parse((await value('/calico/v1/config/bgp_peer_v4/172.16.0.254'))!), { ip: '172.16.0.254', as_num: 65001, password: 'stdin-pw' });
+  assert.match(await ok(['bgppeer', 'show', '--ipv4']), /\| Global IPv4 BGP Peer \| AS Num \| Password \|[\s\S]*\| 172\.16\.0\.254 +\| 65001 +\| set +\|/);
+  assert.equal(await ok(['node', 'bgppeer', 'add', '10.0.0.9', 'as', '65003', '--password', 'node-pw-2', '--hostname', 'h1']), '');
+  assert.deepEqual(JSON.parse((await value('/calico/v1/host/h1/bgp_peer_v4/10.0.0.9'))!), { ip: '10.0.0.9', as_num: 65003, password: 'node-pw-2' });
+  assert.deepEqual(JSON.parse(await ok(['node', 'bgppeer', 'show', '-o', 'json', '--hostname', 'h1'])), [{ ip: '10.0.0.9', as: '65003', password: true, family: 4 }]);
+
+  // The node mesh.
+  assert.equal(await ok(['bgp', 'node-mesh-password']), 'not set\n');
+  assert.equal(await ok(['bgp', 'node-mesh-password', 'set', '--password-file', pwFile]), '');
+  assert.equal(await value('/calico/v1/config/bgp_node_mesh_password'), 'file pw {x};');
+  assert.equal(await ok(['bgp', 'node-mesh-password']), 'set\n');
+  assert.equal(await ok(['bgp', 'node-mesh-password', 'unset']), '');
+  assert.equal(await ok(['bgp', 'node-mesh-password']), 'not set\n');
+
+  // What BIRD cannot hold is refused, naming why; nothing is written.
+  const before = (await ds.rangePrefix('/calico/', false)).kvs.map((kv) => `${kv.key.toString()}=${kv.value.toString()}`);
+  await fails(/^Invalid BGP password: the password contains a double quote/, ['bgppeer', 'rr', 'add', '172.16.0.3', '--password', 'a"b']);
+  await fails(/^Invalid BGP password: the password contains a backslash/, ['bgppeer', 'add', '172.16.0.3', 'as', '65000', '--password', 'a\\b']);
+  fs.writeFileSync(pwFile, 'two\nlines\n');
+  await fails(/^Invalid BGP password: the password contains a newline/, ['bgp', 'node-mesh-password', 'set', '--password-file', pwFile]);
+  await fails(/^Invalid BGP password: the password is 81 characters long; TCP MD5 allows at most 80/, ['node', 'bgppeer', 'add', '10.0.0.9', 'as', '65003', '--password', 'x'.repeat(81), '--hostname', 'h1']);
+  await fails(/^Cannot read the BGP password from \/nonexistent\/pw: ENOENT/, ['bgppeer', 'rr', 'add', '172.16.0.3', '--password-file', '/nonexistent/pw']);
+  await fails(/^set needs the password/, ['bgp', 'node-mesh-password', 'set']);
+  await fails(/^Invalid node mesh password action "maybe"/, ['bgp', 'node-mesh-password', 'maybe']);
+  await fails(/option '--password <PASSWORD>' cannot be used with option '--password-file <FILE>'/, ['bgppeer', 'rr', 'add', '172.16.0.3', '--password', 'x', '--password-file', pwFile]);
+  assert.deepEqual((await ds.rangePrefix('/calico/', false)).kvs.map((kv) => `${kv.key.toString()}=${kv.value.toString()}`), before);
+  // No output ever showed a password.
+  for (const secret of ['rr-pw-1', 'file pw', 'stdin-pw', 'node-pw-2']) assert.ok(!outputs.some((o) => o.includes(secret)), secret);
 });

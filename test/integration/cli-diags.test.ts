@@ -8,13 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { teardownAll, EtcdCluster, run, runOk, CALICOCTL_MAIN, envWithoutEtcd, makeRunDir, onTeardown, removeTree, Netns, freePort, isRoot } from '../harness';
-import { Datastore, HostStore, PoolStore } from '../../src/datastore';
+import { BgpConfigStore, Datastore, HostStore, PoolStore } from '../../src/datastore';
 import { BirdSupervisor } from '../../src/bgp/bird';
 import { renderBirdConfig } from '../../src/bgp/render';
 
 after(teardownAll);
 
-const SECRETS = ['hunter2secret', 'pw-sekrit-1', 'MIIsecretsecretkeymaterial', '/secret/path/etcd-client-key.pem', 'env-sekrit-2', 'log-sekrit-3', 'tok-sekrit-4'];
+const SECRETS = ['bgp-mesh-sekrit-5', 'bgp-rr-sekrit-6', 'bgp-peer-sekrit-7', 'hunter2secret', 'pw-sekrit-1', 'MIIsecretsecretkeymaterial', '/secret/path/etcd-client-key.pem', 'env-sekrit-2', 'log-sekrit-3', 'tok-sekrit-4'];
 
 const PARTS = [
   'date.txt', 'hostname.txt', 'ip-addr.txt', 'ip-route.txt', 'ip6-route.txt', 'iptables-save.txt', 'ip6tables-save.txt', 'ipset-list.txt',
@@ -49,6 +49,11 @@ test('diags with etcd and the node\'s BIRD up: every part, real contents, no sec
   await ds.put('/calico/v1/config/EtcdKeyFile', '/secret/path/etcd-client-key.pem', true);
   await ds.put('/calico/v1/config/tls_key', '-----BEGIN PRIVATE KEY-----\nMIIsecretsecretkeymaterial\n-----END PRIVATE KEY-----\n', true);
   await ds.put('/calico/v1/config/remote', { url: 'http://admin:hunter2secret@10.0.0.1:2379', password: 'pw-sekrit-1', note: 'token=tok-sekrit-4' });
+  // BGP passwords, as calicoctl stores them.
+  const bgpStore = new BgpConfigStore(ds);
+  await bgpStore.setNodeMeshPassword('bgp-mesh-sekrit-5');
+  await bgpStore.addRouteReflector('10.98.0.254', 'bgp-rr-sekrit-6');
+  await bgpStore.addPeer({ host: 'diaghost' }, '10.98.0.253', '65001', 'bgp-peer-sekrit-7');
 
   // A node state dir: its log, and a BIRD on the node's socket (in a netns of its own).
   const stateDir = await makeRunDir('diags-state');
@@ -63,9 +68,10 @@ test('diags with etcd and the node\'s BIRD up: every part, real contents, no sec
       hostname: 'diaghost',
       hosts: [{ host: 'diaghost', ip: '10.98.0.1' }],
       pools: [{ cidr: '10.201.0.0/16', family: 4 }],
-      config: { routeReflectors: [], globalPeers: [] },
-      nodePeers: [],
+      config: { routeReflectors: ['10.98.0.254'], rrPasswords: { '10.98.0.254': 'bgp-rr-sekrit-6' }, globalPeers: [], nodeMesh: true, meshPassword: 'bgp-mesh-sekrit-5' },
+      nodePeers: [{ ip: '10.98.0.253', as: '65001', password: 'bgp-peer-sekrit-7' }],
       affineBlocks: ['10.201.0.0/26'],
+      hostRoutes: {},
     }),
   );
   const logDir = await makeRunDir('diags-logs');
@@ -84,6 +90,8 @@ test('diags with etcd and the node\'s BIRD up: every part, real contents, no sec
   assert.match(await d.read('birdc-show-protocols-all.txt'), /Kernel_v4 +Kernel +master4 +up/);
   assert.match(await d.read('birdc-show-route.txt'), /10\.201\.0\.0\/26 +blackhole/);
   assert.match(await d.read('node/bird.conf'), /^router id 10\.98\.0\.1;$/m);
+  assert.match(await d.read('node/bird.conf'), /^ {2}password \[redacted\];$/m);
+  assert.equal(fs.statSync(bird.paths.config).mode & 0o777, 0o600, 'bird.conf holds passwords: root only');
   assert.match(await d.read('hostname.txt'), /\S/);
   assert.match(await d.read('calicoctl-shownodes-detailed.txt'), /\| diaghost /);
   assert.match(await d.read('calicoctl-status.txt'), /etcd: reachable at/);

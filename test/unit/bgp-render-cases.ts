@@ -12,9 +12,15 @@ const trinity = [
   { host: 'trinity30', ip: '172.16.0.30' },
 ];
 const noPeers = { routeReflectors: [], globalPeers: [] };
+/** What the trinity hosts hold: blocks (IPv4 and IPv6) and an address trinity10 borrowed from trinity30's block. */
+const held = {
+  trinity10: { blocks: ['192.168.0.0/26', 'fd80:24e2:f998:72d6::/122'], borrowed: ['192.168.0.130/32'] },
+  trinity20: { blocks: ['192.168.0.64/26'], borrowed: [] },
+  trinity30: { blocks: ['192.168.0.192/26', '192.168.0.128/26'], borrowed: [] },
+};
 
 export const CASES: Record<string, BirdInput> = {
-  mesh3: { hostname: 'trinity20', hosts: trinity, pools, config: noPeers, nodePeers: [], affineBlocks: ['192.168.0.64/26'] },
+  mesh3: { hostname: 'trinity20', hosts: trinity, pools, config: noPeers, nodePeers: [], affineBlocks: ['192.168.0.64/26'], hostRoutes: held },
   routeReflector: {
     hostname: 'trinity10',
     hosts: trinity,
@@ -22,6 +28,7 @@ export const CASES: Record<string, BirdInput> = {
     config: { routeReflectors: ['172.16.0.1'], globalPeers: [] },
     nodePeers: [],
     affineBlocks: ['192.168.0.0/26'],
+    hostRoutes: held,
   },
   globalPeer: {
     hostname: 'trinity10',
@@ -30,6 +37,7 @@ export const CASES: Record<string, BirdInput> = {
     config: { as: '64600', routeReflectors: [], globalPeers: [{ ip: '172.16.0.254', as: '65001' }] },
     nodePeers: [],
     affineBlocks: [],
+    hostRoutes: held,
   },
   globalPeerWithMeshOn: {
     hostname: 'trinity10',
@@ -38,6 +46,7 @@ export const CASES: Record<string, BirdInput> = {
     config: { nodeMesh: true, routeReflectors: [], globalPeers: [{ ip: '172.16.0.254', as: '65001' }] },
     nodePeers: [],
     affineBlocks: [],
+    hostRoutes: held,
   },
   perNodeAs: {
     hostname: 'trinity10',
@@ -46,6 +55,7 @@ export const CASES: Record<string, BirdInput> = {
     config: noPeers,
     nodePeers: [{ ip: '172.16.0.253', as: '65002' }, { ip: '172.16.0.20', as: '64513' }],
     affineBlocks: [],
+    hostRoutes: held,
   },
   ipv6: {
     hostname: 'a',
@@ -54,6 +64,24 @@ export const CASES: Record<string, BirdInput> = {
     config: { routeReflectors: [], globalPeers: [] },
     nodePeers: [{ ip: 'fd00:0:0:0:0:0:0:99', as: '65003' }],
     affineBlocks: ['fd80:24e2:f998:72d6::40/122', '192.168.1.0/26'],
+    // b holds IPv4 and IPv6 blocks; c holds nothing yet.
+    hostRoutes: { a: { blocks: ['fd80:24e2:f998:72d6::40/122', '192.168.1.0/26'], borrowed: [] }, b: { blocks: ['192.168.1.64/26', 'fd80:24e2:f998:72d6::80/122'], borrowed: ['fd80:24e2:f998:72d6::5/128'] } },
   },
-  noPools: { hostname: 'a', hosts: [{ host: 'a', ip: '10.0.0.1' }], pools: [], config: noPeers, nodePeers: [], affineBlocks: [] },
+  noPools: { hostname: 'a', hosts: [{ host: 'a', ip: '10.0.0.1' }], pools: [], config: noPeers, nodePeers: [], affineBlocks: [], hostRoutes: {} },
+  /** Every kind of session with a password (the widest BIRD accepts: 80 printable characters, spaces and braces included). */
+  passwords: {
+    hostname: 'trinity10',
+    hosts: trinity,
+    pools,
+    config: {
+      nodeMesh: true,
+      meshPassword: 'mesh pw {;} #1',
+      routeReflectors: ['172.16.0.1', '172.16.0.2'],
+      rrPasswords: { '172.16.0.1': "rr'pw" },
+      globalPeers: [{ ip: '172.16.0.254', as: '65001', password: '~'.repeat(80) }],
+    },
+    nodePeers: [{ ip: '172.16.0.253', as: '65002', password: 'node/pw' }],
+    affineBlocks: ['192.168.0.0/26'],
+    hostRoutes: held,
+  },
 };

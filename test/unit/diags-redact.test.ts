@@ -32,3 +32,18 @@ test('etcd key/values: a secret key keeps its name only; JSON fields redacted at
 test('archive name: diags-YYYYmmdd_HHMMSS.tar.gz', () => {
   assert.equal(archiveName(new Date(2026, 0, 2, 3, 4, 5)), 'diags-20260102_030405.tar.gz');
 });
+
+test('BGP passwords: the mesh and route reflector password keys, a peer\'s "password" field, and `password "..."` in bird.conf', () => {
+  assert.deepEqual(redactKv('/calico/v1/config/bgp_node_mesh_password', 'm3sh pw'), { key: '/calico/v1/config/bgp_node_mesh_password', value: '[redacted]' });
+  assert.deepEqual(redactKv('/calico/v1/config/bgp_rr_password_v4/172.16.0.1', 'rr-pw'), { key: '/calico/v1/config/bgp_rr_password_v4/172.16.0.1', value: '[redacted]' });
+  assert.deepEqual(redactKv('/calico/v1/host/h/bgp_peer_v4/10.0.0.9', '{"ip":"10.0.0.9","as_num":65003,"password":"node pw"}'), {
+    key: '/calico/v1/host/h/bgp_peer_v4/10.0.0.9',
+    value: { ip: '10.0.0.9', as_num: 65003, password: '[redacted]' },
+  });
+  assert.deepEqual(redactKv('/calico/v1/config/bgp_peer_rr_v4/172.16.0.1', '172.16.0.1'), { key: '/calico/v1/config/bgp_peer_rr_v4/172.16.0.1', value: '172.16.0.1' });
+  const conf = 'protocol bgp Mesh_10_0_0_2 from calico_v4 {\n  neighbor 10.0.0.2 as 64511;\n  password "s3cret with spaces;{}";\n}';
+  const out = redactText(conf);
+  assert.doesNotMatch(out, /s3cret/);
+  assert.match(out, /^ {2}password \[redacted\];$/m);
+  assert.match(out, /neighbor 10\.0\.0\.2 as 64511;/);
+});

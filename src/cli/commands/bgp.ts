@@ -3,7 +3,7 @@ import { meshEnabled } from '../../bgp/render';
 import { BgpConfigStore } from '../../datastore';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
-import { parseAs } from './bgppeer';
+import { addPasswordOptions, parseAs, PasswordFlags, readPassword } from './bgppeer';
 
 /**
  * `calicoctl bgp default-node-as [AS]` and `calicoctl bgp node-mesh [on|off]`:
@@ -26,6 +26,31 @@ export function registerBgp(program: Command): void {
       .argument('[on|off]', 'on or off')
       .action(nodeMesh);
   }
+  addPasswordOptions(
+    bgp
+      .command('node-mesh-password')
+      .description('Show whether the node-to-node mesh sessions have a TCP MD5 password ("set" or "not set"), set it (--password or --password-file) or unset it; every host uses it for every mesh session')
+      .argument('[set|unset]', 'set or unset'),
+  ).action(nodeMeshPassword);
+}
+
+async function nodeMeshPassword(action: string | undefined, flags: PasswordFlags, cmd: Command): Promise<void> {
+  const given = flags.password !== undefined || flags.passwordFile !== undefined;
+  if (action === undefined) {
+    if (given) throw new CliError('Say "set" to set the node mesh password: calicoctl bgp node-mesh-password set --password-file <FILE>.');
+    const set = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).hasNodeMeshPassword());
+    process.stdout.write(set ? 'set\n' : 'not set\n');
+    return;
+  }
+  if (action === 'unset') {
+    if (given) throw new CliError('unset takes no password.');
+    await withDatastore(cmd, (ds) => new BgpConfigStore(ds).setNodeMeshPassword(undefined));
+    return;
+  }
+  if (action !== 'set') throw new CliError(`Invalid node mesh password action "${action}": expected set or unset.`);
+  const password = readPassword(flags);
+  if (password === undefined) throw new CliError('set needs the password: --password <PASSWORD> or --password-file <FILE> ("-" for standard input).');
+  await withDatastore(cmd, (ds) => new BgpConfigStore(ds).setNodeMeshPassword(password));
 }
 
 async function defaultNodeAs(as: string | undefined, _f: unknown, cmd: Command): Promise<void> {

@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { BgpConfigStore, Datastore, HostStore } from '../../datastore';
+import { bgpPasswordProblem } from '../../datastore/schemas';
 import { canonicalAddress, isAddress, parseAddress } from '../../address/cidr';
 import type { Family } from '../../ipam/types';
 import { withDatastore } from '../datastore';
@@ -15,16 +17,18 @@ export function registerBgppeer(program: Command): void {
   const bgppeer = program.command('bgppeer').description('Manage the BGP peers of every host: route reflectors and global peers');
 
   const rr = bgppeer.command('rr').description('Route reflectors: with one configured, hosts peer with it instead of with each other');
-  rr.command('add')
-    .description('Add a route reflector (idempotent, silent)')
-    .argument('<IP>', 'the route reflector\'s address (IPv4 or IPv6)')
-    .action(async (ip: string, _f: unknown, cmd: Command) => {
-      const addr = parsePeerIp(ip);
-      await withDatastore(cmd, async (ds) => {
-        await refuseCalicoHost(ds, addr, 'a route reflector');
-        await new BgpConfigStore(ds).addRouteReflector(addr);
-      });
+  addPasswordOptions(
+    rr.command('add')
+      .description('Add a route reflector (idempotent, silent; a second add replaces its password, or removes it when none is given)')
+      .argument('<IP>', 'the route reflector\'s address (IPv4 or IPv6)'),
+  ).action(async (ip: string, flags: PasswordFlags, cmd: Command) => {
+    const addr = parsePeerIp(ip);
+    const password = readPassword(flags);
+    await withDatastore(cmd, async (ds) => {
+      await refuseCalicoHost(ds, addr, 'a route reflector');
+      await new BgpConfigStore(ds).addRouteReflector(addr, password);
     });
+  });
   rr.command('remove')
     .description('Remove a route reflector')
     .argument('<IP>', 'the route reflector\'s address')
@@ -34,23 +38,31 @@ export function registerBgppeer(program: Command): void {
       if (!removed) process.stdout.write(`${addr} is not a configured peer.\n`);
     });
   addShow(rr.command('show').description('List the route reflectors'), async (cmd, families) => {
-    const rrs = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listRouteReflectors());
-    return families.map((f) => ({ family: f, peers: rrs.filter((ip) => familyOf(ip) === f).sort(cmpAddr).map((ip) => ({ ip })) }));
+    const [rrs, withPassword] = await withDatastore(cmd, async (ds) => {
+      const store = new BgpConfigStore(ds);
+      return [await store.listRouteReflectors(), await store.routeReflectorsWithPassword()] as const;
+    });
+    return families.map((f) => ({
+      family: f,
+      peers: rrs.filter((ip) => familyOf(ip) === f).sort(cmpAddr).map((ip) => ({ ip, ...(withPassword.has(ip) ? { password: true } : {}) })),
+    }));
   }, (f) => ({ columns: [{ header: `IPv${f} BGP Peer` }], emptyText: `No IPv${f} BGP Peers defined.` }));
 
-  bgppeer
-    .command('add')
-    .description('Add a global BGP peer: every host peers with it (v0.4.6 `bgppeer add <IP> as <AS>`)')
-    .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
-    .argument('<as>', 'the word "as"')
-    .argument('<AS>', 'the peer\'s AS number')
-    .action(async (ip: string, word: string, as: string, _f: unknown, cmd: Command) => {
-      const { addr, asNum } = parsePeerArgs(ip, word, as);
-      await withDatastore(cmd, async (ds) => {
-        await refuseCalicoHost(ds, addr, 'a global BGP peer');
-        await new BgpConfigStore(ds).addPeer({}, addr, asNum);
-      });
+  addPasswordOptions(
+    bgppeer
+      .command('add')
+      .description('Add a global BGP peer: every host peers with it (v0.4.6 `bgppeer add <IP> as <AS>`); a second add replaces it (AS and password)')
+      .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
+      .argument('<as>', 'the word "as"')
+      .argument('<AS>', 'the peer\'s AS number'),
+  ).action(async (ip: string, word: string, as: string, flags: PasswordFlags, cmd: Command) => {
+    const { addr, asNum } = parsePeerArgs(ip, word, as);
+    const password = readPassword(flags);
+    await withDatastore(cmd, async (ds) => {
+      await refuseCalicoHost(ds, addr, 'a global BGP peer');
+      await new BgpConfigStore(ds).addPeer({}, addr, asNum, password);
     });
+  });
   bgppeer
     .command('remove')
     .description('Remove a global BGP peer')
@@ -63,13 +75,49 @@ export function registerBgppeer(program: Command): void {
     });
   addShow(bgppeer.command('show').description('List the global BGP peers'), async (cmd, families) => {
     const peers = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listPeers({}));
-    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f) }));
+    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f).map(peerRow) }));
   }, (f) => ({ columns: [{ header: `Global IPv${f} BGP Peer` }, { header: 'AS Num' }], emptyText: `No global IPv${f} BGP Peers defined.` }));
 }
 
 export interface PeerListing {
   family: Family;
-  peers: { ip: string; as?: string }[];
+  /** `password` is only ever true (one is set): a password is never shown. */
+  peers: { ip: string; as?: string; password?: true }[];
+}
+
+/** A listed peer as shown: whether it has a password, never the password. */
+export function peerRow(p: { ip: string; as: string; hasPassword: boolean }): PeerListing['peers'][number] {
+  return { ip: p.ip, as: p.as, ...(p.hasPassword ? { password: true as const } : {}) };
+}
+
+export interface PasswordFlags {
+  password?: string;
+  passwordFile?: string;
+}
+
+/** --password and --password-file (the file keeps the password out of shell history and process listings). */
+export function addPasswordOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--password <PASSWORD>', 'TCP MD5 password of the session (printable ASCII without " and \\, at most 80 characters)').conflicts('passwordFile'))
+    .addOption(new Option('--password-file <FILE>', 'read the password from FILE ("-": standard input); one trailing newline is dropped'));
+}
+
+/** The password the flags give, checked (BIRD must be able to render it); undefined when none. */
+export function readPassword(flags: PasswordFlags): string | undefined {
+  let pw = flags.password;
+  if (flags.passwordFile !== undefined) {
+    const file = flags.passwordFile;
+    try {
+      pw = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
+    } catch (e) {
+      throw new CliError(`Cannot read the BGP password from ${file === '-' ? 'standard input' : file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    pw = pw.replace(/\r?\n$/, '');
+  }
+  if (pw === undefined) return undefined;
+  const problem = bgpPasswordProblem(pw);
+  if (problem) throw new CliError(`Invalid BGP password: ${problem}.`);
+  return pw;
 }
 
 /**
@@ -90,9 +138,13 @@ export function addShow(
       process.stdout.write(renderJson(listings.flatMap((l) => l.peers.map((p) => ({ ...p, family: l.family })))));
       return;
     }
+    // A Password column ("set") only when some peer of the table has one: the 2015 tables otherwise.
     for (const l of listings) {
       const t = table(l.family);
-      printListing('table', l.peers, { ...t, row: (p) => (t.columns.length > 1 ? [p.ip, p.as ?? ''] : [p.ip]) });
+      const withPw = l.peers.some((p) => p.password);
+      const columns = withPw ? [...t.columns, { header: 'Password' }] : t.columns;
+      const row = (p: PeerListing['peers'][number]) => [...(t.columns.length > 1 ? [p.ip, p.as ?? ''] : [p.ip]), ...(withPw ? [p.password ? 'set' : ''] : [])];
+      printListing('table', l.peers, { ...t, columns, row });
     }
   });
 }

@@ -4,7 +4,7 @@ import { BgpConfigStore, HostStore } from '../../datastore';
 import { canonicalAddress } from '../../address/cidr';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
-import { addShow, familyOf, parsePeerArgs, parsePeerIp } from './bgppeer';
+import { addPasswordOptions, addShow, familyOf, parsePeerArgs, parsePeerIp, PasswordFlags, peerRow, readPassword } from './bgppeer';
 
 /**
  * `calicoctl node bgppeer add|remove|show`: BGP peers of this host only
@@ -14,21 +14,24 @@ export function registerNodeBgppeer(node: Command): void {
   const bgppeer = node.command('bgppeer').description('Manage the BGP peers of this host only');
   const hostOption = (c: Command) => c.option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
 
-  hostOption(
-    bgppeer
-      .command('add')
-      .description('Add a BGP peer for this host (idempotent; a second add updates the AS)')
-      .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
-      .argument('<as>', 'the word "as"')
-      .argument('<AS>', 'the peer\'s AS number'),
-  ).action(async (ip: string, word: string, as: string, flags: { hostname: string }, cmd: Command) => {
+  addPasswordOptions(
+    hostOption(
+      bgppeer
+        .command('add')
+        .description('Add a BGP peer for this host (idempotent; a second add replaces it: AS and password)')
+        .argument('<IP>', 'the peer\'s address (IPv4 or IPv6)')
+        .argument('<as>', 'the word "as"')
+        .argument('<AS>', 'the peer\'s AS number'),
+    ),
+  ).action(async (ip: string, word: string, as: string, flags: { hostname: string } & PasswordFlags, cmd: Command) => {
     const { addr, asNum } = parsePeerArgs(ip, word, as);
+    const password = readPassword(flags);
     await withDatastore(cmd, async (ds) => {
       const me = await new HostStore(ds).get(flags.hostname);
       if (me && [me.ip, me.ip6].some((a) => a && canonicalAddress(a) === addr)) {
         throw new CliError(`${addr} is this host's own address (calicoctl node --ip/--ip6 of ${flags.hostname}): a host cannot peer with itself.`);
       }
-      await new BgpConfigStore(ds).addPeer({ host: flags.hostname }, addr, asNum);
+      await new BgpConfigStore(ds).addPeer({ host: flags.hostname }, addr, asNum, password);
     });
   });
 
@@ -45,6 +48,6 @@ export function registerNodeBgppeer(node: Command): void {
   addShow(show, async (cmd, families) => {
     const host = cmd.opts().hostname as string;
     const peers = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listPeers({ host }));
-    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f) }));
+    return families.map((f) => ({ family: f, peers: peers.filter((p) => familyOf(p.ip) === f).map(peerRow) }));
   }, (f) => ({ columns: [{ header: `Node specific IPv${f} BGP Peer` }, { header: 'AS Num' }], emptyText: `No IPv${f} BGP Peers defined for this node.` }));
 }
