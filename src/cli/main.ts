@@ -3,6 +3,7 @@ import './gc-tuning';
 import { Command, CommanderError } from 'commander';
 import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';
+import { addEtcdOptions } from './datastore';
 
 /**
  * calicoctl: one program, subcommands registered from ./commands. Errors meant
@@ -13,11 +14,8 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('calicoctl')
     .description('Calico networking for Docker: routable container addresses from IP pools')
     .showHelpAfterError('(add --help for usage)')
-    .option(
-      '--etcd-endpoints <urls>',
-      'etcd client URLs, comma separated (default: $ETCD_ENDPOINTS, $ETCD_AUTHORITY, then http://127.0.0.1:2379)',
-    )
     .exitOverride();
+  addEtcdOptions(program);
   registerCommands(program);
   try {
     await program.parseAsync(argv);

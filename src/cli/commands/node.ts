@@ -8,12 +8,13 @@ import { startNode } from '../../node/start-node';
 import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './node-proxy';
 import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { registerNodeStop } from './node-stop';
-import { endpointsFor } from '../datastore';
+import { etcdConfigFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
 
-/** Pid file, log file (with --detach) and embedded etcd data live here. */
-export const DEFAULT_STATE_DIR = '/var/lib/calico';
+import { DEFAULT_STATE_DIR, NODE_UMASK, prepareStateDir } from '../../node/state-dir';
+
+export { DEFAULT_STATE_DIR };
 
 /** How long a stopping node may take in all before it kills its children and exits. */
 const STOP_BOUND_MS = 5000;
@@ -64,7 +65,10 @@ export function registerNode(program: Command): void {
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
-    const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
+    const etcd = { ...etcdConfigFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
+    // Before the first file is made: the state dir, the plugin socket, etcd's and BIRD's files are root's alone.
+    process.umask(NODE_UMASK);
+    prepareStateDir(flags.stateDir);
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
