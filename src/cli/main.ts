@@ -1,5 +1,6 @@
 // First: V8 settings must be in place before the heap fills (see gc-tuning.ts).
 import './gc-tuning';
+import './warnings';
 import { Command, CommanderError } from 'commander';
 import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';
