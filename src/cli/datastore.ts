@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Datastore, DatastoreError, DatastoreTls } from '../datastore';
-import { DEFAULT_ETCD_ENDPOINT, EndpointError, resolveEndpoints, ResolvedEndpoints } from '../etcd/endpoints';
+import { EndpointError, resolveEndpoints, ResolvedEndpoints } from '../etcd/endpoints';
 import { EMBEDDED_CLIENT_SOCKET, embeddedClientUrl } from '../etcd/embedded';
 import { checkTlsEndpoints, EtcdTlsError, EtcdTlsFiles, hasTls, loadEtcdTls, resolveEtcdTls } from '../etcd/tls';
 import { IpamError } from '../ipam/types';
@@ -43,26 +43,26 @@ export function etcdConfigFor(cmd: Command, env: NodeJS.ProcessEnv = process.env
 /**
  * The etcd endpoints for this invocation: --etcd-endpoints, ETCD_ENDPOINTS,
  * ETCD_AUTHORITY; with none of them, this host's embedded member when its
- * socket exists in the default state directory (root only: the directory is
- * 0700), else http://127.0.0.1:2379.
+ * socket exists in the state directory (the command's --state-dir, as
+ * `status`, `diags` and `node stop` have, else /var/lib/calico; root only:
+ * the directory is 0700), else http://127.0.0.1:2379.
  */
 export function endpointsFor(cmd: Command, env: NodeJS.ProcessEnv = process.env): ResolvedEndpoints {
   const { endpoints } = etcdConfigFor(cmd, env);
-  return endpoints.source === 'default' ? defaultEndpoints() : endpoints;
+  if (endpoints.source !== 'default') return endpoints;
+  const stateDir = (cmd.optsWithGlobals().stateDir as string | undefined) ?? DEFAULT_STATE_DIR;
+  return embeddedMemberOf(stateDir) ?? endpoints;
 }
 
-function defaultEndpoints(): ResolvedEndpoints {
+function embeddedMemberOf(stateDir: string): ResolvedEndpoints | undefined {
+  const member: ResolvedEndpoints = { endpoints: [embeddedClientUrl(stateDir)], source: 'embedded' };
   try {
-    if (fs.statSync(path.join(DEFAULT_STATE_DIR, EMBEDDED_CLIENT_SOCKET)).isSocket()) {
-      return { endpoints: [embeddedClientUrl(DEFAULT_STATE_DIR)], source: 'embedded' };
-    }
+    if (fs.statSync(path.join(stateDir, EMBEDDED_CLIENT_SOCKET)).isSocket()) return member;
   } catch (e) {
     // Not root: the member is there but not ours to use; say so rather than try 127.0.0.1:2379.
-    if ((e as NodeJS.ErrnoException).code === 'EACCES') {
-      return { endpoints: [embeddedClientUrl(DEFAULT_STATE_DIR)], source: 'embedded' };
-    }
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') return member;
   }
-  return { endpoints: [DEFAULT_ETCD_ENDPOINT], source: 'default' };
+  return undefined;
 }
 
 /** The TLS material for this invocation, read and checked (errors name the file); undefined without TLS files. */
@@ -117,7 +117,7 @@ export const DEFAULT_ENDPOINT_HINT =
 
 /** Said when this host's embedded member does not answer (or is not ours). */
 export const EMBEDDED_HINT =
-  `This is the embedded etcd member of the node in ${DEFAULT_STATE_DIR}: only root can reach it, and only while \`calicoctl node\` runs.`;
+  "This is this host's embedded etcd member (in the node's state directory): only root can reach it, and only while `calicoctl node` runs.";
 
 export function datastoreErrorToCli(e: unknown, endpoints: string[], hint?: string): unknown {
   if (!(e instanceof DatastoreError || e instanceof IpamError)) return e;

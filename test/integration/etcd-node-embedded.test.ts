@@ -150,6 +150,12 @@ test('calicoctl node: starts an embedded etcd member on a socket in its state di
   assert.deepEqual(looseModes(stateDir), []);
   assert.equal(fs.statSync(`/run/docker/plugins/${node.pluginName}.sock`).mode & 0o777, 0o600);
 
+  // Commands with --state-dir find the member there with nothing configured.
+  const [sc, sa] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'status', '--state-dir', stateDir, '--plugin-name', node.pluginName, '--output', 'json']);
+  const status = await run(sc, sa, { env: cleanEnv() });
+  const etcdStatus = (JSON.parse(status.stdout) as { etcd: { endpoints: string[]; reachable: boolean } }).etcd;
+  assert.deepEqual(etcdStatus, { endpoints: [ETCD], reachable: true }, status.stdout + status.stderr);
+
   // Other commands reach the member the same way.
   const [cmd, args] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'pool', 'add', '10.9.0.0/16', '--etcd-endpoints', ETCD]);
   const add = await run(cmd, args, { env: cleanEnv() });
