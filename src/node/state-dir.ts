@@ -15,29 +15,43 @@ export const DEFAULT_STATE_DIR = '/var/lib/calico';
  */
 export const NODE_UMASK = 0o077;
 
+/** Subdirectories of the state dir whose files the node writes (BIRD's config and log). */
+const OWN_SUBDIRS = ['bird'];
+
 /**
  * Makes the state directory (0700) or takes an existing one back to 0700,
- * its directories to 0700 and its files to 0600: a directory left by an
- * earlier run with a looser umask is tightened, not trusted. Symbolic links
- * are left alone (never followed).
+ * with its files 0600 and its directories 0700: a directory left by an
+ * earlier run with a looser umask is tightened, not trusted. Only the
+ * directory's own entries and the node's subdirectories are touched (the
+ * 0700 directory already shuts everything below it): a --state-dir pointed
+ * at a directory holding other things never has a whole tree rewritten.
+ * Sockets (their mode is their owner's business) and symbolic links (never
+ * followed) are left alone.
  */
 export function prepareStateDir(stateDir: string): void {
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  tighten(path.resolve(stateDir), 0);
+  const dir = path.resolve(stateDir);
+  tighten(dir);
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    tighten(p);
+    if (OWN_SUBDIRS.includes(name) && isDir(p)) for (const sub of fs.readdirSync(p)) tighten(path.join(p, sub));
+  }
 }
 
-function tighten(p: string, depth: number): void {
-  const st = fs.lstatSync(p);
-  if (st.isSymbolicLink()) return;
-  const want = st.isDirectory() ? 0o700 : st.isSocket() ? st.mode & 0o700 : 0o600;
-  if ((st.mode & 0o777) !== want) fs.chmodSync(p, want);
-  if (!st.isDirectory() || depth > 8) return;
-  for (const name of fs.readdirSync(p)) {
-    try {
-      tighten(path.join(p, name), depth + 1);
-    } catch (e) {
-      // A file that went away meanwhile (a member's WAL rotating) needs no tightening.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
+function isDir(p: string): boolean {
+  return fs.lstatSync(p).isDirectory();
+}
+
+function tighten(p: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(p);
+  } catch (e) {
+    // Gone meanwhile (a member's file rotating): nothing to tighten.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
   }
+  const want = st.isDirectory() ? 0o700 : st.isFile() ? 0o600 : undefined;
+  if (want !== undefined && (st.mode & 0o777) !== want) fs.chmodSync(p, want);
 }
