@@ -11,7 +11,6 @@ import { registerNodeStop } from './node-stop';
 import { etcdConfigFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
-
 import { DEFAULT_STATE_DIR, NODE_UMASK, prepareStateDir } from '../../node/state-dir';
 
 export { DEFAULT_STATE_DIR };
