@@ -1,9 +1,11 @@
 // First: V8 settings must be in place before the heap fills (see gc-tuning.ts).
 import './gc-tuning';
+import './warnings';
 import { Command, CommanderError } from 'commander';
 import { CliError, describeError } from './errors';
 import { registerCommands } from './commands';
 import { printVersion, registerVersion, versionRequest } from './commands/version';
+import { addEtcdOptions } from './datastore';
 
 /**
  * calicoctl: one program, subcommands registered from ./commands. Errors meant
@@ -14,18 +16,15 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('calicoctl')
     .description('Calico networking for Docker: routable container addresses from IP pools')
     .showHelpAfterError('(add --help for usage)')
-    .option(
-      '--etcd-endpoints <urls>',
-      'etcd client URLs, comma separated (default: $ETCD_ENDPOINTS, $ETCD_AUTHORITY, then http://127.0.0.1:2379)',
-    )
     .exitOverride();
+  addEtcdOptions(program);
   registerCommands(program);
   registerVersion(program);
   try {
     const version = versionRequest(argv.slice(2));
     if (version) {
       // Before commander parses: `calicoctl node --version` prints versions, it starts no node.
-      await printVersion(version.etcdEndpoints);
+      await printVersion(argv.slice(2));
       return 0;
     }
     await program.parseAsync(argv);

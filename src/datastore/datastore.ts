@@ -44,9 +44,24 @@ export interface TxnResult {
   current: Map<string, RawKv>;
 }
 
+/** TLS material for https:// endpoints, already read (src/etcd/tls.ts reads and checks the files). */
+export interface DatastoreTls {
+  /** CA certificates the server's certificate must chain to; absent: the system's. */
+  ca?: Buffer;
+  /** Client certificate and its key, for an etcd that requires client certificates. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** Where the CA came from ("--etcd-ca-file /etc/calico/ca.pem"), for messages. */
+  caFrom: string;
+  /** Where the client certificate came from, for messages. */
+  certFrom?: string;
+}
+
 export interface DatastoreOptions {
-  /** etcd client URLs ("http://127.0.0.1:2379"; a bare "host:port" gets http://). */
+  /** etcd client URLs ("http://127.0.0.1:2379", "https://...", "unix:///path"; a bare "host:port" gets http://). */
   endpoints: string[];
+  /** For https:// endpoints: CA and client certificate. */
+  tls?: DatastoreTls;
   /** Deadline of one operation; an unreachable etcd fails within it. Default 2500 ms. */
   timeoutMs?: number;
   log?: Logger;
@@ -90,16 +105,20 @@ export class Datastore {
   /** The last call's outcome: when it ended and, if it failed, why. */
   private last?: { at: number; error?: string };
   private healthPing?: Promise<void>;
+  private readonly tls?: DatastoreTls;
 
   constructor(opts: DatastoreOptions) {
     if (!opts.endpoints.length) throw new DatastoreError('INVALID_ARGUMENT', 'no etcd endpoints given');
     this.endpoints = opts.endpoints.map(normaliseEndpoint);
     this.timeoutMs = opts.timeoutMs ?? 2500;
+    this.tls = opts.tls;
     const log = opts.log;
     this.onInvalid =
       opts.onInvalid ?? ((key, problem) => log?.warn({ key }, `ignoring invalid value at ${key}: ${problem}`));
     this.client = new Etcd3({
       hosts: this.endpoints,
+      // Without credentials, https:// endpoints are verified against the system's CAs.
+      credentials: opts.tls?.ca || opts.tls?.cert ? { rootCertificate: opts.tls.ca!, privateKey: opts.tls.key, certChain: opts.tls.cert } : undefined,
       dialTimeout: Math.min(1000, this.timeoutMs),
       // The default fault handling retries on another member (good when one
       // member is down) behind a circuit breaker; our own deadline in call()
@@ -146,8 +165,8 @@ export class Datastore {
 
   private settled(started: number, err?: DatastoreError): void {
     const now = performance.now();
-    // Any answer, an error included, says etcd is up; only UNAVAILABLE says it is not.
-    this.last = { at: now, error: err?.code === 'UNAVAILABLE' ? err.message : undefined };
+    // Any answer, an error included, says etcd is up; only UNAVAILABLE (or a failed handshake) says it is not.
+    this.last = { at: now, error: err?.code === 'UNAVAILABLE' || err?.code === 'TLS' ? err.message : undefined };
     this.observer?.((now - started) / 1000, err?.code);
   }
 
@@ -175,6 +194,8 @@ export class Datastore {
     {
       if (e instanceof DatastoreError) return e;
       const err = e as Error;
+      const tlsProblem = describeTlsFailure(err.message, this.tls);
+      if (tlsProblem) return new DatastoreError('TLS', `${what}: ${tlsProblem} (endpoints tried: ${this.endpoints.join(', ')})`);
       if (
         isRecoverableError(err) ||
         err instanceof GRPCUnavailableError ||
@@ -373,6 +394,27 @@ export class Datastore {
     }
     throw new DatastoreError('CONFLICT', `updating ${key}: still conflicting after ${CAS_RETRIES} attempts`, key);
   }
+}
+
+/**
+ * A failed TLS handshake, said for a person: gRPC reports it as a plain
+ * UNAVAILABLE ("No connection established. Last error: ..."), which would
+ * otherwise read as "etcd is down". Undefined when the failure is not TLS.
+ */
+export function describeTlsFailure(message: string, tls: DatastoreTls | undefined): string | undefined {
+  const last = /Last error: (?:Error: )?(.*?)(?:\s*\(\d{4}-\d\d-\d\dT[^)]*\))?\.?\s*(?:Resolution note:.*)?$/s.exec(message)?.[1]?.trim() ?? message;
+  const alert = /alert ([a-z ]+?)(?::|$)/i.exec(last)?.[1]?.trim();
+  if (alert && /certificate|unknown ca|handshake failure|access denied/i.test(alert)) {
+    const ours = tls?.certFrom ? `the client certificate ${tls.certFrom}` : 'no client certificate (--etcd-cert-file / --etcd-key-file)';
+    return `the etcd server refused the TLS handshake (alert "${alert}"): it wants a client certificate signed by a CA it trusts; this client sent ${ours}`;
+  }
+  if (/certificate|altnames|self[- ]signed|issuer/i.test(last) && !/SSL routines/.test(last)) {
+    return `the etcd server's certificate did not verify against ${tls?.caFrom ?? "the system's CA certificates"}: ${last}`;
+  }
+  if (/wrong version number|packet length too long|unknown protocol|http request/i.test(last)) {
+    return `TLS handshake failed (${last}): is this endpoint really https:// (or really plain http://)?`;
+  }
+  return undefined;
 }
 
 function encode(value: unknown, asText?: boolean): Buffer {

@@ -3,6 +3,7 @@
 
 export type DatastoreErrorCode =
   | 'UNAVAILABLE' // etcd could not be reached in time (message names the endpoints tried)
+  | 'TLS' // the TLS handshake failed: the server's certificate did not verify, or the server refused ours
   | 'CONFLICT' // compare-and-swap retries exhausted
   | 'INVALID_VALUE' // a stored value does not match its schema (message names the key)
   | 'INVALID_ARGUMENT' // a caller passed something malformed (bad CIDR, bad id...)

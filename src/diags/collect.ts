@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
-import { Datastore } from '../datastore';
+import { Datastore, DatastoreTls } from '../datastore';
 import { redactKv, redactText } from './redact';
 
 export interface DiagsOptions {
@@ -24,6 +24,8 @@ export interface DiagsOptions {
   logDir?: string;
   etcdEndpoints: string[];
   etcdTimeoutMs: number;
+  /** For https:// endpoints (read by the caller). */
+  etcdTls?: DatastoreTls;
   /** How to run calicoctl itself ([node, main.js]) and the global flags (etcd endpoints) to pass it. */
   calicoctl: string[];
   calicoctlArgs: string[];
@@ -181,7 +183,7 @@ function nodeConfig(o: DiagsOptions): string {
 }
 
 async function etcdDump(o: DiagsOptions): Promise<string> {
-  const ds = new Datastore({ endpoints: o.etcdEndpoints, timeoutMs: o.etcdTimeoutMs });
+  const ds = new Datastore({ endpoints: o.etcdEndpoints, timeoutMs: o.etcdTimeoutMs, tls: o.etcdTls });
   try {
     const r = await ds.rangePrefix('/calico/', false);
     return r.kvs.map((kv) => JSON.stringify(redactKv(kv.key.toString(), kv.value.toString()))).join('\n') + '\n';

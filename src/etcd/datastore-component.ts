@@ -1,12 +1,15 @@
 import type { Logger } from 'pino';
 import type { Component } from '../node/component';
-import { Datastore, PoolStore } from '../datastore';
+import { Datastore, DatastoreError, PoolStore } from '../datastore';
 import type { ResolvedEndpoints } from './endpoints';
 import { EmbeddedMode, findOrStartEtcd } from './discovery';
 import type { EmbeddedEtcd } from './embedded';
+import { checkTlsEndpoints, EtcdTlsFiles, hasTls, loadEtcdTls } from './tls';
 
 export interface NodeEtcdOptions {
   endpoints: ResolvedEndpoints;
+  /** CA, client certificate and key for https:// endpoints (--etcd-ca-file ...); read when the node starts. */
+  tls?: EtcdTlsFiles;
   /** See EmbeddedMode; default 'auto'. */
   embedded?: EmbeddedMode;
   /** How long the node waits for an external etcd at startup (boot order). Default 20 s. */
@@ -58,8 +61,13 @@ export class DatastoreComponent implements Component {
 
   private async connect(): Promise<void> {
     const { etcd, stateDir } = this.opts;
-    this.member = await findOrStartEtcd(etcd.endpoints, etcd.embedded ?? 'auto', stateDir, this.log);
-    this.ds = new Datastore({ endpoints: etcd.endpoints.endpoints, log: this.log });
+    // Bad TLS files are named before anything starts.
+    checkTlsEndpoints(etcd.endpoints.endpoints, etcd.tls, etcd.endpoints.source);
+    const tls = hasTls(etcd.tls) ? loadEtcdTls(etcd.tls!) : undefined;
+    const found = await findOrStartEtcd(etcd.endpoints, etcd.embedded ?? 'auto', stateDir, this.log);
+    this.member = found.member;
+    // The embedded member is reached on its socket, never with TLS.
+    this.ds = new Datastore({ endpoints: found.endpoints, log: this.log, tls: found.member ? undefined : tls });
     await this.waitForEtcd(etcd.waitMs ?? 20000);
 
     const created = await new PoolStore(this.ds).ensureDefaultPools();
@@ -76,7 +84,8 @@ export class DatastoreComponent implements Component {
         await ds.ping();
         return;
       } catch (e) {
-        if (Date.now() > deadline) throw e;
+        // A certificate that does not verify will not start to: no point waiting for boot order.
+        if (Date.now() > deadline || (e instanceof DatastoreError && e.code === 'TLS')) throw e;
         if (attempt === 0) this.log.warn(`waiting for etcd at ${ds.endpoints.join(', ')}: ${(e as Error).message}`);
         await new Promise((r) => setTimeout(r, 1000));
       }

@@ -3,14 +3,28 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { probeEtcd } from './probe';
+import { etcdGet, probeEtcd } from './probe';
 
 export const ETCD_BINARY = '/usr/bin/etcd';
 
+/**
+ * The member's sockets in the state directory. etcd wants URLs of the form
+ * unix://host:port and makes the socket file named "host:port" in its working
+ * directory, so the port is part of the file name.
+ */
+export const EMBEDDED_CLIENT_SOCKET = 'etcd.sock:2379';
+const EMBEDDED_PEER_SOCKET = 'etcd-peer.sock:2380';
+
+/** The embedded member's client URL for a state directory: `unix:///var/lib/calico/etcd.sock:2379`. */
+export function embeddedClientUrl(stateDir: string): string {
+  return `unix://${path.join(path.resolve(stateDir), EMBEDDED_CLIENT_SOCKET)}`;
+}
+
 export interface EmbeddedEtcdOptions {
-  /** Client URL to listen on (loopback http), e.g. http://127.0.0.1:2379. */
-  clientUrl: string;
-  /** Node state directory; the member keeps `etcd/` (data), `etcd.log` and `etcd.pid` here. */
+  /**
+   * Node state directory (0700, see node/state-dir.ts): the member keeps
+   * `etcd/` (data), `etcd.log`, `etcd.pid` and its unix sockets here.
+   */
   stateDir: string;
   log: Logger;
   binary?: string;
@@ -23,7 +37,10 @@ const MEMBER_NAME = 'calico-embedded';
 /**
  * One local etcd member (Debian etcd-server), the single-host default: its
  * data lives under the node's state directory so pools and endpoints survive
- * a node restart. Only ever started on a loopback client URL.
+ * a node restart. It listens on unix sockets in the state directory only, no
+ * TCP port at all: the kernel's file permissions (a 0700 directory, 0600
+ * sockets) keep every user but root out, with no certificates to make,
+ * rotate or lose, and nothing a container or a remote host could reach.
  */
 export class EmbeddedEtcd {
   private child?: ChildProcess;
@@ -31,11 +48,16 @@ export class EmbeddedEtcd {
   readonly dataDir: string;
   readonly logFile: string;
   readonly pidFile: string;
+  /** unix:///<state dir>/etcd.sock:2379: what clients (calicoctl, the node) dial. */
+  readonly clientUrl: string;
+  private readonly stateDir: string;
 
   constructor(private readonly opts: EmbeddedEtcdOptions) {
-    this.dataDir = path.join(opts.stateDir, 'etcd');
-    this.logFile = path.join(opts.stateDir, 'etcd.log');
-    this.pidFile = path.join(opts.stateDir, 'etcd.pid');
+    this.stateDir = path.resolve(opts.stateDir);
+    this.dataDir = path.join(this.stateDir, 'etcd');
+    this.logFile = path.join(this.stateDir, 'etcd.log');
+    this.pidFile = path.join(this.stateDir, 'etcd.pid');
+    this.clientUrl = embeddedClientUrl(this.stateDir);
   }
 
   get pid(): number | undefined {
@@ -43,21 +65,27 @@ export class EmbeddedEtcd {
   }
 
   async start(): Promise<void> {
-    const { clientUrl, log } = this.opts;
+    const { log } = this.opts;
+    const clientUrl = this.clientUrl;
     const binary = this.opts.binary ?? ETCD_BINARY;
     if (!fs.existsSync(binary)) {
       throw new Error(`starting embedded etcd: ${binary} not found (install the Debian package etcd-server, or point --etcd-endpoints at an etcd cluster)`);
     }
     fs.mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-    await EmbeddedEtcd.stopLeftover(this.opts.stateDir, log);
+    await EmbeddedEtcd.stopLeftover(this.stateDir, log);
+    // The sockets are made relative to etcd's working directory (the state
+    // dir); a file left by a killed member would make etcd's bind fail.
+    const listenClient = `unix://${EMBEDDED_CLIENT_SOCKET}`;
     // A single member never talks to peers, but etcd insists on a peer
-    // listener: take any free loopback port (the data dir does not pin it).
-    const peerUrl = `http://127.0.0.1:${await freeLoopbackPort()}`;
+    // listener: a socket too (a loopback port would let any local user
+    // speak raft and renew leases).
+    const peerUrl = `unix://${EMBEDDED_PEER_SOCKET}`;
+    for (const f of [EMBEDDED_CLIENT_SOCKET, EMBEDDED_PEER_SOCKET]) fs.rmSync(path.join(this.stateDir, f), { force: true });
     const args = [
       '--name', MEMBER_NAME,
       '--data-dir', this.dataDir,
-      '--listen-client-urls', clientUrl,
-      '--advertise-client-urls', clientUrl,
+      '--listen-client-urls', listenClient,
+      '--advertise-client-urls', listenClient,
       '--listen-peer-urls', peerUrl,
       '--initial-advertise-peer-urls', peerUrl,
       '--initial-cluster', `${MEMBER_NAME}=${peerUrl}`,
@@ -66,7 +94,7 @@ export class EmbeddedEtcd {
     ];
     const logFd = fs.openSync(this.logFile, 'a');
     try {
-      this.child = spawn(binary, args, { stdio: ['ignore', logFd, logFd] });
+      this.child = spawn(binary, args, { cwd: this.stateDir, stdio: ['ignore', logFd, logFd] });
     } finally {
       fs.closeSync(logFd);
     }
@@ -87,12 +115,12 @@ export class EmbeddedEtcd {
     const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 30000);
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`starting embedded etcd on ${this.opts.clientUrl}: etcd exited (${child.exitCode ?? child.signalCode}): ${this.logTail()}`);
+        throw new Error(`starting embedded etcd on ${this.clientUrl}: etcd exited (${child.exitCode ?? child.signalCode}): ${this.logTail()}`);
       }
-      const p = await probeEtcd(this.opts.clientUrl, 1000);
-      if (p.kind === 'etcd' && (await healthy(this.opts.clientUrl))) return;
+      const p = await probeEtcd(this.clientUrl, 1000);
+      if (p.kind === 'etcd' && (await healthy(this.clientUrl))) return;
       if (Date.now() > deadline) {
-        throw new Error(`starting embedded etcd on ${this.opts.clientUrl}: not healthy after ${this.opts.readyTimeoutMs ?? 30000} ms: ${this.logTail()}`);
+        throw new Error(`starting embedded etcd on ${this.clientUrl}: not healthy after ${this.opts.readyTimeoutMs ?? 30000} ms: ${this.logTail()}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -106,10 +134,12 @@ export class EmbeddedEtcd {
       const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
       await this.exited;
       clearTimeout(timer);
-      this.opts.log.info({ clientUrl: this.opts.clientUrl }, `stopped embedded etcd member on ${this.opts.clientUrl}`);
+      this.opts.log.info({ clientUrl: this.clientUrl }, `stopped embedded etcd member on ${this.clientUrl}`);
     }
     this.child = undefined;
     fs.rmSync(this.pidFile, { force: true });
+    // Gone sockets tell calicoctl there is no member here (it falls back to 127.0.0.1:2379).
+    for (const f of [EMBEDDED_CLIENT_SOCKET, EMBEDDED_PEER_SOCKET]) fs.rmSync(path.join(this.stateDir, f), { force: true });
   }
 
   /** Kills the member at once (the node's stop bound ran out). */
@@ -123,6 +153,7 @@ export class EmbeddedEtcd {
    * stopped with it). Returns the pid it stopped, if any.
    */
   static async stopLeftover(stateDir: string, log: Logger): Promise<number | undefined> {
+    stateDir = path.resolve(stateDir);
     const pidFile = path.join(stateDir, 'etcd.pid');
     let pid = 0;
     try {
@@ -166,8 +197,7 @@ function commandLineOf(pid: number): string {
 
 async function healthy(clientUrl: string): Promise<boolean> {
   try {
-    const res = await fetch(new URL('/health', clientUrl), { signal: AbortSignal.timeout(1000) });
-    const body = (await res.json()) as { health?: string };
+    const body = JSON.parse(await etcdGet(clientUrl, '/health', 1000)) as { health?: string };
     return body.health === 'true';
   } catch {
     return false;

@@ -4,7 +4,7 @@
 /** Where the 2015 tools, and a node's embedded member, listen. */
 export const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
 
-export type EndpointSource = '--etcd-endpoints' | 'ETCD_ENDPOINTS' | 'ETCD_AUTHORITY' | 'default';
+export type EndpointSource = '--etcd-endpoints' | 'ETCD_ENDPOINTS' | 'ETCD_AUTHORITY' | 'default' | 'embedded';
 
 export interface ResolvedEndpoints {
   /** Normalised client URLs, e.g. `http://10.0.0.1:2379`; never empty. */
@@ -21,12 +21,18 @@ export class EndpointError extends Error {
 
 /**
  * Normalises one endpoint: `host:port` (the 2015 ETCD_AUTHORITY form) gets
- * `http://`; a URL keeps its scheme; a missing port means 2379. Only http and
- * https are etcd client schemes.
+ * `http://`; a URL keeps its scheme; a missing port means 2379. http and
+ * https are etcd client schemes, and unix:///absolute/path (the embedded
+ * member's socket, see embedded.ts).
  */
 export function normaliseEndpoint(text: string, from: string): string {
   const raw = text.trim();
   if (!raw) throw new EndpointError(`${from}: empty etcd endpoint`);
+  if (/^unix:/i.test(raw)) {
+    const p = raw.replace(/^unix:\/\//i, '');
+    if (!p.startsWith('/')) throw new EndpointError(`${from}: "${raw}" must name an absolute socket path (unix:///path/to/socket)`);
+    return `unix://${p}`;
+  }
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   let u: URL;
   try {
@@ -35,7 +41,7 @@ export function normaliseEndpoint(text: string, from: string): string {
     throw new EndpointError(`${from}: "${raw}" is not a valid etcd endpoint (expected http://host:port or host:port)`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new EndpointError(`${from}: "${raw}" uses ${u.protocol.replace(/:$/, '')}; etcd endpoints are http:// or https://`);
+    throw new EndpointError(`${from}: "${raw}" uses ${u.protocol.replace(/:$/, '')}; etcd endpoints are http://, https:// or unix://`);
   }
   if (!u.hostname) throw new EndpointError(`${from}: "${raw}" has no host`);
   if ((u.pathname && u.pathname !== '/') || u.search || u.hash) {
@@ -71,12 +77,4 @@ export function resolveEndpoints(flag: string | undefined, env: NodeJS.ProcessEn
     return { endpoints: [normaliseEndpoint(authority, 'ETCD_AUTHORITY')], source: 'ETCD_AUTHORITY' };
   }
   return { endpoints: [DEFAULT_ETCD_ENDPOINT], source: 'default' };
-}
-
-/** True for an http URL on a loopback address: the only place a local member may be started. */
-export function isLoopbackHttp(endpoint: string): boolean {
-  const u = new URL(endpoint);
-  if (u.protocol !== 'http:') return false;
-  const h = u.hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\./.test(h);
 }

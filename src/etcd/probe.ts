@@ -9,11 +9,39 @@ import https from 'node:https';
  */
 export type ProbeResult = { kind: 'etcd'; version: string } | { kind: 'none' } | { kind: 'other'; detail: string };
 
+/**
+ * Where an HTTP GET of `path` on an etcd client URL goes: http(s)://host:port,
+ * or unix:///path/to/socket (the embedded member).
+ */
+function target(endpoint: string, path: string): { url: URL; options: https.RequestOptions; get: typeof https.get } {
+  if (endpoint.startsWith('unix://')) {
+    const socketPath = endpoint.slice('unix://'.length);
+    return { url: new URL(path, 'http://localhost'), options: { socketPath, path }, get: http.get as typeof https.get };
+  }
+  const url = new URL(path, endpoint);
+  return { url, options: { rejectUnauthorized: false }, get: url.protocol === 'https:' ? https.get : (http.get as typeof https.get) };
+}
+
+/** The body of one GET on an etcd client URL (the embedded member's /health). */
+export function etcdGet(endpoint: string, path: string, timeoutMs: number): Promise<string> {
+  const t = target(endpoint, path);
+  return new Promise((resolve, reject) => {
+    const req = t.get(t.url, { ...t.options, timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${endpoint}${path} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
 // agent: false: a kept-alive socket to a member that has since stopped would
 // report a reset, not the refused connection that means "nothing listens".
 export function probeEtcd(endpoint: string, timeoutMs = 1000): Promise<ProbeResult> {
-  const url = new URL('/version', endpoint);
-  const get = url.protocol === 'https:' ? https.get : http.get;
+  const { url, options, get } = target(endpoint, '/version');
   return new Promise((resolve) => {
     let settled = false;
     const done = (r: ProbeResult) => {
@@ -22,7 +50,7 @@ export function probeEtcd(endpoint: string, timeoutMs = 1000): Promise<ProbeResu
         resolve(r);
       }
     };
-    const req = get(url, { timeout: timeoutMs, rejectUnauthorized: false, agent: false }, (res) => {
+    const req = get(url, { ...options, timeout: timeoutMs, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
@@ -44,7 +72,8 @@ export function probeEtcd(endpoint: string, timeoutMs = 1000): Promise<ProbeResu
       done({ kind: 'other', detail: `no answer from ${url.href} within ${timeoutMs} ms` });
     });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ECONNREFUSED') done({ kind: 'none' });
+      // A unix socket file that is gone is "nothing listens" too.
+      if (e.code === 'ECONNREFUSED' || (e.code === 'ENOENT' && endpoint.startsWith('unix://'))) done({ kind: 'none' });
       else done({ kind: 'other', detail: `${e.code ?? ''} ${e.message}`.trim() });
     });
   });

@@ -153,7 +153,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
               pluginSocket: path.join(DEFAULT_PLUGIN_DIR, `${plugin.pluginName}.sock`),
               inflight: endpoints.inflight,
               reservations: endpoints.reservations,
-              etcdEndpoints: etcd.endpoints.endpoints,
+              etcdEndpoints: datastore.endpoints,
               ensureProfiles: async (names) => {
                 const profiles = new ProfileStore(datastore);
                 for (const n of names) if (await profiles.ensure(n)) log.info({ profile: n }, `created profile ${n} with the default rules (CALICO_PROFILE)`);

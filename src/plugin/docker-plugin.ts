@@ -112,6 +112,9 @@ export class DockerPlugin implements Component {
     const app = buildPluginServer({ network: this.network, ipam: this.ipam, log: this.log, metrics: this.o.metrics });
     try {
       await app.listen({ path: this.socketPath });
+      // dockerd (root) is the plugin's only client: 0600 whatever the umask
+      // (the node's own umask already made it 0700; this says it here too).
+      fs.chmodSync(this.socketPath, 0o600);
     } catch (e) {
       await app.close().catch(() => undefined);
       throw e;

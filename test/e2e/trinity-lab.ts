@@ -7,6 +7,12 @@
 // standing in for the post's Mikrotik; it learns nothing until the hosts are
 // told to peer with it (`calicoctl bgppeer rr add <router>`).
 //
+// etcd runs as an operator would run it between hosts: TLS with client
+// certificates on the client and the peer side (one throw-away CA, made with
+// openssl); each node is started with --etcd-endpoints https://... and the
+// --etcd-*-file flags, and each host's shell has ETCD_ENDPOINTS and the
+// ETCD_*_FILE variables (and etcdctl's) exported.
+//
 // Addresses are test-only ranges that never leave the machine: the LAN is
 // 198.18.0.0/24 (router .1, trinityN .N), the client network behind the
 // router 198.18.1.0/24. Everything (namespaces, daemons, BIRDs, mounts) is
@@ -15,8 +21,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import {
-  CALICOCTL_MAIN, Netns, PrivateDockerd, RunOptions, RunResult, TEST_IMAGE, ensureTestImage, makeRunDir, onTeardown, removeTree, run,
-  runOk, uniqueName, vethLink, waitFor,
+  CALICOCTL_MAIN, Netns, PrivateDockerd, RunOptions, RunResult, TEST_IMAGE, TestCerts, calicoctlTlsFlags, ensureTestImage, etcdTlsFlags, etcdctlTlsEnv,
+  makeRunDir, makeTestCerts, onTeardown, removeTree, run, runOk, uniqueName, vethLink, waitFor,
 } from '../harness';
 
 export const LAN_PREFIX = '198.18.0';
@@ -25,6 +31,8 @@ export const CLIENT_NET_ROUTER = '198.18.1.1';
 export const CLIENT_IP = '198.18.1.2';
 export const ROUTER_AS = '64511';
 export const HOST_NAMES = ['trinity10', 'trinity20', 'trinity30'] as const;
+/** Each host's own etcd member, as the node and the host's shell reach it. */
+export const LOCAL_ETCD = 'https://127.0.0.1:2379';
 export type HostName = (typeof HOST_NAMES)[number];
 
 /** trinity10 -> 198.18.0.10 */
@@ -73,6 +81,8 @@ export class TrinityHost {
     readonly ns: Netns,
     readonly dir: string,
     readonly dockerd: PrivateDockerd,
+    /** The lab's CA and the etcd server and client certificates. */
+    readonly certs: TestCerts,
   ) {
     this.ip = lanIp(name);
     this.stateDir = path.join(dir, 'state');
@@ -89,9 +99,21 @@ export class TrinityHost {
     return path.join(this.dir, 'calicoctl-node.log');
   }
 
-  /** A command on this host (its network namespace). */
+  /** The etcd settings this host's shell has exported (calicoctl's and etcdctl's). */
+  etcdEnv(): NodeJS.ProcessEnv {
+    return {
+      ETCD_ENDPOINTS: LOCAL_ETCD,
+      ETCD_CA_CERT_FILE: this.certs.ca,
+      ETCD_CERT_FILE: this.certs.clientCert,
+      ETCD_KEY_FILE: this.certs.clientKey,
+      ETCDCTL_ENDPOINTS: LOCAL_ETCD,
+      ...etcdctlTlsEnv(this.certs),
+    };
+  }
+
+  /** A command on this host (its network namespace), in a shell with the etcd settings exported. */
   exec(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-    return run('nsenter', [`--net=${this.ns.path}`, cmd, ...args], opts);
+    return run('nsenter', [`--net=${this.ns.path}`, cmd, ...args], { ...opts, env: { ...process.env, ...this.etcdEnv(), ...opts.env } });
   }
 
   /** argv that runs cmd on this host: its network namespace, and its host name (a UTS namespace of its own). */
@@ -102,12 +124,11 @@ export class TrinityHost {
   /**
    * calicoctl on this host, as typed there: its host name is trinityN (what
    * `profile member add` and `node bgppeer` go by), etcd is the host's own
-   * member (127.0.0.1:2379, the default), and DOCKER_HOST is the host's
-   * proxy (the post exported it in that shell).
+   * member over TLS (ETCD_ENDPOINTS and the ETCD_*_FILE variables exported),
+   * and DOCKER_HOST is the host's proxy (the post exported it in that shell).
    */
   calicoctl(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: this.dockerHost };
-    delete env.ETCD_ENDPOINTS;
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.etcdEnv(), DOCKER_HOST: this.dockerHost };
     delete env.ETCD_AUTHORITY;
     return run('nsenter', this.onHost(process.execPath, [CALICOCTL_MAIN, ...args]), { timeoutMs: 30000, env, ...opts });
   }
@@ -142,20 +163,21 @@ export class TrinityHost {
   /**
    * The real `calicoctl node --ip=<LAN address> --name trinityN` in this
    * host's namespace, foreground; resolves once it serves. Extra flags: the
-   * lab's (its own plugin name, proxy socket, dockerd).
+   * lab's (its own plugin name, proxy socket, dockerd), and etcd's: the
+   * host's member over TLS, with the client certificate.
    */
   async startNode(extra: string[] = []): Promise<void> {
     fs.mkdirSync(this.stateDir, { recursive: true });
     fs.rmSync(this.proxySocket, { force: true });
     const args = [
       CALICOCTL_MAIN, 'node', `--ip=${this.ip}`, '--name', this.name, '--state-dir', this.stateDir, '--no-embedded-etcd',
+      '--etcd-endpoints', LOCAL_ETCD, ...calicoctlTlsFlags(this.certs),
       '--plugin-name', this.pluginName, '--listen', this.dockerHost, '--docker-upstream', `unix://${this.dockerd.socket}`,
       '--log-level', process.env.TRINITY_LOG_LEVEL ?? 'info', ...extra,
     ];
     const fd = fs.openSync(this.nodeLogFile, 'a');
     const env = { ...process.env };
-    delete env.ETCD_ENDPOINTS;
-    delete env.ETCD_AUTHORITY;
+    for (const k of ['ETCD_ENDPOINTS', 'ETCD_AUTHORITY', 'ETCD_CA_CERT_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) delete env[k];
     const child = spawn('nsenter', this.onHost(process.execPath, args), { stdio: ['ignore', 'pipe', fd], env });
     fs.closeSync(fd);
     this.node = child;
@@ -261,6 +283,7 @@ export function routerBirdConfig(hosts: readonly HostName[]): string {
   ].join('\n');
 }
 
+/** One member per host, TLS with client certificates toward clients and peers alike. */
 async function startEtcdMember(host: TrinityHost, all: readonly HostName[], token: string): Promise<ChildProcess> {
   const data = path.join(host.dir, 'etcd');
   fs.mkdirSync(data);
@@ -269,9 +292,10 @@ async function startEtcdMember(host: TrinityHost, all: readonly HostName[], toke
   const ip = host.ip;
   const child = spawnIn(host.ns, '/usr/bin/etcd', [
     '--name', name, '--data-dir', data,
-    '--listen-client-urls', `http://${ip}:2379,http://127.0.0.1:2379`, '--advertise-client-urls', `http://${ip}:2379`,
-    '--listen-peer-urls', `http://${ip}:2380`, '--initial-advertise-peer-urls', `http://${ip}:2380`,
-    '--initial-cluster', all.map((h) => `etcd-${h}=http://${lanIp(h)}:2380`).join(','),
+    '--listen-client-urls', `https://${ip}:2379,${LOCAL_ETCD}`, '--advertise-client-urls', `https://${ip}:2379`,
+    '--listen-peer-urls', `https://${ip}:2380`, '--initial-advertise-peer-urls', `https://${ip}:2380`,
+    '--initial-cluster', all.map((h) => `etcd-${h}=https://${lanIp(h)}:2380`).join(','),
+    ...etcdTlsFlags(host.certs),
     '--initial-cluster-token', token, '--initial-cluster-state', 'new',
     '--heartbeat-interval', '100', '--election-timeout', '1000',
     '--auto-compaction-mode', 'revision', '--auto-compaction-retention', '5000',
@@ -289,6 +313,9 @@ async function startEtcdMember(host: TrinityHost, all: readonly HostName[], toke
 export async function startTrinityLab(): Promise<TrinityLab> {
   const dir = await makeRunDir('trinity');
   onTeardown(`removing ${dir}`, () => removeTree(dir));
+  // One CA for the lab; the etcd server certificate names every host's LAN address and loopback.
+  fs.mkdirSync(path.join(dir, 'certs'), { mode: 0o700 });
+  const certs = makeTestCerts(path.join(dir, 'certs'), { ips: ['127.0.0.1', ...HOST_NAMES.map(lanIp)] });
   const lan = await Netns.create('trsw');
   await lan.ok('ip', ['link', 'add', 'br0', 'type', 'bridge']);
   await lan.ok('ip', ['link', 'set', 'br0', 'up']);
@@ -321,7 +348,7 @@ export async function startTrinityLab(): Promise<TrinityLab> {
     fs.mkdirSync(hdir);
     // iptables on, as on a stock Docker host: dockerd sets FORWARD DROP.
     const dockerd = await PrivateDockerd.start({ netns: ns.name, iptables: true });
-    const host = new TrinityHost(name, ns, hdir, dockerd);
+    const host = new TrinityHost(name, ns, hdir, dockerd, certs);
     // Nodes (and the BIRDs a killed node leaves behind) go before dockerd and the namespaces.
     onTeardown(`node of ${name}`, async () => {
       await killChild(host.node);

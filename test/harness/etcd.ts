@@ -1,12 +1,17 @@
 // Real etcd for tests: a single member or a three-member cluster on
 // loopback (free ports, data under makeRunDir, on a tmpfs when root so fsync
 // is cheap), with kill -9 and restart of one member, torn down via onTeardown.
+// With `tls: true`, clients and peers speak TLS and must show a certificate
+// of the cluster's CA (etcd's --client-cert-auth, --peer-client-cert-auth).
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { freeLoopbackPort } from '../../src/etcd/embedded';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { makeRunDir, onTeardown, removeTree } from './teardown';
 import { run, sleep } from './exec';
+import { etcdTlsFlags, makeTestCerts, TestCerts } from './certs';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 
@@ -28,6 +33,8 @@ export class EtcdCluster {
     readonly dir: string,
     readonly members: EtcdMember[],
     private readonly token: string,
+    /** The CA, server and client certificates of a TLS cluster. */
+    readonly certs?: TestCerts,
   ) {}
 
   /** Client URLs of every member: what Datastore takes. */
@@ -36,10 +43,16 @@ export class EtcdCluster {
   }
 
   /** Starts `size` members (1 or 3) and waits until every one reports healthy. */
-  static async start(opts: { size?: 1 | 3 } = {}): Promise<EtcdCluster> {
+  static async start(opts: { size?: 1 | 3; tls?: boolean } = {}): Promise<EtcdCluster> {
     const size = opts.size ?? 3;
     const dir = await makeRunDir('etcd');
     onTeardown(`removing ${dir}`, () => removeTree(dir));
+    let certs: TestCerts | undefined;
+    if (opts.tls) {
+      fs.mkdirSync(path.join(dir, 'certs'), { mode: 0o700 });
+      certs = makeTestCerts(path.join(dir, 'certs'));
+    }
+    const scheme = certs ? 'https' : 'http';
     const dataRoot = path.join(dir, 'data');
     fs.mkdirSync(dataRoot);
     if (process.getuid?.() === 0) {
@@ -52,14 +65,14 @@ export class EtcdCluster {
       const name = `m${i}`;
       members.push({
         name,
-        clientUrl: `http://127.0.0.1:${await freePort()}`,
-        peerUrl: `http://127.0.0.1:${await freePort()}`,
+        clientUrl: `${scheme}://127.0.0.1:${await freePort()}`,
+        peerUrl: `${scheme}://127.0.0.1:${await freePort()}`,
         dataDir: path.join(dataRoot, name),
         logFile: path.join(dir, `${name}.log`),
         pidFile: path.join(dir, `${name}.pid`),
       });
     }
-    const c = new EtcdCluster(dir, members, `t-${path.basename(dir)}`);
+    const c = new EtcdCluster(dir, members, `t-${path.basename(dir)}`, certs);
     onTeardown(`etcd cluster ${dir}`, () => c.stop());
     for (const m of members) c.spawn(m, 'new');
     await c.waitHealthy(members, 60_000);
@@ -87,6 +100,7 @@ export class EtcdCluster {
       '--auto-compaction-retention', '5000',
       '--log-level', 'warn',
       '--logger', 'zap',
+      ...(this.certs ? etcdTlsFlags(this.certs) : []),
     ];
     const fd = fs.openSync(m.logFile, 'a');
     try {
@@ -106,8 +120,7 @@ export class EtcdCluster {
           throw new Error(`etcd member ${m.name} exited ${m.proc.exitCode}: ${tail(m.logFile)}`);
         }
         try {
-          const r = await fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
-          const body = (await r.json()) as { health?: string };
+          const body = JSON.parse(await this.request(m, 'GET', '/health', 1000)) as { health?: string };
           if (body.health === 'true') break;
         } catch {
           /* not up yet */
@@ -124,8 +137,7 @@ export class EtcdCluster {
     let leader = '';
     for (const m of this.members) {
       try {
-        const r = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) });
-        const s = (await r.json()) as { header: { member_id: string }; leader: string };
+        const s = JSON.parse(await this.request(m, 'POST', '/v3/maintenance/status', 2000, '{}')) as { header: { member_id: string }; leader: string };
         ids.push(s.header.member_id);
         leader = s.leader;
       } catch {
@@ -135,6 +147,25 @@ export class EtcdCluster {
     const i = ids.indexOf(leader);
     if (i < 0) throw new Error('etcd cluster has no leader that a member reports');
     return i;
+  }
+
+  /** One call on a member's HTTP (JSON gateway) API, with the client certificate when the cluster is TLS. */
+  request(m: EtcdMember, method: string, urlPath: string, timeoutMs: number, body?: string): Promise<string> {
+    const url = new URL(urlPath, m.clientUrl);
+    const c = this.certs;
+    const tls = c ? { ca: fs.readFileSync(c.ca), cert: fs.readFileSync(c.clientCert), key: fs.readFileSync(c.clientKey) } : {};
+    return new Promise((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? https : http).request(url, { method, timeout: timeoutMs, agent: false, ...tls }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve(text));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`${url.href}: no answer within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(body);
+    });
   }
 
   /** kill -9 one member (index), and wait for it to be gone. */

@@ -81,7 +81,7 @@ test('diags with etcd and the node\'s BIRD up: every part, real contents, no sec
 
   const cwd = await makeRunDir('diags-out');
   onTeardown(`removing ${cwd}`, () => removeTree(cwd));
-  const env = envWithoutEtcd({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_KEY_FILE: '/secret/path/etcd-client-key.pem', ETCD_PASSWORD: 'env-sekrit-2' });
+  const env = envWithoutEtcd({ ETCD_ENDPOINTS: etcd.endpoints.join(','), ETCD_PEER_KEY_FILE: '/secret/path/etcd-client-key.pem', ETCD_PASSWORD: 'env-sekrit-2' });
   const d = await diags(cwd, ['--state-dir', stateDir, '--log-dir', logDir], env);
   for (const p of PARTS) assert.ok(d.files.includes(p), `${p} in ${d.files.join(', ')}`);
   assert.ok(d.files.includes('logs/felix/current'));
@@ -112,7 +112,7 @@ test('diags with etcd down and no node: still an archive, naming what was missin
   const cwd = await makeRunDir('diags-out');
   onTeardown(`removing ${cwd}`, () => removeTree(cwd));
   const deadEtcd = `http://127.0.0.1:${await freePort()}`;
-  const env = envWithoutEtcd({ ETCD_KEY_FILE: '/secret/path/etcd-client-key.pem', ETCD_PASSWORD: 'env-sekrit-2' });
+  const env = envWithoutEtcd({ ETCD_PEER_KEY_FILE: '/secret/path/etcd-client-key.pem', ETCD_PASSWORD: 'env-sekrit-2' });
   const d = await diags(cwd, ['--state-dir', path.join(cwd, 'no-node'), '--etcd-endpoints', deadEtcd], env);
   const missing = await d.read('MISSING.txt');
   for (const [file, why] of [

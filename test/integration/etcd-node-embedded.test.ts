@@ -34,23 +34,27 @@ function nsenter(ns: Netns, cmd: string, args: string[]): [string, string[]] {
 let nodeSeq = 0;
 
 interface RunningNode {
+  pluginName: string;
   child: ChildProcess;
   log: () => string;
   exited: Promise<number | null>;
 }
 
 /** `calicoctl node` in the foreground inside ns: no dockerd needed to start (it waits for Docker in the background). */
-function startNode(ns: Netns, stateDir: string, extraArgs: string[]): RunningNode {
+function startNode(ns: Netns, stateDir: string, extraArgs: string[], umask?: string): RunningNode {
   const pluginName = `h3t${process.pid}n${nodeSeq++}`;
   // A node killed outright leaves its plugin socket behind.
   onTeardown(`plugin socket ${pluginName}`, () => fs.rmSync(`/run/docker/plugins/${pluginName}.sock`, { force: true }));
-  const [cmd, args] = nsenter(ns, process.execPath, [
+  const node = [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir,
     '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`,
     // /run/docker/plugins is shared by every dockerd and node on the machine: a name of our own.
     '--plugin-name', pluginName,
     '--ip', '127.0.0.1', ...extraArgs,
-  ]);
+  ];
+  const [cmd, args] = umask
+    ? nsenter(ns, 'sh', ['-c', `umask ${umask} && exec "$0" "$@"`, process.execPath, ...node])
+    : nsenter(ns, process.execPath, node);
   const child = spawn(cmd, args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
@@ -74,7 +78,7 @@ function startNode(ns: Netns, stateDir: string, extraArgs: string[]): RunningNod
       }
     }
   });
-  return { child, log: () => out, exited };
+  return { pluginName, child, log: () => out, exited };
 }
 
 /** Gone, or a zombie nobody reaped yet (pid 1 on this machine is not always a real init). */
@@ -110,18 +114,47 @@ async function stopNode(n: RunningNode): Promise<number | null> {
   return n.exited;
 }
 
-test('calicoctl node: starts an embedded etcd member under its state dir, creates the default pools, stops it on exit', async () => {
+/** Every entry under dir (not following links) whose mode lets group or others in, or is not 0700/0600. */
+function looseModes(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    const st = fs.lstatSync(p);
+    if (st.isSymbolicLink()) return;
+    const mode = st.mode & 0o777;
+    // BIRD sets its control socket to 0660 itself (group root, inside the 0700 dir): no bits for others, no group but root.
+    const ok = st.isDirectory() ? mode === 0o700 : st.isFile() ? mode === 0o600 : (mode & 0o007) === 0 && ((mode & 0o070) === 0 || st.gid === 0);
+    if (!ok) out.push(`${p} ${mode.toString(8)}`);
+    if (st.isDirectory()) for (const n of fs.readdirSync(p)) walk(path.join(p, n));
+  };
+  walk(dir);
+  return out;
+}
+
+const sockUrl = (stateDir: string) => `unix://${stateDir}/etcd.sock:2379`;
+
+test('calicoctl node: starts an embedded etcd member on a socket in its state dir, creates the default pools, stops it on exit; state dir, files and plugin socket private under umask 000', async () => {
   const ns = await Netns.create('h3n');
-  const stateDir = await runDir('h3-node');
-  const node = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
+  const stateDir = path.join(await runDir('h3-node'), 'state');
+  const ETCD = sockUrl(stateDir);
+  const node = startNode(ns, stateDir, ['--listen', LISTEN, '--embedded-etcd'], '000');
   await waitStarted(node);
   assert.deepEqual(await pools(ns, ETCD), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   const log = node.log();
-  assert.match(log, new RegExp(`no etcd answers at ${ETCD}: starting an embedded etcd member`));
   assert.ok(log.includes(`started embedded etcd member on ${ETCD} (data in ${path.join(stateDir, 'etcd')})`), log);
   assert.match(log, /no IP pool existed: created the default pools 192\.168\.0\.0\/16 and fd80:24e2:f998:72d6::\/64/);
   assert.ok(fs.existsSync(path.join(stateDir, 'etcd', 'member')));
   const etcdPid = Number(fs.readFileSync(path.join(stateDir, 'etcd.pid'), 'utf8'));
+
+  // Started with umask 000: the state dir, everything in it and the plugin socket are root's alone.
+  assert.equal(fs.statSync(stateDir).mode & 0o777, 0o700);
+  assert.deepEqual(looseModes(stateDir), []);
+  assert.equal(fs.statSync(`/run/docker/plugins/${node.pluginName}.sock`).mode & 0o777, 0o600);
+
+  // Commands with --state-dir find the member there with nothing configured.
+  const [sc, sa] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'status', '--state-dir', stateDir, '--plugin-name', node.pluginName, '--output', 'json']);
+  const status = await run(sc, sa, { env: cleanEnv() });
+  const etcdStatus = (JSON.parse(status.stdout) as { etcd: { endpoints: string[]; reachable: boolean } }).etcd;
+  assert.deepEqual(etcdStatus, { endpoints: [ETCD], reachable: true }, status.stdout + status.stderr);
 
   // Other commands reach the member the same way.
   const [cmd, args] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'pool', 'add', '10.9.0.0/16', '--etcd-endpoints', ETCD]);
@@ -133,19 +166,25 @@ test('calicoctl node: starts an embedded etcd member under its state dir, create
   assert.equal(await etcdAnswers(ns, ETCD), false);
   assert.ok(gone(etcdPid), `etcd ${etcdPid} stopped`);
   assert.equal(fs.existsSync(path.join(stateDir, 'etcd.pid')), false);
+  assert.equal(fs.existsSync(path.join(stateDir, 'etcd.sock:2379')), false);
 
-  // A restart finds its data again; pools exist, so no defaults are (re)created.
-  const again = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
+  // A restart finds its data again (without --embedded-etcd: the data says this host runs the member); no defaults (re)created.
+  fs.chmodSync(stateDir, 0o755);
+  fs.chmodSync(path.join(stateDir, 'node-id'), 0o644);
+  const again = startNode(ns, stateDir, ['--listen', LISTEN]);
   await waitStarted(again);
+  assert.match(again.log(), /starting the embedded etcd member on .* \(its data is in this state directory\)/);
   assert.deepEqual(await pools(ns, ETCD), ['10.9.0.0/16', '192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
   assert.doesNotMatch(again.log(), /created the default pools/);
+  // A state dir loosened meanwhile is taken back.
+  assert.deepEqual(looseModes(stateDir), []);
 
   // A node killed outright leaves its member running; the next node stops that orphan and starts its own.
   const orphan = Number(fs.readFileSync(path.join(stateDir, 'etcd.pid'), 'utf8'));
   again.child.kill('SIGKILL');
   await again.exited;
   assert.equal(await etcdAnswers(ns, ETCD), true, 'the orphan still answers');
-  const third = startNode(ns, stateDir, ['--listen', LISTEN, '--etcd-endpoints', ETCD, '--embedded-etcd']);
+  const third = startNode(ns, stateDir, ['--listen', LISTEN, '--embedded-etcd']);
   await waitStarted(third);
   assert.ok(third.log().includes(`stopping leftover embedded etcd (pid ${orphan})`), third.log());
   assert.ok(gone(orphan), `orphan ${orphan} stopped`);
@@ -192,29 +231,56 @@ test('calicoctl node: a start that fails after the embedded member started stops
   const [cmd, args] = nsenter(ns, process.execPath, [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir, '--listen', LISTEN,
     '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`, '--plugin-name', `h3t${process.pid}`,
-    '--etcd-endpoints', ETCD, '--embedded-etcd', '--ip', '10.0.0.300',
+    '--embedded-etcd', '--ip', '10.0.0.300',
   ]);
   const r = await run(cmd, args, { env: cleanEnv(), timeoutMs: 60000 });
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /calicoctl node failed to start: --ip: "10\.0\.0\.300" is not a valid IP address/);
   assert.match(r.stderr, /started embedded etcd member/);
   assert.match(r.stderr, /stopped embedded etcd member/);
-  assert.equal(await etcdAnswers(ns, ETCD), false);
+  assert.equal(await etcdAnswers(ns, sockUrl(stateDir)), false);
   assert.equal(fs.existsSync(path.join(stateDir, 'etcd.pid')), false);
 });
 
-test('calicoctl node with nothing configured: embedded member on 127.0.0.1:2379, found by other commands with no configuration', async () => {
-  // 127.0.0.1:2379 and :2377 inside a namespace of our own belong to no user's node.
+test('quick start: with nothing configured, the node in /var/lib/calico runs the member on its socket and calicoctl (root) finds it; nobody is refused', async () => {
+  // The default state dir, made private to this test: a tmpfs over
+  // /var/lib/calico in a mount namespace of its own, and a network namespace
+  // of its own (its 127.0.0.1:2379 and :2377 belong to no user's node).
   const ns = await Netns.create('h3n');
-  const stateDir = await runDir('h3-node');
-  // Defaults throughout: no --etcd-endpoints, no --listen.
-  const node = startNode(ns, stateDir, []);
-  await waitStarted(node);
-  assert.match(node.log(), /no etcd answers at http:\/\/127\.0\.0\.1:2379: starting an embedded etcd member/);
-  const [c2, a2] = nsenter(ns, process.execPath, [CALICOCTL_MAIN, 'pool', 'show', '--output', 'json']);
-  const r = await run(c2, a2, { env: cleanEnv(), timeoutMs: 20000 });
-  assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual((JSON.parse(r.stdout) as { cidr: string }[]).map((p) => p.cidr), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
-  assert.equal(await stopNode(node), 0, node.log());
-  assert.equal(await etcdAnswers(ns, 'http://127.0.0.1:2379'), false);
+  const dir = await runDir('h3-quick');
+  const pluginName = `h3q${process.pid}`;
+  onTeardown(`plugin socket ${pluginName}`, () => fs.rmSync(`/run/docker/plugins/${pluginName}.sock`, { force: true }));
+  const createdMountPoint = !fs.existsSync('/var/lib/calico');
+  if (createdMountPoint) onTeardown('/var/lib/calico mount point', () => fs.rmSync('/var/lib/calico', { recursive: false, force: true }));
+  const main = CALICOCTL_MAIN;
+  const script = `
+set -u
+mkdir -p /var/lib/calico
+mount -t tmpfs -o mode=0755 tmpfs /var/lib/calico
+"$NODE" ${main} node --docker-upstream unix://${dir}/no-docker.sock --plugin-name ${pluginName} --ip 127.0.0.1 > ${dir}/node.log 2>&1 &
+echo $! > ${dir}/node.pid
+for i in $(seq 1 600); do grep -q 'registered host' ${dir}/node.log && break; sleep 0.1; done
+"$NODE" ${main} pool show --output json > ${dir}/pools.json 2> ${dir}/pools.err; echo $? > ${dir}/pools.rc
+ls -la /var/lib/calico > ${dir}/ls.txt
+setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$NODE" ${main} pool show > ${dir}/nobody.out 2> ${dir}/nobody.err; echo $? > ${dir}/nobody.rc
+kill -TERM $(cat ${dir}/node.pid); wait
+`;
+  onTeardown('quick-start node', () => {
+    try {
+      process.kill(Number(fs.readFileSync(path.join(dir, 'node.pid'), 'utf8')), 'SIGKILL');
+    } catch {
+      /* stopped by the script */
+    }
+  });
+  const r = await run('nsenter', [`--net=${ns.path}`, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { env: { ...cleanEnv(), NODE: process.execPath }, timeoutMs: 120000 });
+  const read = (f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
+  const nodeLog = read('node.log');
+  assert.equal(r.code, 0, r.stderr + nodeLog);
+  assert.match(nodeLog, /no etcd answers at http:\/\/127\.0\.0\.1:2379: starting the embedded etcd member on unix:\/\/\/var\/lib\/calico\/etcd\.sock:2379/);
+  assert.equal(read('pools.rc').trim(), '0', read('pools.err') + read('ls.txt') + nodeLog);
+  assert.deepEqual((JSON.parse(read('pools.json')) as { cidr: string }[]).map((p) => p.cidr), ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64']);
+  // A local user is turned away by the kernel (the state dir is 0700), and told why.
+  assert.equal(read('nobody.rc').trim(), '1', read('nobody.out'));
+  assert.match(read('nobody.err'), /Error accessing etcd at unix:\/\/\/var\/lib\/calico\/etcd\.sock:2379 .*(EACCES|permission denied)/i);
+  assert.match(read('nobody.err'), /only root can reach it/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveEndpoints, normaliseEndpoint, parseEndpointList, isLoopbackHttp, DEFAULT_ETCD_ENDPOINT } from '../../src/etcd/endpoints';
+import { resolveEndpoints, normaliseEndpoint, parseEndpointList, DEFAULT_ETCD_ENDPOINT } from '../../src/etcd/endpoints';
 
 test('endpoints: the flag wins over ETCD_ENDPOINTS and ETCD_AUTHORITY', () => {
   const r = resolveEndpoints('http://10.0.0.1:2379,10.0.0.2', { ETCD_ENDPOINTS: 'http://e:1', ETCD_AUTHORITY: 'a:2' });
@@ -32,18 +32,14 @@ test('endpoints: normalisation adds scheme and port, keeps IPv6 brackets, drops 
 });
 
 test('endpoints: bad values are refused naming where they came from', () => {
-  assert.throws(() => resolveEndpoints('unix:///run/etcd.sock', {}), /--etcd-endpoints: "unix:\/\/\/run\/etcd.sock" uses unix; etcd endpoints are http:\/\/ or https:\/\//);
+  assert.throws(() => resolveEndpoints('ftp://e:1', {}), /--etcd-endpoints: "ftp:\/\/e:1" uses ftp; etcd endpoints are http:\/\/, https:\/\/ or unix:\/\//);
   assert.throws(() => resolveEndpoints(',', {}), /--etcd-endpoints: no etcd endpoint given/);
   assert.throws(() => resolveEndpoints(undefined, { ETCD_AUTHORITY: 'a:1,b:2' }), /ETCD_AUTHORITY holds one host:port/);
   assert.throws(() => resolveEndpoints(undefined, { ETCD_ENDPOINTS: 'http://e:99999' }), /ETCD_ENDPOINTS: "http:\/\/e:99999" is not a valid etcd endpoint/);
   assert.throws(() => normaliseEndpoint('http://e:1/v2/keys', 'flag'), /flag: .* must not have a path/);
 });
 
-test('endpoints: only loopback http may host an embedded member', () => {
-  assert.equal(isLoopbackHttp('http://127.0.0.1:2379'), true);
-  assert.equal(isLoopbackHttp('http://127.1.2.3:2379'), true);
-  assert.equal(isLoopbackHttp('http://[::1]:2379'), true);
-  assert.equal(isLoopbackHttp('http://localhost:2379'), true);
-  assert.equal(isLoopbackHttp('https://127.0.0.1:2379'), false);
-  assert.equal(isLoopbackHttp('http://10.0.0.1:2379'), false);
+test('endpoints: unix:///absolute/path names a socket (the embedded member); relative paths are refused', () => {
+  assert.deepEqual(resolveEndpoints('unix:///var/lib/calico/etcd.sock:2379', {}).endpoints, ['unix:///var/lib/calico/etcd.sock:2379']);
+  assert.throws(() => resolveEndpoints('unix://etcd.sock:2379', {}), /must name an absolute socket path/);
 });

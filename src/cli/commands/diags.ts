@@ -2,7 +2,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { birdPaths } from '../../bgp/paths';
 import { writeDiags } from '../../diags/collect';
-import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
+import { CLI_ETCD_TIMEOUT_MS, endpointsFor, etcdConfigFor, tlsFor } from '../datastore';
+import { tlsFlagArgs } from '../../etcd/tls';
 import { CliError, requireRoot } from '../errors';
 import { startProgress } from '../progress';
 import { DEFAULT_STATE_DIR } from './node';
@@ -22,7 +23,10 @@ export function registerDiags(program: Command): void {
     .option('--state-dir <DIR>', 'the node\'s state directory', DEFAULT_STATE_DIR)
     .action(async (flags: { logDir?: string; stateDir: string }, cmd: Command) => {
       requireRoot('This command');
-      const { endpoints } = endpointsFor(cmd);
+      const resolved = endpointsFor(cmd);
+      const { endpoints } = resolved;
+      const { tls: tlsFiles } = etcdConfigFor(cmd);
+      const etcdTls = tlsFor(cmd, resolved);
       const bird = birdPaths(flags.stateDir);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
       const etcdFlag = cmd.optsWithGlobals().etcdEndpoints as string | undefined;
@@ -41,8 +45,9 @@ export function registerDiags(program: Command): void {
           logDir: flags.logDir && path.resolve(flags.logDir),
           etcdEndpoints: endpoints,
           etcdTimeoutMs: CLI_ETCD_TIMEOUT_MS,
+          etcdTls,
           calicoctl: [process.execPath, process.argv[1]!],
-          calicoctlArgs: etcdFlag ? ['--etcd-endpoints', etcdFlag] : [],
+          calicoctlArgs: [...(etcdFlag ? ['--etcd-endpoints', etcdFlag] : []), ...tlsFlagArgs(tlsFiles)],
           onPart: (what) => progress.update(`Collecting ${what}`),
         });
       } catch (e) {

@@ -10,15 +10,15 @@ import { addProxyFlags, proxyOptionsFrom, dockerHostHint, ProxyFlags } from './n
 import { claimPidFile, detach, nodeFiles, removeOwnPidFile } from './node-detach';
 import { registerNodeStop } from './node-stop';
 import { registerNodeRemove } from './node-remove';
-import { endpointsFor } from '../datastore';
+import { etcdConfigFor } from '../datastore';
 import { DEFAULT_PLUGIN_NAME } from '../../names';
 import { metricsAddress, MetricsListenError } from '../../metrics/listen';
 import { ENDPOINT_TO_HOST_ACTIONS, type EndpointToHostAction } from '../../policy';
 import { allLoopback, programFor, renderSystemdUnit } from '../init-system';
 import { checkSystemDeps } from '../../system/lookup';
+import { DEFAULT_STATE_DIR, NODE_UMASK, prepareStateDir } from '../../node/state-dir';
 
-/** Pid file, log file (with --detach) and embedded etcd data live here. */
-export const DEFAULT_STATE_DIR = '/var/lib/calico';
+export { DEFAULT_STATE_DIR };
 
 /** How long a stopping node may take in all before it kills its children and exits. */
 const STOP_BOUND_MS = 5000;
@@ -83,7 +83,7 @@ export function registerNode(program: Command): void {
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
-    const etcd = { endpoints: endpointsFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
+    const etcd = { ...etcdConfigFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
     const mayEmbedEtcd = !flags.proxyOnly && (etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
     // Every program the node runs is installed, or the operator reads which package to add, before anything starts.
     const missingDeps = checkSystemDeps({ proxyOnly: !!flags.proxyOnly, mayEmbedEtcd, dockerSocket: proxy.upstream.startsWith('unix://') ? proxy.upstream.slice('unix://'.length) : undefined });
@@ -93,6 +93,9 @@ export function registerNode(program: Command): void {
       return;
     }
     if (missingDeps) throw new CliError(missingDeps);
+    // Before the first file is made: the state dir, the plugin socket, etcd's and BIRD's files are root's alone.
+    process.umask(NODE_UMASK);
+    prepareStateDir(flags.stateDir);
     if (flags.detach) {
       const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);

@@ -7,9 +7,9 @@ import type { Command } from 'commander';
 import { BIRDC_BIN } from '../../bgp/bird';
 import { birdPaths } from '../../bgp/paths';
 import { BgpSession, bgpSessions, parseBirdProtocols } from '../../bgp/status';
-import { Datastore, EndpointStore, HostStore } from '../../datastore';
+import { EndpointStore, HostStore } from '../../datastore';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../names';
-import { CLI_ETCD_TIMEOUT_MS, endpointsFor } from '../datastore';
+import { datastoreFor } from '../datastore';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';
 import { DEFAULT_STATE_DIR } from './node';
@@ -134,7 +134,7 @@ export function registerStatus(program: Command): void {
       const format = outputFormat(flags.output);
       const pid = runningNodePid(flags.stateDir);
       const socket = path.join(DEFAULT_PLUGIN_DIR, `${flags.pluginName}.sock`);
-      const { endpoints } = endpointsFor(c);
+      const { ds, resolved: { endpoints } } = datastoreFor(c);
       const listening = await socketListening(socket);
       const s: NodeStatus = {
         host: flags.hostname,
@@ -143,7 +143,6 @@ export function registerStatus(program: Command): void {
         plugin: { name: flags.pluginName, socket, listening },
         etcd: { endpoints, reachable: false },
       };
-      const ds = new Datastore({ endpoints, timeoutMs: CLI_ETCD_TIMEOUT_MS });
       try {
         const host = await new HostStore(ds).get(flags.hostname);
         const eps = await new EndpointStore(ds).list(flags.hostname);

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { BIRD_BIN } from '../../bgp/bird';
 import { Datastore, LayoutStore, LAYOUT_VERSION } from '../../datastore';
 import { ETCD_BINARY } from '../../etcd/embedded';
 import { buildInfo, BuildInfo, packageVersion } from '../../version/build';
-import { EndpointError, resolveEndpoints } from '../../etcd/endpoints';
-import { CliError } from '../errors';
+import { addEtcdOptions, datastoreFor } from '../datastore';
 
 /** What `calicoctl version` reports; each field already worded for the reader. */
 export interface VersionFacts {
@@ -54,8 +53,7 @@ function binaryVersion(bin: string, parse: (out: string) => string | undefined):
   });
 }
 
-async function layoutVersion(endpoints: string[]): Promise<string> {
-  const ds = new Datastore({ endpoints, timeoutMs: 2000 });
+async function layoutVersion(ds: Datastore): Promise<string> {
   try {
     const v = await new LayoutStore(ds).read();
     return v === undefined ? 'none yet (no node has started on this datastore)' : v;
@@ -67,21 +65,18 @@ async function layoutVersion(endpoints: string[]): Promise<string> {
   }
 }
 
-/** The facts, reading etcd at --etcd-endpoints (or $ETCD_ENDPOINTS, ...) for the layout version. */
-export async function versionFacts(etcdEndpointsFlag: string | undefined): Promise<VersionFacts> {
-  let endpoints: string[];
-  try {
-    endpoints = resolveEndpoints(etcdEndpointsFlag, process.env).endpoints;
-  } catch (e) {
-    if (e instanceof EndpointError) throw new CliError(e.message);
-    throw e;
-  }
+/**
+ * The facts, reading etcd where every other command would (--etcd-endpoints,
+ * $ETCD_ENDPOINTS, the embedded member's socket, the TLS files) for the layout version.
+ */
+export async function versionFacts(cmd: Command): Promise<VersionFacts> {
+  const { ds, resolved } = datastoreFor(cmd, 2000);
   const [bird, etcd, layout] = await Promise.all([
     binaryVersion(BIRD_BIN, birdVersionFrom),
     binaryVersion(ETCD_BINARY, etcdVersionFrom),
-    layoutVersion(endpoints),
+    layoutVersion(ds),
   ]);
-  return { package: packageVersion(), build: buildInfo(), bird, etcd, layout, etcdEndpoints: endpoints };
+  return { package: packageVersion(), build: buildInfo(), bird, etcd, layout, etcdEndpoints: resolved.endpoints };
 }
 
 /**
@@ -102,9 +97,18 @@ export function versionRequest(args: string[]): { etcdEndpoints?: string } | und
   return wanted ? { etcdEndpoints } : undefined;
 }
 
-/** `calicoctl ... --version`: prints the versions; main.ts calls it before commander parses anything. */
-export async function printVersion(etcdEndpoints: string | undefined): Promise<void> {
-  process.stdout.write(formatVersion(await versionFacts(etcdEndpoints)));
+/**
+ * `calicoctl ... --version`: prints the versions; main.ts calls it before
+ * commander parses the command line, so only the etcd options are read from it.
+ */
+export async function printVersion(args: string[]): Promise<void> {
+  const cmd = addEtcdOptions(new Command('calicoctl')).option('--state-dir <DIR>').allowUnknownOption().allowExcessArguments().exitOverride();
+  cmd.parse(args, { from: 'user' });
+  await printVersionFor(cmd);
+}
+
+async function printVersionFor(cmd: Command): Promise<void> {
+  process.stdout.write(formatVersion(await versionFacts(cmd)));
 }
 
 /**
@@ -116,7 +120,7 @@ export function registerVersion(program: Command): void {
   program
     .command('version')
     .description('Print the versions of calicoctl, its build, BIRD, etcd and the datastore layout')
-    .action((_opts: unknown, command: Command) => printVersion(command.optsWithGlobals().etcdEndpoints as string | undefined));
+    .action((_opts: unknown, command: Command) => printVersionFor(command));
   const add = (c: Command) => {
     c.option('-V, --version', 'print the versions (as `calicoctl version`) and exit');
     for (const sub of c.commands) add(sub);
