@@ -32,6 +32,7 @@ export function addressTakenMessage(address: string, owner: Pick<Allocation, 'at
   const who = ownerName(owner.attrs, name);
   const where = owner.host && owner.host !== here ? ` on host ${owner.host}` : '';
   if (who) return `address ${address} belongs to ${who}${where}; remove it first`;
-  const reserved = owner.attrs?.[OWNER_NAME_ATTR] ? `container ${owner.attrs[OWNER_NAME_ATTR]} being created` : 'a container being created';
-  return `address ${address} is reserved for ${reserved}${where} (handle ${owner.handle}); wait for it or remove it first`;
+  const name = owner.attrs?.[OWNER_NAME_ATTR];
+  if (name) return `address ${address} is reserved for container ${name} being created${where} (handle ${owner.handle}); remove it first`;
+  return `address ${address} is held by handle ${owner.handle}${where}, whose container is not recorded yet; remove that container first`;
 }

@@ -263,10 +263,21 @@ export class DockerPlugin implements Component {
   }
 }
 
+/** How long dockerd may take to list its containers (it answers nothing while restoring them at its start). */
+const LIST_DEADLINE_MS = 2000;
+
 /** dockerd's container list and a bounded inspect, for the IPAM driver's ownership checks. */
 function dockerView(docker: Dockerode): DockerView {
   return {
-    containers: async () => (await docker.listContainers({ all: true })) as unknown as ListedContainer[],
+    containers: async () => {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), LIST_DEADLINE_MS);
+      try {
+        return (await docker.listContainers({ all: true, abortSignal: abort.signal })) as unknown as ListedContainer[];
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     answers: async (id, ms) => {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), ms);

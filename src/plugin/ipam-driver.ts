@@ -38,7 +38,11 @@ export interface IpamDriverOptions {
 }
 
 export interface DockerView {
-  /** Every container dockerd knows (`GET /containers/json?all=1`: answered while dockerd starts a container). */
+  /**
+   * Every container dockerd knows (`GET /containers/json?all=1`: answered
+   * while dockerd starts a container). Rejects when dockerd does not answer
+   * within a few seconds (it serves no API while restoring its containers).
+   */
   containers(): Promise<ListedContainer[]>;
   /** Whether inspecting the container answers within `ms` (dockerd holds the lock of the container it is starting). */
   answers(id: string, ms: number): Promise<boolean>;
@@ -197,9 +201,16 @@ export class IpamDriver {
   private async claimHeld(address: string, owner: Allocation): Promise<boolean> {
     const docker = this.o.docker;
     if (!docker) throw new PluginError(addressTakenMessage(address, owner, this.o.hostname));
-    const containers = await docker.containers().catch((e: Error) => {
-      throw new PluginError(`address ${address} is held by handle ${owner.handle}; asking dockerd who is starting failed: ${e.message}`);
-    });
+    let containers: ListedContainer[];
+    try {
+      containers = await docker.containers();
+    } catch (e) {
+      // dockerd serves no API while it restores its containers at its own
+      // start, and those starts (restart policies) ask for their addresses
+      // then: the address goes to the container asking, as before this check.
+      this.o.log.warn({ address, handle: owner.handle, err: (e as Error).message }, 'dockerd cannot list containers (restoring?): held address given without an ownership check');
+      return true;
+    }
     const claim = claimHeldAddress(address, owner, this.o.hostname, containers);
     switch (claim.kind) {
       case 'refuse':

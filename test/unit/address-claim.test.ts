@@ -42,7 +42,7 @@ test('the recorded owner gone: its handle may go; no owner recorded yet: one con
   const fresh = owner({ name: 'web' });
   assert.deepEqual(claimHeldAddress(X, fresh, 'h1', [c(A, 'web', 'created', X, { [HANDLE_LABEL]: 'resv-1' })]), { kind: 'accept', adopt: A });
   const two = claimHeldAddress(X, fresh, 'h1', [c(A, 'web', 'created', X, { [HANDLE_LABEL]: 'resv-1' }), c(N, 'copy', 'created', X, { [HANDLE_LABEL]: 'resv-1' })]);
-  assert.deepEqual(two, { kind: 'refuse', message: `address ${X} is reserved for container web being created (handle resv-1); wait for it or remove it first` });
+  assert.deepEqual(two, { kind: 'refuse', message: `address ${X} is reserved for container web being created (handle resv-1); remove it first` });
   assert.equal(claimHeldAddress(X, fresh, 'h1', [c(N, 'thief', 'created', X)]).kind, 'refuse', 'no label, no owner');
 });
 
