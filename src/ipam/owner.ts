@@ -32,7 +32,7 @@ export function addressTakenMessage(address: string, owner: Pick<Allocation, 'at
   const who = ownerName(owner.attrs, name);
   const where = owner.host && owner.host !== here ? ` on host ${owner.host}` : '';
   if (who) return `address ${address} belongs to ${who}${where}; remove it first`;
-  const name = owner.attrs?.[OWNER_NAME_ATTR];
-  if (name) return `address ${address} is reserved for container ${name} being created${where} (handle ${owner.handle}); remove it first`;
+  const creating = owner.attrs?.[OWNER_NAME_ATTR];
+  if (creating) return `address ${address} is reserved for container ${creating} being created${where} (handle ${owner.handle}); remove it first`;
   return `address ${address} is held by handle ${owner.handle}${where}, whose container is not recorded yet; remove that container first`;
 }
