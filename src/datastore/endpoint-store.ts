@@ -1,7 +1,8 @@
 // Workload endpoints: /calico/v1/host/<h>/workload/docker/<cid>/endpoint/<epid>,
 // the 2015 endpoint JSON. Felix on every host reads them; the container
 // networking writes them.
-import { Datastore, json } from './datastore';
+import { backoff, CAS_RETRIES, Datastore, json, Versioned } from './datastore';
+import { DatastoreError } from './errors';
 import { checkId, keys, parseEndpointKey } from './keys';
 import { EndpointValue } from './schemas';
 
@@ -34,6 +35,13 @@ export function endpointFromValue(id: EndpointId, v: EndpointValue): Endpoint {
   return { host: id.host, containerId: id.containerId, endpointId: id.endpointId, ...v };
 }
 
+/**
+ * Every write of an endpoint record is a compare-and-swap on the mod
+ * revisions of what it read: a write that lost a race reads again and
+ * re-plans, it never overwrites. The record's profiles are the operator's
+ * once it exists (`calicoctl profile P member add|remove`): the node's own
+ * writes (Join after a restart, a sweep, a stop) keep the profiles they find.
+ */
 export class EndpointStore {
   constructor(private readonly ds: Datastore) {}
 
@@ -44,25 +52,74 @@ export class EndpointStore {
     return keys.endpoint(id.host, id.containerId, id.endpointId);
   }
 
-  /** Creates or replaces the endpoint (idempotent). The value is validated before it is written. */
-  async put(ep: Endpoint): Promise<void> {
-    const key = EndpointStore.key(ep);
+  private validated(key: string, ep: Endpoint): EndpointValue {
     const value = endpointValue(ep);
     this.ds.decode(key, JSON.stringify(value), json(EndpointValue));
-    await this.ds.put(key, value);
+    return value;
   }
 
   /**
-   * Writes the endpoint and deletes every other endpoint of the same
-   * container on the same host, in one transaction: a restarted container's
-   * new record (new endpoint id, same address) never coexists with the old.
+   * Writes the endpoint as the node sees it and deletes every other record of
+   * the same container on the same host, in one transaction guarded by the
+   * mod revision of every record it read: a restarted container's new record
+   * (new endpoint id, same address) never coexists with the old. When the
+   * container already has a record, its profiles are kept (the one on this
+   * endpoint id first, else the newest). Returns what was written.
    */
-  async replace(ep: Endpoint): Promise<void> {
+  async record(ep: Endpoint): Promise<Endpoint> {
     const key = EndpointStore.key(ep);
-    const value = endpointValue(ep);
-    this.ds.decode(key, JSON.stringify(value), json(EndpointValue));
-    const others = (await this.ds.listKeys(keys.containerEndpointsDir(ep.host, ep.containerId))).filter((k) => k !== key);
-    await this.ds.cas(`writing endpoint ${key}`, [], [{ key, value }], others);
+    this.validated(key, ep);
+    const dir = keys.containerEndpointsDir(ep.host, ep.containerId);
+    for (let attempt = 0; attempt < CAS_RETRIES; attempt++) {
+      const found = await this.ds.list(dir, json(EndpointValue));
+      const next: Endpoint = { ...ep, profile_ids: keptProfiles(key, found) ?? ep.profile_ids };
+      const value = this.validated(key, next);
+      const compares = found.map((f) => ({ key: f.key, modRevision: f.modRevision }));
+      if (!found.some((f) => f.key === key)) compares.push({ key, modRevision: '0' });
+      const others = found.map((f) => f.key).filter((k) => k !== key);
+      const r = await this.ds.cas(`writing endpoint ${key}`, compares, [{ key, value }], others);
+      if (r.succeeded) return next;
+      await backoff(attempt);
+    }
+    throw new DatastoreError('CONFLICT', `writing endpoint ${key}: still conflicting after ${CAS_RETRIES} attempts`, key);
+  }
+
+  /** Same as record(): kept for callers that create records (tests, tools). */
+  put(ep: Endpoint): Promise<Endpoint> {
+    return this.record(ep);
+  }
+
+  /**
+   * The container stopped (Docker deleted its endpoint): its record stays,
+   * inactive, with its profiles, so the next start keeps them. Revision-checked.
+   * False when there is no such record.
+   */
+  async deactivate(id: EndpointId): Promise<boolean> {
+    const key = EndpointStore.key(id);
+    let found = false;
+    await this.ds.update(key, json(EndpointValue), (cur) => {
+      found = cur !== undefined;
+      return cur && cur.state !== 'inactive' ? { ...cur, state: 'inactive' as const } : undefined;
+    });
+    return found;
+  }
+
+  /**
+   * Sets the profiles of every record of the container on the host (the
+   * operator's `profile P member add|remove`): each a compare-and-swap on the
+   * record read, retried on fresh data. Returns the records as written.
+   */
+  async setProfiles(host: string, containerId: string, fn: (ids: string[]) => string[]): Promise<Endpoint[]> {
+    checkId('host name', host);
+    checkId('container id', containerId);
+    const out: Endpoint[] = [];
+    for (const f of await this.ds.list(keys.containerEndpointsDir(host, containerId), json(EndpointValue))) {
+      const id = parseEndpointKey(f.key);
+      if (!id) continue;
+      const v = await this.ds.update(f.key, json(EndpointValue), (cur) => (cur ? { ...cur, profile_ids: fn(cur.profile_ids) } : undefined));
+      if (v) out.push({ ...id, ...v });
+    }
+    return out;
   }
 
   async get(id: EndpointId): Promise<Endpoint | undefined> {
@@ -70,7 +127,7 @@ export class EndpointStore {
     return v ? { ...id, ...v.value } : undefined;
   }
 
-  /** Idempotent: false when it was already gone. */
+  /** The record goes (its container is gone). Idempotent: false when it was already gone. */
   async delete(id: EndpointId): Promise<boolean> {
     return this.ds.delete(EndpointStore.key(id));
   }
@@ -94,4 +151,12 @@ export class EndpointStore {
   async listForContainer(containerId: string): Promise<Endpoint[]> {
     return (await this.list()).filter((e) => e.containerId === containerId);
   }
+}
+
+/** The profiles a container's existing records hold: the record at `key` first, else the newest. */
+export function keptProfiles(key: string, found: Pick<Versioned<EndpointValue>, 'key' | 'value' | 'modRevision'>[]): string[] | undefined {
+  const same = found.find((f) => f.key === key);
+  if (same) return same.value.profile_ids;
+  const newest = [...found].sort((a, b) => (BigInt(b.modRevision) > BigInt(a.modRevision) ? 1 : -1))[0];
+  return newest?.value.profile_ids;
 }

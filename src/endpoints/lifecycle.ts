@@ -68,42 +68,60 @@ export class EndpointLifecycle {
     const named: Endpoint = { ...ep, containerId: owner.containerId, profile_ids: withDefaultProfile(owner.profiles) };
     this.o.registry.set(named);
     await this.record(named);
-    return named;
+    return this.o.registry.get(endpointId) ?? named;
   }
 
   /**
    * Writes the endpoint, replacing every other record of its container on
-   * this host in the same transaction, then runs the recorded hooks.
-   * Returns false when the endpoint was deleted meanwhile (nothing stays).
+   * this host in the same transaction, then runs the recorded hooks. The
+   * profiles of a record the container already has are kept (the operator's
+   * `member add|remove` is the truth after creation): the hooks and the
+   * registry see what was written. Returns what was written, or undefined
+   * when the endpoint was deleted meanwhile (its record is left inactive).
    */
-  async record(ep: Endpoint): Promise<boolean> {
-    if (this.deletedAt.has(ep.endpointId)) return false;
+  async record(ep: Endpoint): Promise<Endpoint | undefined> {
+    if (this.deletedAt.has(ep.endpointId)) return undefined;
     const before = this.written.get(ep.containerId);
-    if (before && sameEndpoint(before, ep)) return true;
+    if (before && sameEndpoint(before, { ...ep, profile_ids: before.profile_ids })) return before;
+    let written: Endpoint;
     try {
-      await this.o.store.replace(ep);
+      written = await this.o.store.record(ep);
     } catch (e) {
       throw new Error(`recording endpoint ${ep.endpointId.slice(0, 12)} of container ${ep.containerId.slice(0, 12)}: ${(e as Error).message}`);
     }
     // DeleteEndpoint (a container that exits at once) may have run while the
-    // record was on its way: then the record goes again.
+    // record was on its way: then the record is left inactive.
     if (this.deletedAt.has(ep.endpointId)) {
-      await this.o.store.delete(ep);
-      return false;
+      await this.o.store.deactivate(ep);
+      return undefined;
     }
-    this.written.set(ep.containerId, ep);
-    this.o.log.debug({ container: ep.containerId, endpoint: ep.endpointId, addresses: [...ep.ipv4_nets, ...ep.ipv6_nets] }, 'endpoint recorded');
-    for (const hook of this.hooks) await hook(ep);
-    return true;
+    if (this.o.registry.get(ep.endpointId)) this.o.registry.set(written);
+    this.written.set(ep.containerId, written);
+    this.o.log.debug(
+      { container: ep.containerId, endpoint: ep.endpointId, addresses: [...ep.ipv4_nets, ...ep.ipv6_nets], profiles: written.profile_ids },
+      'endpoint recorded',
+    );
+    for (const hook of this.hooks) await hook(written);
+    return written;
   }
 
-  /** DeleteEndpoint: the endpoint and its record go. Idempotent. */
+  /**
+   * DeleteEndpoint (the container stopped): the endpoint goes; its record
+   * stays, inactive, keeping the container's profiles for its next start.
+   * The record goes with the container (forgetContainer, the sweep). Idempotent.
+   */
   async deleted(endpointId: string): Promise<void> {
     this.tombstone(endpointId);
     const ep = this.o.registry.remove(endpointId);
     if (!ep?.containerId) return;
     if (this.written.get(ep.containerId)?.endpointId === endpointId) this.written.delete(ep.containerId);
-    await this.o.store.delete(ep);
+    await this.o.store.deactivate(ep);
+  }
+
+  /** A record whose endpoint this process deleted (a start event arriving late): left inactive. Idempotent. */
+  async deactivate(ep: Endpoint): Promise<void> {
+    if (this.written.get(ep.containerId)?.endpointId === ep.endpointId) this.written.delete(ep.containerId);
+    await this.o.store.deactivate(ep);
   }
 
   /** A record the reconciler found stale (its container is gone or runs another endpoint). Idempotent. */

@@ -18,7 +18,7 @@ export class EndpointRecorder {
     const view = await this.inspect(idOrName);
     const ep = view && endpointFromContainer(view, this.lifecycle.host);
     if (!ep) return undefined;
-    return (await this.lifecycle.record(ep)) ? ep : undefined;
+    return this.lifecycle.record(ep);
   }
 
   private async inspect(idOrName: string): Promise<ContainerView | undefined> {

@@ -12,7 +12,8 @@ import { keys } from '../datastore/keys';
 import type { Pool } from '../datastore/pool-store';
 import { blockOf, ordinalOf, parseAddress, parseCidr } from '../address/cidr';
 import { narrowestPool, nestedPools, poolOfAddress } from '../address/pools';
-import { cloneBlock, describeOwner, freeCount, takeNext, takeOrdinal, toAllocation } from './block';
+import { cloneBlock, freeCount, takeNext, takeOrdinal, toAllocation } from './block';
+import { addressTakenMessage } from './owner';
 import { borrowCandidates, claimAnyBlock, claimBlock } from './claim';
 import type { HandleState, IpamContext } from './context';
 import { Allocation, Family, IpamError } from './types';
@@ -243,7 +244,7 @@ class Batch {
     if (!b) throw new NeedClaim(family, { blockKey: key, pool: pool.cidr, address: value });
     const ord = ordinalOf(bc, value);
     const owner = b.allocations[ord];
-    if (owner) throw new IpamError('IN_USE', `${address} is already in use by ${describeOwner(owner)}`, owner.h);
+    if (owner) throw new IpamError('IN_USE', addressTakenMessage(address, { handle: owner.h, host: owner.host, attrs: owner.a ?? {} }, this.host), owner.h);
     takeOrdinal(this.mutate(key), ord, rec);
     return { family, blockKey: key, ordinal: ord };
   }

@@ -10,7 +10,7 @@ export interface AllocateRequest {
   /**
    * The owner. The proxy reserves before the container exists, so it uses a
    * reservation id ("resv-<uuid>") that it also puts on the container as a
-   * label; the IPAM driver uses "docker-ep-..." ids. One handle may own
+   * label; the IPAM driver uses "docker-<uuid>" ids. One handle may own
    * several addresses (dual stack); release by handle frees them together.
    */
   handle: string;
@@ -20,7 +20,10 @@ export interface AllocateRequest {
   ipv4?: 'auto' | string;
   /** 'auto' or an explicit IPv6 address. Omit for none. */
   ipv6?: 'auto' | string;
-  /** Free-form facts stored with the allocation (container id, source...). */
+  /**
+   * Facts stored with the allocation (source, name...). `container` is the
+   * owner's full container id: the proof of ownership (see ./owner.ts).
+   */
   attrs?: Record<string, string>;
 }
 

@@ -12,7 +12,8 @@ import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRegistry } from '../endpoints/registry';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from '../names';
 import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
-import { IpamDriver } from './ipam-driver';
+import { DockerView, IpamDriver } from './ipam-driver';
+import type { ListedContainer } from './address-claim';
 import { NetworkDriver } from './network-driver';
 import { buildPluginServer } from './server';
 
@@ -84,6 +85,7 @@ export class DockerPlugin implements Component {
       endpoints: o.registry,
       log,
       dockerOwnerOf: (a) => this.dockerOwnerOf(a),
+      docker: dockerView(o.docker),
     });
     this.log = log;
   }
@@ -262,6 +264,37 @@ export class DockerPlugin implements Component {
     const m = (await calicoNetworkMembers(this.o.docker, this.o.hostname)).find((x) => x.addresses.includes(address));
     return m ? `container ${m.name} (${m.endpoint.containerId.slice(0, 12)}) on Docker network ${calicoNetworkName()}` : undefined;
   }
+}
+
+/** How long dockerd may take to list its containers (it answers nothing while restoring them at its start). */
+const LIST_DEADLINE_MS = 2000;
+
+/** dockerd's container list and a bounded inspect, for the IPAM driver's ownership checks. */
+function dockerView(docker: Dockerode): DockerView {
+  return {
+    containers: async () => {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), LIST_DEADLINE_MS);
+      try {
+        return (await docker.listContainers({ all: true, abortSignal: abort.signal })) as unknown as ListedContainer[];
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    answers: async (id, ms) => {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), ms);
+      try {
+        await docker.getContainer(id).inspect({ abortSignal: abort.signal });
+        return true;
+      } catch {
+        // Gone meanwhile: it answered (and is not the one being started).
+        return !abort.signal.aborted;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }
 
 /** Undefined when something accepts a connection on the socket in time, else why not. */

@@ -4,6 +4,8 @@ import type { Allocation, Ipam } from '../ipam/types';
 import { IpamError } from '../ipam/types';
 import { GATEWAY_V4, GATEWAY_V6 } from '../names';
 import { Family, PluginError, parseAddress, withHostPrefix } from './address';
+import { ListedContainer, claimHeldAddress } from './address-claim';
+import { OWNER_ATTR, addressTakenMessage } from '../ipam/owner';
 import type { EndpointRegistry } from '../endpoints/registry';
 import {
   ADDRESS_SPACE_GLOBAL,
@@ -12,7 +14,6 @@ import {
   GATEWAY_REQUEST_TYPE,
   POOL_ID_V4,
   POOL_ID_V6,
-  RESERVATION_HANDLE_PREFIX,
 } from '../names';
 
 export interface IpamDriverOptions {
@@ -28,7 +29,27 @@ export interface IpamDriverOptions {
    * after a node restart), to tell a live owner from a missed release.
    */
   dockerOwnerOf?: (address: string) => Promise<string | undefined>;
+  /**
+   * dockerd's container list and a probe of one container, to tell whether
+   * the container asking for an address IPAM holds for another is its owner
+   * (see ./address-claim.ts). Without it such an address is refused.
+   */
+  docker?: DockerView;
 }
+
+export interface DockerView {
+  /**
+   * Every container dockerd knows (`GET /containers/json?all=1`: answered
+   * while dockerd starts a container). Rejects when dockerd does not answer
+   * within a few seconds (it serves no API while restoring its containers).
+   */
+  containers(): Promise<ListedContainer[]>;
+  /** Whether inspecting the container answers within `ms` (dockerd holds the lock of the container it is starting). */
+  answers(id: string, ms: number): Promise<boolean>;
+}
+
+/** How long a container's inspect may take before it counts as the one being started. */
+const PROBE_MS = 1000;
 
 export interface RequestPool {
   AddressSpace?: string;
@@ -150,15 +171,14 @@ export class IpamDriver {
     if (live) {
       const holder = await this.o.dockerOwnerOf?.(address).catch(() => undefined);
       throw new PluginError(
-        `address ${address} is in use by ${holder ?? `endpoint ${live.endpointId.slice(0, 12)} (${live.name}) on this host`}`,
+        `address ${address} belongs to ${holder ?? `endpoint ${live.endpointId.slice(0, 12)} (${live.name}) on this host`}; remove it first`,
       );
     }
     const owner = await this.ipamCall(`looking up ${address}`, () => this.o.ipam.lookup(address));
     // Handles of other hosts belong to containers there: never ours to accept or free.
-    const here = owner?.host === this.o.hostname;
-    if (owner && here && owner.handle.startsWith(RESERVATION_HANDLE_PREFIX)) return address; // the reserving container starting
-    if (owner && here && owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) await this.takeOverStale(owner);
-    else if (owner) throw new PluginError(`address ${address} is already in use by ${describeOwner(owner)}`);
+    if (owner && owner.host !== this.o.hostname) throw new PluginError(addressTakenMessage(address, owner, this.o.hostname));
+    if (owner && owner.handle.startsWith(DOCKER_HANDLE_PREFIX)) await this.takeOverStale(owner);
+    else if (owner && (await this.claimHeld(address, owner))) return address; // its owner starting
     const handle = newHandle();
     const allocs = await this.ipamCall(`allocating ${address}`, () =>
       this.o.ipam.allocate({
@@ -173,15 +193,60 @@ export class IpamDriver {
   }
 
   /**
+   * An address IPAM holds for a container of this host (a reservation of the
+   * proxy, `calicoctl container add`): true when the container asking is its
+   * recorded owner; false when that owner is gone (its handle released
+   * here, by proof: the container IPAM names no longer exists); else refused.
+   */
+  private async claimHeld(address: string, owner: Allocation): Promise<boolean> {
+    const docker = this.o.docker;
+    if (!docker) throw new PluginError(addressTakenMessage(address, owner, this.o.hostname));
+    let containers: ListedContainer[];
+    try {
+      containers = await docker.containers();
+    } catch (e) {
+      // dockerd serves no API while it restores its containers at its own
+      // start, and those starts (restart policies) ask for their addresses
+      // then: the address goes to the container asking, as before this check.
+      this.o.log.warn({ address, handle: owner.handle, err: (e as Error).message }, 'dockerd cannot list containers (restoring?): held address given without an ownership check');
+      return true;
+    }
+    const claim = claimHeldAddress(address, owner, this.o.hostname, containers);
+    switch (claim.kind) {
+      case 'refuse':
+        throw new PluginError(claim.message);
+      case 'owner-gone':
+        this.o.log.info({ address, handle: owner.handle, container: claim.owner }, 'the recorded owner of the address no longer exists; releasing its handle');
+        await this.ipamCall(`releasing ${owner.handle}`, () => this.o.ipam.releaseByHandle(owner.handle));
+        return false;
+      case 'probe': {
+        const answers = await Promise.all(claim.others.map((id) => docker.answers(id, PROBE_MS).catch(() => false)));
+        const starting = claim.others.filter((_, i) => !answers[i]);
+        if (starting.length) {
+          this.o.log.warn({ address, handle: owner.handle, owner: owner.attrs[OWNER_ATTR], asking: starting }, 'refused an address that belongs to another container');
+          throw new PluginError(claim.message);
+        }
+        return true;
+      }
+      case 'accept':
+        if (claim.adopt) {
+          const id = claim.adopt;
+          await this.ipamCall(`recording the owner of ${owner.handle}`, () => this.o.ipam.setAttrs(owner.handle, { [OWNER_ATTR]: id }));
+        }
+        return true;
+    }
+  }
+
+  /**
    * An address held by a Docker-driver handle: refuse while its container
    * lives; free it when Docker's release was missed (node down at the time).
    */
   private async takeOverStale(owner: Allocation): Promise<void> {
     if (this.ownHandles.has(owner.handle)) {
-      throw new PluginError(`address ${owner.address} is already in use by ${describeOwner(owner)}`);
+      throw new PluginError(addressTakenMessage(owner.address, owner, this.o.hostname));
     }
     const holder = this.o.dockerOwnerOf ? await this.o.dockerOwnerOf(owner.address) : 'a container (cannot check Docker)';
-    if (holder) throw new PluginError(`address ${owner.address} is already in use by ${holder}`);
+    if (holder) throw new PluginError(`address ${owner.address} belongs to ${holder}; remove it first`);
     this.o.log.info({ address: owner.address, handle: owner.handle }, 'freeing address whose Docker release was missed');
     await this.ipamCall(`releasing stale ${owner.address}`, () => this.o.ipam.releaseAddress(owner.address, owner.handle));
   }
@@ -204,11 +269,6 @@ function pick(allocs: Allocation[], family: Family): string {
   const a = allocs.find((x) => x.family === family);
   if (!a) throw new PluginError(`calico IPAM returned no IPv${family} address`);
   return a.address;
-}
-
-function describeOwner(a: Allocation): string {
-  const who = a.attrs.containerName ?? a.attrs.container ?? a.attrs.containerId;
-  return `${who ? `container ${who}` : `handle ${a.handle}`} (host ${a.host})`;
 }
 
 export function poolFamily(poolId: string): Family {

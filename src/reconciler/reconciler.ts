@@ -12,7 +12,9 @@ import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRecorder } from '../endpoints/recorder';
 import type { Ipam } from '../ipam/types';
 import type { ReconcilerMetrics } from '../metrics/node-metrics';
-import { HANDLE_LABEL } from '../names';
+import { DOCKER_HANDLE_PREFIX, HANDLE_LABEL } from '../names';
+import { OWNER_ATTR, recordedOwner } from '../ipam/owner';
+import { addressesOf, type Endpoint } from '../endpoints/model';
 import type { Component } from '../node/component';
 import { ContainerEvent, EventFollower } from './docker-events';
 import { planSweep, SweepPlan } from './sweep-plan';
@@ -87,7 +89,8 @@ export class Reconciler implements Component {
 
   private async onEvent(e: ContainerEvent): Promise<void> {
     if (e.action === 'start') {
-      await this.o.recorder.record(e.id);
+      const ep = await this.o.recorder.record(e.id);
+      if (ep) await this.noteDockerDriverOwner(ep);
       return;
     }
     if (e.action === 'destroy') {
@@ -95,9 +98,45 @@ export class Reconciler implements Component {
       const handle = e.attributes[HANDLE_LABEL];
       // Addresses given by `calicoctl container add` carry no label: they
       // name their container, and the next sweep releases them.
-      const released = handle ? await this.ipam.releaseByHandle(handle) : 0;
+      const released = handle ? await this.releaseIfOwner(handle, e.id) : 0;
       this.o.metrics?.released('event', released);
       if (released) this.o.log.info({ container: e.id, handle, released }, 'container removed; address released');
+    }
+  }
+
+  /**
+   * Releases the handle a removed container's label names only when IPAM
+   * recorded that container as its owner: a label is anyone's to set, and
+   * `docker commit` copies it into every container of the image.
+   */
+  private async releaseIfOwner(handle: string, container: string): Promise<number> {
+    const allocs = await this.ipam.listByHandle(handle);
+    if (!allocs.length) return 0;
+    const owner = recordedOwner(allocs);
+    if (owner === container) return this.ipam.releaseByHandle(handle);
+    if (owner) {
+      this.o.log.warn(
+        { container, handle, owner, addresses: allocs.map((a) => a.address) },
+        `removed container ${container.slice(0, 12)} carried the handle label of container ${owner.slice(0, 12)}: nothing released`,
+      );
+    } else {
+      this.o.log.debug({ container, handle }, 'handle without a recorded owner: the sweep decides');
+    }
+    return 0;
+  }
+
+  /**
+   * A container started on Docker's own socket holds addresses that Docker's
+   * IPAM calls allocated ("docker-" handles, no container named): record it
+   * as their owner, so the address names it and only its removal frees it.
+   */
+  private async noteDockerDriverOwner(ep: Endpoint): Promise<void> {
+    const { ipv4, ipv6 } = addressesOf(ep);
+    for (const address of [ipv4, ipv6]) {
+      if (!address) continue;
+      const a = await this.ipam.lookup(address);
+      if (!a || a.host !== this.o.host || !a.handle.startsWith(DOCKER_HANDLE_PREFIX) || a.attrs[OWNER_ATTR]) continue;
+      await this.ipam.setAttrs(a.handle, { [OWNER_ATTR]: ep.containerId });
     }
   }
 
@@ -149,19 +188,35 @@ export class Reconciler implements Component {
       orphanBlocks,
     });
     this.sightings = plan.sightings;
+    // A label only names a handle: a container is adopted as its owner only
+    // while IPAM has recorded none (the create's answer was lost).
+    const owners = new Map<string, string | undefined>();
+    for (const a of allocations) if (!owners.get(a.handle)) owners.set(a.handle, a.attrs?.[OWNER_ATTR]);
+    const listed = new Set(containers.map((c) => c.Id));
+    const release = [...plan.release];
     for (const a of plan.adopt) {
-      await this.ipam.setAttrs(a.handle, { container: a.container });
+      const owner = owners.get(a.handle);
+      if (owner && owner !== a.container) {
+        log.warn({ handle: a.handle, owner, container: a.container }, `container ${a.container.slice(0, 12)} carries the handle label of container ${owner.slice(0, 12)}: not adopted`);
+        if (!listed.has(owner) && !release.some((r) => r.handle === a.handle)) {
+          release.push({ handle: a.handle, reason: `its owner ${owner.slice(0, 12)} no longer exists (container ${a.container.slice(0, 12)} only copied its label)` });
+        }
+        continue;
+      }
+      await this.ipam.setAttrs(a.handle, { [OWNER_ATTR]: a.container });
       log.info({ handle: a.handle, container: a.container }, 'reservation adopted by its container');
+    }
+    // Records first: a record replaces the container's older ones in the same
+    // transaction and keeps their profiles, which a delete first would lose.
+    for (const ep of plan.record) {
+      // An endpoint deleted in this process is not brought back: its record stays inactive.
+      if (!(await this.o.lifecycle.record(ep))) await this.o.lifecycle.deactivate(ep);
     }
     for (const ep of plan.removeEndpoints) {
       await this.o.lifecycle.removeRecord(ep);
       log.info({ container: ep.containerId, endpoint: ep.endpointId }, 'stale endpoint record deleted');
     }
-    for (const ep of plan.record) {
-      // An endpoint deleted in this process is not brought back: its stale record goes instead.
-      if (!(await this.o.lifecycle.record(ep))) await this.o.lifecycle.removeRecord(ep);
-    }
-    for (const r of plan.release) {
+    for (const r of release) {
       const n = await this.ipam.releaseByHandle(r.handle);
       this.o.metrics?.released('sweep', n);
       if (n) log.info({ handle: r.handle, released: n }, `address released: ${r.reason}`);

@@ -90,10 +90,10 @@ test('address outside every pool 400, in use 409 naming the owner, pool exhauste
   const owner = (await lab.dockerOk(['run', '-d', '--name', 'owner', '-e', 'CALICO_IP=10.67.0.10', lab.image, 'sleep', '1d'])).trim();
   const taken = await create({ Env: ['CALICO_IP=10.67.0.10'] });
   assert.equal(taken.status, 409);
-  assert.match(taken.message, new RegExp(`10\\.67\\.0\\.10 is already in use by .*container ${owner}`));
+  assert.match(taken.message, new RegExp(`address 10\\.67\\.0\\.10 belongs to container owner \\(${owner.slice(0, 12)}\\); remove it first`));
   const takenCli = await lab.docker(['run', '--rm', '-e', 'CALICO_IP=10.67.0.10', lab.image, 'true']);
   assert.equal(takenCli.code, 125);
-  assert.match(takenCli.stderr, /already in use/);
+  assert.match(takenCli.stderr, /belongs to container owner/);
 
   // Fill the rest of the /26, then ask for more.
   await lab.query('fill', 63);
@@ -103,6 +103,61 @@ test('address outside every pool 400, in use 409 naming the owner, pool exhauste
   await lab.query('release', 63);
   await assertNothingLeft([owner]);
   await lab.dockerOk(['rm', '-f', owner]);
+  await lab.waitClean();
+});
+
+test('a stopped container\'s address is refused to `--ip`, through the proxy and on dockerd\'s socket, naming the owner; the owner starts again with it', { skip: !isRoot() }, async () => {
+  const x = '10.67.0.20';
+  const owner = (await lab.dockerOk(['run', '-d', '--name', 'group1-node1', '-e', `CALICO_IP=${x}`, lab.image, 'sleep', '1d'])).trim();
+  await lab.dockerOk(['stop', '-t', '0', 'group1-node1']);
+  const says = new RegExp(`address 10\\.67\\.0\\.20 belongs to container group1-node1 \\(${owner.slice(0, 12)}\\); remove it first`);
+  const viaProxy = await lab.docker(['run', '--rm', '--net', 'calico', '--ip', x, lab.image, 'true']);
+  assert.equal(viaProxy.code, 125, viaProxy.stdout);
+  assert.match(viaProxy.stderr, says);
+  const viaEnv = await lab.docker(['run', '--rm', '-e', `CALICO_IP=${x}`, lab.image, 'true']);
+  assert.equal(viaEnv.code, 125);
+  assert.match(viaEnv.stderr, says);
+  // Straight to dockerd, as a CI job that never heard of the proxy would: the container is made, its start refused.
+  const direct = await lab.direct(['run', '--name', 'thief', '--net', 'calico', '--ip', x, lab.image, 'true']);
+  assert.notEqual(direct.code, 0);
+  assert.match(direct.stderr, says);
+  const thief = (await lab.direct(['inspect', '-f', '{{.Id}}', 'thief'])).stdout.trim();
+  const s = await lab.state();
+  assert.deepEqual(s.allocations.map((a) => `${a.address} ${a.attrs.container}`), [`${x} ${owner}`], 'the owner\'s reservation, nothing else');
+  assert.deepEqual(s.endpoints.map((e) => `${e.containerId} ${e.state}`), [`${owner} inactive`], 'no endpoint for the refused container');
+  assert.deepEqual(await lab.workloadLinks(), [], 'no veth left');
+  // The refused container still asks for the address in its configuration:
+  // the owner's start is told apart from its (dockerd holds the lock of the one it starts).
+  await lab.dockerOk(['start', 'group1-node1']);
+  assert.equal((await lab.direct(['inspect', '-f', '{{.NetworkSettings.Networks.calico.IPAddress}}', 'group1-node1'])).stdout.trim(), x);
+  assert.equal((await lab.ns.exec('busybox', ['ping', '-c', '1', '-W', '2', x])).code, 0, 'the owner answers on its address');
+  const again = await lab.direct(['start', 'thief']);
+  assert.notEqual(again.code, 0);
+  assert.match(again.stderr, /belongs to container group1-node1/);
+  assert.equal((await lab.state()).allocations.find((a) => a.address === x)?.attrs.container, owner);
+  await lab.direct(['rm', '-f', thief, owner]);
+  await lab.waitClean();
+});
+
+test('a container carrying another\'s handle label (set by hand, or copied by `docker commit`), removed, frees nothing', { skip: !isRoot() }, async () => {
+  const owner = (await lab.dockerOk(['run', '-d', '--name', 'labelled', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'])).trim();
+  const handle = (await lab.direct(['inspect', '-f', '{{index .Config.Labels "org.projectcalico.handle"}}', owner])).stdout.trim();
+  assert.match(handle, /^resv-/);
+  const [mine] = (await lab.state()).allocations;
+  assert.equal(mine?.attrs.container, owner);
+  const forger = (await lab.direct(['run', '-d', '--label', `org.projectcalico.handle=${handle}`, lab.image, 'sleep', '1d'])).stdout.trim();
+  await lab.direct(['commit', owner, 'calico-forged:1']);
+  const copy = (await lab.direct(['run', '-d', 'calico-forged:1', 'sleep', '1d'])).stdout.trim();
+  assert.equal((await lab.direct(['inspect', '-f', '{{index .Config.Labels "org.projectcalico.handle"}}', copy])).stdout.trim(), handle, 'docker commit copied the label');
+  await sleep(3500); // sweeps see three containers with the label
+  assert.equal((await lab.direct(['rm', '-f', forger, copy])).code, 0);
+  await sleep(6000); // past two sweeps and the grace period
+  const s = await lab.state();
+  assert.deepEqual(s.allocations.map((a) => `${a.address} ${a.handle} ${a.attrs.container}`), [`${mine!.address} ${handle} ${owner}`], 'still the owner\'s');
+  assert.equal((await lab.ns.exec('busybox', ['ping', '-c', '1', '-W', '2', mine!.address])).code, 0, 'the owner is still reachable');
+  assert.match(lab.logTail(200), /carried the handle label of container/);
+  await lab.direct(['rmi', 'calico-forged:1']);
+  await lab.direct(['rm', '-f', owner]);
   await lab.waitClean();
 });
 

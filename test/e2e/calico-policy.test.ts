@@ -267,6 +267,45 @@ test("a container on the default profile cannot open a TCP service of its own ho
     await waitFor('drop again with the default node', async () => !(await echoes('hc1', LAB_HOST_IP, PORT)), 15000, 200);
   } finally {
     await removeContainers(lab, ['hc1', 'hc2', 'hc3']);
+test('membership sticks: member remove/add survives `docker restart`, a dockerd restart and a node restart; the old profile\'s peer stays refused', { skip, timeout: 300000 }, async () => {
+  const member = (op: 'add' | 'remove', profile: string, c: string) =>
+    lab.calicoctl(['profile', profile, 'member', op, c, '--docker', `unix://${lab.dockerd.socket}`, '--hostname', lab.hostname], true);
+  const run = (name: string, ip: string, prof: string) =>
+    lab.dockerOk(['run', '-d', '--restart=always', '-e', `CALICO_IP=${ip}`, '-e', `CALICO_PROFILE=${prof}`, '--name', name, lab.image, 'sleep', '1d']);
+  const running = (name: string) => async () => (await lab.direct(['inspect', '-f', '{{.State.Running}}', name])).stdout.trim() === 'true';
+  try {
+    await run('moved', '10.67.94.1', 'OPEN');
+    await run('openpeer', '10.67.94.2', 'OPEN');
+    await run('quarpeer', '10.67.94.3', 'QUAR');
+    await waitFor('an OPEN peer reaches the container', () => ping('openpeer', '10.67.94.1'), 5000, 100);
+    await member('remove', 'OPEN', 'moved');
+    await member('add', 'QUAR', 'moved');
+    const check = async (after: string) => {
+      await waitFor(`${after}: a QUAR peer reaches the moved container`, () => ping('quarpeer', '10.67.94.1'), 20000, 200);
+      assert.equal(await ping('openpeer', '10.67.94.1'), false, `${after}: the OPEN peer is refused`);
+      const id = (await lab.direct(['inspect', '-f', '{{.Id}}', 'moved'])).stdout.trim();
+      const eps = (await lab.state()).endpoints.filter((e) => e.containerId === id);
+      assert.deepEqual(eps.map((e) => `${e.state} ${e.profile_ids.join()}`), ['active QUAR'], `${after}: one record, still in QUAR`);
+    };
+    await check('member add');
+
+    await lab.dockerOk(['restart', '-t', '0', 'moved']);
+    await check('docker restart');
+
+    await lab.dockerd.restart();
+    for (const c of ['moved', 'openpeer', 'quarpeer']) await waitFor(`${c} running again`, running(c), 30000, 200);
+    await check('dockerd restart');
+
+    await lab.stopNode();
+    await lab.startNode();
+    await check('node restart');
+    // And a stop/start while the node is away: the sweep and Join keep the record's profiles too.
+    await lab.killNode();
+    await lab.direct(['restart', '-t', '0', 'moved']);
+    await lab.startNode();
+    await check('restart while the node was down');
+  } finally {
+    await removeContainers(lab, ['moved', 'openpeer', 'quarpeer']);
   }
   await lab.waitClean();
 });

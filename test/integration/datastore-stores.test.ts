@@ -20,6 +20,10 @@ import {
   keys,
 } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
+import pino from 'pino';
+import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
+import { EndpointRegistry } from '../../src/endpoints/registry';
+import { ReservationBook } from '../../src/endpoints/reservations';
 
 after(teardownAll);
 
@@ -134,6 +138,65 @@ test('endpoints: put/get/list/delete, idempotent; an invalid stored value is rep
   assert.equal(await eps.delete(a), false);
   assert.equal(await eps.deleteContainer('h2', 'd'.repeat(64)), 1);
   await assert.rejects(eps.get({ host: 'h/1', containerId: 'x', endpointId: 'y' }), /invalid host name/);
+});
+
+/**
+ * The node's datastore, with a hook run once just before its next
+ * compare-and-swap: what another writer does between the node's read and
+ * its write (the race a sweep runs against `calicoctl profile P member add`).
+ */
+class Interleaved extends Datastore {
+  before?: () => Promise<void>;
+  casCalls = 0;
+  override async cas(...args: Parameters<Datastore['cas']>): ReturnType<Datastore['cas']> {
+    this.casCalls++;
+    const hook = this.before;
+    this.before = undefined;
+    if (hook) await hook();
+    return super.cas(...args);
+  }
+}
+
+test('a sweep racing `member add` loses nothing: the node\'s write fails its compare, reads again and keeps the new profiles', async () => {
+  await ds.deletePrefix('/calico/');
+  const node = new Interleaved({ endpoints: etcd.endpoints });
+  onTeardown('closing etcd client', () => node.close());
+  const log = pino({ level: 'silent' });
+  const lifecycle = new EndpointLifecycle({
+    host: 'h1', store: new EndpointStore(node), registry: new EndpointRegistry(), reservations: new ReservationBook(),
+    ipam: { lookup: async () => undefined }, log,
+  });
+  const cid = 'c'.repeat(64);
+  const operator = new EndpointStore(ds); // calicoctl's own client
+  const first = { ...ep('h1', cid, 'e'.repeat(32)), profile_ids: ['OPEN'] };
+  assert.deepEqual((await lifecycle.record(first))?.profile_ids, ['OPEN']);
+
+  // The sweep listed the record (OPEN) and now marks it inactive (the container
+  // stopped); `profile QUAR member add` lands between its read and its write.
+  const stale = (await new EndpointStore(node).list('h1'))[0]!;
+  node.before = async () => void (await operator.setProfiles('h1', cid, () => ['QUAR']));
+  node.casCalls = 0;
+  const written = await lifecycle.record({ ...stale, state: 'inactive' });
+  assert.ok(node.casCalls >= 2, `the first write lost the race and was retried (${node.casCalls} compare-and-swap calls)`);
+  assert.deepEqual(written?.profile_ids, ['QUAR']);
+  assert.deepEqual((await operator.list('h1')).map((e) => [e.state, e.profile_ids.join()]), [['inactive', 'QUAR']]);
+
+  // A restart's Join (new endpoint id, the reservation's profiles) racing `member remove`.
+  node.before = async () => void (await operator.setProfiles('h1', cid, () => ['QUAR2']));
+  const restarted = await lifecycle.record({ ...first, endpointId: 'f'.repeat(32), name: 'califffffffffff' });
+  assert.deepEqual(restarted?.profile_ids, ['QUAR2']);
+  assert.deepEqual((await operator.list('h1')).map((e) => [e.endpointId, e.state, e.profile_ids.join()]), [['f'.repeat(32), 'active', 'QUAR2']], 'one record, the operator\'s profiles');
+
+  // `member add` racing the node's write: its compare fails, it reads again and applies to the new record.
+  const racing = new Interleaved({ endpoints: etcd.endpoints });
+  onTeardown('closing etcd client', () => racing.close());
+  racing.before = async () => void (await lifecycle.record({ ...first, endpointId: 'a'.repeat(32), name: 'caliaaaaaaaaaaa' }));
+  await new EndpointStore(racing).setProfiles('h1', cid, () => ['LAST']);
+  const now = await operator.list('h1');
+  assert.deepEqual(now.map((e) => [e.endpointId, e.profile_ids.join()]), [['a'.repeat(32), 'QUAR2']], 'the record it read was replaced: nothing resurrected');
+  await new EndpointStore(ds).setProfiles('h1', cid, () => ['LAST']);
+  assert.deepEqual((await operator.list('h1')).map((e) => e.profile_ids.join()), ['LAST']);
+  assert.equal(await lifecycle.forgetContainer(cid), 1);
 });
 
 test('hosts and BGP config: register, list, route reflectors, AS; profiles in the 2015 schema', async () => {

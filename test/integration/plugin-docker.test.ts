@@ -218,7 +218,7 @@ test('--ip: explicit address; refused while another container holds it; kept acr
 
   const b = await d.docker(['run', '--rm', '--net', net, '--ip', want, img, 'true']);
   assert.notEqual(b.code, 0);
-  assert.match(b.stderr, new RegExp(`address ${want.replace(/\./g, '\\.')} is in use by container /?ipa `), b.stderr);
+  assert.match(b.stderr, new RegExp(`address ${want.replace(/\./g, '\\.')} belongs to container /?ipa `), b.stderr);
 
   await d.docker(['stop', '-t', '0', 'ipa']);
   await waitFor('Docker released it at stop', async () => (await ipam.lookup(want)) === undefined, 10000);
@@ -250,7 +250,7 @@ test('an address the proxy reserved (resv- handle) is accepted and survives stop
   // Another container asking for the same address while the first runs is refused.
   const dup = await d.docker(['run', '--rm', '--net', net, '--ip', alloc.address, img, 'true']);
   assert.notEqual(dup.code, 0);
-  assert.match(dup.stderr, /in use by container \/?resv /, dup.stderr);
+  assert.match(dup.stderr, /belongs to container \/?resv /, dup.stderr);
   await d.docker(['rm', '-f', 'resv']);
   await plugin.settled();
   assert.equal((await ipam.lookup(alloc.address))?.handle, handle, 'the reconciler, not Docker, frees a reservation');
@@ -263,7 +263,7 @@ test('addresses held on another host are refused, whatever their handle, naming 
     const [a] = await ipam.allocate({ handle, host: 'other-host', ipv4: 'auto' });
     const r = await d.docker(['run', '--rm', '--net', net, '--ip', a.address, img, 'true']);
     assert.notEqual(r.code, 0, `${prefix} address of another host was accepted`);
-    assert.match(r.stderr, /already in use by .*\(host other-host\)/, r.stderr);
+    assert.match(r.stderr, /address \S+ (belongs to|is held by) .* on host other-host/, r.stderr);
     await plugin.settled();
     assert.equal((await ipam.lookup(a.address))?.handle, handle, 'still theirs');
     await ipam.releaseByHandle(handle);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
-import type { Endpoint, EndpointStore } from '../../src/datastore';
+import { keptProfiles, type Endpoint, type EndpointStore } from '../../src/datastore/endpoint-store';
 import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
 import { makeEndpoint } from '../../src/endpoints/model';
 import { EndpointRegistry } from '../../src/endpoints/registry';
@@ -13,15 +13,28 @@ import type { Allocation, Ipam } from '../../src/ipam/types';
 // address is named (container, profiles) without asking dockerd; after a
 // node restart the reservation's attributes in IPAM name it instead.
 
-/** A store that keeps what it is given (the lifecycle's writes are the facts under test). */
+/**
+ * A store that keeps what it is given as EndpointStore does (one record per
+ * container, profiles of an existing record kept), the lifecycle's writes
+ * being the facts under test; EndpointStore itself is tested on etcd.
+ */
 function memoryStore(): EndpointStore & { rows: Map<string, Endpoint> } {
   const rows = new Map<string, Endpoint>();
   const key = (e: { containerId: string; endpointId: string }) => `${e.containerId}/${e.endpointId}`;
   return {
     rows,
-    replace: async (ep: Endpoint) => {
-      for (const k of [...rows.keys()]) if (k.startsWith(`${ep.containerId}/`)) rows.delete(k);
-      rows.set(key(ep), ep);
+    record: async (ep: Endpoint) => {
+      const found = [...rows.entries()].filter(([k]) => k.startsWith(`${ep.containerId}/`));
+      const kept = keptProfiles(key(ep), found.map(([k, v], i) => ({ key: k, value: v, modRevision: String(i + 1) })));
+      for (const [k] of found) rows.delete(k);
+      const written = { ...ep, profile_ids: kept ?? ep.profile_ids };
+      rows.set(key(ep), written);
+      return written;
+    },
+    deactivate: async (ep: Endpoint) => {
+      const cur = rows.get(key(ep));
+      if (cur) rows.set(key(ep), { ...cur, state: 'inactive' });
+      return !!cur;
     },
     delete: async (ep: Endpoint) => rows.delete(key(ep)),
     deleteContainer: async (_h: string, c: string) => {
@@ -67,9 +80,11 @@ test('Join: the reserved address leads to its container and profiles; the record
   });
   assert.deepEqual([...store.rows.values()], [ep]);
   await lifecycle.deleted(EP);
-  assert.equal(store.rows.size, 0, 'DeleteEndpoint removes the record');
-  assert.equal(await lifecycle.record(ep!), false, 'a deleted endpoint is not recorded again by a late start event');
-  assert.equal(store.rows.size, 0);
+  assert.deepEqual([...store.rows.values()].map((e) => e.state), ['inactive'], 'DeleteEndpoint (a stop) leaves the record inactive, profiles and all');
+  assert.equal(await lifecycle.record(ep!), undefined, 'a deleted endpoint is not recorded again by a late start event');
+  assert.deepEqual([...store.rows.values()].map((e) => e.state), ['inactive']);
+  await lifecycle.forgetContainer('c1');
+  assert.equal(store.rows.size, 0, 'the container\'s removal takes the record');
 });
 
 test('Join after a node restart: the reservation in IPAM names the container and its profiles', async () => {
@@ -98,6 +113,26 @@ test('a restarted container: the new endpoint replaces the old record', async ()
   lifecycle.created({ ...live(), endpointId: EP2, name: 'califffffffffff' });
   await lifecycle.joined(EP2);
   assert.deepEqual([...store.rows.keys()], [`c1/${EP2}`]);
+});
+
+test('membership sticks: a restart\'s Join keeps the profiles the record holds, and the policy hook sees them', async () => {
+  const { store, book, registry, lifecycle } = setup();
+  const seen: string[][] = [];
+  lifecycle.onRecorded(async (ep) => void seen.push(ep.profile_ids));
+  book.set('c1', { handle: 'resv-1', ipv4: '10.0.0.5', profiles: ['OPEN'] });
+  lifecycle.created(live());
+  await lifecycle.joined(EP);
+  // `profile QUAR member add c1` (what the CLI writes), then the container restarts.
+  const k = `c1/${EP}`;
+  store.rows.set(k, { ...store.rows.get(k)!, profile_ids: ['QUAR'] });
+  await lifecycle.deleted(EP);
+  const EP2 = 'f'.repeat(64);
+  lifecycle.created({ ...live(), endpointId: EP2, name: 'califffffffffff' });
+  const ep = await lifecycle.joined(EP2);
+  assert.deepEqual(ep?.profile_ids, ['QUAR']);
+  assert.deepEqual(registry.get(EP2)?.profile_ids, ['QUAR']);
+  assert.deepEqual(seen, [['OPEN'], ['QUAR']]);
+  assert.deepEqual([...store.rows.values()].map((e) => [e.endpointId, e.state, e.profile_ids.join()]), [[EP2, 'active', 'QUAR']]);
 });
 
 test('reservation book: bounded, oldest first; found by address', () => {

@@ -51,7 +51,7 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
     .option('--force', 'stop even though containers on this host still have endpoints (they keep their addresses and records)')
     .action(async (flags: StopFlags, cmd: Command) => {
       const { stateDir, hostname } = opts();
-      const endpoints = await withDatastore(cmd, (ds) => new EndpointStore(ds).list(hostname)).catch((e) => {
+      const endpoints = await withDatastore(cmd, async (ds) => (await new EndpointStore(ds).list(hostname)).filter((e) => e.state === 'active')).catch((e) => {
         if (!flags.force) throw e;
         process.stderr.write(`cannot check this host's endpoints (${(e as Error).message}); stopping anyway (--force)\n`);
         return [];

@@ -5,9 +5,6 @@ import {
   describeIssues,
   Endpoint,
   EndpointStore,
-  EndpointValue,
-  json,
-  keys,
   Profile,
   ProfileRulesInput,
   ProfileRulesValue,
@@ -297,12 +294,16 @@ function unknownToCalico(container: string, host: string): string {
   );
 }
 
-/** Sets the profile list of every endpoint of the container on this host (CAS per endpoint). */
+/**
+ * Sets the profile list of every record of the container on this host: a
+ * compare-and-swap per record, retried on fresh data (the node's own writes,
+ * Join after a restart or a sweep, keep what this writes).
+ */
 async function setProfiles(ds: Datastore, eps: Endpoint[], fn: (ids: string[]) => string[]): Promise<void> {
-  for (const ep of eps) {
-    await ds.update(keys.endpoint(ep.host, ep.containerId, ep.endpointId), json(EndpointValue), (cur) =>
-      cur ? { ...cur, profile_ids: fn(cur.profile_ids) } : undefined,
-    );
+  const store = new EndpointStore(ds);
+  for (const c of new Set(eps.map((e) => `${e.host}\n${e.containerId}`))) {
+    const [host, containerId] = c.split('\n');
+    await store.setProfiles(host!, containerId!, fn);
   }
 }
 

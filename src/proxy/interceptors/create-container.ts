@@ -122,10 +122,9 @@ export class CreateContainerInterceptor implements Interceptor {
         const id = containerId(outcome.body);
         if (id) {
           this.deps.reservations.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
-          // Not awaited: the container carries the handle as a label, so the
-          // id on the reservation is a convenience the reconciler would also
-          // fill in; the client need not wait for it.
-          this.ipam.setAttrs(handle, { container: id }).catch((e) => {
+          // Awaited: the id on the reservation is what proves ownership of the
+          // address (IPAM driver, reconciler), recorded before the client can start it.
+          await this.ipam.setAttrs(handle, { container: id }).catch((e) => {
             ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed; the reconciler adopts it');
           });
         }
