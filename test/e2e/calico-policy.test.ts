@@ -267,6 +267,10 @@ test("a container on the default profile cannot open a TCP service of its own ho
     await waitFor('drop again with the default node', async () => !(await echoes('hc1', LAB_HOST_IP, PORT)), 15000, 200);
   } finally {
     await removeContainers(lab, ['hc1', 'hc2', 'hc3']);
+  }
+  await lab.waitClean();
+});
+
 test('membership sticks: member remove/add survives `docker restart`, a dockerd restart and a node restart; the old profile\'s peer stays refused', { skip, timeout: 300000 }, async () => {
   const member = (op: 'add' | 'remove', profile: string, c: string) =>
     lab.calicoctl(['profile', profile, 'member', op, c, '--docker', `unix://${lab.dockerd.socket}`, '--hostname', lab.hostname], true);
