@@ -41,6 +41,10 @@ export function asksFor(c: ListedContainer, address: string): boolean {
   return [ipam?.IPv4Address, ipam?.IPv6Address].some((a) => !!a && canonical(a) === address);
 }
 
+function onCalico(c: ListedContainer): boolean {
+  return !!c.NetworkSettings?.Networks?.[calicoNetworkName()];
+}
+
 function canonical(a: string): string {
   try {
     return canonicalAddress(a);
@@ -69,8 +73,11 @@ export function claimHeldAddress(address: string, owner: Allocation, host: strin
   const oc = byId.get(ownerId);
   if (!oc) return { kind: 'owner-gone', owner: ownerId };
   const message = addressTakenMessage(address, { ...owner, attrs: { ...owner.attrs, [OWNER_ATTR]: ownerId } }, host, nameOf(oc));
-  // A running owner already has it: the request is someone else's.
-  if (oc.State === 'running') return { kind: 'refuse', message };
+  // A running owner on the calico network already has it: the request is
+  // someone else's. A running owner not on it yet is being connected
+  // (`calicoctl container add`, `docker network connect`), unless a container
+  // being started asks for the address too (the probe below tells them apart).
+  if (oc.State === 'running' && onCalico(oc)) return { kind: 'refuse', message };
   const others = containers.filter((c) => c.Id !== ownerId && c.State !== 'running' && asksFor(c, address)).map((c) => c.Id);
   if (others.length) return { kind: 'probe', others, message };
   return adopt ? { kind: 'accept', adopt } : { kind: 'accept' };

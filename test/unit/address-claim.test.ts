@@ -54,3 +54,11 @@ test('recordedOwner and keptProfiles', () => {
   assert.deepEqual(keptProfiles('k3', [rec('k1', '9', ['a']), rec('k2', '30', ['b'])]), ['b'], 'else the newest');
   assert.equal(keptProfiles('k1', []), undefined);
 });
+
+test('a running owner not yet on the calico network is being connected (`calicoctl container add`): it takes its address, unless a container being started asks for it too', () => {
+  const offCalico = (id: string, name: string): ListedContainer => ({ Id: id, Names: [`/${name}`], State: 'running', Labels: {}, NetworkSettings: { Networks: { bridge: {} } } });
+  assert.deepEqual(claimHeldAddress(X, owner(), 'h1', [offCalico(A, 'noproxy')]), { kind: 'accept' });
+  const r = claimHeldAddress(X, owner(), 'h1', [offCalico(A, 'noproxy'), c(N, 'thief', 'created', X)]);
+  assert.equal(r.kind, 'probe');
+  assert.deepEqual(r.kind === 'probe' && r.others, [N]);
+});
