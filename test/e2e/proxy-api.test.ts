@@ -329,7 +329,7 @@ test('37: a non-loopback listener without TLS, or with --tls alone, is refused, 
   assert.equal(tlsOnly.code, 1);
   assert.match(tlsOnly.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 with --tls alone.*Use --tlsverify instead of --tls/s);
   const help = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--help']);
-  assert.match(help.stdout, /--listen <ADDR>[\s\S]*default: "tcp:\/\/127\.0\.0\.1:2377"/);
+  assert.match(help.stdout, /--listen <ADDR>[\s\S]*default:\s+"tcp:\/\/127\.0\.0\.1:2377"/);
   const loop = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://127.0.0.1:23998', '--docker-upstream', 'tcp://localhost:23998', '--state-dir', dir], { env: { ...process.env, DOCKER_HOST: 'tcp://127.0.0.1:23998' } });
   assert.equal(loop.code, 1);
   assert.match(loop.stderr, /own listener/);
