@@ -1,7 +1,7 @@
 // Hosts (/calico/v1/host/<h>/bird_ip, bird6_ip, config/marker) and the
 // global settings a node writes or BIRD reads (Ready, InterfacePrefix,
 // bgp_as, route reflectors, node mesh).
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import { canonicalAddress, parseAddress } from '../address/cidr';
 import { Codec, Datastore, json, text } from './datastore';
 import { DatastoreError } from './errors';

@@ -17,7 +17,7 @@ import { Reconciler } from '../reconciler/reconciler';
 import { PolicyComponent } from '../policy/component';
 import { MetricsServer, MetricsServerOptions, NodeMetrics } from '../metrics';
 import { Syncer } from '../syncer';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 import { NodeContext, makeNodeContext } from './context';
 import { nodeHealth } from './health';
 import { NodeIdentity } from './identity';

@@ -13,7 +13,7 @@ import type { EndpointRecorder } from '../endpoints/recorder';
 import type { Ipam } from '../ipam/types';
 import type { ReconcilerMetrics } from '../metrics/node-metrics';
 import { HANDLE_LABEL } from '../names';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import { ContainerEvent, EventFollower } from './docker-events';
 import { planSweep, SweepPlan } from './sweep-plan';
 

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseRequestTarget } from '../../src/proxy/request-target';
-import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
+import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/listen/address';
 import { endToEndHeaders, headerObject, isChunked } from '../../src/proxy/headers';
-import { checkListenPolicy } from '../../src/proxy/listener';
-import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
+import { checkListenPolicy } from '../../src/listen/listener';
+import { firstWrite, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
 import { BodyScanner, headEnd, parseHead, requestFraming, responseFraming } from '../../src/proxy/framing';
 import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
 import { silentLogger } from '../../src/log/logger';
@@ -115,14 +115,19 @@ test('interceptor helpers: Docker error shape and first match wins', () => {
 });
 
 test('hijack: the declared body gathered before the first write to dockerd', () => {
-  assert.equal(declaredBody({ 'content-length': '28' }), 28);
-  assert.equal(declaredBody({}), 0);
-  assert.equal(declaredBody({ 'content-length': '0' }), 0);
+  const first = (headers: string) => {
+    const raw = Buffer.from(`POST /containers/x/attach HTTP/1.1\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n${headers}\r\n`);
+    const h = parseHead(raw, raw.length, 'request')!;
+    return firstWrite(h) - h.size;
+  };
+  assert.equal(first('Content-Length: 28\r\n'), 28);
+  assert.equal(first(''), 0);
+  assert.equal(first('Content-Length: 0\r\n'), 0);
   // Chunked (dockerode with no body) has no length to wait for; nonsense neither.
-  assert.equal(declaredBody({ 'transfer-encoding': 'chunked', 'content-length': '28' }), 0);
-  assert.equal(declaredBody({ 'content-length': 'x' }), 0);
+  assert.equal(first('Transfer-Encoding: chunked\r\nContent-Length: 28\r\n'), 0);
+  assert.equal(first('Content-Length: x\r\n'), 0);
   // Beyond the cap it streams as it comes instead of being held.
-  assert.equal(declaredBody({ 'content-length': String(MAX_GATHERED_BODY + 1) }), 0);
+  assert.equal(first(`Content-Length: ${MAX_GATHERED_BODY + 1}\r\n`), 0);
 });
 
 test('swarm port: dockerd\'s bind error on the proxy\'s own port is explained, others pass untouched', async () => {

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import type { ProxyOptions, Address } from '../../proxy';
-import { parseAddress, formatAddress, AddressError, checkListenPolicy, ListenError } from '../../proxy';
+import type { ProxyOptions } from '../../proxy';
+import type { Address } from '../../listen/address';
+import { parseAddress, formatAddress, AddressError } from '../../listen/address';
+import { checkListenPolicy, ListenError } from '../../listen/listener';
 import { CliError } from '../errors';
 
 /** The proxy's flags on `calicoctl node`, spelled as dockerd spells its own. */

@@ -8,10 +8,10 @@ import { DockerProxy } from '../../src/proxy';
 import type { Interceptor } from '../../src/proxy';
 import { silentLogger } from '../../src/log/logger';
 
-// The pass-through on fastify + @fastify/http-proxy must stay byte-exact:
-// a scripted upstream that answers raw bytes and reports what it received.
+// The splice must stay byte-exact: a scripted upstream that answers raw
+// bytes and reports what it received.
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-fastify-'));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-bytes-'));
 const sock = path.join(dir, 'up.sock');
 const heads: string[] = [];
 const bodies: number[] = [];
@@ -100,21 +100,21 @@ test('repeated response headers stay separate lines, names keep their case', asy
   assert.ok(out.endsWith('\r\n\r\nsaw GET /info HTTP/1.1'), JSON.stringify(out));
 });
 
-test('targets fastify or reply-from would refuse or rewrite still reach dockerd verbatim', async () => {
+test('targets a URL parser would refuse or rewrite still reach dockerd verbatim', async () => {
   for (const target of ['//containers/json', '/containers/../info', '/a%zz', '/x%2Fy?a=%zz&b', '/v1.41/containers/json?all=1&filters=%7B%7D']) {
     const out = await exchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     assert.ok(out.endsWith(`saw GET ${target} HTTP/1.1`), `${target}: ${JSON.stringify(out)}`);
   }
 });
 
-test('an interceptor still claims a path fastify\'s router refuses (bad percent-encoding)', async () => {
+test('an interceptor still claims a path with bad percent-encoding', async () => {
   claimed = [];
   const out = await exchange('POST /v1.41/containers/%zz/start HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   assert.match(out, /^HTTP\/1\.1 409 /);
   assert.deepEqual(claimed, ['/containers/%zz/start']);
 });
 
-test('bodies of any type stream unparsed, beyond fastify\'s bodyLimit', async () => {
+test('bodies of any type stream unparsed, beyond the intercepted-body limit', async () => {
   const big = 3 * 1024 * 1024;
   for (const type of ['text/plain', 'application/json', 'application/x-tar', ';;not a type']) {
     const before = bodies.length;
