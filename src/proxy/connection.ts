@@ -116,7 +116,9 @@ export class Connection {
     this.hooks.inflight(1);
     this.state = 'body';
     if (call.upgrade) {
-      if (this.docker.socket()) call.timer = setTimeout(() => this.sendUpgrade(), BODY_WAIT_MS);
+      if (!this.docker.socket()) return;
+      this.listen(call);
+      call.timer = setTimeout(() => this.sendUpgrade(), BODY_WAIT_MS);
       return; // feedBody sends it once the first write is all there
     }
     call.body = new BodyScanner(framing);
@@ -129,6 +131,7 @@ export class Connection {
     }
     const sock = this.docker.socket();
     if (!sock) return;
+    this.listen(call);
     const n = call.body.feed(this.inbuf);
     sock.write(n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
     this.inbuf = this.inbuf.subarray(n);
@@ -163,7 +166,6 @@ export class Connection {
   private awaitAnswer(): void {
     this.state = 'answer';
     this.c.pause();
-    this.listen(this.call!);
   }
 
   /** An Upgrade's head and declared body in one write (hijack.ts says why); the client's later bytes go on raw. */
@@ -173,7 +175,6 @@ export class Connection {
     if (!call || this.state !== 'body' || !sock) return;
     clearTimeout(call.timer);
     this.state = 'answer';
-    this.listen(call);
     sock.write(this.inbuf);
     this.inbuf = EMPTY;
     this.c.resume();
@@ -204,8 +205,10 @@ export class Connection {
     return {
       toDocker: (bytes) => {
         const sock = this.docker.socket();
-        sock?.write(bytes);
-        return sock !== undefined;
+        if (!sock) return false;
+        this.listen(call);
+        sock.write(bytes);
+        return true;
       },
       answer: (bytes, status) => {
         call.status = status;
