@@ -89,13 +89,22 @@ export class Pacer {
 const LINGER_MS = 10000;
 
 /**
- * The answer came before the client finished sending its body (a 413, an
- * early refusal): our side ends, the rest of the body is read and dropped
- * so the client can finish writing and read the answer, then the socket
- * goes (at the client's end, or after LINGER_MS).
+ * Ends a connection after its last answer (`last`, if not written yet). Our
+ * side is half-open by design (hijacks), so once the answer is flushed the
+ * socket goes, as node's http server does, instead of waiting for a client
+ * that may never close its side.
+ *
+ * `drain`: the answer came before the client finished sending its body (a
+ * 413, an early refusal): the rest of the body is read and dropped so the
+ * client can finish writing and read the answer, then the socket goes (at
+ * the client's end, or after LINGER_MS).
  */
-export function linger(c: net.Socket): void {
-  c.end();
+export function endClient(c: net.Socket, last?: Buffer, drain = false): void {
+  if (!drain) {
+    c.end(last ?? '', () => c.destroy());
+    return;
+  }
+  c.end(last ?? '');
   const timer = setTimeout(() => c.destroy(), LINGER_MS);
   timer.unref();
   c.once('end', () => c.destroy());

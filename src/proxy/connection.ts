@@ -4,7 +4,7 @@ import { BodyScanner, type Framing, type Head, MAX_HEAD, headEnd, header, parseH
 import type { Interceptor } from './interceptor';
 import { MAX_INTERCEPTED_BODY } from './interceptor';
 import { AnswerReader } from './answer';
-import { Pacer, linger } from './backpressure';
+import { Pacer, endClient } from './backpressure';
 import { type Call, type ConnectionHooks, newCall, record, uncount, wantsClose } from './call';
 import { DockerSide } from './docker-side';
 import { BODY_WAIT_MS, Hijack } from './hijack';
@@ -48,11 +48,7 @@ export class Connection {
     this.docker = new DockerSide(hooks.docker, hooks.dockerLabel, {
       read: (s, view) => this.pacer.fromDocker(s, view, (b) => (this.hijack ? this.hijack.fromDocker(b) : this.call?.answer?.feed(b))),
       ended: () => this.onDockerEnd(),
-      failed: (err, status, message) => {
-        if (status || this.call?.icp) return this.fail(status || 502, message, err);
-        this.hooks.log.debug({ err: err.message, url: this.call?.url }, 'spliced call: Docker side failed');
-        this.close();
-      },
+      failed: (err, status, message) => (status || this.call?.icp ? this.fail(status || 502, message, err) : this.close()),
       busy: () => this.call !== undefined,
     });
     c.on('data', (b: Buffer) => this.onClientData(b));
@@ -83,7 +79,7 @@ export class Connection {
       this.docker.end();
     } else if (this.state === 'head' && !this.call) {
       this.state = 'closing';
-      this.c.end();
+      endClient(this.c);
       this.docker.end();
     } else {
       // A client that half-closes an ordinary call has left (no Docker client
@@ -234,10 +230,8 @@ export class Connection {
     this.state = 'head';
     if (call.close || bodyLeft || (this.clientEnded && !this.inbuf.length)) {
       this.state = 'closing';
-      if (bodyLeft) linger(this.c);
-      else this.c.end(() => this.c.destroy());
-      this.docker.end();
-      return;
+      endClient(this.c, undefined, bodyLeft);
+      return this.docker.end();
     }
     this.c.resume();
     this.step();
@@ -283,9 +277,7 @@ export class Connection {
     }
     this.call = undefined;
     this.state = 'closing';
-    this.c.write(answerBytes(errorAnswer(status, message), true));
-    if (drain) linger(this.c);
-    else this.c.end(() => this.c.destroy());
+    endClient(this.c, answerBytes(errorAnswer(status, message), true), drain);
     this.docker.destroy();
   }
 
