@@ -216,6 +216,7 @@ export class Connection {
         this.docker.destroy();
       },
       gone: () => this.closed,
+      closing: () => call.close,
     };
   }
 

@@ -14,6 +14,8 @@ export interface InterceptPort {
   answer(bytes: Buffer, status: number): void;
   /** Whether the client has left. */
   gone(): boolean;
+  /** Whether the connection ends with this call's answer (the answer says so). */
+  closing(): boolean;
 }
 
 /**
@@ -73,7 +75,7 @@ export class Interception {
       this.ctx.log.error({ err: e, path: this.ctx.path }, `${this.interceptor.name} failed on the request`);
       d = { action: 'reply', status: 500, message: `calico: ${this.interceptor.name}: ${(e as Error).message}` };
     }
-    if (d.action === 'reply') return this.send(answerBytes(errorAnswer(d.status, d.message), false), d.status);
+    if (d.action === 'reply') return this.send(answerBytes(errorAnswer(d.status, d.message), this.port.closing()), d.status);
     if (this.port.gone()) {
       // The client left while the interceptor decided: nothing went to dockerd; let it undo.
       await this.response({ error: new Error('client closed the connection') });
@@ -104,7 +106,7 @@ export class Interception {
     const content = Buffer.concat(body);
     const outcome = { status: Number(h.line[1]), headers: headerObject(h.rawHeaders), body: header(h.rawHeaders, 'transfer-encoding') ? dechunk(content) : content };
     const r = await this.response(outcome);
-    this.send(r ? answerBytes(r, false, h) : Buffer.concat([head, content]), r?.status ?? outcome.status);
+    this.send(r ? answerBytes(r, this.port.closing(), h) : Buffer.concat([head, content]), r?.status ?? outcome.status);
   }
 
   /** No (whole) answer from dockerd: onResponse sees the error; the client gets `fallback` unless it replaces it. */

@@ -131,6 +131,8 @@ export class DockerProxy implements Component {
       this.loopDetected = true;
       return { action: 'refuse', status: 508, message: 'calico proxy: request loop (the upstream is this proxy)' };
     }
+    const refused = goRefusal(h);
+    if (refused) return { action: 'refuse', ...refused };
     const icp = findInterceptor(this.interceptors, method, parseRequestTarget(url).path);
     return icp ? { action: 'intercept', interceptor: icp } : { action: 'forward' };
   }
@@ -178,4 +180,25 @@ export class DockerProxy implements Component {
     this.clients.clear();
     await closed;
   }
+}
+
+/**
+ * What Go's net/http server refuses before dockerd's router sees a request,
+ * refused here in Docker's error shape instead of Go's plain text (an
+ * interceptor never claims what dockerd would not run): a header value with
+ * a control character (httpguts.ValidHeaderFieldValue, a 400) and an Expect
+ * other than 100-continue (a 417). Pure.
+ */
+export function goRefusal(h: Head): { status: number; message: string } | undefined {
+  for (let i = 0; i + 1 < h.rawHeaders.length; i += 2) {
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(h.rawHeaders[i + 1])) {
+      return { status: 400, message: `calico proxy: cannot forward request: invalid ${h.rawHeaders[i]} header value` };
+    }
+  }
+  const expect = header(h.rawHeaders, 'expect');
+  if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
+    return { status: 417, message: `calico proxy: unsupported Expect header ${JSON.stringify(expect.slice(0, 100))}: only 100-continue is understood` };
+  }
+  return undefined;
 }

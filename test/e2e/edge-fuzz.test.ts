@@ -963,7 +963,7 @@ test('edge fuzz: generated input through the proxy socket never crashes or stall
   assert.ok(rssEnd - rssStart <= boundKiB, `node VmRSS grew by ${mib(rssEnd - rssStart)} (bound ${mib(boundKiB)})`);
 });
 
-test('regression: a create whose header undici will not forward (control character in Content-Type) is a 400, not "cannot reach Docker", and releases its reservation', { skip: !isRoot() }, async () => {
+test('regression: a create with a control character in a header value (Go\'s server refuses it) is a Docker-shaped 400, not "cannot reach Docker", and releases its reservation', { skip: !isRoot() }, async () => {
   const body = Buffer.from(JSON.stringify({ Image: MISSING_IMAGE, Env: ['CALICO_IP=auto'] }));
   const bytes = request('POST', '/v1.41/containers/create', [['Content-Type', '\u0001']], body);
   const a = answerOf(await exchange(bytes), 'create with a bad Content-Type');
@@ -972,7 +972,7 @@ test('regression: a create whose header undici will not forward (control charact
   await lab.waitClean(10000);
 });
 
-test('regression: an Expect other than 100-continue gets a Docker-shaped 417, not node:http\'s bare one', { skip: !isRoot() }, async () => {
+test('regression: an Expect other than 100-continue gets a Docker-shaped 417, not Go\'s bare one', { skip: !isRoot() }, async () => {
   const a = answerOf(await exchange(request('POST', '/v1.41/containers/create', [['Expect', 'nonsense']], VALID_CREATE)), 'Expect: nonsense');
   assert.equal(a.status, 417, describeAnswer(a));
   assert.match(assertRefusal(a, 'Expect: nonsense'), /unsupported Expect header "nonsense"/);

@@ -8,6 +8,7 @@ import { firstWrite, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
 import { BodyScanner, headEnd, parseHead, requestFraming, responseFraming } from '../../src/proxy/framing';
 import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
 import { silentLogger } from '../../src/log/logger';
+import { goRefusal } from '../../src/proxy/proxy';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
@@ -207,4 +208,15 @@ test('framing: heads end at a blank line (CRLF or bare LF); bodies counted or ch
   const broken = new BodyScanner({ kind: 'chunked' });
   broken.feed(b('zz\r\n'));
   assert.deepEqual([broken.done, broken.broken], [true, true]);
+});
+
+test('what Go\'s server refuses before routing is refused here in Docker\'s shape', () => {
+  const head = (headers: string) => {
+    const raw = Buffer.from(`POST /containers/create HTTP/1.1\r\n${headers}\r\n`, 'latin1');
+    return parseHead(raw, raw.length, 'request')!;
+  };
+  assert.equal(goRefusal(head('Host: x\r\nExpect: 100-continue\r\nX-Tab: a\tb\r\nX-Obs: caf\xe9\r\n')), undefined);
+  assert.deepEqual(goRefusal(head('Content-Type: \x01\r\n')), { status: 400, message: 'calico proxy: cannot forward request: invalid Content-Type header value' });
+  assert.equal(goRefusal(head('X-A: a\x7f\r\n'))?.status, 400);
+  assert.deepEqual(goRefusal(head('Expect: nonsense\r\n')), { status: 417, message: 'calico proxy: unsupported Expect header "nonsense": only 100-continue is understood' });
 });
