@@ -76,6 +76,7 @@ export class Interception {
       d = { action: 'reply', status: 500, message: `calico: ${this.interceptor.name}: ${(e as Error).message}` };
     }
     if (d.action === 'reply') return this.send(answerBytes(errorAnswer(d.status, d.message), this.port.closing()), d.status);
+    if (d.action === 'forward') this.state = d.state;
     if (this.port.gone()) {
       // The client left while the interceptor decided: nothing went to dockerd; let it undo.
       await this.response({ error: new Error('client closed the connection') });
@@ -83,7 +84,6 @@ export class Interception {
     }
     let bytes = raw.length ? Buffer.concat([this.headBytes, raw]) : this.headBytes;
     if (d.action === 'forward') {
-      this.state = d.state;
       // The client's length or chunked framing described its bytes, not these.
       const headers = this.head.rawHeaders.filter((_, i, a) => !/^(content-length|transfer-encoding|expect)$/i.test(a[i - (i % 2)]));
       headers.push('Content-Length', String(d.body.length));

@@ -260,9 +260,9 @@ test('intercepted: a client gone while the interceptor decides sends nothing to 
   const icp: Interceptor = {
     name: 't',
     matches: () => true,
-    onRequest: () => new Promise((r) => (release = () => r({ action: 'forward', body: Buffer.from('{}') }))),
-    onResponse: async (_ctx, o) => {
-      outcomes.push('error' in o ? o.error.message : String(o.status));
+    onRequest: () => new Promise((r) => (release = () => r({ action: 'forward', body: Buffer.from('{}'), state: 'reservation' }))),
+    onResponse: async (_ctx, o, state) => {
+      outcomes.push(`${'error' in o ? o.error.message : String(o.status)} ${String(state)}`);
     },
   };
   const before = upstreamConns.length;
@@ -272,6 +272,6 @@ test('intercepted: a client gone while the interceptor decides sends nothing to 
   c.conn.close();
   release();
   await until('the undo', () => outcomes.length === 1);
-  assert.deepEqual(outcomes, ['client closed the connection']);
+  assert.deepEqual(outcomes, ['client closed the connection reservation'], 'the undo sees the state of what was decided');
   assert.equal(upstreamConns.length, before);
 });
