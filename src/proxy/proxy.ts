@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Component } from '../node/component';
 import type { ProxyMetrics } from '../metrics/node-metrics';
 import type { Address } from './address';
-import { formatAddress, parseAddress, pointsAt } from './address';
+import { formatAddress, isLoopbackHost, parseAddress, pointsAt } from './address';
 import type { Interceptor } from './interceptor';
 import { findInterceptor } from './interceptor';
 import { parseRequestTarget } from './request-target';
@@ -35,6 +35,8 @@ export interface ProxyOptions {
   socketPermsFrom?: string;
   /** Requests by path class and status, intercepted-call latency, bytes spliced, hijacked streams (the node's metrics). */
   metrics?: ProxyMetrics;
+  /** Origins whose requests are taken (`--allow-origin`); requests from any other web page are refused (web-guard.ts). */
+  allowOrigins?: string[];
 }
 
 const PROBE_HEADER = 'x-calico-proxy-probe';
@@ -156,6 +158,12 @@ export class DockerProxy implements Component {
       hijacked: m ? (d: 1 | -1) => m.hijacked(d) : undefined,
       inflight: (d: number) => {
         this.spliceInflight += d;
+      },
+      // Closed to web pages; Host checked on a loopback TCP listener only (request-head.ts, web-guard.ts).
+      policy: {
+        checkHost: this.listenAddr.kind === 'tcp' && isLoopbackHost(this.listenAddr.host),
+        allowOrigins: this.opts.allowOrigins ?? [],
+        probe: { header: PROBE_HEADER, nonce: this.probeNonce },
       },
       log: this.log,
     };

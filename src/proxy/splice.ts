@@ -1,7 +1,8 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, requestFraming, responseFraming } from './framing';
+import { BodyScanner, Framing, Head, MAX_HEAD, headEnd, header, parseHead, responseFraming } from './framing';
+import { decideRequest, type HeadDecision, type HeadPolicy } from './request-head';
 import { declaredBody, BODY_WAIT_MS } from './hijack';
 import { dockerErrorBody } from './interceptor';
 import { SPLICE_CHUNK, type SpliceRead } from './upstream';
@@ -48,6 +49,8 @@ export interface SpliceTargets {
   inflight(delta: number): void;
   /** A call became a raw stream (+1) / that stream ended (-1). */
   hijacked?(delta: 1 | -1): void;
+  /** Origin/Sec-Fetch/Host rules of this listener (request-head.ts); none: only the framing rules. */
+  policy?: HeadPolicy;
   log: Logger;
 }
 
@@ -122,7 +125,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
 
   const answerError = (status: number, message: string) => {
     const body = dockerErrorBody(message);
-    const reason = status === 502 ? 'Bad Gateway' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+    const reason = REASONS[status] ?? 'Bad Request';
     endClient(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`);
     if (cur) cur.status = status;
     finishCall();
@@ -242,8 +245,14 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       }
       cur.status = status;
       if (wantsClose(h)) cur.close = true;
-      if (status === 101 || cur.upgrade || (cur.hijack && responseFraming(h, cur.method).kind === 'close')) {
+      // Raw only where Docker hijacks: a 101 to an Upgrade it was asked for,
+      // or an old client's attach answered without framing.
+      if ((status === 101 && cur.upgrade) || (status !== 101 && cur.hijack && responseFraming(h, cur.method).kind === 'close')) {
         goRaw(s, rest);
+        return;
+      }
+      if (status === 101) {
+        closeAll(); // a switch nobody asked for: the connection cannot be framed further
         return;
       }
       resFraming = responseFraming(h, cur.method);
@@ -375,22 +384,21 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
         if (inbuf.length > MAX_HEAD) answerError(431, 'calico proxy: request head too large');
         return;
       }
-      const h = parseHead(inbuf, end, 'request');
-      const framing = h && requestFraming(h);
-      if (!h || !framing) {
-        answerError(400, 'calico proxy: malformed HTTP request');
+      const d = decideRequest(inbuf, end, t.policy);
+      if (d.action === 'refuse') {
+        answerError(d.status, d.message);
         return;
       }
-      startRequest(h, framing);
+      startRequest(d);
     }
     if (state === 'body') feedBody();
   }
 
-  function startRequest(h: Head, framing: Framing): void {
+  function startRequest(d: Extract<HeadDecision, { action: 'forward' }>): void {
+    const { head: h, framing, upgrade } = d;
     const [method, url] = h.line;
-    const upgrade = header(h.rawHeaders, 'upgrade') !== undefined && /\bupgrade\b/i.test(header(h.rawHeaders, 'connection') ?? '');
     const target: Target = t.claims(method, url, h.rawHeaders) ? 'fastify' : 'docker';
-    const oldHijack = !upgrade && method === 'POST' && /\/(containers\/[^/]+\/attach|exec\/[^/]+\/start)(\?|$)/.test(url);
+    const oldHijack = !upgrade && d.hijack;
     let sock: net.Socket;
     try {
       sock = connection(target);
@@ -404,20 +412,15 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     resBody = undefined;
     reqBody = undefined;
     if (upgrade && target === 'docker') {
-      // Head, declared body and whatever came with them: one write, then raw.
+      // Head and declared body: one write. The connection stays framed: only
+      // dockerd's 101 makes it raw (onAnswer); what the client sends meanwhile
+      // waits, and is the next request if dockerd answers anything else.
       const want = h.size + declaredBody(lowerHeaders(h.rawHeaders));
       const send = () => {
         clearTimeout(gatherTimer);
         if (state !== 'gather') return;
-        state = 'answer';
-        const first = inbuf;
-        inbuf = Buffer.alloc(0);
-        sock.write(first);
-        // The answer decides raw (101) or not; client bytes meanwhile go on raw too.
-        c.removeListener('data', onClientData);
-        c.on('data', (b: Buffer) => writeDocker(sock, b));
-        c.resume();
-        pendingRawFromClient = true;
+        state = 'head';
+        forwardRequest(h, framing, sock);
       };
       state = 'gather';
       if (inbuf.length >= want || clientEnded) send();
@@ -428,14 +431,26 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       }
       return;
     }
-    reqBody = new BodyScanner(framing);
+    forwardRequest(h, framing, sock);
+  }
+
+  /** The head and the body bytes already read, in one write; the rest of the body as it comes (feedBody). */
+  function forwardRequest(h: Head, framing: Framing, sock: net.Socket): void {
+    reqBody = new BodyScanner(framing, true);
     const head = inbuf.subarray(0, h.size);
     inbuf = inbuf.subarray(h.size);
     const n = reqBody.feed(inbuf);
     sock.write(n ? Buffer.concat([head, inbuf.subarray(0, n)]) : head);
     inbuf = inbuf.subarray(n);
+    if (reqBody.broken) return refuseBody();
     state = reqBody.done ? 'answer' : 'body';
     if (state === 'answer') c.pause();
+  }
+
+  /** A chunked body Go could read another way: what came before the bad byte went on; nothing after it does. */
+  function refuseBody(): void {
+    if (cur && cur.status === 0 && !resBody && !resBuf.length) answerError(400, 'calico proxy: malformed chunked request body (chunk extensions, trailers and bare LF are refused)');
+    else closeAll();
   }
 
   function feedBody(): void {
@@ -445,6 +460,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       writeDocker(cur.sock, n === inbuf.length ? inbuf : inbuf.subarray(0, n));
     }
     inbuf = inbuf.subarray(n);
+    if (reqBody.broken) return refuseBody();
     if (reqBody.done) {
       state = 'answer';
       c.pause();
@@ -478,6 +494,8 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
       cur?.sock.end();
       return;
     }
+    // An Upgrade awaiting dockerd's answer: the EOF goes on once the stream is raw (goRaw), or ends the connection after a refusal (answerDone).
+    if (cur?.upgrade && state === 'answer') return;
     if (state === 'head' && !cur) {
       c.end();
       for (const s of Object.values(conns)) s?.end();
@@ -494,6 +512,14 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   });
   c.on('close', () => closeAll());
 }
+
+const REASONS: Record<number, string> = {
+  403: 'Forbidden',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  505: 'HTTP Version Not Supported',
+};
 
 function wantsClose(h: Head): boolean {
   const conn = (header(h.rawHeaders, 'connection') ?? '').toLowerCase();
