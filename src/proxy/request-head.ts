@@ -29,7 +29,7 @@ export type HeadDecision =
       /** Asks for an Upgrade on a hijack route: raw both ways once dockerd answers 101. */
       upgrade: boolean;
     }
-  | { action: 'refuse'; status: 400 | 403 | 501 | 505; message: string };
+  | { action: 'refuse'; status: 400 | 403; message: string };
 
 type Refusal = Extract<HeadDecision, { action: 'refuse' }>;
 
@@ -57,7 +57,7 @@ export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusa
   if (!/^[A-Z]+$/.test(method)) {
     return refuse(400, `method ${JSON.stringify(method)} is refused: Docker's router matches upper-case methods only`);
   }
-  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return refuse(505, `${version.slice(0, 20)} is not supported: HTTP/1.1 or HTTP/1.0`);
+  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return refuse(400, `${version.slice(0, 20)} is not supported: HTTP/1.1 or HTTP/1.0`);
   const rawHeaders: string[] = [];
   for (const l of lines.slice(1)) {
     if (l.startsWith(' ') || l.startsWith('\t')) {
@@ -89,7 +89,7 @@ export function requestFramingStrict(h: Head): Framing | Refusal {
   const cl = values(h.rawHeaders, 'content-length');
   if (te.length) {
     if (h.line[2] === 'HTTP/1.0') return refuse(400, 'Transfer-Encoding on an HTTP/1.0 request is refused (Docker ignores it and reads Content-Length)');
-    if (te.length !== 1 || te[0].toLowerCase() !== 'chunked') return refuse(501, `unsupported transfer encoding ${JSON.stringify(te.join(', ').slice(0, 60))}: only "chunked"`);
+    if (te.length !== 1 || te[0].toLowerCase() !== 'chunked') return refuse(400, `unsupported transfer encoding ${JSON.stringify(te.join(', ').slice(0, 60))}: only "chunked"`);
     if (cl.length) return refuse(400, 'a request with both Transfer-Encoding and Content-Length is refused');
     return { kind: 'chunked' };
   }

@@ -58,8 +58,8 @@ const TABLE: Row[] = [
     dockerd: 'chunked; Content-Length deleted (transfer.go parseTransferEncoding)',
     proxy: 'refuse 400',
   },
-  { case: 'TE gzip, chunked', head: `${CREATE}Transfer-Encoding: gzip, chunked\r\n\r\n`, dockerd: '501 unsupported transfer encoding (transfer.go parseTransferEncoding)', proxy: 'refuse 501' },
-  { case: 'TE twice', head: `${CREATE}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n`, dockerd: '501 too many transfer encodings (parseTransferEncoding)', proxy: 'refuse 501' },
+  { case: 'TE gzip, chunked', head: `${CREATE}Transfer-Encoding: gzip, chunked\r\n\r\n`, dockerd: '501 unsupported transfer encoding (transfer.go parseTransferEncoding)', proxy: 'refuse 400' },
+  { case: 'TE twice', head: `${CREATE}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n`, dockerd: '501 too many transfer encodings (parseTransferEncoding)', proxy: 'refuse 400' },
   { case: 'TE Chunked (case)', head: `${CREATE}Transfer-Encoding: Chunked\r\n\r\n`, dockerd: 'chunked (ascii.EqualFold)', proxy: 'forward chunked /containers/create' },
   { case: 'duplicate equal Content-Length', head: `${CREATE}Content-Length: 3\r\nContent-Length: 3\r\n\r\n`, dockerd: 'one Content-Length, 3 (transfer.go fixLength, issue 16490)', proxy: 'forward length:3 /containers/create' },
   { case: 'duplicate differing Content-Length', head: `${CREATE}Content-Length: 3\r\nContent-Length: 40\r\n\r\n`, dockerd: '400 multiple Content-Length headers (fixLength)', proxy: 'refuse 400' },
@@ -86,7 +86,7 @@ const TABLE: Row[] = [
   { case: 'trailing slash', head: `POST /v1.41/containers/create/ HTTP/1.1\r\n${H}\r\n`, dockerd: '404: templates match the whole path (no StrictSlash)', proxy: 'forward none /containers/create/' },
   { case: 'malformed escape', head: `GET /containers/%zz/json HTTP/1.1\r\n${H}\r\n`, dockerd: '400 (net/url unescape via ParseRequestURI)', proxy: 'refuse 400' },
   { case: 'fragment', head: `POST /containers/create#x HTTP/1.1\r\n${H}\r\n`, dockerd: 'path "/containers/create#x": 404', proxy: 'refuse 400' },
-  { case: 'HTTP/2.0 request line', head: `GET /_ping HTTP/2.0\r\n${H}\r\n`, dockerd: '505 (server.go readRequest: ProtoMajor != 1)', proxy: 'refuse 505' },
+  { case: 'HTTP/2.0 request line', head: `GET /_ping HTTP/2.0\r\n${H}\r\n`, dockerd: '505 (server.go readRequest: ProtoMajor != 1)', proxy: 'refuse 400' },
   { case: 'extra space in request line', head: `GET /_ping  HTTP/1.1\r\n${H}\r\n`, dockerd: '400 malformed HTTP version (parseRequestLine)', proxy: 'refuse 400' },
   { case: 'two Host headers', head: `GET /_ping HTTP/1.1\r\n${H}${H}\r\n`, dockerd: '400 too many Host headers (readRequest)', proxy: 'refuse 400' },
   { case: 'Upgrade on /_ping', head: `GET /_ping HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n`, dockerd: 'answers framed: only hijacking handlers act on Upgrade', proxy: 'forward none /_ping' },
@@ -117,7 +117,7 @@ test('request head: control bytes, header names, methods, versions', () => {
   assert.equal(decide('GET /_ping HTTP/1.0\r\n\r\n'), 'forward none /_ping');
   assert.equal(decide(`\r\nGET /_ping HTTP/1.1\r\n${H}\r\n`.slice(2)), 'forward none /_ping');
   assert.equal(decide(`GET /_ping HTTP/1.1\r\n${H}Content-Length: 99999999999999999999\r\n\r\n`), 'refuse 400');
-  assert.equal(decide(`GET /_ping HTTP/1.1\r\n${H}Transfer-Encoding: identity\r\n\r\n`), 'refuse 501');
+  assert.equal(decide(`GET /_ping HTTP/1.1\r\n${H}Transfer-Encoding: identity\r\n\r\n`), 'refuse 400');
   // A Connection list naming upgrade among others still asks for it (attach sends "Upgrade").
   assert.equal(decide(`POST /containers/a/attach HTTP/1.1\r\n${H}Connection: keep-alive, Upgrade\r\nUpgrade: tcp\r\n\r\n`), 'forward none /containers/a/attach upgrade');
   assert.equal(decide(`POST /containers/a/attach HTTP/1.1\r\n${H}Upgrade: tcp\r\n\r\n`), 'forward none /containers/a/attach');
