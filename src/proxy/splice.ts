@@ -76,6 +76,11 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   let gatherSend: (() => void) | undefined;
   let gatherWant = 0;
   let pendingRawFromClient = false;
+  // Bytes that came with an Upgrade request's head and body (in inbuf when
+  // they were sent): dockerd drops what it read with the head when it
+  // hijacks, so after a 101 these are dropped too; after any other answer
+  // they are the next request, as dockerd reads them (see hijack.ts).
+  let upgradeDiscard = 0;
   let rawCounted = false;
 
   const closeAll = () => {
@@ -369,10 +374,10 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     }
     writeClient(s, rest);
     // Whatever the client sent after the request (stdin) goes on raw.
-    if (inbuf.length) {
-      s.write(inbuf);
-      inbuf = Buffer.alloc(0);
-    }
+    const early = cur?.upgrade ? inbuf.subarray(Math.min(upgradeDiscard, inbuf.length)) : inbuf;
+    upgradeDiscard = 0;
+    if (early.length) s.write(early);
+    inbuf = Buffer.alloc(0);
     if (clientEnded) s.end();
     c.resume();
   }
@@ -411,6 +416,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
     resBuf = Buffer.alloc(0);
     resBody = undefined;
     reqBody = undefined;
+    upgradeDiscard = 0;
     if (upgrade && target === 'docker') {
       // Head and declared body: one write. The connection stays framed: only
       // dockerd's 101 makes it raw (onAnswer); what the client sends meanwhile
@@ -421,6 +427,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
         if (state !== 'gather') return;
         state = 'head';
         forwardRequest(h, framing, sock);
+        upgradeDiscard = inbuf.length;
       };
       state = 'gather';
       if (inbuf.length >= want || clientEnded) send();
@@ -516,9 +523,7 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
 const REASONS: Record<number, string> = {
   403: 'Forbidden',
   431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
   502: 'Bad Gateway',
-  505: 'HTTP Version Not Supported',
 };
 
 function wantsClose(h: Head): boolean {

@@ -89,6 +89,10 @@ test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () =>
   const t = proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true, tlscacert: 'ca', tlscert: 'c', tlskey: 'k' });
   assert.deepEqual(t.tls, { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.match(dockerHostHint(t), /DOCKER_TLS_VERIFY=1/);
+  // --allow-origin, repeatable: origins only.
+  const w = proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, allowOrigin: ['http://localhost:9000/', 'https://ui.example:8443'] });
+  assert.deepEqual(w.allowOrigins, ['http://localhost:9000', 'https://ui.example:8443']);
+  assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, allowOrigin: ['localhost:9000'] }), (e) => e instanceof CliError && /--allow-origin "localhost:9000" is not an origin/.test(e.message));
 });
 
 test('headers: hop-by-hop dropped, repeats and case kept', () => {
