@@ -126,10 +126,7 @@ export class BodyScanner {
     let i = 0;
     while (i < buf.length && !this.done) {
       if (this.state === 'data') {
-        const n = Math.min(buf.length - i, this.remaining);
-        i += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.state = 'data-end';
+        i += this.takeData(buf.length - i);
         continue;
       }
       const b = buf[i++];
@@ -157,6 +154,14 @@ export class BodyScanner {
     return i;
   }
 
+  /** Of `available` bytes of chunk data, how many belong to the current chunk. */
+  private takeData(available: number): number {
+    const n = Math.min(available, this.remaining);
+    this.remaining -= n;
+    if (this.remaining === 0) this.state = 'data-end';
+    return n;
+  }
+
   private feedStrict(buf: Buffer): number {
     let i = 0;
     const bad = () => {
@@ -166,10 +171,7 @@ export class BodyScanner {
     };
     while (i < buf.length && !this.done) {
       if (this.state === 'data') {
-        const n = Math.min(buf.length - i, this.remaining);
-        i += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.state = 'data-end';
+        i += this.takeData(buf.length - i);
         continue;
       }
       const b = buf[i];

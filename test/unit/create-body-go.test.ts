@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { HANDLE_LABEL, PROFILES_LABEL } from '../../src/names';
 import { RequestRefused, parseCalicoEnv } from '../../src/endpoints/calico-env';
 import { checkNetworkMode } from '../../src/proxy/interceptors/calico-request';
-import { readCreateBody, rewriteCreate } from '../../src/proxy/interceptors/create-body';
+import { planRewrite, readCreateBody, rewriteCreate } from '../../src/proxy/interceptors/create-body';
 import { GoJsonError, goFold, parseGoJson } from '../../src/proxy/interceptors/go-json';
 
 /** 'ours', 'not ours' or 'refused <status>', as the create interceptor decides. */
@@ -18,6 +18,7 @@ function decide(body: string): string {
     const wanted = v && parseCalicoEnv(v.env);
     if (!v || !wanted) return 'not ours';
     checkNetworkMode(v.networkMode);
+    planRewrite(v);
     return 'ours';
   } catch (e) {
     if (e instanceof RequestRefused) return `refused ${e.status}`;
@@ -50,6 +51,11 @@ const CASES: [string, string, string][] = [
   ['a null NetworkMode changes nothing', '{"Env":["CALICO_IP=auto"],"HostConfig":{"NetworkMode":"host","networkmode":null}}', 'refused 400'],
   ['NetworkMode of another type', '{"Env":["CALICO_IP=auto"],"HostConfig":{"NetworkMode":1}}', 'refused 400'],
   ['env variable names are case-sensitive', '{"Env":["calico_ip=auto"]}', 'not ours'],
+  // Type errors Go would meet in what the rewrite merges: refused before anything is reserved (found by the edge fuzz).
+  ['NetworkingConfig of another type', '{"Env":["CALICO_IP=auto"],"NetworkingConfig":"x"}', 'refused 400'],
+  ['an endpoint of another type', '{"Env":["CALICO_IP=auto"],"NetworkingConfig":{"EndpointsConfig":{"bridge":5}}}', 'refused 400'],
+  ['Labels of another type', '{"Env":["CALICO_IP=auto"],"Labels":["x"]}', 'refused 400'],
+  ['IPAMConfig of another type', '{"Env":["CALICO_IP=auto"],"NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":"x"}}}}', 'refused 400'],
 ];
 
 for (const [name, body, want] of CASES) {

@@ -103,27 +103,37 @@ function objectText(view: CreateView, members: readonly Member[], extra: string[
   return `{${[...members.map((m) => view.text.slice(m.start, m.end)), ...extra].join(',')}}`;
 }
 
+/** What the rewrite keeps and merges, settled before anything is reserved (every type error Go would meet is thrown here). */
+export interface RewritePlan {
+  view: CreateView;
+  kept: Member[];
+  hostConfig: Member[];
+  networking: Member[];
+  labels: Member[];
+  /** EndpointsConfig entries other than the carried ones, last value per key. */
+  others: Member[];
+  /** Endpoint settings carried to the calico endpoint (IPAMConfig apart). */
+  carried: Member[];
+  /** The carried IPAMConfig without its addresses. */
+  ipam: Member[];
+}
+
 /**
- * The create body onto the calico network with the reserved addresses.
- * `HostConfig`, `NetworkingConfig` and `Labels` (under whatever spelling
- * and however often the client sent them) become one member each, holding
- * what Go would have merged from them plus Calico's settings; the endpoint
- * settings the client gave for the network it asked for (compose's aliases
- * on <project>_default) move to the calico endpoint.
+ * Plans the rewrite: `HostConfig`, `NetworkingConfig` and `Labels` (under
+ * whatever spelling and however often the client sent them) merged as Go
+ * merges them; the endpoint settings the client gave for the network it
+ * asked for (compose's aliases on <project>_default) carried to the calico
+ * endpoint. Throws RequestRefused (400) where Go would meet a type error.
  */
-export function rewriteCreate(view: CreateView, r: Rewrite): Buffer {
-  const net = calicoNetworkName();
+export function planRewrite(view: CreateView): RewritePlan {
   const owned = ['HostConfig', 'NetworkingConfig', 'Labels'];
-  const kept = view.root.members.filter((m) => !owned.some((f) => isField(m, f)));
   try {
-    const hostConfig = mergedObject(fieldMembers(view.root, 'HostConfig'), 'HostConfig') ?? [];
     const networking = mergedObject(fieldMembers(view.root, 'NetworkingConfig'), 'NetworkingConfig') ?? [];
-    const labels = mergedObject(fieldMembers(view.root, 'Labels'), 'Labels') ?? [];
     // EndpointsConfig is a map: keys exact, an entry's last value wins whole.
     const endpoints = mergedObject(networking.filter((m) => isField(m, 'EndpointsConfig')), 'EndpointsConfig') ?? [];
     const last = new Map<string, Member>();
     for (const m of endpoints) last.set(m.key, m);
-    const carriedKeys = [...new Set([view.networkMode ?? '', 'default', 'bridge', net].filter(Boolean))];
+    const carriedKeys = [...new Set([view.networkMode ?? '', 'default', 'bridge', calicoNetworkName()].filter(Boolean))];
     let carried: Member[] = [];
     for (const k of carriedKeys) {
       const m = last.get(k);
@@ -133,23 +143,44 @@ export function rewriteCreate(view: CreateView, r: Rewrite): Buffer {
     const ipam = (mergedObject(carried.filter((m) => isField(m, 'IPAMConfig')), 'IPAMConfig') ?? []).filter(
       (m) => !isField(m, 'IPv4Address') && !isField(m, 'IPv6Address'),
     );
-    const ours: string[] = [];
-    if (r.ipv4) ours.push(`"IPv4Address":${q(r.ipv4)}`);
-    if (r.ipv6) ours.push(`"IPv6Address":${q(r.ipv6)}`);
-    const endpoint = objectText(view, carried.filter((m) => !isField(m, 'IPAMConfig')), [`"IPAMConfig":${objectText(view, ipam, ours)}`]);
-    const others = [...last.values()].filter((m) => !carriedKeys.includes(m.key));
-    const ownLabels = [`${q(HANDLE_LABEL)}:${q(r.handle)}`, ...(r.profiles.length ? [`${q(PROFILES_LABEL)}:${q(r.profiles.join(','))}`] : [])];
-    const members = [
-      ...kept.map((m) => view.text.slice(m.start, m.end)),
-      `"HostConfig":${objectText(view, hostConfig.filter((m) => !isField(m, 'NetworkMode')), [`"NetworkMode":${q(net)}`])}`,
-      `"NetworkingConfig":${objectText(view, networking.filter((m) => !isField(m, 'EndpointsConfig')), [
-        `"EndpointsConfig":${objectText(view, others, [`${q(net)}:${endpoint}`])}`,
-      ])}`,
-      `"Labels":${objectText(view, labels.filter((m) => m.key !== HANDLE_LABEL && m.key !== PROFILES_LABEL), ownLabels)}`,
-    ];
-    return Buffer.from(`{${members.join(',')}}`);
+    return {
+      view,
+      kept: view.root.members.filter((m) => !owned.some((f) => isField(m, f))),
+      hostConfig: (mergedObject(fieldMembers(view.root, 'HostConfig'), 'HostConfig') ?? []).filter((m) => !isField(m, 'NetworkMode')),
+      networking: networking.filter((m) => !isField(m, 'EndpointsConfig')),
+      labels: (mergedObject(fieldMembers(view.root, 'Labels'), 'Labels') ?? []).filter((m) => m.key !== HANDLE_LABEL && m.key !== PROFILES_LABEL),
+      others: [...last.values()].filter((m) => !carriedKeys.includes(m.key)),
+      carried: carried.filter((m) => !isField(m, 'IPAMConfig')),
+      ipam,
+    };
   } catch (e) {
     if (e instanceof GoJsonError) throw refused(e.message);
     throw e;
   }
+}
+
+/**
+ * The create body onto the calico network with the reserved addresses: one
+ * member each for HostConfig, NetworkingConfig and Labels (what the plan
+ * merged plus Calico's settings), every other member as the client wrote it.
+ */
+export function renderRewrite(p: RewritePlan, r: Rewrite): Buffer {
+  const net = calicoNetworkName();
+  const ours: string[] = [];
+  if (r.ipv4) ours.push(`"IPv4Address":${q(r.ipv4)}`);
+  if (r.ipv6) ours.push(`"IPv6Address":${q(r.ipv6)}`);
+  const endpoint = objectText(p.view, p.carried, [`"IPAMConfig":${objectText(p.view, p.ipam, ours)}`]);
+  const ownLabels = [`${q(HANDLE_LABEL)}:${q(r.handle)}`, ...(r.profiles.length ? [`${q(PROFILES_LABEL)}:${q(r.profiles.join(','))}`] : [])];
+  const members = [
+    ...p.kept.map((m) => p.view.text.slice(m.start, m.end)),
+    `"HostConfig":${objectText(p.view, p.hostConfig, [`"NetworkMode":${q(net)}`])}`,
+    `"NetworkingConfig":${objectText(p.view, p.networking, [`"EndpointsConfig":${objectText(p.view, p.others, [`${q(net)}:${endpoint}`])}`])}`,
+    `"Labels":${objectText(p.view, p.labels, ownLabels)}`,
+  ];
+  return Buffer.from(`{${members.join(',')}}`);
+}
+
+/** planRewrite then renderRewrite. */
+export function rewriteCreate(view: CreateView, r: Rewrite): Buffer {
+  return renderRewrite(planRewrite(view), r);
 }
