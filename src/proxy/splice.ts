@@ -131,7 +131,13 @@ export function splice(client: net.Socket | Duplex, t: SpliceTargets): void {
   const answerError = (status: number, message: string) => {
     const body = dockerErrorBody(message);
     const reason = REASONS[status] ?? 'Bad Request';
-    endClient(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`);
+    const answer = `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`;
+    // A client still sending (a refused head's body) reads the answer before the socket goes: a close with unread bytes is a reset that can lose it.
+    if (clientEnded) endClient(answer);
+    else {
+      c.write(answer);
+      lingerClient();
+    }
     if (cur) cur.status = status;
     finishCall();
     cur = undefined;
