@@ -421,7 +421,7 @@ const createTarget = fc.oneof(
   // Targets dockerd's router (gorilla/mux, decoded path, version [0-9.]+) routes to create, or Go parses as an absolute URI.
   {
     weight: 2,
-    arbitrary: fc.constantFrom('/v1.41./containers/create', '/v./containers/create', '/v1.41/containers%2Fcreate', '/v1.41/./containers/create', 'http://x/v1.41/containers/create', '*', '/v1.41/containers/create#x', '/%761.41/containers/create'),
+    arbitrary: fc.constantFrom('/v1.41./containers/create', '/v1.41/containers%2Fcreate', '/v1.41/./containers/create', 'http://x/v1.41/containers/create', '*', '/v1.41/containers/create#x', '/%761.41/containers/create'),
   },
   { weight: 2, arbitrary: fc.oneof(fc.stringMatching(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,20}$/), fc.string({ maxLength: 20 }), fc.string({ unit: 'grapheme', maxLength: 10 })).map((n) => `/v1.41/containers/create?name=${encodeURIComponent(n)}`) },
 );
