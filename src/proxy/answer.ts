@@ -30,6 +30,11 @@ export class AnswerReader {
     return this.body?.done === true;
   }
 
+  /** Some byte of the answer came. */
+  get started(): boolean {
+    return this.head !== undefined || this.buf.length > 0;
+  }
+
   /** A close-delimited answer: complete when dockerd closes. */
   get untilClose(): boolean {
     return this.head !== undefined && responseFraming(this.head, this.method).kind === 'close';

@@ -1,16 +1,16 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { BodyScanner, type Framing, type Head, MAX_HEAD, headEnd, header, parseHead, requestFraming } from './framing';
+import { BodyScanner, MAX_HEAD, headEnd, header } from './framing';
 import type { Interceptor } from './interceptor';
 import { MAX_INTERCEPTED_BODY } from './interceptor';
-import { AnswerReader } from './answer';
 import { Pacer, endClient } from './backpressure';
-import { type Call, type ConnectionHooks, newCall, record, uncount, wantsClose } from './call';
+import { type Call, type ConnectionHooks, type RequestReading, newCall, readAnswer, record, uncount } from './call';
 import { DockerSide } from './docker-side';
 import { BODY_WAIT_MS, Hijack } from './hijack';
 import { Interception, type InterceptPort, answerBytes, errorAnswer } from './intercept';
 
 const EMPTY = Buffer.alloc(0);
+const BAD_CHUNKS = 'calico proxy: malformed chunked request body (chunk extensions, trailers and bare LF are refused)';
 
 /**
  * head: reading a request head. body: a request body on its way (to dockerd,
@@ -44,7 +44,7 @@ export class Connection {
     c.allowHalfOpen = true;
     c.setNoDelay?.(true);
     c.setTimeout?.(0);
-    this.pacer = new Pacer(c, () => this.state === 'body' || this.state === 'hijacked' || (this.state === 'answer' && !!this.call?.upgrade));
+    this.pacer = new Pacer(c, () => this.state === 'body' || this.state === 'hijacked');
     this.docker = new DockerSide(hooks.docker, hooks.dockerLabel, {
       read: (s, view) => this.pacer.fromDocker(s, view, (b) => (this.hijack ? this.hijack.fromDocker(b) : this.call?.answer?.feed(b))),
       ended: () => this.onDockerEnd(),
@@ -63,8 +63,6 @@ export class Connection {
   private onClientData(b: Buffer): void {
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.fromClient(b);
-    // An Upgrade sent: the client's bytes go on raw while its answer is awaited.
-    if (this.state === 'answer' && this.call?.upgrade) return this.pacer.toDocker(this.docker.current!, b);
     this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, b]) : b;
     if (this.state === 'answer') this.c.pause();
     else this.step();
@@ -74,16 +72,15 @@ export class Connection {
     this.clientEnded = true;
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.clientEnded();
-    if (this.call?.upgrade) {
+    if (this.call?.upgrade && (this.call.gathering || this.state === 'answer')) {
+      // The EOF goes on once the stream is raw (goRaw), or ends the connection after another answer (finish).
       this.sendUpgrade();
-      this.docker.end();
     } else if (this.state === 'head' && !this.call) {
       this.state = 'closing';
       endClient(this.c);
       this.docker.end();
     } else {
-      // A client that half-closes an ordinary call has left (no Docker client
-      // does it otherwise): let go of dockerd's side (`docker events` ^C).
+      // A client that half-closes an ordinary call has left: let go of dockerd's side (`docker events` ^C).
       this.close();
     }
   }
@@ -96,18 +93,16 @@ export class Connection {
         if (this.inbuf.length > MAX_HEAD) this.refuse(431, 'calico proxy: request head too large');
         return;
       }
-      const h = parseHead(this.inbuf, end, 'request');
-      const framing = h && requestFraming(h);
-      if (!h || !framing) return this.refuse(400, 'calico proxy: malformed HTTP request');
-      const d = this.hooks.onHead(h);
+      const d = this.hooks.onHead(this.inbuf, end);
       if (d.action === 'refuse') return this.refuse(d.status, d.message);
-      this.begin(h, framing, d.action === 'intercept' ? d.interceptor : undefined);
+      this.begin(d.request, d.action === 'intercept' ? d.interceptor : undefined);
     }
     if (this.state === 'body') this.feedBody();
   }
 
-  private begin(h: Head, framing: Framing, icp?: Interceptor): void {
-    const call = newCall(h, framing, icp?.name);
+  private begin(r: RequestReading, icp?: Interceptor): void {
+    const { head: h, framing } = r;
+    const call = newCall(r, icp?.name);
     this.call = call;
     this.hooks.inflight(1);
     this.state = 'body';
@@ -117,26 +112,39 @@ export class Connection {
       call.timer = setTimeout(() => this.sendUpgrade(), BODY_WAIT_MS);
       return; // feedBody sends it once the first write is all there
     }
-    call.body = new BodyScanner(framing);
-    const head = this.inbuf.subarray(0, h.size);
-    this.inbuf = this.inbuf.subarray(h.size);
     if (icp) {
-      call.icp = new Interception(icp, h, Buffer.from(head), this.port(call), this.hooks.log);
+      call.body = new BodyScanner(framing, true);
+      call.icp = new Interception(icp, h, Buffer.from(this.inbuf.subarray(0, h.size)), this.port(call), this.hooks.log);
+      this.inbuf = this.inbuf.subarray(h.size);
       if (framing.kind !== 'none' && /100-continue/i.test(header(h.rawHeaders, 'expect') ?? '')) this.c.write('HTTP/1.1 100 Continue\r\n\r\n');
       return;
     }
     const sock = this.docker.socket();
     if (!sock) return;
     this.listen(call);
+    this.forward(call, sock);
+  }
+
+  /** The head and the body bytes already read, in one write; the rest of the body as it comes (feedBody). */
+  private forward(call: Call, sock: net.Socket): void {
+    call.body = new BodyScanner(call.framing, true);
+    const head = this.inbuf.subarray(0, call.headSize);
+    this.inbuf = this.inbuf.subarray(call.headSize);
     const n = call.body.feed(this.inbuf);
     sock.write(n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
     this.inbuf = this.inbuf.subarray(n);
+    if (call.body.broken) return this.refuseBody(call);
     if (call.body.done) this.awaitAnswer();
+  }
+
+  /** A chunked body Go could read another way: what came before the bad byte went on; nothing after it does. */
+  private refuseBody(call: Call): void {
+    return call.status === 0 && !call.answer?.started ? this.refuse(400, BAD_CHUNKS) : this.close();
   }
 
   private feedBody(): void {
     const call = this.call!;
-    if (call.upgrade) {
+    if (call.gathering) {
       if (this.inbuf.length >= call.want || this.clientEnded) this.sendUpgrade();
       return;
     }
@@ -145,14 +153,15 @@ export class Connection {
     const part = n === this.inbuf.length ? this.inbuf : this.inbuf.subarray(0, n);
     this.inbuf = this.inbuf.subarray(n);
     if (!call.icp) {
-      this.pacer.toDocker(this.docker.current!, part);
-      if (call.body!.done) this.awaitAnswer();
+      if (n) this.pacer.toDocker(this.docker.current!, part);
+      if (call.body!.broken) this.refuseBody(call);
+      else if (call.body!.done) this.awaitAnswer();
       return;
     }
     if (n) call.icp.gather(part);
     if (call.icp.size > MAX_INTERCEPTED_BODY) {
-      this.refuse(413, `calico proxy: reading ${call.method} ${call.icp.ctx.path} body: request body is larger than ${MAX_INTERCEPTED_BODY} bytes`, true);
-    } else if (call.body!.broken) this.refuse(400, 'calico proxy: malformed chunked request body');
+      this.refuse(413, `calico proxy: reading ${call.method} ${call.icp.ctx.path} body: request body is larger than ${MAX_INTERCEPTED_BODY} bytes`);
+    } else if (call.body!.broken) this.refuse(400, BAD_CHUNKS);
     else if (call.body!.done) {
       this.awaitAnswer();
       void call.icp.decide(call.framing.kind === 'chunked');
@@ -164,35 +173,24 @@ export class Connection {
     this.c.pause();
   }
 
-  /** An Upgrade's head and declared body in one write (hijack.ts says why); the client's later bytes go on raw. */
+  /** An Upgrade's head and declared body in one write (hijack.ts says why); framed until dockerd's 101 (readAnswer). */
   private sendUpgrade(): void {
     const call = this.call;
     const sock = this.docker.current;
-    if (!call || this.state !== 'body' || !sock) return;
+    if (!call?.gathering || this.state !== 'body' || !sock) return;
     clearTimeout(call.timer);
-    this.state = 'answer';
-    sock.write(this.inbuf);
-    this.inbuf = EMPTY;
-    this.c.resume();
+    call.gathering = false;
+    this.forward(call, sock);
+    call.discard = this.inbuf.length;
   }
 
-  /** dockerd's answer to `call`: streamed to the client, or gathered for the interceptor. */
+  /** dockerd's answer to `call` (call.ts, readAnswer). */
   private listen(call: Call): void {
-    const toClient = (b: Buffer) => this.docker.current && this.pacer.toClient(this.docker.current, b);
-    call.answer = new AnswerReader(call.method, {
-      interim: toClient,
-      head: (h, bytes, rest) => {
-        call.status = Number(h.line[1]);
-        if (wantsClose(h)) call.close = true;
-        const raw = call.status === 101 || call.upgrade || (call.oldHijack && call.answer!.untilClose);
-        if (call.icp && !raw) call.icp.answered(h, bytes);
-        else toClient(bytes);
-        if (raw) this.goRaw(rest);
-        return !raw;
-      },
-      body: (part) => (call.icp ? call.icp.gather(part) : toClient(part)),
-      done: () => (call.icp ? void call.icp.complete() : this.finish()),
-      broken: () => this.close(),
+    readAnswer(call, {
+      toClient: (b) => this.docker.current && this.pacer.toClient(this.docker.current, b),
+      raw: (rest) => this.goRaw(rest),
+      close: () => this.close(),
+      finish: () => this.finish(),
     });
   }
 
@@ -244,7 +242,7 @@ export class Connection {
     call.kind = 'hijack';
     uncount(call, this.hooks);
     this.hijack = new Hijack(this.c, this.docker.current!, this.pacer, this.hooks.hijacked);
-    const early = this.inbuf;
+    const early = call.upgrade ? this.inbuf.subarray(Math.min(call.discard, this.inbuf.length)) : this.inbuf;
     this.inbuf = EMPTY;
     this.hijack.start(rest, early, this.clientEnded);
   }
@@ -269,8 +267,8 @@ export class Connection {
     void call.icp.failed(error, errorAnswer(status, message));
   }
 
-  /** Our own answer in Docker's error shape; the connection ends with it (after reading off the rest of a body: `drain`). */
-  private refuse(status: number, message: string, drain = false): void {
+  /** Our own answer in Docker's error shape; the connection ends with it (a client still sending is read off first). */
+  private refuse(status: number, message: string): void {
     const call = this.call;
     if (call) {
       call.status = status;
@@ -278,7 +276,8 @@ export class Connection {
     }
     this.call = undefined;
     this.state = 'closing';
-    endClient(this.c, answerBytes(errorAnswer(status, message), true), drain);
+    // A client still sending (a refused head's body) reads the answer before the socket goes: a close with unread bytes is a reset that can lose it.
+    endClient(this.c, answerBytes(errorAnswer(status, message), true), !this.clientEnded);
     this.docker.destroy();
   }
 

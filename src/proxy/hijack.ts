@@ -8,16 +8,6 @@ export const MAX_GATHERED_BODY = 1024 * 1024;
 /** How long a hijacked call waits for the rest of a declared body before sending what it has. */
 export const BODY_WAIT_MS = 500;
 
-/** An Upgrade request (attach, exec start, /session, /grpc): raw both ways once dockerd answers. */
-export function isUpgrade(h: Head): boolean {
-  return header(h.rawHeaders, 'upgrade') !== undefined && /\bupgrade\b/i.test(header(h.rawHeaders, 'connection') ?? '');
-}
-
-/** An old client's attach/exec start without Upgrade: raw if dockerd answers without framing. */
-export function isOldHijack(method: string, url: string): boolean {
-  return method === 'POST' && /\/(containers\/[^/]+\/attach|exec\/[^/]+\/start)(\?|$)/.test(url);
-}
-
 /**
  * How many bytes, head included, belong in the first write of an Upgrade
  * request: the head and its declared Content-Length body (dockerode's attach
@@ -29,7 +19,9 @@ export function isOldHijack(method: string, url: string): boolean {
  * read to the container as stdin (verified here: an attach body sent in a
  * second segment is read by the container's shell). So a body the client sent
  * in pieces is gathered first (up to BODY_WAIT_MS) and sent with the head, as
- * the docker CLI and dockerode send it in one segment.
+ * the docker CLI and dockerode send it in one segment. What the client sent
+ * beyond that in the same gathering is dropped after a 101, as dockerd drops
+ * it (Connection's `discard`); after any other answer it is the next request.
  */
 export function firstWrite(h: Head): number {
   if (header(h.rawHeaders, 'transfer-encoding') !== undefined) return h.size;

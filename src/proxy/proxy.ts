@@ -4,14 +4,14 @@ import type { Logger } from 'pino';
 import type { Component } from '../lifecycle/component';
 import type { ProxyMetrics } from '../metrics/node-metrics';
 import type { Address } from '../listen/address';
-import { formatAddress, parseAddress, pointsAt } from '../listen/address';
+import { formatAddress, isLoopbackHost, parseAddress, pointsAt } from '../listen/address';
 import { checkListenPolicy, createListener, listen, ListenError, type TlsOptions } from '../listen/listener';
 import type { CallRecord, HeadDecision } from './call';
 import { Connection } from './connection';
-import { type Head, header } from './framing';
+import { header } from './framing';
+import { decideRequest, type HeadPolicy } from './request-head';
 import type { Interceptor } from './interceptor';
 import { findInterceptor } from './interceptor';
-import { parseRequestTarget } from './request-target';
 import { SPLICE_CHUNK, Upstream, type SpliceRead } from './upstream';
 import { swarmPortInterceptor } from './interceptors/swarm-init';
 
@@ -27,6 +27,8 @@ export interface ProxyOptions {
   socketPermsFrom?: string;
   /** Requests by path class and status, intercepted-call latency, bytes spliced, hijacked streams (the node's metrics). */
   metrics?: ProxyMetrics;
+  /** Origins whose requests are taken (`--allow-origin`); requests from any other web page are refused (web-guard.ts). */
+  allowOrigins?: string[];
 }
 
 const PROBE_HEADER = 'X-Calico-Proxy-Probe';
@@ -49,6 +51,7 @@ export class DockerProxy implements Component {
   private readonly probeNonce = crypto.randomBytes(16).toString('hex');
   private loopDetected = false;
   private readonly interceptors: Interceptor[];
+  private readonly policy: HeadPolicy;
 
   constructor(private readonly opts: ProxyOptions, private readonly log: Logger) {
     this.listenAddr = parseAddress(opts.listen, '--listen', 2377);
@@ -63,6 +66,12 @@ export class DockerProxy implements Component {
     this.upstream = new Upstream(up);
     // The proxy's own interceptor (its port is swarm's default port too), then the caller's.
     this.interceptors = [swarmPortInterceptor(() => this.ownTcpListener()), ...(opts.interceptors ?? [])];
+    // Closed to web pages; Host checked on a loopback TCP listener only (request-head.ts, web-guard.ts).
+    this.policy = {
+      checkHost: this.listenAddr.kind === 'tcp' && isLoopbackHost(this.listenAddr.host),
+      allowOrigins: opts.allowOrigins ?? [],
+      probe: { header: PROBE_HEADER, nonce: this.probeNonce },
+    };
   }
 
   /** The address actually bound (port resolved when 0 was asked for). */
@@ -97,7 +106,7 @@ export class DockerProxy implements Component {
         return s;
       },
       dockerLabel: up.label,
-      onHead: (h: Head) => this.decide(h),
+      onHead: (buf: Buffer, size: number) => this.decide(buf, size),
       done: (call: CallRecord) => this.done(call),
       inflight: (d: number) => {
         this.inflight += d;
@@ -121,20 +130,21 @@ export class DockerProxy implements Component {
   }
 
   /**
-   * The one decision on a request, made on its head: refused, an
-   * interceptor's, or forwarded as it is. (Checks on every request, such as
-   * where it comes from, belong here.)
+   * The one decision on a request, made on its head (`size` bytes of `buf`)
+   * before any byte of it reaches dockerd: read as dockerd will read it, or
+   * refused (request-head.ts: framing, target, web pages); then refused (a
+   * loop), an interceptor's (matched on the path dockerd's router matches),
+   * or forwarded as it is.
    */
-  private decide(h: Head): HeadDecision {
-    const [method, url] = h.line;
-    if (header(h.rawHeaders, PROBE_HEADER) === this.probeNonce) {
+  private decide(buf: Buffer, size: number): HeadDecision {
+    const d = decideRequest(buf, size, this.policy);
+    if (d.action === 'refuse') return d;
+    if (header(d.head.rawHeaders, PROBE_HEADER) === this.probeNonce) {
       this.loopDetected = true;
       return { action: 'refuse', status: 508, message: 'calico proxy: request loop (the upstream is this proxy)' };
     }
-    const refused = goRefusal(h);
-    if (refused) return { action: 'refuse', ...refused };
-    const icp = findInterceptor(this.interceptors, method, parseRequestTarget(url).path);
-    return icp ? { action: 'intercept', interceptor: icp } : { action: 'forward' };
+    const icp = findInterceptor(this.interceptors, d.head.line[0], d.target.path);
+    return icp ? { action: 'intercept', request: d, interceptor: icp } : { action: 'forward', request: d };
   }
 
   private done(call: CallRecord): void {
@@ -180,25 +190,4 @@ export class DockerProxy implements Component {
     this.clients.clear();
     await closed;
   }
-}
-
-/**
- * What Go's net/http server refuses before dockerd's router sees a request,
- * refused here in Docker's error shape instead of Go's plain text (an
- * interceptor never claims what dockerd would not run): a header value with
- * a control character (httpguts.ValidHeaderFieldValue, a 400) and an Expect
- * other than 100-continue (a 417). Pure.
- */
-export function goRefusal(h: Head): { status: number; message: string } | undefined {
-  for (let i = 0; i + 1 < h.rawHeaders.length; i += 2) {
-    // eslint-disable-next-line no-control-regex
-    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(h.rawHeaders[i + 1])) {
-      return { status: 400, message: `calico proxy: cannot forward request: invalid ${h.rawHeaders[i]} header value` };
-    }
-  }
-  const expect = header(h.rawHeaders, 'expect');
-  if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
-    return { status: 417, message: `calico proxy: unsupported Expect header ${JSON.stringify(expect.slice(0, 100))}: only 100-continue is understood` };
-  }
-  return undefined;
 }

@@ -9,6 +9,7 @@ import { Connection } from '../../src/proxy/connection';
 import type { CallRecord, ConnectionHooks, HeadDecision } from '../../src/proxy/call';
 import type { Head } from '../../src/proxy/framing';
 import type { Interceptor } from '../../src/proxy/interceptor';
+import { decideRequest } from '../../src/proxy/request-head';
 import { silentLogger } from '../../src/log/logger';
 
 // The Connection state machine on raw byte sequences: the client is an
@@ -86,7 +87,10 @@ interface Client {
   finished: Promise<void>;
 }
 
-function client(decide: (h: Head) => HeadDecision = () => ({ action: 'forward' })): Client {
+/** The test's decision on a head; the framing and route are request-head.ts's, as in the proxy. */
+type TestDecision = { action: 'forward' } | { action: 'refuse'; status: number; message: string } | { action: 'intercept'; interceptor: Interceptor };
+
+function client(decide: (h: Head) => TestDecision = () => ({ action: 'forward' })): Client {
   const out: Buffer[] = [];
   let finish: () => void;
   const finished = new Promise<void>((r) => (finish = r));
@@ -109,7 +113,12 @@ function client(decide: (h: Head) => HeadDecision = () => ({ action: 'forward' }
   const hooks: ConnectionHooks = {
     docker: (onread) => net.connect({ path: sock, allowHalfOpen: true, onread }),
     dockerLabel: `unix://${sock}`,
-    onHead: decide,
+    onHead: (buf, size): HeadDecision => {
+      const r = decideRequest(buf, size);
+      if (r.action === 'refuse') return r;
+      const d = decide(r.head);
+      return d.action === 'refuse' ? d : { ...d, request: r };
+    },
     done: (r) => records.push(r),
     inflight: (n) => (inflight += n),
     log: silentLogger(),
@@ -241,7 +250,7 @@ test('intercepted: a chunked body in pieces is decoded for the interceptor, pass
     },
   };
   const c = client((h) => (h.line[1].includes('create') ? { action: 'intercept', interceptor: icp } : { action: 'forward' }));
-  const create = 'POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n';
+  const create = 'POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n';
   for (let i = 0; i < create.length; i += 7) {
     c.send(create.slice(i, i + 7));
     await tick();
@@ -249,7 +258,7 @@ test('intercepted: a chunked body in pieces is decoded for the interceptor, pass
   c.send(PING);
   await until('two answers', () => answers(c.out()).length === 2);
   assert.equal(received(), create + PING, 'the same bytes, then the next request, on one connection');
-  assert.deepEqual(seen, ['{"a":1}', `200 saw POST /containers/create HTTP/1.1 ${create.slice(create.indexOf('4;'))}`]);
+  assert.deepEqual(seen, ['{"a":1}', `200 saw POST /containers/create HTTP/1.1 ${create.slice(create.indexOf('\r\n\r\n') + 4)}`]);
   assert.deepEqual(c.records.map((r) => [r.kind, r.interceptor, r.status]), [['intercepted', 't', 200], ['splice', undefined, 200]]);
   c.conn.close();
 });
