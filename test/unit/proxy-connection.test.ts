@@ -44,6 +44,12 @@ before(async () => {
         if (i < 0) return;
         const head = buf.subarray(0, i).toString('latin1');
         const line = head.split('\r\n')[0];
+        if (line.includes('/switch') || (line.includes('/attach') && /\r\nupgrade:/i.test(head))) {
+          // A 101: asked for (attach with Upgrade) or not (/switch). What follows is raw.
+          buf = Buffer.alloc(0);
+          s.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nraw-out');
+          return;
+        }
         if (line.includes('/early')) {
           // Refused on its head, before the body: dockerd's 413 and close.
           s.end('HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
@@ -283,4 +289,37 @@ test('intercepted: a client gone while the interceptor decides sends nothing to 
   await until('the undo', () => outcomes.length === 1);
   assert.deepEqual(outcomes, ['client closed the connection reservation'], 'the undo sees the state of what was decided');
   assert.equal(upstreamConns.length, before);
+});
+
+test('Upgrade: on a route Docker does not hijack the connection stays framed; the next request is seen as one', async () => {
+  const c = client();
+  const ping = 'GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n';
+  c.send(ping + POST);
+  await until('two answers', () => answers(c.out()).length === 2);
+  assert.equal(received(), ping + POST);
+  assert.deepEqual(c.records.map((r) => [r.kind, r.url]), [['splice', '/_ping'], ['splice', '/v1.41/containers/x/start']]);
+  assert.equal(c.conn.state, 'head');
+  c.conn.close();
+});
+
+test('Upgrade: a 101 nobody asked for ends the connection; nothing after it goes on', async () => {
+  const c = client();
+  c.send('GET /switch HTTP/1.1\r\nHost: d\r\n\r\n');
+  await until('the connection closed', () => c.conn.state === 'closing');
+  c.send(PING);
+  await tick(20);
+  assert.equal(received(), 'GET /switch HTTP/1.1\r\nHost: d\r\n\r\n');
+  assert.ok(!c.out().includes('raw-out'), c.out());
+});
+
+test('Upgrade: raw only after the 101 to an attach; what came with its head is dropped as dockerd drops it', async () => {
+  const c = client();
+  const attach = 'POST /v1.41/containers/x/attach?stream=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}';
+  c.send(attach + 'early');
+  await until('raw', () => c.conn.state === 'hijacked');
+  c.send('later');
+  await until('the later bytes', () => received().endsWith('later'));
+  assert.equal(received(), attach + 'later');
+  assert.ok(c.out().endsWith('raw-out'), c.out());
+  c.conn.close();
 });
