@@ -4,7 +4,7 @@
 // channel. docs/bgp.md explains how the routes flow.
 import { DEFAULT_AS } from '../datastore/host-store';
 import { canonicalAddress, parseAddress, parseCidr } from '../address/cidr';
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import { bgpPasswordProblem } from '../datastore/schemas';
 import type { BgpHost, BgpPeer, BirdInput, HostRoutes, SessionType } from './types';
 

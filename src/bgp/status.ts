@@ -2,7 +2,7 @@
 // their peer, kind (from the protocol names the renderer gives), state and
 // since. Pure: the caller runs birdc.
 import { isAddress, canonicalAddress, parseAddress } from '../address/cidr';
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import { parseProtocolName } from './render';
 import type { SessionType } from './types';
 

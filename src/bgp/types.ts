@@ -2,7 +2,7 @@
 // from the datastore syncer's snapshot (hosts, pools, /calico/v1/config/*)
 // and from IPAM (the blocks affine to this host); the renderer is a pure
 // function of it (./render.ts).
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import type { BgpPeer, Host } from '../datastore/host-store';
 
 export type { BgpPeer };

@@ -3,7 +3,7 @@
 // bgp_as, route reflectors, node mesh); and what removing a dead host
 // (calicoctl node remove) needs of the host's keys: whether its node's
 // lease still holds the host name, and guarded deletes of its records.
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import { canonicalAddress, parseAddress } from '../address/cidr';
 import { backoff, Codec, Datastore, json, text } from './datastore';
 import type { TxnResult } from './datastore';

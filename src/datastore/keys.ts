@@ -3,7 +3,7 @@
 //
 // /calico/v1/...       the 2015 layout (hosts, endpoints, profiles, pools, BGP, felix config)
 // /calico/ipam/v2/...  block IPAM (blocks, host affinities, handles), from later Calico
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 
 export const ROOT = '/calico/v1';
 export const IPAM_ROOT = '/calico/ipam/v2';

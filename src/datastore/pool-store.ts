@@ -1,7 +1,7 @@
 // IP pools (/calico/v1/ipam/v4|v6/pool/<cidr>) and their usage, read from
 // the IPAM blocks inside them. Pools may nest; a block belongs to the
 // narrowest pool containing it.
-import type { Family } from '../ipam/types';
+import type { Family } from '../address/cidr';
 import { addressAt, BLOCK_PREFIX, Cidr, CidrError, cidrSize, holdsBlock, parseCidr } from '../address/cidr';
 import { cidrWithin, narrowestPool } from '../address/pools';
 import { backoff, CAS_RETRIES, Datastore, json, Put, Versioned } from './datastore';

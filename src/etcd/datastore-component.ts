@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import { Datastore, DatastoreError, PoolStore } from '../datastore';
 import type { ResolvedEndpoints } from './endpoints';
 import { EmbeddedMode, findOrStartEtcd } from './discovery';

@@ -1,6 +1,6 @@
-import type { Address } from '../proxy/address';
-import { formatAddress, isLoopbackHost, parseAddress } from '../proxy/address';
-import type { TlsOptions } from '../proxy/listener';
+import type { Address } from '../listen/address';
+import { formatAddress, isLoopbackHost, parseAddress } from '../listen/address';
+import type { TlsOptions } from '../listen/listener';
 
 export const DEFAULT_METRICS_PORT = 9099;
 

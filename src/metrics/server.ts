@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import Fastify, { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Component } from '../node/component';
-import type { Address } from '../proxy/address';
-import { formatAddress } from '../proxy/address';
-import type { TlsOptions } from '../proxy/listener';
+import type { Component } from '../lifecycle/component';
+import type { Address } from '../listen/address';
+import { formatAddress } from '../listen/address';
+import { tlsServerOptions, type TlsOptions } from '../listen/listener';
 import type { NodeHealth } from './health';
 import { metricsAddress } from './listen';
 import type { NodeMetrics } from './node-metrics';
@@ -47,16 +47,7 @@ export class MetricsServer implements Component {
       logger: false,
       forceCloseConnections: true,
       ...(t
-        ? {
-            https: {
-              cert: fs.readFileSync(t.cert),
-              key: fs.readFileSync(t.key),
-              ca: t.ca ? fs.readFileSync(t.ca) : undefined,
-              requestCert: t.verify,
-              rejectUnauthorized: t.verify,
-              minVersion: 'TLSv1.2' as const,
-            },
-          }
+        ? { https: tlsServerOptions(t) }
         : {}),
     }) as unknown as FastifyInstance;
     app.get('/metrics', async (_req, reply) => {

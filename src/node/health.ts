@@ -1,5 +1,5 @@
 import { aggregateHealth, NodeHealth } from '../metrics/health';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 
 /**
  * The node's health from its running components (NodeProcess.components()):

@@ -12,7 +12,7 @@ import type { Lease } from 'etcd3';
 import type { Logger } from 'pino';
 import { Datastore, HostStore, NodeIdentityStore } from '../datastore';
 import type { HostNodeValue } from '../datastore';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 
 /** Seconds a dead node keeps its host name before another node may take it. */
 const LEASE_TTL_S = 15;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Datastore, LayoutStore, LAYOUT_VERSION } from '../datastore';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 
 /**
  * Right after the datastore: writes the layout version on a fresh datastore

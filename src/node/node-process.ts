@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 
 /** How long one component may take to stop before the node moves on. */
 export const COMPONENT_STOP_MS = 2500;

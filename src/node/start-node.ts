@@ -18,7 +18,7 @@ import { PolicyComponent } from '../policy/component';
 import type { EndpointToHostAction } from '../policy/compile';
 import { MetricsServer, MetricsServerOptions, NodeMetrics } from '../metrics';
 import { Syncer } from '../syncer';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 import { NodeContext, makeNodeContext } from './context';
 import { nodeHealth } from './health';
 import { NodeIdentity } from './identity';

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Component } from './component';
+import type { Component } from '../lifecycle/component';
 import type { NodeHealth } from '../metrics/health';
 import { nodeHealth } from './health';
 

@@ -2,7 +2,8 @@ import ipaddr from 'ipaddr.js';
 
 // Address text as Docker sends and expects it in the plugin API.
 
-export type Family = 4 | 6;
+import type { Family } from '../address/cidr';
+export type { Family };
 
 /** `10.0.0.5/32` -> `10.0.0.5`; canonical text; throws with a readable message when malformed. */
 export function parseAddress(text: string, what: string): { address: string; family: Family } {

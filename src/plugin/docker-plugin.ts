@@ -4,7 +4,7 @@ import path from 'node:path';
 import type Dockerode from 'dockerode';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import type { Ipam } from '../ipam/types';
 import type { PluginMetrics } from '../metrics/node-metrics';
 import { HostDataplane } from '../dataplane/host-dataplane';

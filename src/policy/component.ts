@@ -12,7 +12,7 @@ import { DEFAULT_PROFILE, ProfileStore } from '../datastore/profile-store';
 import { toolRunner, type ToolRunner } from '../dataplane/applier/exec';
 import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/applier/types';
 import { keys } from '../datastore/keys';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
 import { compilePolicy, DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
 import { deleteFlows, markForRecheck } from './conntrack';

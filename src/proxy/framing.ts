@@ -1,5 +1,5 @@
 /**
- * HTTP/1.1 message framing, just enough for the splice (splice.ts) to find
+ * HTTP/1.1 message framing, just enough for the splice (connection.ts) to find
  * where each request and response ends: heads are parsed for the start line
  * and headers, bodies are only counted (Content-Length) or scanned for chunk
  * boundaries (chunked), never decoded. Pure.
@@ -95,8 +95,19 @@ export class BodyScanner {
   private remaining = 0;
   private state: 'size' | 'data' | 'data-end' | 'trailer' = 'size';
   private line = '';
+  /** Strict chunk grammar: in 'size' the digits read so far; in 'data-end'/'trailer' the CR seen. */
+  private digits = 0;
+  private cr = false;
 
-  constructor(private readonly framing: Framing) {
+  /**
+   * `strict` (request bodies): chunks read as Go's net/http/internal
+   * chunkedReader reads them, and anything it could read another way refused
+   * at its first byte (`broken`, feed() returns the count before it): a size
+   * line is 1-13 hex digits (Go: up to 16) and CRLF (no extensions, no bare LF, no spaces),
+   * each chunk's data is followed by exactly CRLF, the last chunk by CRLF (no
+   * trailer fields).
+   */
+  constructor(private readonly framing: Framing, private readonly strict = false) {
     if (framing.kind === 'none') this.done = true;
     if (framing.kind === 'length') this.remaining = framing.n;
   }
@@ -104,6 +115,7 @@ export class BodyScanner {
   feed(buf: Buffer): number {
     if (this.done) return 0;
     const f = this.framing;
+    if (f.kind === 'chunked' && this.strict) return this.feedStrict(buf);
     if (f.kind === 'close') return buf.length;
     if (f.kind === 'length') {
       const n = Math.min(buf.length, this.remaining);
@@ -114,10 +126,7 @@ export class BodyScanner {
     let i = 0;
     while (i < buf.length && !this.done) {
       if (this.state === 'data') {
-        const n = Math.min(buf.length - i, this.remaining);
-        i += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.state = 'data-end';
+        i += this.takeData(buf.length - i);
         continue;
       }
       const b = buf[i++];
@@ -144,4 +153,52 @@ export class BodyScanner {
     }
     return i;
   }
+
+  /** Of `available` bytes of chunk data, how many belong to the current chunk. */
+  private takeData(available: number): number {
+    const n = Math.min(available, this.remaining);
+    this.remaining -= n;
+    if (this.remaining === 0) this.state = 'data-end';
+    return n;
+  }
+
+  private feedStrict(buf: Buffer): number {
+    let i = 0;
+    const bad = () => {
+      this.broken = true;
+      this.done = true;
+      return i;
+    };
+    while (i < buf.length && !this.done) {
+      if (this.state === 'data') {
+        i += this.takeData(buf.length - i);
+        continue;
+      }
+      const b = buf[i];
+      if (!this.cr) {
+        if (b === 13 && (this.state !== 'size' || this.digits > 0)) this.cr = true;
+        else if (this.state === 'size' && this.digits < 13 && isHex(b)) {
+          this.remaining = this.remaining * 16 + parseInt(String.fromCharCode(b), 16);
+          this.digits++;
+        } else return bad();
+        i++;
+        continue;
+      }
+      if (b !== 10) return bad();
+      i++;
+      this.cr = false;
+      if (this.state === 'size') {
+        this.digits = 0;
+        this.state = this.remaining === 0 ? 'trailer' : 'data';
+      } else if (this.state === 'data-end') {
+        this.state = 'size';
+        this.remaining = 0;
+      } else this.done = true;
+    }
+    return i;
+  }
+}
+
+function isHex(b: number): boolean {
+  return (b >= 48 && b <= 57) || (b >= 65 && b <= 70) || (b >= 97 && b <= 102);
 }

@@ -1,4 +1,7 @@
-import type { IncomingMessage } from 'node:http';
+import type net from 'node:net';
+import type { Head } from './framing';
+import { header } from './framing';
+import type { Pacer } from './backpressure';
 
 /** A declared request body larger than this is not gathered (no hijacked call sends one); it streams as it comes. */
 export const MAX_GATHERED_BODY = 1024 * 1024;
@@ -6,26 +9,71 @@ export const MAX_GATHERED_BODY = 1024 * 1024;
 export const BODY_WAIT_MS = 500;
 
 /**
- * How many bytes beyond the request head belong with it in the first write to
- * dockerd: the declared Content-Length body (dockerode's attach sends
- * `{"stream":true,...}`, exec start its JSON). Chunked or absent: nothing to
- * wait for. Pure.
+ * How many bytes, head included, belong in the first write of an Upgrade
+ * request: the head and its declared Content-Length body (dockerode's attach
+ * sends `{"stream":true,...}`, exec start its JSON). Chunked or absent:
+ * nothing to wait for.
+ *
+ * Why ONE write: dockerd discards what it read together with the request head
+ * when it hijacks the connection, and hands anything that arrives in a later
+ * read to the container as stdin (verified here: an attach body sent in a
+ * second segment is read by the container's shell). So a body the client sent
+ * in pieces is gathered first (up to BODY_WAIT_MS) and sent with the head, as
+ * the docker CLI and dockerode send it in one segment. What the client sent
+ * beyond that in the same gathering is dropped after a 101, as dockerd drops
+ * it (Connection's `discard`); after any other answer it is the next request.
  */
-export function declaredBody(headers: IncomingMessage['headers']): number {
-  if (headers['transfer-encoding'] !== undefined) return 0;
-  const raw = headers['content-length'];
+export function firstWrite(h: Head): number {
+  if (header(h.rawHeaders, 'transfer-encoding') !== undefined) return h.size;
+  const raw = header(h.rawHeaders, 'content-length');
   const n = raw === undefined ? 0 : Number(raw);
-  return Number.isInteger(n) && n > 0 && n <= MAX_GATHERED_BODY ? n : 0;
+  return h.size + (Number.isInteger(n) && n > 0 && n <= MAX_GATHERED_BODY ? n : 0);
 }
 
 /**
- * Why a hijacked call's head and body go to dockerd in ONE write (splice.ts
- * does it): dockerd discards what it read together with the request head
- * when it hijacks the connection (attach, exec start, /session, /grpc), and
- * hands anything that arrives in a later read to the container as stdin
- * (verified here: an attach body sent in a second segment is read by the
- * container's shell; dockerode's attach sends `{"stream":true,...}`). So a
- * declared Content-Length body that the client sent in pieces is gathered
- * first (up to BODY_WAIT_MS) and sent with the head, as the docker CLI and
- * dockerode send it in one segment.
+ * A hijacked call: from here the connection is a raw splice both ways, each
+ * direction closed on its own (half-close: stdin's EOF must not cut the
+ * container's output).
  */
+export class Hijack {
+  private open = true;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly docker: net.Socket,
+    private readonly pacer: Pacer,
+    private readonly count?: (delta: 1 | -1) => void,
+  ) {
+    count?.(1);
+  }
+
+  /** `answerRest`: dockerd's bytes after its answer head; `clientRest`: the client's bytes after its request. */
+  start(answerRest: Buffer, clientRest: Buffer, clientEnded: boolean): void {
+    this.pacer.toClient(this.docker, answerRest);
+    if (clientRest.length) this.docker.write(clientRest);
+    if (clientEnded) this.docker.end();
+    this.client.resume();
+  }
+
+  fromClient(b: Buffer): void {
+    this.pacer.toDocker(this.docker, b);
+  }
+
+  fromDocker(b: Buffer): void {
+    this.pacer.toClient(this.docker, b);
+  }
+
+  clientEnded(): void {
+    this.docker.end();
+  }
+
+  dockerEnded(): void {
+    if (!this.client.writableEnded) this.client.end();
+  }
+
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.count?.(-1);
+  }
+}

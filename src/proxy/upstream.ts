@@ -1,7 +1,6 @@
 import net from 'node:net';
-import { Pool } from 'undici';
-import type { Address } from './address';
-import { formatAddress } from './address';
+import type { Address } from '../listen/address';
+import { formatAddress } from '../listen/address';
 
 /** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
 export type SpliceRead = net.OnReadOpts;
@@ -15,48 +14,19 @@ export type SpliceRead = net.OnReadOpts;
  */
 export const SPLICE_CHUNK = 64 * 1024;
 
-/**
- * The way to dockerd. Ordinary calls go through an undici pool; hijacked calls
- * get a fresh raw socket each (they own their connection until it closes).
- */
+/** The way to dockerd: raw sockets, one per client connection (connection.ts). */
 export class Upstream {
-  readonly pool: Pool;
   readonly label: string;
-  /** The pool's settings, kept so tests can assert that no timeout is configured. */
-  readonly poolOptions: Pool.Options;
 
   constructor(readonly address: Address) {
     this.label = formatAddress(address);
-    const origin = address.kind === 'unix' ? 'http://localhost' : `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
-    this.poolOptions = {
-      socketPath: address.kind === 'unix' ? address.path : undefined,
-      // Every foreground `docker run` holds a /wait, often a logs -f or events,
-      // for as long as the container lives: a bounded pool would queue the
-      // next call behind them (head-of-line blocking). Unbounded, as dockerd is.
-      connections: null,
-      pipelining: 1,
-      // logs -f / events / wait may be silent for hours: no timeouts at all.
-      bodyTimeout: 0,
-      headersTimeout: 0,
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 600_000,
-      // Large single chunks (`docker images -a`) and big headers must pass.
-      maxHeaderSize: 1024 * 1024,
-      // A bigger socket buffer than undici's 64 KiB: uploads (`docker cp` in,
-      // build contexts, `docker load`) pause the client far less often.
-      // (undici passes these on to net.connect; its types do not list highWaterMark.)
-      connect: { timeout: 10_000, highWaterMark: 1024 * 1024 } as Pool.Options['connect'],
-    };
-    this.pool = new Pool(origin, this.poolOptions);
   }
 
   /**
-   * A raw, half-open-capable socket to dockerd (the splice's upstream).
-   * `onread`: read into that one buffer instead of a new one per read (see
-   * splice.ts: the allocations were what the proxy's garbage collector spent
-   * its time on during transfers).
+   * A raw, half-open-capable socket to dockerd. `onread`: read into that one
+   * buffer instead of a new one per read (see backpressure.ts).
    */
-  connectRaw(onread?: SpliceRead): net.Socket {
+  connect(onread?: SpliceRead): net.Socket {
     const a = this.address;
     const opts: net.NetConnectOpts =
       a.kind === 'unix' ? { path: a.path, allowHalfOpen: true, onread } : { host: a.host, port: a.port, allowHalfOpen: true, onread };
@@ -65,7 +35,28 @@ export class Upstream {
     return s;
   }
 
-  async close(): Promise<void> {
-    await this.pool.destroy().catch(() => undefined);
+  /**
+   * One GET /_ping carrying `header: value`, answered or not within
+   * `timeoutMs` (the proxy's loop probe: only the network knows whether the
+   * upstream leads back here). Rejects when dockerd cannot be reached.
+   */
+  ping(header: string, value: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const s = this.connect();
+      const timer = setTimeout(() => s.destroy(), timeoutMs);
+      s.once('connect', () => s.write(`GET /_ping HTTP/1.1\r\nHost: docker\r\n${header}: ${value}\r\nConnection: close\r\n\r\n`));
+      s.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      const done = () => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve();
+      };
+      // Any answer settles it (the probe, if it came back, was seen on the way).
+      s.once('data', done);
+      s.once('close', done);
+    });
   }
 }

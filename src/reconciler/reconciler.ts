@@ -15,7 +15,7 @@ import type { ReconcilerMetrics } from '../metrics/node-metrics';
 import { DOCKER_HANDLE_PREFIX, HANDLE_LABEL } from '../names';
 import { OWNER_ATTR, recordedOwner } from '../ipam/owner';
 import { addressesOf, type Endpoint } from '../endpoints/model';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import { ContainerEvent, EventFollower } from './docker-events';
 import { planSweep, SweepPlan } from './sweep-plan';
 

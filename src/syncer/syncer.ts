@@ -14,7 +14,7 @@ import type { Watcher } from 'etcd3';
 import type { IWatchResponse } from 'etcd3/lib/rpc';
 import type { Logger } from 'pino';
 import type { Datastore } from '../datastore/datastore';
-import type { Component } from '../node/component';
+import type { Component } from '../lifecycle/component';
 import { DecodeKv, KeyChange, SERVED_PREFIX, SyncState } from './state';
 import type { DatastoreSnapshot, DatastoreSyncer, SyncerEvent } from './types';
 

@@ -189,8 +189,6 @@ test('28: foreground run waits for the exit; run -d then docker wait', async () 
   const id = (await f.proxied(['run', '-d', f.image, 'sh', '-c', 'sleep 2; exit 7'])).stdout.trim();
   const w = await f.proxied(['wait', id]);
   assert.equal(w.stdout.trim(), '7');
-  // An hour of silence on /wait or logs -f is not cut: nothing on the way has a timeout.
-  assert.deepEqual(seamProxy.streamSettings, { bodyTimeout: 0, headersTimeout: 0, connections: null, requestTimeout: 0, serverTimeout: 0 });
 });
 
 test('29: pull from an unreachable registry fails the same way (no registry on this machine)', async () => {

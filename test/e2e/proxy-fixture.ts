@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PrivateDockerd, ensureTestImage, run, RunOptions, RunResult, TEST_IMAGE } from '../harness';
 import { onTeardown, freePort } from '../harness';
 import { DockerProxy, ProxyOptions } from '../../src/proxy';
-import { formatAddress } from '../../src/proxy/address';
+import { formatAddress } from '../../src/listen/address';
 import { silentLogger, createLogger } from '../../src/log/logger';
 
 /**

@@ -1,8 +1,9 @@
 // Facts about the tree a reviewer checks first: no import cycle, between
 // files or between the folders of src/ (a folder is a concept; two concepts
 // that need each other are one, or are cut wrong); the node's wiring lives
-// in src/node alone; one endpoint type. Type-only imports vanish at run time
-// and are not counted.
+// in src/node alone; one endpoint type. Type-only imports count too: they
+// vanish at run time, but two modules that need each other's types are one
+// concept cut in two all the same.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -16,7 +17,7 @@ async function graph(): Promise<Record<string, string[]>> {
   const res = await madge(SRC, {
     fileExtensions: ['ts'],
     tsConfig: path.join(ROOT, 'tsconfig.json'),
-    detectiveOptions: { ts: { skipTypeImports: true } },
+    detectiveOptions: { ts: { skipTypeImports: false }, tsx: { skipTypeImports: false } },
   });
   return res.obj();
 }

@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseRequestTarget } from '../../src/proxy/request-target';
-import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/proxy/address';
+import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src/listen/address';
 import { endToEndHeaders, headerObject, isChunked } from '../../src/proxy/headers';
-import { checkListenPolicy } from '../../src/proxy/listener';
-import { declaredBody, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
+import { checkListenPolicy } from '../../src/listen/listener';
+import { firstWrite, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
 import { BodyScanner, headEnd, parseHead, requestFraming, responseFraming } from '../../src/proxy/framing';
 import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
 import { silentLogger } from '../../src/log/logger';
+import { decideRequest } from '../../src/proxy/request-head';
 import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
@@ -18,9 +19,10 @@ test('request target: versioned and unversioned paths are the same call', () => 
   const u = parseRequestTarget('/containers/create');
   assert.deepEqual([u.path, u.apiVersion], ['/containers/create', undefined]);
   assert.equal(parseRequestTarget('/v1.24/containers/abc/start').path, '/containers/abc/start');
-  // Percent-encoding and doubled slashes cannot slip a call past an interceptor.
+  // Percent-encoding cannot slip a call past an interceptor (doubled slashes are refused before: checkRequestTarget).
   assert.equal(parseRequestTarget('/v1.41/containers/%63reate').path, '/containers/create');
-  assert.equal(parseRequestTarget('//containers//create/').path, '/containers/create');
+  // As dockerd's router: the whole path, a trailing slash is another route.
+  assert.equal(parseRequestTarget('/containers/create/').path, '/containers/create/');
   // A path segment that merely starts with v is not a version.
   assert.equal(parseRequestTarget('/version').path, '/version');
   assert.equal(parseRequestTarget('/v1.41/version').apiVersion, '1.41');
@@ -88,6 +90,10 @@ test('calicoctl node flags: defaults, refusals, and the DOCKER_HOST hint', () =>
   const t = proxyOptionsFrom({ listen: 'tcp://0.0.0.0:2376', dockerUpstream: DEFAULT_DOCKER_UPSTREAM, tlsverify: true, tlscacert: 'ca', tlscert: 'c', tlskey: 'k' });
   assert.deepEqual(t.tls, { cert: 'c', key: 'k', ca: 'ca', verify: true });
   assert.match(dockerHostHint(t), /DOCKER_TLS_VERIFY=1/);
+  // --allow-origin, repeatable: origins only.
+  const w = proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, allowOrigin: ['http://localhost:9000/', 'https://ui.example:8443'] });
+  assert.deepEqual(w.allowOrigins, ['http://localhost:9000', 'https://ui.example:8443']);
+  assert.throws(() => proxyOptionsFrom({ listen: DEFAULT_LISTEN, dockerUpstream: DEFAULT_DOCKER_UPSTREAM, allowOrigin: ['localhost:9000'] }), (e) => e instanceof CliError && /--allow-origin "localhost:9000" is not an origin/.test(e.message));
 });
 
 test('headers: hop-by-hop dropped, repeats and case kept', () => {
@@ -115,14 +121,19 @@ test('interceptor helpers: Docker error shape and first match wins', () => {
 });
 
 test('hijack: the declared body gathered before the first write to dockerd', () => {
-  assert.equal(declaredBody({ 'content-length': '28' }), 28);
-  assert.equal(declaredBody({}), 0);
-  assert.equal(declaredBody({ 'content-length': '0' }), 0);
+  const first = (headers: string) => {
+    const raw = Buffer.from(`POST /containers/x/attach HTTP/1.1\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n${headers}\r\n`);
+    const h = parseHead(raw, raw.length, 'request')!;
+    return firstWrite(h) - h.size;
+  };
+  assert.equal(first('Content-Length: 28\r\n'), 28);
+  assert.equal(first(''), 0);
+  assert.equal(first('Content-Length: 0\r\n'), 0);
   // Chunked (dockerode with no body) has no length to wait for; nonsense neither.
-  assert.equal(declaredBody({ 'transfer-encoding': 'chunked', 'content-length': '28' }), 0);
-  assert.equal(declaredBody({ 'content-length': 'x' }), 0);
+  assert.equal(first('Transfer-Encoding: chunked\r\nContent-Length: 28\r\n'), 0);
+  assert.equal(first('Content-Length: x\r\n'), 0);
   // Beyond the cap it streams as it comes instead of being held.
-  assert.equal(declaredBody({ 'content-length': String(MAX_GATHERED_BODY + 1) }), 0);
+  assert.equal(first(`Content-Length: ${MAX_GATHERED_BODY + 1}\r\n`), 0);
 });
 
 test('swarm port: dockerd\'s bind error on the proxy\'s own port is explained, others pass untouched', async () => {
@@ -202,4 +213,16 @@ test('framing: heads end at a blank line (CRLF or bare LF); bodies counted or ch
   const broken = new BodyScanner({ kind: 'chunked' });
   broken.feed(b('zz\r\n'));
   assert.deepEqual([broken.done, broken.broken], [true, true]);
+});
+
+test('what Go\'s server refuses before routing is refused here in Docker\'s shape', () => {
+  const decide = (headers: string) => {
+    const raw = Buffer.from(`POST /containers/create HTTP/1.1\r\n${headers}\r\n`, 'latin1');
+    const d = decideRequest(raw, raw.length);
+    return d.action === 'refuse' ? { status: d.status, message: d.message } : undefined;
+  };
+  assert.equal(decide('Host: x\r\nExpect: 100-continue\r\nX-Tab: a\tb\r\nX-Obs: caf\xe9\r\n'), undefined);
+  assert.equal(decide('Content-Type: \x01\r\n')?.status, 400);
+  assert.equal(decide('X-A: a\x7f\r\n')?.status, 400);
+  assert.deepEqual(decide('Expect: nonsense\r\n'), { status: 417, message: 'calico proxy: unsupported Expect header "nonsense": only 100-continue is understood' });
 });

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { BgpConfigStore, Datastore, HostStore } from '../../datastore';
 import { bgpPasswordProblem } from '../../datastore/schemas';
 import { canonicalAddress, isAddress, parseAddress } from '../../address/cidr';
-import type { Family } from '../../ipam/types';
+import type { Family } from '../../address/cidr';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { addOutputOption, outputFormat, printListing, renderJson } from '../output';

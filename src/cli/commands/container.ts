@@ -7,7 +7,7 @@ import { EtcdIpam } from '../../ipam/ipam';
 import { RESERVATION_HANDLE_PREFIX, calicoNetworkName } from '../../names';
 import { silentLogger } from '../../log/logger';
 import { inspectCalicoNetwork } from '../../plugin/docker-network';
-import { RequestRefused, parseCalicoEnv } from '../../proxy/interceptors/calico-request';
+import { RequestRefused, parseCalicoEnv } from '../../endpoints/calico-env';
 import { refusalForIpamError } from '../../proxy/interceptors/ipam-refusal';
 import { handleOf, isRunning, type ContainerView } from '../../endpoints/container-view';
 import { EndpointLifecycle } from '../../endpoints/lifecycle';

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { CliError } from '../errors';
-import { parseAddress } from '../../proxy';
+import { parseAddress } from '../../listen/address';
 import { isAlive } from '../../process/pids';
 
 /** Files of a detached node, under --state-dir. */

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
-import type { ProxyOptions, Address } from '../../proxy';
-import { parseAddress, formatAddress, AddressError, checkListenPolicy, ListenError } from '../../proxy';
+import type { ProxyOptions } from '../../proxy';
+import type { Address } from '../../listen/address';
+import { parseAddress, formatAddress, AddressError } from '../../listen/address';
+import { checkListenPolicy, ListenError } from '../../listen/listener';
+import { checkAllowOrigin } from '../../proxy/web-guard';
 import { CliError } from '../errors';
 
 /** The proxy's flags on `calicoctl node`, spelled as dockerd spells its own. */
@@ -12,6 +15,8 @@ export interface ProxyFlags {
   tlscacert?: string;
   tlscert?: string;
   tlskey?: string;
+  /** --allow-origin, repeatable: web pages (by origin) whose requests the proxy takes. */
+  allowOrigin?: string[];
 }
 
 export const DEFAULT_LISTEN = 'tcp://127.0.0.1:2377';
@@ -29,7 +34,12 @@ export function addProxyFlags(cmd: Command): Command {
     .option('--tlsverify', 'serve over TLS and accept only clients with a certificate signed by --tlscacert')
     .option('--tlscacert <FILE>', 'CA that signs accepted client certificates')
     .option('--tlscert <FILE>', 'server certificate')
-    .option('--tlskey <FILE>', 'server private key');
+    .option('--tlskey <FILE>', 'server private key')
+    .option(
+      '--allow-origin <ORIGIN>',
+      'a web page origin (scheme://host[:port]) whose requests the proxy takes; requests from any other web page are refused (repeatable)',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    );
 }
 
 /** Turns flags into ProxyOptions; every refusal is a CliError saying what to do instead. */
@@ -56,7 +66,13 @@ export function proxyOptionsFrom(f: ProxyFlags): ProxyOptions {
     if (e instanceof ListenError) throw new CliError(e.message);
     throw e;
   }
-  return { listen: formatAddress(listen), upstream: f.dockerUpstream, tls };
+  let allowOrigins: string[] | undefined;
+  try {
+    allowOrigins = f.allowOrigin?.map(checkAllowOrigin);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  return { listen: formatAddress(listen), upstream: f.dockerUpstream, tls, ...(allowOrigins?.length ? { allowOrigins } : {}) };
 }
 
 /** What people read after the node started (the 2015 wording, for the address actually used). */

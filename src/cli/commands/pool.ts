@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { DatastoreError, PoolStore, PoolUsage } from '../../datastore';
 import { nestingNote } from '../../address/pools';
-import type { Family } from '../../ipam/types';
+import type { Family } from '../../address/cidr';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';

@@ -16,7 +16,7 @@
 // far more than writing the one that changed (bench/policy). Someone else's
 // change is therefore repaired at the next resync, not at the next set().
 import type { Logger } from 'pino';
-import type { Component } from '../../node/component';
+import type { Component } from '../../lifecycle/component';
 import { toolRunner, ToolRunner } from './exec';
 import { parseIpsetSave } from './ipset-save';
 import { parseIptablesSave, SavedTables } from './iptables-save';

@@ -3,7 +3,7 @@
 // the datastore syncer), never polls, and leaves the rules in place when the
 // node stops: running containers keep their NAT.
 import type { Logger } from 'pino';
-import type { Component } from '../../node/component';
+import type { Component } from '../../lifecycle/component';
 import type { DatastoreSyncer } from '../../syncer/types';
 import type { KernelApplier } from '../applier/types';
 import { NatPool, renderNat } from './render';

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { RESERVATION_HANDLE_PREFIX } from '../../names';
 import type { Interceptor, InterceptContext, RequestDecision, UpstreamOutcome } from '../interceptor';
 import { Ipam, IpamError } from '../../ipam/types';
-import { RequestRefused, checkNetworkMode, parseCalicoEnv, parseCreateBody, rewriteCreateBody, withNetworkFamilies } from './calico-request';
+import { RequestRefused, checkNetworkMode, parseCalicoEnv, withNetworkFamilies } from './calico-request';
+import { planRewrite, readCreateBody, renderRewrite, type CreateView, type RewritePlan } from './create-body';
 import type { CalicoNetworkState } from './network-check';
 import { refusalForIpamError } from './ipam-refusal';
 import type { InflightHandles } from '../../endpoints/inflight';
@@ -54,16 +55,18 @@ export class CreateContainerInterceptor implements Interceptor {
   }
 
   async onRequest(ctx: InterceptContext, raw: Buffer): Promise<RequestDecision> {
-    // Fast path, and the byte-identical guarantee: no CALICO_IP, not ours.
-    if (!raw.includes('CALICO_IP')) return { action: 'pass' };
-    let body: Record<string, unknown> | undefined;
+    // Ours or not is decided on the body as dockerd will read it (create-body.ts),
+    // never on its bytes; not ours: the original bytes go on untouched.
+    let body: CreateView | undefined;
     let wanted;
+    let plan: RewritePlan;
     try {
-      body = parseCreateBody(raw);
-      wanted = body && parseCalicoEnv(body.Env);
+      body = readCreateBody(raw);
+      wanted = body && parseCalicoEnv(body.env);
       if (!body || !wanted) return { action: 'pass' };
-      const hostConfig = body.HostConfig as Record<string, unknown> | undefined;
-      checkNetworkMode(hostConfig?.NetworkMode);
+      checkNetworkMode(body.networkMode);
+      // Every refusal the rewrite could meet, before anything is reserved.
+      plan = planRewrite(body);
     } catch (e) {
       if (e instanceof RequestRefused) return { action: 'reply', status: e.status, message: e.message };
       throw e;
@@ -102,7 +105,7 @@ export class CreateContainerInterceptor implements Interceptor {
     const ipv6 = allocations.find((a) => a.family === 6)?.address;
     let forwarded: Buffer;
     try {
-      forwarded = Buffer.from(JSON.stringify(rewriteCreateBody(body, { handle, ipv4, ipv6, profiles: wanted.profiles })));
+      forwarded = renderRewrite(plan, { handle, ipv4, ipv6, profiles: wanted.profiles });
     } catch (e) {
       // The undo of the reservation above: no create goes to dockerd, so onResponse never runs.
       await this.releaseQuietly(ctx, handle);

@@ -1,12 +1,9 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import http from 'node:http';
-import https from 'node:https';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Address } from './address';
 import { formatAddress, isLoopbackHost } from './address';
-import { SPLICE_CHUNK } from './upstream';
 
 /** TLS as dockerd spells it: --tls, --tlsverify, --tlscacert, --tlscert, --tlskey. */
 export interface TlsOptions {
@@ -48,51 +45,9 @@ export function checkListenPolicy(a: Address, tls?: TlsOptions): void {
   );
 }
 
-// Node's defaults suit web servers, not the Docker API:
-// - requestTimeout 300 s answers 408 to `docker build`/`load`/`cp` uploads longer than 5 minutes;
-// - strict parsing refuses the Jenkins attach connector's LF-only request;
-// - docker-py and old clients may send no Host, or a socket path as Host;
-// - X-Registry-Auth headers can be large;
-// - closing idle keep-alive connections races with long-lived clients (compose,
-//   dockerode, Go's 90 s idle pool) sending their next POST; dockerd never does.
-const SERVER_OPTIONS = {
-  requestTimeout: 0,
-  keepAliveTimeout: 0,
-  insecureHTTPParser: true,
-  requireHostHeader: false,
-  maxHeaderSize: 1024 * 1024,
-  noDelay: true,
-};
-
-export function createServer(tls?: TlsOptions): http.Server {
-  if (!tls) return http.createServer(SERVER_OPTIONS);
-  return https.createServer({
-    ...SERVER_OPTIONS,
-    // Upgraded TLS sockets would otherwise end our side at the client's EOF.
-    allowHalfOpen: true,
-    cert: fs.readFileSync(tls.cert),
-    key: fs.readFileSync(tls.key),
-    ca: tls.ca ? fs.readFileSync(tls.ca) : undefined,
-    requestCert: tls.verify,
-    rejectUnauthorized: tls.verify,
-    // Keep ALPN off h2: hijacked calls need HTTP/1.1.
-    ALPNProtocols: ['http/1.1'],
-    minVersion: 'TLSv1.2',
-  }) as unknown as http.Server;
-}
-
-/**
- * The public listener of the splice (splice.ts): raw connections, TLS as
- * dockerd offers it. Returns the server and the event that hands over a
- * client connection ready for HTTP bytes.
- */
-export function createListener(t?: TlsOptions): { server: net.Server; event: 'connection' | 'secureConnection' } {
-  // One read's worth (see SPLICE_CHUNK): the splice paces the client itself.
-  const highWaterMark = SPLICE_CHUNK;
-  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark }), event: 'connection' };
-  const server = tls.createServer({
-    allowHalfOpen: true,
-    highWaterMark,
+/** Server-side TLS as dockerd offers it (the proxy's listener, the metrics endpoint). */
+export function tlsServerOptions(t: TlsOptions): tls.TlsOptions {
+  return {
     cert: fs.readFileSync(t.cert),
     key: fs.readFileSync(t.key),
     ca: t.ca ? fs.readFileSync(t.ca) : undefined,
@@ -101,8 +56,18 @@ export function createListener(t?: TlsOptions): { server: net.Server; event: 'co
     // Keep ALPN off h2: hijacked calls need HTTP/1.1.
     ALPNProtocols: ['http/1.1'],
     minVersion: 'TLSv1.2',
-  });
-  return { server, event: 'secureConnection' };
+  };
+}
+
+/**
+ * A listener of raw connections (the proxy splices them itself), TLS as
+ * dockerd offers it. Returns the server and the event that hands over a
+ * client connection ready for HTTP bytes. `highWaterMark`: how much a paused
+ * client socket may buffer.
+ */
+export function createListener(t: TlsOptions | undefined, highWaterMark: number): { server: net.Server; event: 'connection' | 'secureConnection' } {
+  if (!t) return { server: net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark }), event: 'connection' };
+  return { server: tls.createServer({ allowHalfOpen: true, highWaterMark, ...tlsServerOptions(t) }), event: 'secureConnection' };
 }
 
 /** Whether something accepts connections on a unix socket path. */

@@ -1,0 +1,79 @@
+import { BodyScanner, type Head, MAX_HEAD, headEnd, parseHead, responseFraming } from './framing';
+
+/** Where dockerd's answer goes as the reader delimits it. */
+export interface AnswerSink {
+  /** 100 Continue and friends: the final answer follows. */
+  interim(head: Buffer): void;
+  /** The final head. False: the connection goes raw from here (`rest` is then the sink's). */
+  head(h: Head, bytes: Buffer, rest: Buffer): boolean;
+  body(part: Buffer): void;
+  done(): void;
+  /** Not an HTTP answer, or a head beyond MAX_HEAD. */
+  broken(): void;
+}
+
+/**
+ * dockerd's answer to one request, delimited by the framing as it arrives:
+ * its head parsed once, its body counted, never decoded. The bytes handed on
+ * are views of what was fed (the caller knows how long those live); only a
+ * partial head is copied, to outlive the read it came in.
+ */
+export class AnswerReader {
+  head?: Head;
+  private body?: BodyScanner;
+  private buf: Buffer = Buffer.alloc(0);
+  private stopped = false;
+
+  constructor(private readonly method: string, private readonly sink: AnswerSink) {}
+
+  get complete(): boolean {
+    return this.body?.done === true;
+  }
+
+  /** Some byte of the answer came. */
+  get started(): boolean {
+    return this.head !== undefined || this.buf.length > 0;
+  }
+
+  /** A close-delimited answer: complete when dockerd closes. */
+  get untilClose(): boolean {
+    return this.head !== undefined && responseFraming(this.head, this.method).kind === 'close';
+  }
+
+  feed(b: Buffer): void {
+    if (this.stopped || this.complete) return; // beyond the answer: nothing a client could use
+    if (this.body) return this.feedBody(b);
+    this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;
+    const end = headEnd(this.buf);
+    if (end < 0) {
+      if (this.buf.length > MAX_HEAD) this.sink.broken();
+      else if (this.buf === b) this.buf = Buffer.from(b); // kept past this read
+      return;
+    }
+    const h = parseHead(this.buf, end, 'response');
+    if (!h) return this.sink.broken();
+    const bytes = this.buf.subarray(0, end);
+    const rest = this.buf.subarray(end);
+    this.buf = Buffer.alloc(0);
+    const status = Number(h.line[1]);
+    if (status >= 100 && status < 200 && status !== 101) {
+      this.sink.interim(bytes);
+      if (rest.length) this.feed(rest);
+      return;
+    }
+    this.head = h;
+    if (!this.sink.head(h, bytes, rest)) {
+      this.stopped = true;
+      return;
+    }
+    this.body = new BodyScanner(responseFraming(h, this.method));
+    if (rest.length) this.feedBody(rest);
+    else if (this.body.done) this.sink.done();
+  }
+
+  private feedBody(b: Buffer): void {
+    const n = this.body!.feed(b);
+    this.sink.body(n === b.length ? b : b.subarray(0, n));
+    if (this.body!.done) this.sink.done();
+  }
+}
