@@ -8,19 +8,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import Dockerode from 'dockerode';
 import pino from 'pino';
 import { EtcdCluster, PrivateDockerd, ensureTestImage, onTeardown, sleep, teardownAll, waitFor } from '../harness';
-import { Datastore, EndpointStore, PoolStore, keys } from '../../src/datastore';
+import { sweeper } from './sweeper';
+import { Datastore, PoolStore, keys } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 import { IpamDriver } from '../../src/plugin/ipam-driver';
 import { EndpointRegistry } from '../../src/endpoints/registry';
-import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
-import { EndpointRecorder } from '../../src/endpoints/recorder';
-import { ReservationBook } from '../../src/endpoints/reservations';
-import { InflightHandles } from '../../src/endpoints/inflight';
 import { POOL_ID_V4 } from '../../src/names';
-import { Reconciler } from '../../src/reconciler/reconciler';
 
 const CHILD = process.env.IPAM_GC_TEST_CHILD; // "<mode>,<endpoints...>"
 const POOL = '10.123.0.0/24';
@@ -129,21 +124,8 @@ if (CHILD) {
     const liveHandle = (await ipam.lookup(LIVE_ADDRESS))!.handle;
     const [viaProxy] = await ipam.allocate({ handle: 'resv-live', host: HOST, ipv4: 'auto', attrs: { container: live } });
 
-    const docker = new Dockerode({ socketPath: d.socket });
-    const store = new EndpointStore(ds);
-    const lifecycle = new EndpointLifecycle({ host: HOST, store, registry: new EndpointRegistry(), reservations: new ReservationBook(), ipam, log });
     const grace = 1500;
-    const reconciler = new Reconciler({
-      docker,
-      ipam,
-      store,
-      lifecycle,
-      recorder: new EndpointRecorder(docker, lifecycle),
-      inflight: new InflightHandles(),
-      host: HOST,
-      log,
-      gcGraceMs: grace,
-    });
+    const reconciler = sweeper({ ds, ipam, dockerSocket: d.socket, host: HOST, log, gcGraceMs: grace });
 
     const first = await reconciler.sweep();
     assert.ok(first, 'dockerd answered');

@@ -8,18 +8,12 @@
 // block still holding an address is left and logged.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import Dockerode from 'dockerode';
 import pino from 'pino';
 import { CALICOCTL_MAIN, EtcdCluster, PrivateDockerd, envWithoutEtcd, onTeardown, run, sleep, teardownAll } from '../harness';
-import { Datastore, EndpointStore, PoolStore, keys, parseBlockKey } from '../../src/datastore';
+import { sweeper } from './sweeper';
+import { Datastore, PoolStore, keys, parseBlockKey } from '../../src/datastore';
 import { EtcdIpam } from '../../src/ipam/ipam';
 import { IpamError } from '../../src/ipam/types';
-import { EndpointRegistry } from '../../src/endpoints/registry';
-import { EndpointLifecycle } from '../../src/endpoints/lifecycle';
-import { EndpointRecorder } from '../../src/endpoints/recorder';
-import { ReservationBook } from '../../src/endpoints/reservations';
-import { InflightHandles } from '../../src/endpoints/inflight';
-import { Reconciler } from '../../src/reconciler/reconciler';
 
 after(teardownAll);
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'warn' });
@@ -154,21 +148,8 @@ test('blocks a cut-short pool remove left are collected by the sweep when empty 
   const orphans = (await ipam.listOrphanBlocks()).map((b) => `${b.block} ${b.host} ${b.allocations}`).sort();
   assert.deepEqual(orphans, [`${emptyCidr} ga 0`, `${used!.block} gb 1`].sort());
 
-  const docker = new Dockerode({ socketPath: d.socket });
-  const store = new EndpointStore(ds);
-  const lifecycle = new EndpointLifecycle({ host: 'gc-sweeper', store, registry: new EndpointRegistry(), reservations: new ReservationBook(), ipam, log });
   const grace = 1500;
-  const reconciler = new Reconciler({
-    docker,
-    ipam,
-    store,
-    lifecycle,
-    recorder: new EndpointRecorder(docker, lifecycle),
-    inflight: new InflightHandles(),
-    host: 'gc-sweeper',
-    log,
-    gcGraceMs: grace,
-  });
+  const reconciler = sweeper({ ds, ipam, dockerSocket: d.socket, host: 'gc-sweeper', log, gcGraceMs: grace });
   const first = await reconciler.sweep();
   assert.ok(first, 'dockerd answered');
   assert.deepEqual(first.removeOrphanBlocks, [], 'first sighting: nothing collected yet');
