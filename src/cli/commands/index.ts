@@ -8,6 +8,7 @@ import { registerProfile } from './profile';
 import { registerBgppeer } from './bgppeer';
 import { registerBgp } from './bgp';
 import { registerDiags } from './diags';
+import { registerPolicy } from './policy';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerBgppeer(program);
   registerBgp(program);
   registerDiags(program);
+  registerPolicy(program);
 }
