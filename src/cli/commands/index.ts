@@ -9,6 +9,7 @@ import { registerBgppeer } from './bgppeer';
 import { registerBgp } from './bgp';
 import { registerDiags } from './diags';
 import { registerPolicy } from './policy';
+import { registerEndpoint } from './endpoint';
 
 /** Every calicoctl subcommand is registered here, one module per command. */
 export function registerCommands(program: Command): void {
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerBgp(program);
   registerDiags(program);
   registerPolicy(program);
+  registerEndpoint(program);
 }
