@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isRoot, makeRunDir, onTeardown, removeTree, runOk, teardownAll, waitFor } from '../harness';
-import { HOST_NAMES, ROUTER_IP, TrinityLab, lanIp, startTrinityLab } from './trinity-lab';
+import { HOST_NAMES, ROUTER_IP, TrinityHost, TrinityLab, CLIENT_IP, lanIp, startTrinityLab } from './trinity-lab';
+import { ruleMatches } from '../../src/policy';
+import type { RuleValue } from '../../src/datastore';
 
 after(teardownAll);
 const skip = !isRoot() && 'needs root (netns, dockerd, BIRD)';
@@ -130,4 +132,105 @@ test('the blog post, end to end, in its order', { skip }, async (t) => {
   const top = path.basename(m[1]!, '.tar.gz');
   const protos = (await runOk('tar', ['-xzOf', m[1]!, `${top}/birdc-show-protocols-all.txt`])).stdout;
   assert.match(protos, /Rr_198_18_0_1/, 'the archive holds the live BGP session');
+});
+
+/** Packets counted by the rules of `chain` on `host` whose text (as `iptables -S` prints it, counters removed) is `rule` or matches it. */
+async function counted(host: TrinityHost, chain: string, rule: string | RegExp): Promise<number> {
+  const r = await host.exec('iptables', ['-w', '-t', 'filter', '-S', chain, '-v']);
+  assert.equal(r.code, 0, `iptables -S ${chain} on ${host.name}: ${r.stderr}`);
+  let n = 0;
+  for (const line of r.stdout.split('\n')) {
+    if (!line.startsWith('-A ')) continue;
+    const m = /\s-c (\d+) \d+/.exec(line);
+    const text = line.replace(/\s-c \d+ \d+/, '').replace(/^-A \S+ /, '');
+    if (typeof rule === 'string' ? text === rule : rule.test(text)) n += Number(m?.[1] ?? 0);
+  }
+  return n;
+}
+
+interface TraceJson {
+  verdict: 'allow' | 'deny';
+  decidedBy: { kind: string; host?: string; chain?: string; rule?: RuleValue; text: string };
+  probe?: { chain: string; moved: { rule: string; packets: number }[] };
+}
+
+// After the post: a third host joins the group. `policy trace` run on host 1
+// (the datastore alone) must say what the kernels then do to each packet of
+// a small table, and the rule it names must be the one whose counter moves;
+// `endpoint show` finds a container of host 3 from host 1, and on host 3
+// shows its kernel state.
+test('policy trace and endpoint show against the kernels: host 1 explains traffic to host 3', { skip }, async (t) => {
+  const { trinity10, trinity30 } = lab.hosts;
+  const NODE3_IP = '192.168.89.3';
+  const PLAIN3_IP = '192.168.89.30';
+  const dockerOf = (h: TrinityHost) => ['--docker', `unix://${h.dockerd.socket}`];
+  await trinity30.dockerOk(['run', '-d', '-e', `CALICO_IP=${NODE3_IP}`, '--name', 'group1-node3', lab.image, 'sleep', '1d']);
+  await trinity30.dockerOk(['run', '-d', '-e', `CALICO_IP=${PLAIN3_IP}`, '--name', 'plain-node3', lab.image, 'sleep', '1d']);
+  await trinity30.calicoctlOk(['profile', 'PROF_GROUP1', 'member', 'add', 'group1-node3', ...dockerOf(trinity30)]);
+  await waitFor('group1-node1 -> group1-node3 across hosts', () => trinity10.pingFrom('group1-node1', NODE3_IP), 15000, 200);
+
+  const pingFromHost = async (h: TrinityHost, ip: string) => (await h.exec('busybox', ['ping', '-c', '1', '-W', '1', ip], { timeoutMs: 5000 })).code === 0;
+  const rows: { name: string; a: string; b: string; send: () => Promise<boolean>; verdict: 'allow' | 'deny'; text: RegExp; counter: RegExp | 'rule' }[] = [
+    { name: 'group1 -> group1 on another host', a: 'group1-node1', b: NODE3_IP, send: () => trinity10.pingFrom('group1-node1', NODE3_IP),
+      verdict: 'allow', text: /^profile PROF_GROUP1 inbound rule 1: allow from tag PROF_GROUP1$/, counter: 'rule' },
+    { name: 'the LAN -> group1 (its allow-all)', a: CLIENT_IP, b: NODE3_IP, send: () => lab.clientPing(NODE3_IP),
+      verdict: 'allow', text: /^profile PROF_GROUP1 inbound rule 2: allow$/, counter: 'rule' },
+    { name: 'group1 -> a default-profile container', a: 'group1-node1', b: PLAIN3_IP, send: () => trinity10.pingFrom('group1-node1', PLAIN3_IP),
+      verdict: 'deny', text: /^Default DROP if no profile allowed it$/, counter: /Default DROP/ },
+    { name: 'a container -> its own host (endpoint-to-host drop)', a: PLAIN3_IP, b: lanIp('trinity30'), send: () => trinity30.pingFrom('plain-node3', lanIp('trinity30')),
+      verdict: 'deny', text: /^Default DROP if no profile allowed it: to this host/, counter: /Default DROP/ },
+    { name: 'the host -> its own container', a: lanIp('trinity30'), b: PLAIN3_IP, send: () => pingFromHost(trinity30, PLAIN3_IP),
+      verdict: 'allow', text: /^host trinity30 reaches its own containers/, counter: /The host reaches its containers/ },
+  ];
+  // The LAN reaches 192.168.89.3 once the router has its route (BGP, through the reflector).
+  await waitFor('LAN -> group1-node3', () => lab.clientPing(NODE3_IP), 15000, 200);
+  for (const row of rows) {
+    const tr = JSON.parse(await trinity10.calicoctlOk(['policy', 'trace', row.a, row.b, '-o', 'json', ...dockerOf(trinity10)])) as TraceJson;
+    const d = tr.decidedBy;
+    t.diagnostic(`${row.name}: ${tr.verdict} by ${d.text} [${d.chain} on ${d.host}]`);
+    assert.equal(tr.verdict, row.verdict, `${row.name}: trace's verdict`);
+    assert.match(d.text, row.text, row.name);
+    assert.equal(d.host, 'trinity30', `${row.name}: decided on host 3`);
+    const rule = row.counter === 'rule' ? `${ruleMatches(d.rule!, 4)[0] || ''}${ruleMatches(d.rule!, 4)[0] ? ' ' : ''}-j RETURN` : row.counter;
+    const before = await counted(trinity30, d.chain!, rule);
+    const reached = await row.send();
+    assert.equal(reached, row.verdict === 'allow', `${row.name}: the packet ${reached ? 'got through' : 'was dropped'}, trace said ${tr.verdict}`);
+    const after = await counted(trinity30, d.chain!, rule);
+    assert.ok(after > before, `${row.name}: the counter of ${d.chain} rule ${String(rule)} moved (${before} -> ${after})`);
+  }
+
+  // --probe on host 3, around the user's own ping from host 1's container.
+  // The probe's window starts once it has read the datastore and the counters: ping until it ends.
+  let probeDone = false;
+  const probing = trinity30.calicoctl(['policy', 'trace', 'group1-node1', 'group1-node3', '--probe', '4', '-o', 'json', ...dockerOf(trinity30)]).finally(() => (probeDone = true));
+  while (!probeDone) {
+    assert.ok(await trinity10.pingFrom('group1-node1', NODE3_IP));
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const pr = await probing;
+  assert.equal(pr.code, 0, pr.stderr);
+  const probed = JSON.parse(pr.stdout) as TraceJson;
+  assert.equal(probed.probe?.chain, 'cali-pri-PROF_GROUP1');
+  assert.ok(probed.probe.moved.some((m) => /--match-set cali4-tag-PROF_GROUP1 src -j RETURN/.test(m.rule) && m.packets >= 1), JSON.stringify(probed.probe));
+
+  // endpoint show on host 1 for a container of host 3: where it lives and the route there.
+  const away = await trinity10.calicoctlOk(['endpoint', 'show', 'group1-node3', ...dockerOf(trinity10)]);
+  t.diagnostic(away);
+  assert.match(away, /^Container: +group1-node3 \([0-9a-f]{64}\)$/m, 'the name the proxy recorded');
+  assert.match(away, /^Host: +trinity30$/m);
+  assert.match(away, /^Addresses: +192\.168\.89\.3\/32(, [0-9a-f:]+\/128)?$/m);
+  assert.match(away, /^Profiles: +PROF_GROUP1$/m);
+  assert.match(away, new RegExp(`^Route: +from trinity10: 192\\.168\\.89\\.3 via ${lanIp('trinity30').replace(/\./g, '\\.')} dev \\S+`, 'm'));
+  assert.match(away, /on host trinity30 only/);
+  // On host 3: the kernel state too.
+  const home = await trinity30.calicoctlOk(['endpoint', 'show', 'group1-node3', ...dockerOf(trinity30)]);
+  t.diagnostic(home);
+  assert.match(home, /^Route: +from trinity30: 192\.168\.89\.3 dev cali[0-9a-f]{11}/m);
+  assert.match(home, /dispatch cali-from-wl-dispatch\S*: -i cali[0-9a-f]{11} -g cali-fw-cali[0-9a-f]{11} +\[\d+ packets\]/);
+  assert.match(home, /dispatch cali-to-wl-dispatch\S*: -o cali[0-9a-f]{11} -g cali-tw-cali[0-9a-f]{11} +\[[1-9]\d* packets\]/);
+  assert.match(home, /chain cali-fw-cali[0-9a-f]{11}: present, \d+ rules/);
+  assert.match(home, /chain cali-tw-cali[0-9a-f]{11}: present, \d+ rules/);
+  assert.match(home, /set cali4-tag-PROF_GROUP1: member/);
+  const list = JSON.parse(await trinity10.calicoctlOk(['endpoint', 'show', '--all', '-o', 'json', ...dockerOf(trinity10)])) as { host: string; name?: string }[];
+  assert.deepEqual(list.filter((e) => e.host === 'trinity30').map((e) => e.name).sort(), ['group1-node3', 'plain-node3']);
 });

@@ -233,7 +233,10 @@ async function show(container: string | undefined, flags: Flags, cmd: Command): 
 }
 
 export function registerEndpoint(program: Command): void {
-  const endpoint = program.command('endpoint').description('Show containers\' endpoints: where they live, their addresses, profiles, routes and kernel state');
+  const endpoint = program
+    .command('endpoint')
+    .description('Show containers\' endpoints: where they live, their addresses, profiles, routes and kernel state')
+    .addHelpText('after', '\nExample:\n  calicoctl endpoint show group1-node1');
   const cmd = endpoint
     .command('show')
     .description('One container\'s endpoint, from any host (by name, id prefix or address); without CONTAINER, a table of this host\'s endpoints')

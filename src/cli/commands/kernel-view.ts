@@ -54,7 +54,7 @@ export async function inIpset(set: string, address: string): Promise<boolean | u
 /** `ip route get <address>` on this host, one line; or why it failed. */
 export async function routeGet(address: string): Promise<string> {
   const r = await run('ip', ['route', 'get', address]);
-  if (r.code !== 0) return `(ip route get failed: ${r.stderr.trim() || `exit ${r.code}`})`;
+  if (r.code !== 0) return `${address}: no route (ip route get: ${r.stderr.trim() || `exit ${r.code}`})`;
   return r.stdout.split('\n')[0]!.replace(/\s+/g, ' ').trim();
 }
 

@@ -186,7 +186,8 @@ async function trace(a: string, b: string, flags: Flags, cmd: Command): Promise<
   try {
     ports = parsePortSpec(flags.port, family);
   } catch (e) {
-    throw new CliError(`Invalid --port: ${(e as Error).message}. Expected PORT[/tcp|/udp] or icmp[/TYPE[/CODE]].`, 2);
+    const why = (e as Error).message;
+    throw new CliError(`Invalid --port: ${why}${/expected/.test(why) ? '' : ' (expected PORT[/tcp|/udp] or icmp[/TYPE[/CODE]])'}.`, 2);
   }
   let seconds: number | undefined;
   if (flags.probe !== undefined) {
@@ -229,7 +230,10 @@ async function trace(a: string, b: string, flags: Flags, cmd: Command): Promise<
 }
 
 export function registerPolicy(program: Command): void {
-  const policy = program.command('policy').description('Explain the policy: what the profiles of two endpoints do to a packet between them');
+  const policy = program
+    .command('policy')
+    .description('Explain the policy: what the profiles of two endpoints do to a packet between them')
+    .addHelpText('after', '\nExample:\n  calicoctl policy trace group1-node1 group1-node2 --port 80/tcp');
   const cmd = policy
     .command('trace')
     .description('Why A can or cannot reach B: A\'s outbound and B\'s inbound rules evaluated for one new packet, from the datastore')
