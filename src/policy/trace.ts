@@ -73,7 +73,6 @@ export type StepKind =
   | 'default-drop' // no profile of the endpoint allowed it
   | 'anti-spoof' // the source check of the endpoint's chain
   | 'inactive' // the endpoint has no chains: its interface is unknown, dropped
-  | 'no-address' // the endpoint has no address in the family
   | 'host-reaches' // the host opening a connection to its own container
   | 'neighbour-discovery' // IPv6 ND/MLD, allowed ahead of policy
   | 'host-service' // accept mode: DHCP / DNS to the host, ahead of policy

@@ -42,8 +42,6 @@ export function stepText(s: TraceStep): string {
       return s.verdict === 'deny' ? 'Anti-spoof DROP: the source address is not one of the endpoint\'s' : 'anti-spoof: the source is the endpoint\'s own address and MAC';
     case 'inactive':
       return `endpoint is inactive (its container is stopped): it has no chains, DROP "Unknown ${s.side === 'outbound' ? 'source' : 'destination'} interface"`;
-    case 'no-address':
-      return 'the endpoint has no address in this family';
     case 'host-reaches':
       return `host ${s.host} reaches its own containers: ACCEPT (inbound rules are not consulted)`;
     case 'neighbour-discovery':
