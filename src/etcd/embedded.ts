@@ -4,6 +4,7 @@ import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { etcdGet, probeEtcd } from './probe';
+import { checkMemberData, ClusterMarker, EtcdClusterPlan } from './cluster';
 
 export const ETCD_BINARY = '/usr/bin/etcd';
 
@@ -30,7 +31,25 @@ export interface EmbeddedEtcdOptions {
   binary?: string;
   /** How long the member may take to answer /health (first start fsyncs a fresh WAL). */
   readyTimeoutMs?: number;
+  /**
+   * --etcd-cluster: this member is one of a cluster (cluster.ts): peer and
+   * client ports on its IP, besides the client socket.
+   */
+  cluster?: EmbeddedClusterOptions;
 }
+
+export interface EmbeddedClusterOptions {
+  plan: EtcdClusterPlan;
+  /**
+   * The node's --etcd-* files: with them the member's TCP ports speak TLS
+   * and demand client certificates from the CA (peers and clients alike);
+   * the certificate is its server and peer certificate.
+   */
+  tls?: { ca: string; cert: string; key: string };
+}
+
+/** Beside the member's data: which cluster and member it was made for (see checkMemberData). */
+export const CLUSTER_MARKER = 'etcd-cluster.json';
 
 const MEMBER_NAME = 'calico-embedded';
 
@@ -41,6 +60,11 @@ const MEMBER_NAME = 'calico-embedded';
  * TCP port at all: the kernel's file permissions (a 0700 directory, 0600
  * sockets) keep every user but root out, with no certificates to make,
  * rotate or lose, and nothing a container or a remote host could reach.
+ *
+ * With `cluster` (--etcd-cluster) it is one member of a cluster instead: its
+ * peer port (2380) and a client port (2379) on the host's address in the
+ * list, TLS when the node has certificate files, and the client socket still
+ * (calicoctl on the host finds the member there, as on a single host).
  */
 export class EmbeddedEtcd {
   private child?: ChildProcess;
@@ -75,23 +99,8 @@ export class EmbeddedEtcd {
     await EmbeddedEtcd.stopLeftover(this.stateDir, log);
     // The sockets are made relative to etcd's working directory (the state
     // dir); a file left by a killed member would make etcd's bind fail.
-    const listenClient = `unix://${EMBEDDED_CLIENT_SOCKET}`;
-    // A single member never talks to peers, but etcd insists on a peer
-    // listener: a socket too (a loopback port would let any local user
-    // speak raft and renew leases).
-    const peerUrl = `unix://${EMBEDDED_PEER_SOCKET}`;
     for (const f of [EMBEDDED_CLIENT_SOCKET, EMBEDDED_PEER_SOCKET]) fs.rmSync(path.join(this.stateDir, f), { force: true });
-    const args = [
-      '--name', MEMBER_NAME,
-      '--data-dir', this.dataDir,
-      '--listen-client-urls', listenClient,
-      '--advertise-client-urls', listenClient,
-      '--listen-peer-urls', peerUrl,
-      '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', `${MEMBER_NAME}=${peerUrl}`,
-      '--initial-cluster-state', 'new',
-      '--initial-cluster-token', MEMBER_NAME,
-    ];
+    const args = this.opts.cluster ? this.clusterArgs(this.opts.cluster) : this.singleArgs();
     const logFd = fs.openSync(this.logFile, 'a');
     try {
       this.child = spawn(binary, args, { cwd: this.stateDir, stdio: ['ignore', logFd, logFd] });
@@ -108,7 +117,92 @@ export class EmbeddedEtcd {
       await this.stop();
       throw e;
     }
-    log.info({ clientUrl, dataDir: this.dataDir, pid: child.pid, logFile: this.logFile }, `started embedded etcd member on ${clientUrl} (data in ${this.dataDir})`);
+    const cluster = this.opts.cluster?.plan;
+    if (cluster) {
+      log.info({ clientUrl, peerUrl: cluster.peerUrl, token: cluster.token, dataDir: this.dataDir, pid: child.pid }, `started etcd member ${cluster.self.name} of cluster ${cluster.token}: peers on ${cluster.peerUrl}, clients on ${cluster.clientUrl} and ${clientUrl}`);
+    } else {
+      log.info({ clientUrl, dataDir: this.dataDir, pid: child.pid, logFile: this.logFile }, `started embedded etcd member on ${clientUrl} (data in ${this.dataDir})`);
+    }
+  }
+
+  private get markerFile(): string {
+    return path.join(this.stateDir, CLUSTER_MARKER);
+  }
+
+  private hasData(): boolean {
+    return fs.existsSync(path.join(this.dataDir, 'member'));
+  }
+
+  private readMarker(): ClusterMarker | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.markerFile, 'utf8')) as ClusterMarker;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private singleArgs(): string[] {
+    const marker = this.hasData() ? this.readMarker() : undefined;
+    if (marker) {
+      // etcd would come up as that member (from its data), with a peer socket nobody reaches.
+      throw new Error(
+        `starting embedded etcd: ${this.dataDir} holds the data of member ${marker.name} of cluster ${marker.token} ` +
+          `(${marker.members.map((m) => `${m.name}=${m.ip}`).join(',')}): start the node with --etcd-cluster and that list`,
+      );
+    }
+    const listenClient = `unix://${EMBEDDED_CLIENT_SOCKET}`;
+    // A single member never talks to peers, but etcd insists on a peer
+    // listener: a socket too (a loopback port would let any local user
+    // speak raft and renew leases).
+    const peerUrl = `unix://${EMBEDDED_PEER_SOCKET}`;
+    return [
+      '--name', MEMBER_NAME,
+      '--data-dir', this.dataDir,
+      '--listen-client-urls', listenClient,
+      '--advertise-client-urls', listenClient,
+      '--listen-peer-urls', peerUrl,
+      '--initial-advertise-peer-urls', peerUrl,
+      '--initial-cluster', `${MEMBER_NAME}=${peerUrl}`,
+      '--initial-cluster-state', 'new',
+      '--initial-cluster-token', MEMBER_NAME,
+    ];
+  }
+
+  /**
+   * A cluster member. etcd reads the --initial-* flags on the first start
+   * only (no data yet); afterwards it restarts from its data, whatever they
+   * say: so 'new' on the first start, 'existing' after (documenting what
+   * etcd does anyway). The unix socket is plain even with TLS files (etcd
+   * serves unix:// and http:// without TLS); the 0700 state dir guards it.
+   */
+  private clusterArgs(c: EmbeddedClusterOptions): string[] {
+    const { plan, tls } = c;
+    const check = checkMemberData(plan, this.hasData(), this.readMarker(), this.dataDir);
+    if (!check.ok) throw new Error(`starting etcd member ${plan.self.name}: ${check.reason}`);
+    if (check.warning) this.opts.log.warn(check.warning);
+    if (check.firstStart) {
+      // Before etcd makes its data: data without this file is the single-host member's.
+      const marker: ClusterMarker = { token: plan.token, name: plan.self.name, members: plan.members };
+      fs.writeFileSync(this.markerFile, JSON.stringify(marker) + '\n', { mode: 0o600 });
+    }
+    const tlsArgs = tls
+      ? [
+          '--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth',
+          '--peer-cert-file', tls.cert, '--peer-key-file', tls.key, '--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth',
+        ]
+      : [];
+    return [
+      '--name', plan.self.name,
+      '--data-dir', this.dataDir,
+      '--listen-client-urls', `${plan.clientUrl},unix://${EMBEDDED_CLIENT_SOCKET}`,
+      '--advertise-client-urls', plan.clientUrl,
+      '--listen-peer-urls', plan.peerUrl,
+      '--initial-advertise-peer-urls', plan.peerUrl,
+      '--initial-cluster', plan.initialCluster,
+      '--initial-cluster-state', check.firstStart ? 'new' : 'existing',
+      '--initial-cluster-token', plan.token,
+      ...tlsArgs,
+    ];
   }
 
   private async waitReady(child: ChildProcess): Promise<void> {
@@ -118,7 +212,9 @@ export class EmbeddedEtcd {
         throw new Error(`starting embedded etcd on ${this.clientUrl}: etcd exited (${child.exitCode ?? child.signalCode}): ${this.logTail()}`);
       }
       const p = await probeEtcd(this.clientUrl, 1000);
-      if (p.kind === 'etcd' && (await healthy(this.clientUrl))) return;
+      // A cluster member is healthy only with a quorum, i.e. once enough
+      // other hosts started theirs: the datastore component waits for that.
+      if (p.kind === 'etcd' && (this.opts.cluster || (await healthy(this.clientUrl)))) return;
       if (Date.now() > deadline) {
         throw new Error(`starting embedded etcd on ${this.clientUrl}: not healthy after ${this.opts.readyTimeoutMs ?? 30000} ms: ${this.logTail()}`);
       }

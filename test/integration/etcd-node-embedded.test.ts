@@ -142,6 +142,8 @@ test('calicoctl node: starts an embedded etcd member on a socket in its state di
   const log = node.log();
   assert.ok(log.includes(`started embedded etcd member on ${ETCD} (data in ${path.join(stateDir, 'etcd')})`), log);
   assert.match(log, /no IP pool existed: created the default pools 192\.168\.0\.0\/16 and fd80:24e2:f998:72d6::\/64/);
+  // No silent split brain: the node says this datastore is its own, and how many hosts it holds.
+  await waitFor('the datastore report', async () => /Datastore: this host's own single-member etcd \(unix:\/\/.*\): no other host shares it; .*--etcd-cluster/.test(node.log()) && /\n1 host registered there \(/.test(node.log()), 20000, 100);
   assert.ok(fs.existsSync(path.join(stateDir, 'etcd', 'member')));
   const etcdPid = Number(fs.readFileSync(path.join(stateDir, 'etcd.pid'), 'utf8'));
 

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
@@ -17,6 +18,7 @@ import { ENDPOINT_TO_HOST_ACTIONS, type EndpointToHostAction } from '../../polic
 import { allLoopback, programFor, renderSystemdUnit } from '../init-system';
 import { checkSystemDeps } from '../../system/lookup';
 import { DEFAULT_STATE_DIR, NODE_UMASK, prepareStateDir } from '../../node/state-dir';
+import { clusterOptionsFrom, datastoreReportFromLog, describeDatastore } from '../etcd-cluster';
 
 export { DEFAULT_STATE_DIR };
 
@@ -44,6 +46,8 @@ interface NodeFlags extends ProxyFlags {
   endpointToHostAction: EndpointToHostAction;
   /** --init-system: print a systemd unit for these flags and exit. */
   initSystem?: boolean;
+  /** --etcd-cluster NAME=IP,... (env CALICO_ETCD_CLUSTER): this host's member of that cluster. */
+  etcdCluster?: string;
 }
 
 /**
@@ -76,6 +80,14 @@ export function registerNode(program: Command): void {
       .env('CALICO_ENDPOINT_TO_HOST_ACTION')
       .default('drop'),
   );
+  cmd.addOption(
+    new Option(
+      '--etcd-cluster <NAME=IP,...>',
+      'run this host\'s embedded etcd as one member of this cluster and use the whole cluster as the datastore; the same list on every host, ' +
+        'this host\'s entry is the one with its --ip (else its --name); TLS with the --etcd-*-file options, else plain HTTP on ports 2379/2380 ' +
+        '(e.g. --etcd-cluster trinity10=10.0.0.10,trinity20=10.0.0.20,trinity30=10.0.0.30)',
+    ).env('CALICO_ETCD_CLUSTER'),
+  );
   cmd.option('--init-system', 'print a systemd unit that runs this node with these flags (foreground), and exit');
   // bench/run only: the start path without the policy component, to measure what policy costs. Not for hosts.
   cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
@@ -83,8 +95,10 @@ export function registerNode(program: Command): void {
   cmd.action(async (flags: NodeFlags, command: Command) => {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
-    const etcd = { ...etcdConfigFor(command), embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const };
-    const mayEmbedEtcd = !flags.proxyOnly && (etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
+    const etcdConfig = etcdConfigFor(command);
+    const cluster = flags.proxyOnly ? undefined : clusterOptionsFrom(flags, etcdConfig);
+    const etcd = { ...etcdConfig, embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const, cluster };
+    const mayEmbedEtcd = !flags.proxyOnly && (!!cluster || etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
     // Every program the node runs is installed, or the operator reads which package to add, before anything starts.
     const missingDeps = checkSystemDeps({ proxyOnly: !!flags.proxyOnly, mayEmbedEtcd, dockerSocket: proxy.upstream.startsWith('unix://') ? proxy.upstream.slice('unix://'.length) : undefined });
     if (flags.initSystem) {
@@ -97,10 +111,11 @@ export function registerNode(program: Command): void {
     process.umask(NODE_UMASK);
     prepareStateDir(flags.stateDir);
     if (flags.detach) {
-      const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       const { pidFile, logFile } = nodeFiles(flags.stateDir);
+      const logOffset = fileSize(logFile);
+      const pid = await detach(flags.stateDir, proxy.listen, process.argv);
       process.stdout.write(`calicoctl node is running in the background: pid ${pid} (${pidFile}), log ${logFile}\n\n${dockerHostHint(proxy)}`);
-      if (!flags.proxyOnly) process.stdout.write(`\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`);
+      if (!flags.proxyOnly) process.stdout.write(`\nCalico node is running with id: ${nodeId(flags.stateDir)}\n${await datastoreReportFromLog(logFile, logOffset)}`);
       return;
     }
     if (!flags.proxyOnly) claimPidFile(flags.stateDir);
@@ -123,6 +138,7 @@ export function registerNode(program: Command): void {
       throw new CliError(`calicoctl node failed to start: ${(e as Error).message}`);
     }
     process.stdout.write(dockerHostHint(proxy) + (flags.proxyOnly ? '' : `\nCalico node is running with id: ${nodeId(flags.stateDir)}\n`));
+    if (!flags.proxyOnly) process.stdout.write(await describeDatastore(node, log));
     const signal = await stopSignal;
     log.info({ signal }, `${signal}: stopping the node`);
     // The whole stop is bounded: past it, children are killed and the process exits.
@@ -147,6 +163,14 @@ export function registerNode(program: Command): void {
   });
   registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: cmd.opts<NodeFlags>().name }));
   registerNodeRemove(cmd);
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 /** --metrics, checked before anything starts: off loopback it needs verified client certificates. */
