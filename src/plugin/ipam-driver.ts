@@ -7,6 +7,7 @@ import { Family, PluginError, parseAddress, withHostPrefix } from './address';
 import { ListedContainer, claimHeldAddress } from './address-claim';
 import { OWNER_ATTR, addressTakenMessage } from '../ipam/owner';
 import type { EndpointRegistry } from '../endpoints/registry';
+import type { StartTrace } from '../endpoints/start-trace';
 import {
   ADDRESS_SPACE_GLOBAL,
   ADDRESS_SPACE_LOCAL,
@@ -35,6 +36,8 @@ export interface IpamDriverOptions {
    * (see ./address-claim.ts). Without it such an address is refused.
    */
   docker?: DockerView;
+  /** RequestAddress timed per container start. */
+  trace?: StartTrace;
 }
 
 export interface DockerView {
@@ -111,7 +114,9 @@ export class IpamDriver {
       // link-local), answered by the host; no pool address is spent on it.
       return { Address: family === 4 ? `${GATEWAY_V4}/32` : `${GATEWAY_V6}/128`, Data: {} };
     }
+    const t0 = this.o.trace?.now();
     const address = req.Address ? await this.explicit(req.Address, family) : await this.auto(family);
+    if (t0 !== undefined) this.o.trace?.requestAddress(address, t0);
     return { Address: withHostPrefix(address, family), Data: {} };
   }
 
