@@ -273,14 +273,14 @@ export class DockerPlugin implements Component {
 /** How long dockerd may take to list its containers (it answers nothing while restoring them at its start). */
 const LIST_DEADLINE_MS = 2000;
 
-/** dockerd's container list and a bounded inspect, for the IPAM driver's ownership checks. */
+/** dockerd's container list (filtered: never every container) and a bounded inspect, for the IPAM driver's ownership checks. */
 function dockerView(docker: Dockerode): DockerView {
   return {
-    containers: async () => {
+    containers: async (filters) => {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), LIST_DEADLINE_MS);
       try {
-        return (await docker.listContainers({ all: true, abortSignal: abort.signal })) as unknown as ListedContainer[];
+        return (await docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: abort.signal })) as unknown as ListedContainer[];
       } finally {
         clearTimeout(timer);
       }
