@@ -11,6 +11,7 @@ import { RESERVATION_HANDLE_PREFIX } from '../names';
 import { Endpoint, addressesOf, sameEndpoint, withDefaultProfile } from './model';
 import type { EndpointRegistry } from './registry';
 import type { ReservationBook } from './reservations';
+import type { StartTrace } from './start-trace';
 
 export interface EndpointLifecycleOptions {
   host: string;
@@ -19,6 +20,8 @@ export interface EndpointLifecycleOptions {
   reservations: ReservationBook;
   /** Who owns an address (names the container of a reservation after a node restart). */
   ipam: Pick<Ipam, 'lookup'>;
+  /** Join's record and policy steps, timed per start. */
+  trace?: StartTrace;
   log: Logger;
 }
 
@@ -84,6 +87,8 @@ export class EndpointLifecycle {
     const before = this.written.get(ep.containerId);
     if (before && sameEndpoint(before, { ...ep, profile_ids: before.profile_ids })) return before;
     let written: Endpoint;
+    const trace = this.o.trace;
+    let at = trace?.now() ?? 0;
     try {
       written = await this.o.store.record(ep);
     } catch (e) {
@@ -101,7 +106,13 @@ export class EndpointLifecycle {
       { container: ep.containerId, endpoint: ep.endpointId, addresses: [...ep.ipv4_nets, ...ep.ipv6_nets], profiles: written.profile_ids },
       'endpoint recorded',
     );
+    if (trace) {
+      trace.endpointOf(ep.endpointId, ep.containerId);
+      trace.joinStep(ep.endpointId, 'record', trace.now() - at);
+      at = trace.now();
+    }
     for (const hook of this.hooks) await hook(written);
+    trace?.joinStep(ep.endpointId, 'policy', trace.now() - at);
     return written;
   }
 

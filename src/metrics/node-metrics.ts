@@ -30,6 +30,9 @@ export interface PluginMetrics {
   call(method: string, result: 'ok' | 'invalid' | 'error'): void;
 }
 
+/** One phase of a container's start (src/endpoints/start-trace.ts names them). */
+export type StartPhaseObserver = (phase: string, seconds: number) => void;
+
 export interface ReconcilerMetrics {
   sweep(result: 'ok' | 'skipped' | 'failed'): void;
   /** Addresses the reconciler released, on a destroy event or in a sweep. */
@@ -54,6 +57,7 @@ export class NodeMetrics {
   readonly plugin: PluginMetrics;
   readonly reconciler: ReconcilerMetrics;
   readonly etcd: EtcdCallObserver;
+  readonly startPhase: StartPhaseObserver;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -82,6 +86,20 @@ export class NodeMetrics {
       released: (trigger, n) => {
         if (n) recReleases.inc({ trigger }, n);
       },
+    };
+
+    const phaseSeconds = new Histogram({
+      name: 'calico_start_phase_seconds',
+      help: "A container start by phase: the proxy's reservation, each plugin call, Join's steps, and dockerd's time between them (docs/operator-guide.md)",
+      labelNames: ['phase'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const phaseChildren = new Map<string, { observe(v: number): void }>();
+    this.startPhase = (phase, seconds) => {
+      let c = phaseChildren.get(phase);
+      if (!c) phaseChildren.set(phase, (c = phaseSeconds.labels({ phase })));
+      c.observe(seconds);
     };
 
     const etcdSeconds = new Histogram({ name: 'calico_etcd_call_seconds', help: 'etcd call latency (each under its deadline)', buckets: LATENCY_BUCKETS, registers });

@@ -8,6 +8,7 @@ import { EndpointLifecycle } from '../endpoints/lifecycle';
 import { EndpointRecorder } from '../endpoints/recorder';
 import { EndpointRegistry } from '../endpoints/registry';
 import { ReservationBook } from '../endpoints/reservations';
+import { StartTrace } from '../endpoints/start-trace';
 import { EtcdIpam } from '../ipam/ipam';
 import { NodeMetrics } from '../metrics/node-metrics';
 import { dockerClient } from './docker-client';
@@ -23,6 +24,8 @@ export interface NodeEndpoints {
   lifecycle: EndpointLifecycle;
   /** Records from dockerd's view, for starts the plugin's Join could not name. */
   recorder: EndpointRecorder;
+  /** Where each container start spends its time (debug lines, calico_start_phase_seconds). */
+  trace: StartTrace;
 }
 
 export interface NodeContext {
@@ -48,7 +51,8 @@ export function makeNodeContext(o: { hostname: string; stateDir: string; log: Lo
   const store = new EndpointStore(datastore);
   const registry = new EndpointRegistry();
   const reservations = new ReservationBook();
-  const lifecycle = new EndpointLifecycle({ host: hostname, store, registry, reservations, ipam, log: log.child({ component: 'endpoints' }) });
+  const trace = new StartTrace({ log: log.child({ component: 'start-trace' }), observe: metrics.startPhase });
+  const lifecycle = new EndpointLifecycle({ host: hostname, store, registry, reservations, ipam, trace, log: log.child({ component: 'endpoints' }) });
   return {
     hostname,
     stateDir: o.stateDir,
@@ -56,7 +60,7 @@ export function makeNodeContext(o: { hostname: string; stateDir: string; log: Lo
     datastore,
     ipam,
     docker,
-    endpoints: { store, registry, reservations, inflight: new InflightHandles(), lifecycle, recorder: new EndpointRecorder(docker, lifecycle) },
+    endpoints: { store, registry, reservations, inflight: new InflightHandles(), lifecycle, recorder: new EndpointRecorder(docker, lifecycle), trace },
     metrics,
   };
 }

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { BgpComponent } from '../bgp/component';
 import { PoolStore, ProfileStore } from '../datastore';
 import { IptablesApplier } from '../dataplane/applier/iptables-applier';
+import { tracedReservations } from '../endpoints/start-trace';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
 import { DEFAULT_PLUGIN_DIR } from '../names';
@@ -135,6 +136,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     docker,
     registry: endpoints.registry,
     lifecycle: endpoints.lifecycle,
+    trace: endpoints.trace,
     hasIpv6Pool: async () => (await new PoolStore(datastore).list(6)).length > 0,
     log,
     metrics: ctx.metrics.plugin,
@@ -147,7 +149,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
           interceptors: [
             ...(opts.proxy.interceptors ?? []),
             ...calicoInterceptors({
-              ipam,
+              ipam: tracedReservations(ipam, endpoints.trace),
               host: hostname,
               docker,
               pluginSocket: path.join(DEFAULT_PLUGIN_DIR, `${plugin.pluginName}.sock`),
@@ -177,6 +179,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     sweepIntervalMs: opts.reconciler?.sweepIntervalMs,
     gcGraceMs: opts.reconciler?.gcGraceMs,
     metrics: ctx.metrics.reconciler,
+    trace: endpoints.trace,
   });
   return [identity, syncer, bgp, applier, nat, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }

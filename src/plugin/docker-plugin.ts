@@ -10,6 +10,7 @@ import type { PluginMetrics } from '../metrics/node-metrics';
 import { HostDataplane } from '../dataplane/host-dataplane';
 import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRegistry } from '../endpoints/registry';
+import type { StartTrace } from '../endpoints/start-trace';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME, calicoNetworkName } from '../names';
 import { calicoNetworkMembers, ensureCalicoNetwork, inspectCalicoNetwork } from './docker-network';
 import { DockerView, IpamDriver } from './ipam-driver';
@@ -33,6 +34,8 @@ export interface DockerPluginOptions {
   /** The node's live endpoints and their lifecycle (record at Join, delete at DeleteEndpoint). */
   registry: EndpointRegistry;
   lifecycle: EndpointLifecycle;
+  /** Where each container start spends its time. */
+  trace?: StartTrace;
   /** Whether an IPv6 pool exists (decides IPv6 on the calico network). */
   hasIpv6Pool?: () => Promise<boolean>;
   log: Logger;
@@ -78,7 +81,7 @@ export class DockerPlugin implements Component {
     this.socketPath = path.join(o.pluginDir ?? DEFAULT_PLUGIN_DIR, `${this.pluginName}.sock`);
     const log = o.log.child({ component: 'plugin' });
     this.dataplane = new HostDataplane(log, { owner: `calico-docker:${this.pluginName}` });
-    this.network = new NetworkDriver({ host: o.hostname, dataplane: this.dataplane, endpoints: o.registry, lifecycle: o.lifecycle, log });
+    this.network = new NetworkDriver({ host: o.hostname, dataplane: this.dataplane, endpoints: o.registry, lifecycle: o.lifecycle, trace: o.trace, log });
     this.ipam = new IpamDriver({
       ipam: o.ipam,
       hostname: o.hostname,
@@ -86,6 +89,7 @@ export class DockerPlugin implements Component {
       log,
       dockerOwnerOf: (a) => this.dockerOwnerOf(a),
       docker: dockerView(o.docker),
+      trace: o.trace,
     });
     this.log = log;
   }
@@ -269,14 +273,14 @@ export class DockerPlugin implements Component {
 /** How long dockerd may take to list its containers (it answers nothing while restoring them at its start). */
 const LIST_DEADLINE_MS = 2000;
 
-/** dockerd's container list and a bounded inspect, for the IPAM driver's ownership checks. */
+/** dockerd's container list (filtered: never every container) and a bounded inspect, for the IPAM driver's ownership checks. */
 function dockerView(docker: Dockerode): DockerView {
   return {
-    containers: async () => {
+    containers: async (filters) => {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), LIST_DEADLINE_MS);
       try {
-        return (await docker.listContainers({ all: true, abortSignal: abort.signal })) as unknown as ListedContainer[];
+        return (await docker.listContainers({ all: true, filters: JSON.stringify(filters), abortSignal: abort.signal })) as unknown as ListedContainer[];
       } finally {
         clearTimeout(timer);
       }

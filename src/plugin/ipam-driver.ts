@@ -2,16 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Allocation, Ipam } from '../ipam/types';
 import { IpamError } from '../ipam/types';
-import { GATEWAY_V4, GATEWAY_V6 } from '../names';
+import { GATEWAY_V4, GATEWAY_V6, calicoNetworkName } from '../names';
 import { Family, PluginError, parseAddress, withHostPrefix } from './address';
 import { ListedContainer, claimHeldAddress } from './address-claim';
 import { OWNER_ATTR, addressTakenMessage } from '../ipam/owner';
 import type { EndpointRegistry } from '../endpoints/registry';
+import type { StartTrace } from '../endpoints/start-trace';
 import {
   ADDRESS_SPACE_GLOBAL,
   ADDRESS_SPACE_LOCAL,
   DOCKER_HANDLE_PREFIX,
   GATEWAY_REQUEST_TYPE,
+  HANDLE_LABEL,
   POOL_ID_V4,
   POOL_ID_V6,
 } from '../names';
@@ -35,18 +37,24 @@ export interface IpamDriverOptions {
    * (see ./address-claim.ts). Without it such an address is refused.
    */
   docker?: DockerView;
+  /** RequestAddress timed per container start. */
+  trace?: StartTrace;
 }
 
 export interface DockerView {
   /**
-   * Every container dockerd knows (`GET /containers/json?all=1`: answered
-   * while dockerd starts a container). Rejects when dockerd does not answer
-   * within a few seconds (it serves no API while restoring its containers).
+   * The containers dockerd knows that match `filters` (`GET
+   * /containers/json?all=1&filters=...`: answered while dockerd starts a
+   * container). Rejects when dockerd does not answer within a few seconds
+   * (it serves no API while restoring its containers).
    */
-  containers(): Promise<ListedContainer[]>;
+  containers(filters: Record<string, string[]>): Promise<ListedContainer[]>;
   /** Whether inspecting the container answers within `ms` (dockerd holds the lock of the container it is starting). */
   answers(id: string, ms: number): Promise<boolean>;
 }
+
+/** Every container state but running (dockerd's `status` filter). */
+const NOT_RUNNING = ['created', 'restarting', 'removing', 'paused', 'exited', 'dead'];
 
 /** How long a container's inspect may take before it counts as the one being started. */
 const PROBE_MS = 1000;
@@ -111,7 +119,9 @@ export class IpamDriver {
       // link-local), answered by the host; no pool address is spent on it.
       return { Address: family === 4 ? `${GATEWAY_V4}/32` : `${GATEWAY_V6}/128`, Data: {} };
     }
+    const t0 = this.o.trace?.now();
     const address = req.Address ? await this.explicit(req.Address, family) : await this.auto(family);
+    if (t0 !== undefined) this.o.trace?.requestAddress(address, t0);
     return { Address: withHostPrefix(address, family), Data: {} };
   }
 
@@ -203,7 +213,7 @@ export class IpamDriver {
     if (!docker) throw new PluginError(addressTakenMessage(address, owner, this.o.hostname));
     let containers: ListedContainer[];
     try {
-      containers = await docker.containers();
+      containers = await claimCandidates(docker, owner);
     } catch (e) {
       // dockerd serves no API while it restores its containers at its own
       // start, and those starts (restart policies) ask for their addresses
@@ -259,6 +269,24 @@ export class IpamDriver {
       throw new PluginError(`calico IPAM: ${what}: ${(e as Error).message}`);
     }
   }
+}
+
+/**
+ * The containers claimHeldAddress decides on, and only those (what grows
+ * with the host's running containers stays out of a container's start):
+ * the address's recorded owner (or, before it is recorded, the containers
+ * labelled with its handle), and the containers on the calico network that
+ * are not running, the only ones that may be asking for the address now.
+ */
+async function claimCandidates(docker: DockerView, owner: Allocation): Promise<ListedContainer[]> {
+  const ownerId = owner.attrs[OWNER_ATTR];
+  const lists = await Promise.all([
+    docker.containers(ownerId ? { id: [ownerId] } : { label: [`${HANDLE_LABEL}=${owner.handle}`] }),
+    docker.containers({ network: [calicoNetworkName()], status: NOT_RUNNING }),
+  ]);
+  const byId = new Map<string, ListedContainer>();
+  for (const c of lists.flat()) byId.set(c.Id, c);
+  return [...byId.values()];
 }
 
 function newHandle(): string {

@@ -3,6 +3,7 @@ import type { HostDataplane } from '../dataplane/host-dataplane';
 import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import { Endpoint, addressesOf, makeEndpoint } from '../endpoints/model';
 import type { EndpointRegistry } from '../endpoints/registry';
+import type { StartTrace } from '../endpoints/start-trace';
 import { GATEWAY_V4, GATEWAY_V6, containerMac, hostIfName, peerIfName } from '../names';
 import { PluginError, parseAddress } from './address';
 
@@ -11,6 +12,8 @@ export interface NetworkDriverOptions {
   dataplane: HostDataplane;
   endpoints: EndpointRegistry;
   lifecycle: EndpointLifecycle;
+  /** Each call timed per container start. */
+  trace?: StartTrace;
   log: Logger;
 }
 
@@ -51,6 +54,7 @@ export class NetworkDriver {
   }
 
   createEndpoint(req: CreateEndpointRequest) {
+    const t0 = this.o.trace?.now();
     const iface = req.Interface ?? {};
     const v4 = iface.Address ? parseAddress(iface.Address, 'endpoint address') : undefined;
     const v6 = iface.AddressIPv6 ? parseAddress(iface.AddressIPv6, 'endpoint IPv6 address') : undefined;
@@ -76,6 +80,7 @@ export class NetworkDriver {
     );
     this.ready.set(ep.endpointId, setup);
     this.o.lifecycle.created(ep);
+    if (t0 !== undefined) this.o.trace?.createEndpoint(ep.endpointId, (v4 ?? v6)!.address, t0);
     return iface.MacAddress ? {} : { Interface: { MacAddress: mac } };
   }
 
@@ -90,9 +95,13 @@ export class NetworkDriver {
     if (!ep || !setup) {
       throw new PluginError(`endpoint ${req.EndpointID.slice(0, 12)} is unknown to the calico plugin (was the node restarted in between?); start the container again`);
     }
+    const trace = this.o.trace;
+    const t0 = trace?.now() ?? 0;
     await setup;
+    trace?.joinStep(req.EndpointID, 'veth', trace.now() - t0);
     // Recorded in etcd (and its policy programmed) before the container's process can start.
     await this.o.lifecycle.joined(req.EndpointID);
+    trace?.joined(req.EndpointID, t0);
     const { ipv4, ipv6 } = addressesOf(ep);
     const routes: { Destination: string; RouteType: number }[] = [];
     if (ipv4) routes.push({ Destination: `${GATEWAY_V4}/32`, RouteType: ROUTE_CONNECTED });

@@ -10,6 +10,7 @@ import type { ContainerView } from '../endpoints/container-view';
 import type { InflightHandles } from '../endpoints/inflight';
 import type { EndpointLifecycle } from '../endpoints/lifecycle';
 import type { EndpointRecorder } from '../endpoints/recorder';
+import type { StartTrace } from '../endpoints/start-trace';
 import type { Ipam } from '../ipam/types';
 import type { ReconcilerMetrics } from '../metrics/node-metrics';
 import { DOCKER_HANDLE_PREFIX, HANDLE_LABEL } from '../names';
@@ -40,6 +41,8 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** Sweeps and the addresses released (the node's metrics). */
   metrics?: ReconcilerMetrics;
+  /** Told of every start event: it ends that container's start trace. */
+  trace?: Pick<StartTrace, 'started'>;
 }
 
 export class Reconciler implements Component {
@@ -89,6 +92,7 @@ export class Reconciler implements Component {
 
   private async onEvent(e: ContainerEvent): Promise<void> {
     if (e.action === 'start') {
+      this.o.trace?.started(e.id);
       const ep = await this.o.recorder.record(e.id);
       if (ep) await this.noteDockerDriverOwner(ep);
       return;
