@@ -6,6 +6,7 @@ import { MAX_INTERCEPTED_BODY } from './interceptor';
 import { Pacer, endClient } from './backpressure';
 import { type Call, type ConnectionHooks, type RequestReading, newCall, readAnswer, record, uncount } from './call';
 import { DockerSide } from './docker-side';
+import { SPLICE_CHUNK } from './upstream';
 import { BODY_WAIT_MS, Hijack } from './hijack';
 import { Interception, type InterceptPort, answerBytes, errorAnswer } from './intercept';
 
@@ -44,14 +45,14 @@ export class Connection {
     c.allowHalfOpen = true;
     c.setNoDelay?.(true);
     c.setTimeout?.(0);
-    this.pacer = new Pacer(c, () => this.state === 'body' || this.state === 'hijacked');
+    this.pacer = new Pacer(c, () => this.state !== 'closing' && !this.full());
     this.docker = new DockerSide(hooks.docker, hooks.dockerLabel, {
       read: (s, view) => this.pacer.fromDocker(s, view, (b) => (this.hijack ? this.hijack.fromDocker(b) : this.call?.answer?.feed(b))),
       ended: () => this.onDockerEnd(),
       failed: (err, status, message) => (status || this.call?.icp ? this.fail(status || 502, message, err) : this.close()),
       busy: () => this.call !== undefined,
     });
-    c.on('data', (b: Buffer) => this.onClientData(b));
+    c.on('data', (b: Buffer) => this.read(b));
     c.on('end', () => this.onClientEnd());
     c.on('error', (err) => {
       hooks.log.debug({ err: err.message }, 'spliced connection: client side failed');
@@ -60,12 +61,19 @@ export class Connection {
     c.on('close', () => this.close());
   }
 
-  private onClientData(b: Buffer): void {
+  /**
+   * A client read. It may be a view into the socket's one read buffer
+   * (client-reads.ts), valid until this returns: what stays in `inbuf` is
+   * copied, and what is written to dockerd keeps the client paused until
+   * written (Pacer.toDocker).
+   */
+  read(b: Buffer): void {
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.fromClient(b);
     this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, b]) : b;
-    if (this.state === 'answer') this.c.pause();
-    else this.step();
+    if (this.state !== 'answer') this.step();
+    else if (this.full()) this.c.pause();
+    if (this.inbuf.length && this.inbuf.buffer === b.buffer) this.inbuf = Buffer.from(this.inbuf);
   }
 
   private onClientEnd(): void {
@@ -131,7 +139,7 @@ export class Connection {
     const head = this.inbuf.subarray(0, call.headSize);
     this.inbuf = this.inbuf.subarray(call.headSize);
     const n = call.body.feed(this.inbuf);
-    sock.write(n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
+    this.pacer.toDocker(sock, n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
     this.inbuf = this.inbuf.subarray(n);
     if (call.body.broken) return this.refuseBody(call);
     if (call.body.done) this.awaitAnswer();
@@ -168,9 +176,14 @@ export class Connection {
     }
   }
 
+  /** The client is still read (its EOF is a client leaving) but nothing goes on until the answer is out. */
   private awaitAnswer(): void {
     this.state = 'answer';
-    this.c.pause();
+  }
+
+  /** Awaiting an answer, the client's next bytes are kept up to one read's worth. */
+  private full(): boolean {
+    return this.state === 'answer' && this.inbuf.length >= SPLICE_CHUNK;
   }
 
   /** An Upgrade's head and declared body in one write (hijack.ts says why); framed until dockerd's 101 (readAnswer). */
@@ -232,7 +245,7 @@ export class Connection {
       endClient(this.c, undefined, bodyLeft);
       return this.docker.end();
     }
-    this.c.resume();
+    if (!this.pacer.clientHeld) this.c.resume();
     this.step();
   }
 

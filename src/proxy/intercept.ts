@@ -53,9 +53,9 @@ export class Interception {
     };
   }
 
-  /** Request body bytes (a fresh client read each) or, once sent, answer bytes (copied: they live in dockerd's read buffer). */
+  /** Request body or, once sent, answer bytes: copied (each socket reads into one buffer of its own). */
   gather(part: Buffer): void {
-    this.parts.push(this.phase === 'gathering' ? part : Buffer.from(part));
+    this.parts.push(Buffer.from(part));
     if (this.phase === 'gathering') this.size += part.length;
   }
 

@@ -8,6 +8,7 @@ import { formatAddress, isLoopbackHost, parseAddress, pointsAt } from '../listen
 import { checkListenPolicy, createListener, listen, ListenError, type TlsOptions } from '../listen/listener';
 import type { CallRecord, HeadDecision } from './call';
 import { Connection } from './connection';
+import { readIntoOneBuffer } from './client-reads';
 import { header } from './framing';
 import { decideRequest, type HeadPolicy } from './request-head';
 import type { Interceptor } from './interceptor';
@@ -114,10 +115,12 @@ export class DockerProxy implements Component {
       hijacked: m ? (d: 1 | -1) => m.hijacked(d) : undefined,
       log: this.log,
     };
-    server.on(event, (sock: net.Socket) => {
+    server.on(event, (accepted: net.Socket) => {
+      let conn: Connection | undefined;
+      const sock = readIntoOneBuffer(accepted, server, (view) => conn!.read(view)) ?? accepted;
       this.clients.add(sock);
       sock.once('close', () => this.clients.delete(sock));
-      new Connection(sock, hooks);
+      conn = new Connection(sock, hooks);
     });
     server.on('tlsClientError', (err: Error) => this.log.debug({ err: err.message }, 'TLS handshake with a client failed'));
     const permsFrom = this.opts.socketPermsFrom ?? (up.address.kind === 'unix' ? up.address.path : '/var/run/docker.sock');
