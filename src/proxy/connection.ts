@@ -2,13 +2,13 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BodyScanner, MAX_HEAD, headEnd, header } from './framing';
 import type { Interceptor } from './interceptor';
-import { MAX_INTERCEPTED_BODY } from './interceptor';
+import { MAX_INTERCEPTED_BODY, dockerError } from './interceptor';
 import { Pacer, endClient } from './backpressure';
 import { type Call, type ConnectionHooks, type RequestReading, newCall, readAnswer, record, uncount } from './call';
 import { DockerSide } from './docker-side';
 import { SPLICE_CHUNK } from './upstream';
 import { BODY_WAIT_MS, Hijack } from './hijack';
-import { Interception, type InterceptPort, answerBytes, errorAnswer } from './intercept';
+import { Interception, type InterceptPort, answerBytes } from './intercept';
 
 const EMPTY = Buffer.alloc(0);
 const BAD_CHUNKS = 'calico proxy: malformed chunked request body (chunk extensions, trailers and bare LF are refused)';
@@ -277,7 +277,7 @@ export class Connection {
     const call = this.call;
     if (!call?.icp) return this.refuse(status, message);
     call.close = true;
-    void call.icp.failed(error, errorAnswer(status, message));
+    void call.icp.failed(error, dockerError(status, message));
   }
 
   /** Our own answer in Docker's error shape; the connection ends with it (a client still sending is read off first). */
@@ -290,7 +290,7 @@ export class Connection {
     this.call = undefined;
     this.state = 'closing';
     // A client still sending (a refused head's body) reads the answer before the socket goes: a close with unread bytes is a reset that can lose it.
-    endClient(this.c, answerBytes(errorAnswer(status, message), true), !this.clientEnded);
+    endClient(this.c, answerBytes(dockerError(status, message), true), !this.clientEnded);
     this.docker.destroy();
   }
 

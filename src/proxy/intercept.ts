@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { type Head, header } from './framing';
 import { endToEndHeaders, headerObject } from './headers';
 import type { InterceptContext, Interceptor, InterceptorResponse, RequestDecision, UpstreamOutcome } from './interceptor';
-import { dockerErrorBody } from './interceptor';
+import { dockerError } from './interceptor';
 import { parseRequestTarget } from './request-target';
 
 /** What an intercepted call needs of its connection. */
@@ -75,7 +75,7 @@ export class Interception {
       this.ctx.log.error({ err: e, path: this.ctx.path }, `${this.interceptor.name} failed on the request`);
       d = { action: 'reply', status: 500, message: `calico: ${this.interceptor.name}: ${(e as Error).message}` };
     }
-    if (d.action === 'reply') return this.send(answerBytes(errorAnswer(d.status, d.message), this.port.closing()), d.status);
+    if (d.action === 'reply') return this.send(answerBytes(dockerError(d.status, d.message), this.port.closing()), d.status);
     if (d.action === 'forward') this.state = d.state;
     if (this.port.gone()) {
       // The client left while the interceptor decided: nothing went to dockerd; let it undo.
@@ -133,10 +133,6 @@ export class Interception {
       return undefined;
     }
   }
-}
-
-export function errorAnswer(status: number, message: string): InterceptorResponse {
-  return { status, body: dockerErrorBody(message), headers: { 'Content-Type': 'application/json' } };
 }
 
 /**
