@@ -17,7 +17,8 @@ const BAD_CHUNKS = 'calico proxy: malformed chunked request body (chunk extensio
  * head: reading a request head. body: a request body on its way (to dockerd,
  * gathered for an interceptor, or an Upgrade's first write gathered).
  * answer: the request is complete and its answer (or the interceptor) is
- * awaited; the client is not read past it (Docker clients never pipeline).
+ * awaited; what the client sends meanwhile is kept, up to one read's worth,
+ * not sent (Docker clients never pipeline); its EOF is a client leaving.
  * hijacked: raw both ways. closing: the last answer is out, or torn down.
  */
 export type State = 'head' | 'body' | 'answer' | 'hijacked' | 'closing';
@@ -61,12 +62,7 @@ export class Connection {
     c.on('close', () => this.close());
   }
 
-  /**
-   * A client read. It may be a view into the socket's one read buffer
-   * (client-reads.ts), valid until this returns: what stays in `inbuf` is
-   * copied, and what is written to dockerd keeps the client paused until
-   * written (Pacer.toDocker).
-   */
+  /** A client read: maybe a view valid until this returns (client-reads.ts), so what stays in `inbuf` is copied. */
   read(b: Buffer): void {
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.fromClient(b);
@@ -142,7 +138,7 @@ export class Connection {
     this.pacer.toDocker(sock, n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
     this.inbuf = this.inbuf.subarray(n);
     if (call.body.broken) return this.refuseBody(call);
-    if (call.body.done) this.awaitAnswer();
+    if (call.body.done) this.state = 'answer';
   }
 
   /** A chunked body Go could read another way: what came before the bad byte went on; nothing after it does. */
@@ -163,7 +159,7 @@ export class Connection {
     if (!call.icp) {
       if (n) this.pacer.toDocker(this.docker.current!, part);
       if (call.body!.broken) this.refuseBody(call);
-      else if (call.body!.done) this.awaitAnswer();
+      else if (call.body!.done) this.state = 'answer';
       return;
     }
     if (n) call.icp.gather(part);
@@ -171,20 +167,12 @@ export class Connection {
       this.refuse(413, `calico proxy: reading ${call.method} ${call.icp.ctx.path} body: request body is larger than ${MAX_INTERCEPTED_BODY} bytes`);
     } else if (call.body!.broken) this.refuse(400, BAD_CHUNKS);
     else if (call.body!.done) {
-      this.awaitAnswer();
+      this.state = 'answer';
       void call.icp.decide(call.framing.kind === 'chunked');
     }
   }
 
-  /** The client is still read (its EOF is a client leaving) but nothing goes on until the answer is out. */
-  private awaitAnswer(): void {
-    this.state = 'answer';
-  }
-
-  /** Awaiting an answer, the client's next bytes are kept up to one read's worth. */
-  private full(): boolean {
-    return this.state === 'answer' && this.inbuf.length >= SPLICE_CHUNK;
-  }
+  private full = (): boolean => this.state === 'answer' && this.inbuf.length >= SPLICE_CHUNK;
 
   /** An Upgrade's head and declared body in one write (hijack.ts says why); framed until dockerd's 101 (readAnswer). */
   private sendUpgrade(): void {

@@ -41,11 +41,13 @@ export function parseAnswerHead(buf: Buffer, size: number): Head | undefined {
   return { line: [m[1], m[2], m[3] ?? ''], rawHeaders, size };
 }
 
-export function header(raw: readonly string[], name: string): string | undefined {
+/** Every value of header `name`, in order. */
+export function headerValues(raw: readonly string[], name: string): string[] {
   const n = name.toLowerCase();
-  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].toLowerCase() === n) return raw[i + 1];
-  return undefined;
+  return raw.filter((v, i) => i % 2 === 1 && raw[i - 1].toLowerCase() === n);
 }
+
+export const header = (raw: readonly string[], name: string): string | undefined => headerValues(raw, name)[0];
 
 /** How a message's body is delimited. */
 export type Framing = { kind: 'none' } | { kind: 'length'; n: number } | { kind: 'chunked' } | { kind: 'close' };

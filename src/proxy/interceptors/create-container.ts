@@ -47,10 +47,6 @@ export class CreateContainerInterceptor implements Interceptor {
 
   constructor(private readonly deps: CreateContainerDeps) {}
 
-  private get ipam(): Ipam {
-    return this.deps.ipam;
-  }
-
   matches(method: string, path: string): boolean {
     return method === 'POST' && path === CREATE_PATH;
   }
@@ -137,7 +133,7 @@ export class CreateContainerInterceptor implements Interceptor {
           this.deps.reservations.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
           // Awaited: the id on the reservation is what proves ownership of the
           // address (IPAM driver, reconciler), recorded before the client can start it.
-          await this.ipam.setAttrs(handle, { container: id }).catch((e) => {
+          await this.deps.ipam.setAttrs(handle, { container: id }).catch((e) => {
             ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed; the reconciler adopts it');
           });
         }
@@ -154,7 +150,7 @@ export class CreateContainerInterceptor implements Interceptor {
 
   private async releaseQuietly(ctx: InterceptContext, handle: string): Promise<void> {
     try {
-      await this.ipam.releaseByHandle(handle);
+      await this.deps.ipam.releaseByHandle(handle);
     } catch (e) {
       // Without a container and past its grace period the reconciler collects it.
       ctx.log.warn({ handle, err: e }, 'releasing the reservation of a failed create failed; the reconciler will collect it');
@@ -172,11 +168,11 @@ export class CreateContainerInterceptor implements Interceptor {
     if (name) attrs.name = name;
     // Join names the container's profiles from here after a node restart (the in-memory book is gone).
     if (wanted.profiles?.length) attrs.profiles = wanted.profiles.join(',');
-    const p = this.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
+    const p = this.deps.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        p.then(() => this.ipam.releaseByHandle(handle)).catch(() => undefined);
+        p.then(() => this.deps.ipam.releaseByHandle(handle)).catch(() => undefined);
         const where = this.deps.datastoreName ?? 'the datastore';
         reject(new IpamError('UNAVAILABLE', `${where} did not answer within ${ms} ms; is etcd running?`));
       }, ms);
