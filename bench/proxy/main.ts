@@ -64,7 +64,13 @@ async function rawLatency(at: string | number, p: string): Promise<{ p50: number
     const end = buf.indexOf('\r\n\r\n');
     if (end < 0) return false;
     const m = /\r\ncontent-length: *(\d+)/i.exec(buf.subarray(0, end).toString('latin1'));
-    if (!m) throw new Error(`${p}: answer without Content-Length`);
+    if (!m) {
+      // Chunked (dockerd's larger JSON): up to the last chunk, which no JSON body holds.
+      const last = buf.indexOf('0\r\n\r\n', end + 4);
+      if (last < 0 || !(last === end + 4 || buf.subarray(last - 2, last).toString() === '\r\n')) return false;
+      buf = buf.subarray(last + 5);
+      return true;
+    }
     if (buf.length < end + 4 + Number(m[1])) return false;
     buf = buf.subarray(end + 4 + Number(m[1]));
     return true;

@@ -70,7 +70,7 @@ export class Interception {
     this.parts = [];
     let d: RequestDecision;
     try {
-      d = await this.interceptor.onRequest(this.ctx, chunked ? dechunk(raw) : raw);
+      d = (await this.interceptor.onRequest?.(this.ctx, chunked ? dechunk(raw) : raw)) ?? { action: 'pass' };
     } catch (e) {
       this.ctx.log.error({ err: e, path: this.ctx.path }, `${this.interceptor.name} failed on the request`);
       d = { action: 'reply', status: 500, message: `calico: ${this.interceptor.name}: ${(e as Error).message}` };

@@ -12,7 +12,6 @@ import { readIntoOneBuffer } from './client-reads';
 import { header } from './framing';
 import { decideRequest, type HeadPolicy } from './request-head';
 import type { Interceptor } from './interceptor';
-import { findInterceptor } from './interceptor';
 import { SPLICE_CHUNK, Upstream, type SpliceRead } from './upstream';
 import { swarmPortInterceptor } from './interceptors/swarm-init';
 
@@ -86,10 +85,6 @@ export class DockerProxy implements Component {
     return b?.kind === 'tcp' ? { host: b.host, port: b.port, label: formatAddress(b) } : undefined;
   }
 
-  get upstreamLabel(): string {
-    return this.upstream.label;
-  }
-
   /** Calls in flight to dockerd (hijacked streams not included). */
   get upstreamRunning(): number {
     return this.inflight;
@@ -146,7 +141,7 @@ export class DockerProxy implements Component {
       this.loopDetected = true;
       return { action: 'refuse', status: 508, message: 'calico proxy: request loop (the upstream is this proxy)' };
     }
-    const icp = findInterceptor(this.interceptors, d.head.line[0], d.target.path);
+    const icp = this.interceptors.find((i) => i.matches(d.head.line[0], d.target.path));
     return icp ? { action: 'intercept', request: d, interceptor: icp } : { action: 'forward', request: d };
   }
 

@@ -10,7 +10,7 @@ import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/in
 import { silentLogger } from '../../src/log/logger';
 import { decideRequest, parseRequestHeadStrict, requestFramingStrict } from '../../src/proxy/request-head';
 import type { Head } from '../../src/proxy/framing';
-import { dockerErrorBody, dockerError, findInterceptor, Interceptor } from '../../src/proxy/interceptor';
+import { dockerErrorBody, dockerError } from '../../src/proxy/interceptor';
 import { proxyOptionsFrom, dockerHostHint, DEFAULT_LISTEN, DEFAULT_DOCKER_UPSTREAM } from '../../src/cli/commands/node-proxy';
 import { CliError } from '../../src/cli/errors';
 
@@ -108,15 +108,11 @@ test('headers: hop-by-hop dropped, repeats and case kept', () => {
   assert.deepEqual(headerObject(['A', '1', 'a', '2', 'B', '3']), { a: ['1', '2'], b: '3' });
 });
 
-test('interceptor helpers: Docker error shape and first match wins', () => {
+test('interceptor helpers: Docker error shape', () => {
   assert.deepEqual(JSON.parse(dockerErrorBody('no such pool').toString()), { message: 'no such pool' });
   const e = dockerError(409, 'taken');
   assert.equal(e.status, 409);
   assert.equal(e.headers?.['Content-Type'], 'application/json');
-  const mk = (name: string, p: string): Interceptor => ({ name, matches: (m, path) => m === 'POST' && path === p, onRequest: async () => ({ action: 'pass' }) });
-  const list = [mk('a', '/containers/create'), mk('b', '/containers/create')];
-  assert.equal(findInterceptor(list, 'POST', '/containers/create')?.name, 'a');
-  assert.equal(findInterceptor(list, 'GET', '/containers/create'), undefined);
 });
 
 test('hijack: the declared body gathered before the first write to dockerd', () => {
