@@ -118,7 +118,7 @@ export class Connection {
     }
     if (icp) {
       call.body = new BodyScanner(framing, true);
-      call.icp = new Interception(icp, h, Buffer.from(this.inbuf.subarray(0, h.size)), this.port(call), this.hooks.log);
+      call.icp = new Interception(icp, h, r.target, Buffer.from(this.inbuf.subarray(0, h.size)), this.port(call), this.hooks.log);
       this.inbuf = this.inbuf.subarray(h.size);
       if (framing.kind !== 'none' && /100-continue/i.test(header(h.rawHeaders, 'expect') ?? '')) this.c.write('HTTP/1.1 100 Continue\r\n\r\n');
       return;

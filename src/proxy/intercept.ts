@@ -4,7 +4,7 @@ import { type Head, header } from './framing';
 import { endToEndHeaders, headerObject } from './headers';
 import type { InterceptContext, Interceptor, InterceptorResponse, RequestDecision, UpstreamOutcome } from './interceptor';
 import { dockerError } from './interceptor';
-import { parseRequestTarget } from './request-target';
+import type { RequestTarget } from './request-target';
 
 /** What an intercepted call needs of its connection. */
 export interface InterceptPort {
@@ -37,20 +37,13 @@ export class Interception {
   constructor(
     readonly interceptor: Interceptor,
     private readonly head: Head,
+    { path, apiVersion, query }: RequestTarget,
     private readonly headBytes: Buffer,
     private readonly port: InterceptPort,
     log: Logger,
   ) {
-    const [method, url] = head.line;
-    const target = parseRequestTarget(url);
-    this.ctx = {
-      method,
-      path: target.path,
-      apiVersion: target.apiVersion,
-      query: target.query,
-      headers: headerObject(head.rawHeaders),
-      log: log.child({ interceptor: interceptor.name }),
-    };
+    const headers = headerObject(head.rawHeaders);
+    this.ctx = { method: head.line[0], path, apiVersion, query, headers, log: log.child({ interceptor: interceptor.name }) };
   }
 
   /** Request body or, once sent, answer bytes: copied (each socket reads into one buffer of its own). */
