@@ -158,7 +158,10 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
               etcdEndpoints: datastore.endpoints,
               ensureProfiles: async (names) => {
                 const profiles = new ProfileStore(datastore);
-                for (const n of names) if (await profiles.ensure(n)) log.info({ profile: n }, `created profile ${n} with the default rules (CALICO_PROFILE)`);
+                const created: string[] = [];
+                for (const n of names) if (await profiles.ensure(n)) created.push(n);
+                for (const n of created) log.info({ profile: n }, `created profile ${n} with the default rules (CALICO_PROFILE)`);
+                return created;
               },
             }),
           ],

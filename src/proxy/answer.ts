@@ -1,4 +1,4 @@
-import { BodyScanner, type Head, MAX_HEAD, headEnd, parseHead, responseFraming } from './framing';
+import { BodyScanner, type Head, MAX_HEAD, headEnd, parseAnswerHead, responseFraming } from './framing';
 
 /** Where dockerd's answer goes as the reader delimits it. */
 export interface AnswerSink {
@@ -50,7 +50,7 @@ export class AnswerReader {
       else if (this.buf === b) this.buf = Buffer.from(b); // kept past this read
       return;
     }
-    const h = parseHead(this.buf, end, 'response');
+    const h = parseAnswerHead(this.buf, end);
     if (!h) return this.sink.broken();
     const bytes = this.buf.subarray(0, end);
     const rest = this.buf.subarray(end);
@@ -74,6 +74,7 @@ export class AnswerReader {
   private feedBody(b: Buffer): void {
     const n = this.body!.feed(b);
     this.sink.body(n === b.length ? b : b.subarray(0, n));
-    if (this.body!.done) this.sink.done();
+    if (this.body!.broken) this.sink.broken();
+    else if (this.body!.done) this.sink.done();
   }
 }

@@ -2,21 +2,13 @@ import type net from 'node:net';
 
 /**
  * The pace of one spliced connection: each side is read only as fast as the
- * other takes it, and neither side's reads are left queued in the heap.
- *
- * dockerd → client: dockerd's socket reads into one buffer of its own (net's
- * `onread`, see upstream.ts), valid until the next read. A read is written to
- * the client as it is; if the client did not take it at once, dockerd's
- * socket is paused (the next read would overwrite the queued bytes) until the
- * client took everything. A read that arrives while earlier writes are still
- * queued is copied. Per-read buffers here once made V8 run a full
- * mark-compact every ~50 ms of a `docker cp` out.
- *
- * client → dockerd: the client is not read again until dockerd's socket took
- * what was written: every client read is a new buffer, and letting them queue
- * kept them alive long enough for V8 to promote them and then run a full
- * mark-compact every few dozen MiB of an upload (`docker cp` in, build
- * contexts, `docker load`). See also SPLICE_CHUNK.
+ * other takes it. Both sockets read into one buffer of their own (dockerd's:
+ * upstream.ts; a plain client's: client-reads.ts), so a read is a view valid
+ * until the next one: a read written to the other side that did not go out
+ * at once pauses its source until it did. No read allocates, so a transfer
+ * either way (`docker cp`, build contexts, `docker load`, logs, hijacked
+ * streams) starts no V8 collection in the node's heap (per-read buffers once
+ * started a full mark-compact every few dozen MiB; README, bench/proxy).
  */
 export class Pacer {
   /** The dockerd socket paused until the client took everything written to it. */

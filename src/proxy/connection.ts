@@ -2,12 +2,13 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BodyScanner, MAX_HEAD, headEnd, header } from './framing';
 import type { Interceptor } from './interceptor';
-import { MAX_INTERCEPTED_BODY } from './interceptor';
+import { MAX_INTERCEPTED_BODY, dockerError } from './interceptor';
 import { Pacer, endClient } from './backpressure';
 import { type Call, type ConnectionHooks, type RequestReading, newCall, readAnswer, record, uncount } from './call';
 import { DockerSide } from './docker-side';
+import { SPLICE_CHUNK } from './upstream';
 import { BODY_WAIT_MS, Hijack } from './hijack';
-import { Interception, type InterceptPort, answerBytes, errorAnswer } from './intercept';
+import { Interception, type InterceptPort, answerBytes } from './intercept';
 
 const EMPTY = Buffer.alloc(0);
 const BAD_CHUNKS = 'calico proxy: malformed chunked request body (chunk extensions, trailers and bare LF are refused)';
@@ -16,7 +17,8 @@ const BAD_CHUNKS = 'calico proxy: malformed chunked request body (chunk extensio
  * head: reading a request head. body: a request body on its way (to dockerd,
  * gathered for an interceptor, or an Upgrade's first write gathered).
  * answer: the request is complete and its answer (or the interceptor) is
- * awaited; the client is not read past it (Docker clients never pipeline).
+ * awaited; what the client sends meanwhile is kept, up to one read's worth,
+ * not sent (Docker clients never pipeline); its EOF is a client leaving.
  * hijacked: raw both ways. closing: the last answer is out, or torn down.
  */
 export type State = 'head' | 'body' | 'answer' | 'hijacked' | 'closing';
@@ -44,14 +46,14 @@ export class Connection {
     c.allowHalfOpen = true;
     c.setNoDelay?.(true);
     c.setTimeout?.(0);
-    this.pacer = new Pacer(c, () => this.state === 'body' || this.state === 'hijacked');
+    this.pacer = new Pacer(c, () => this.state !== 'closing' && !this.full());
     this.docker = new DockerSide(hooks.docker, hooks.dockerLabel, {
       read: (s, view) => this.pacer.fromDocker(s, view, (b) => (this.hijack ? this.hijack.fromDocker(b) : this.call?.answer?.feed(b))),
       ended: () => this.onDockerEnd(),
       failed: (err, status, message) => (status || this.call?.icp ? this.fail(status || 502, message, err) : this.close()),
       busy: () => this.call !== undefined,
     });
-    c.on('data', (b: Buffer) => this.onClientData(b));
+    c.on('data', (b: Buffer) => this.read(b));
     c.on('end', () => this.onClientEnd());
     c.on('error', (err) => {
       hooks.log.debug({ err: err.message }, 'spliced connection: client side failed');
@@ -60,12 +62,14 @@ export class Connection {
     c.on('close', () => this.close());
   }
 
-  private onClientData(b: Buffer): void {
+  /** A client read: maybe a view valid until this returns (client-reads.ts), so what stays in `inbuf` is copied. */
+  read(b: Buffer): void {
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.fromClient(b);
     this.inbuf = this.inbuf.length ? Buffer.concat([this.inbuf, b]) : b;
-    if (this.state === 'answer') this.c.pause();
-    else this.step();
+    if (this.state !== 'answer') this.step();
+    else if (this.full()) this.c.pause();
+    if (this.inbuf.length && this.inbuf.buffer === b.buffer) this.inbuf = Buffer.from(this.inbuf);
   }
 
   private onClientEnd(): void {
@@ -114,7 +118,7 @@ export class Connection {
     }
     if (icp) {
       call.body = new BodyScanner(framing, true);
-      call.icp = new Interception(icp, h, Buffer.from(this.inbuf.subarray(0, h.size)), this.port(call), this.hooks.log);
+      call.icp = new Interception(icp, h, r.target, Buffer.from(this.inbuf.subarray(0, h.size)), this.port(call), this.hooks.log);
       this.inbuf = this.inbuf.subarray(h.size);
       if (framing.kind !== 'none' && /100-continue/i.test(header(h.rawHeaders, 'expect') ?? '')) this.c.write('HTTP/1.1 100 Continue\r\n\r\n');
       return;
@@ -131,10 +135,10 @@ export class Connection {
     const head = this.inbuf.subarray(0, call.headSize);
     this.inbuf = this.inbuf.subarray(call.headSize);
     const n = call.body.feed(this.inbuf);
-    sock.write(n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
+    this.pacer.toDocker(sock, n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
     this.inbuf = this.inbuf.subarray(n);
     if (call.body.broken) return this.refuseBody(call);
-    if (call.body.done) this.awaitAnswer();
+    if (call.body.done) this.state = 'answer';
   }
 
   /** A chunked body Go could read another way: what came before the bad byte went on; nothing after it does. */
@@ -155,7 +159,7 @@ export class Connection {
     if (!call.icp) {
       if (n) this.pacer.toDocker(this.docker.current!, part);
       if (call.body!.broken) this.refuseBody(call);
-      else if (call.body!.done) this.awaitAnswer();
+      else if (call.body!.done) this.state = 'answer';
       return;
     }
     if (n) call.icp.gather(part);
@@ -163,15 +167,12 @@ export class Connection {
       this.refuse(413, `calico proxy: reading ${call.method} ${call.icp.ctx.path} body: request body is larger than ${MAX_INTERCEPTED_BODY} bytes`);
     } else if (call.body!.broken) this.refuse(400, BAD_CHUNKS);
     else if (call.body!.done) {
-      this.awaitAnswer();
+      this.state = 'answer';
       void call.icp.decide(call.framing.kind === 'chunked');
     }
   }
 
-  private awaitAnswer(): void {
-    this.state = 'answer';
-    this.c.pause();
-  }
+  private full = (): boolean => this.state === 'answer' && this.inbuf.length >= SPLICE_CHUNK;
 
   /** An Upgrade's head and declared body in one write (hijack.ts says why); framed until dockerd's 101 (readAnswer). */
   private sendUpgrade(): void {
@@ -232,7 +233,7 @@ export class Connection {
       endClient(this.c, undefined, bodyLeft);
       return this.docker.end();
     }
-    this.c.resume();
+    if (!this.pacer.clientHeld) this.c.resume();
     this.step();
   }
 
@@ -264,7 +265,7 @@ export class Connection {
     const call = this.call;
     if (!call?.icp) return this.refuse(status, message);
     call.close = true;
-    void call.icp.failed(error, errorAnswer(status, message));
+    void call.icp.failed(error, dockerError(status, message));
   }
 
   /** Our own answer in Docker's error shape; the connection ends with it (a client still sending is read off first). */
@@ -277,7 +278,7 @@ export class Connection {
     this.call = undefined;
     this.state = 'closing';
     // A client still sending (a refused head's body) reads the answer before the socket goes: a close with unread bytes is a reset that can lose it.
-    endClient(this.c, answerBytes(errorAnswer(status, message), true), !this.clientEnded);
+    endClient(this.c, answerBytes(dockerError(status, message), true), !this.clientEnded);
     this.docker.destroy();
   }
 

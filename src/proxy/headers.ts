@@ -1,21 +1,10 @@
 /**
- * Header handling for the pass-through. Headers travel as Node's rawHeaders
- * (a flat [name, value, name, value] list) so repeated headers stay separate
- * lines and names keep their case (BuildKit repeats
- * X-Docker-Expose-Session-Grpc-Method; req.headers would join them with ", ").
+ * Headers as a flat [name, value, ...] list: repeats stay separate lines and
+ * names keep their case (BuildKit repeats X-Docker-Expose-Session-Grpc-Method).
  */
 
-/** Per-hop headers (RFC 9110 7.6.1) plus those undici refuses to be given. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-]);
+/** Per-hop headers (RFC 9110 7.6.1), and Expect. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect']);
 
 /** Names listed in a Connection header are per-hop too. */
 function connectionTokens(raw: readonly string[]): Set<string> {
@@ -41,21 +30,6 @@ export function endToEndHeaders(raw: readonly string[], drop: readonly string[] 
     out.push(raw[i], raw[i + 1]);
   }
   return out;
-}
-
-/** Whether a raw header list holds `name` (case-insensitive). */
-export function hasHeader(raw: readonly string[], name: string): boolean {
-  const n = name.toLowerCase();
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === n) return true;
-  return false;
-}
-
-/** Whether a message is chunked (its Transfer-Encoding ends in chunked). */
-export function isChunked(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].toLowerCase() === 'transfer-encoding' && /(^|,)\s*chunked\s*$/i.test(raw[i + 1])) return true;
-  }
-  return false;
 }
 
 /** Lower-cased header object (repeats as arrays), the shape interceptors receive. */

@@ -52,7 +52,7 @@ export class Hijack {
     this.pacer.toClient(this.docker, answerRest);
     if (clientRest.length) this.docker.write(clientRest);
     if (clientEnded) this.docker.end();
-    this.client.resume();
+    if (!this.pacer.clientHeld) this.client.resume();
   }
 
   fromClient(b: Buffer): void {

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import { type Head, header } from './framing';
 import { endToEndHeaders, headerObject } from './headers';
 import type { InterceptContext, Interceptor, InterceptorResponse, RequestDecision, UpstreamOutcome } from './interceptor';
-import { dockerErrorBody } from './interceptor';
-import { parseRequestTarget } from './request-target';
+import { dockerError } from './interceptor';
+import type { RequestTarget } from './request-target';
 
 /** What an intercepted call needs of its connection. */
 export interface InterceptPort {
@@ -37,25 +37,18 @@ export class Interception {
   constructor(
     readonly interceptor: Interceptor,
     private readonly head: Head,
+    { path, apiVersion, query }: RequestTarget,
     private readonly headBytes: Buffer,
     private readonly port: InterceptPort,
     log: Logger,
   ) {
-    const [method, url] = head.line;
-    const target = parseRequestTarget(url);
-    this.ctx = {
-      method,
-      path: target.path,
-      apiVersion: target.apiVersion,
-      query: target.query,
-      headers: headerObject(head.rawHeaders),
-      log: log.child({ interceptor: interceptor.name }),
-    };
+    const headers = headerObject(head.rawHeaders);
+    this.ctx = { method: head.line[0], path, apiVersion, query, headers, log: log.child({ interceptor: interceptor.name }) };
   }
 
-  /** Request body bytes (a fresh client read each) or, once sent, answer bytes (copied: they live in dockerd's read buffer). */
+  /** Request body or, once sent, answer bytes: copied (each socket reads into one buffer of its own). */
   gather(part: Buffer): void {
-    this.parts.push(this.phase === 'gathering' ? part : Buffer.from(part));
+    this.parts.push(Buffer.from(part));
     if (this.phase === 'gathering') this.size += part.length;
   }
 
@@ -70,12 +63,12 @@ export class Interception {
     this.parts = [];
     let d: RequestDecision;
     try {
-      d = await this.interceptor.onRequest(this.ctx, chunked ? dechunk(raw) : raw);
+      d = (await this.interceptor.onRequest?.(this.ctx, chunked ? dechunk(raw) : raw)) ?? { action: 'pass' };
     } catch (e) {
       this.ctx.log.error({ err: e, path: this.ctx.path }, `${this.interceptor.name} failed on the request`);
       d = { action: 'reply', status: 500, message: `calico: ${this.interceptor.name}: ${(e as Error).message}` };
     }
-    if (d.action === 'reply') return this.send(answerBytes(errorAnswer(d.status, d.message), this.port.closing()), d.status);
+    if (d.action === 'reply') return this.send(answerBytes(dockerError(d.status, d.message), this.port.closing()), d.status);
     if (d.action === 'forward') this.state = d.state;
     if (this.port.gone()) {
       // The client left while the interceptor decided: nothing went to dockerd; let it undo.
@@ -133,10 +126,6 @@ export class Interception {
       return undefined;
     }
   }
-}
-
-export function errorAnswer(status: number, message: string): InterceptorResponse {
-  return { status, body: dockerErrorBody(message), headers: { 'Content-Type': 'application/json' } };
 }
 
 /**

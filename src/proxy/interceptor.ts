@@ -45,7 +45,8 @@ export interface Interceptor {
    * start answer small JSON or 204.
    */
   matches(method: string, path: string): boolean;
-  onRequest(ctx: InterceptContext, body: Buffer): Promise<RequestDecision>;
+  /** Absent: the request goes on as it came (an interceptor of answers only). */
+  onRequest?(ctx: InterceptContext, body: Buffer): Promise<RequestDecision>;
   /**
    * Called once dockerd answered (or failed) a request this interceptor let
    * through (pass or forward). May return a replacement response; returning
@@ -67,9 +68,4 @@ export function dockerErrorBody(message: string): Buffer {
 /** A complete Docker-style error response, ready for InterceptorResponse. */
 export function dockerError(status: number, message: string): InterceptorResponse {
   return { status, body: dockerErrorBody(message), headers: { 'Content-Type': 'application/json' } };
-}
-
-/** The first interceptor that claims (method, path), if any. */
-export function findInterceptor(interceptors: readonly Interceptor[], method: string, path: string): Interceptor | undefined {
-  return interceptors.find((i) => i.matches(method, path));
 }

@@ -8,10 +8,10 @@ import { formatAddress, isLoopbackHost, parseAddress, pointsAt } from '../listen
 import { checkListenPolicy, createListener, listen, ListenError, type TlsOptions } from '../listen/listener';
 import type { CallRecord, HeadDecision } from './call';
 import { Connection } from './connection';
+import { readIntoOneBuffer } from './client-reads';
 import { header } from './framing';
 import { decideRequest, type HeadPolicy } from './request-head';
 import type { Interceptor } from './interceptor';
-import { findInterceptor } from './interceptor';
 import { SPLICE_CHUNK, Upstream, type SpliceRead } from './upstream';
 import { swarmPortInterceptor } from './interceptors/swarm-init';
 
@@ -85,10 +85,6 @@ export class DockerProxy implements Component {
     return b?.kind === 'tcp' ? { host: b.host, port: b.port, label: formatAddress(b) } : undefined;
   }
 
-  get upstreamLabel(): string {
-    return this.upstream.label;
-  }
-
   /** Calls in flight to dockerd (hijacked streams not included). */
   get upstreamRunning(): number {
     return this.inflight;
@@ -114,10 +110,12 @@ export class DockerProxy implements Component {
       hijacked: m ? (d: 1 | -1) => m.hijacked(d) : undefined,
       log: this.log,
     };
-    server.on(event, (sock: net.Socket) => {
+    server.on(event, (accepted: net.Socket) => {
+      let conn: Connection | undefined;
+      const sock = readIntoOneBuffer(accepted, server, (view) => conn!.read(view)) ?? accepted;
       this.clients.add(sock);
       sock.once('close', () => this.clients.delete(sock));
-      new Connection(sock, hooks);
+      conn = new Connection(sock, hooks);
     });
     server.on('tlsClientError', (err: Error) => this.log.debug({ err: err.message }, 'TLS handshake with a client failed'));
     const permsFrom = this.opts.socketPermsFrom ?? (up.address.kind === 'unix' ? up.address.path : '/var/run/docker.sock');
@@ -143,7 +141,7 @@ export class DockerProxy implements Component {
       this.loopDetected = true;
       return { action: 'refuse', status: 508, message: 'calico proxy: request loop (the upstream is this proxy)' };
     }
-    const icp = findInterceptor(this.interceptors, d.head.line[0], d.target.path);
+    const icp = this.interceptors.find((i) => i.matches(d.head.line[0], d.target.path));
     return icp ? { action: 'intercept', request: d, interceptor: icp } : { action: 'forward', request: d };
   }
 

@@ -8,7 +8,7 @@
  * does (docs/proxy-framing.md has the table, with the Go source of each row).
  * Pure: bytes in, decision out.
  */
-import type { Framing, Head } from './framing';
+import { type Framing, type Head, headerValues as values } from './framing';
 import { checkRequestTarget, isHijackRoute, type RequestTarget } from './request-target';
 import { webRefusal, type WebGuardPolicy } from './web-guard';
 
@@ -70,13 +70,6 @@ export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusa
     rawHeaders.push(name, l.slice(c + 1).replace(/^[ \t]+|[ \t]+$/g, ''));
   }
   return { line: [method, target, version], rawHeaders, size };
-}
-
-function values(raw: readonly string[], name: string): string[] {
-  const out: string[] = [];
-  const n = name.toLowerCase();
-  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].toLowerCase() === n) out.push(raw[i + 1]);
-  return out;
 }
 
 /**

@@ -5,13 +5,7 @@ import { formatAddress } from '../listen/address';
 /** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
 export type SpliceRead = net.OnReadOpts;
 
-/**
- * A spliced read: dockerd's side reads into one buffer of this size per
- * connection, and a client socket buffers at most this much while paused.
- * (A bigger client buffer, 1 MiB once, kept up to 16 upload chunks alive
- * while dockerd drained: V8 promoted them to its old space and ran a full
- * mark-compact every ~25 MiB of a `docker cp` in.)
- */
+/** A spliced read: each socket of a splice reads into one buffer of this size (backpressure.ts). */
 export const SPLICE_CHUNK = 64 * 1024;
 
 /** The way to dockerd: raw sockets, one per client connection (connection.ts). */

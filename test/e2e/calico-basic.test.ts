@@ -146,3 +146,18 @@ test('20 parallel run -d get 20 distinct addresses; they reach each other, the h
   await lab.dockerOk(['rm', '-f', ...ids]);
   await lab.waitClean();
 });
+
+test('what a create decided for the user, the docker CLI prints as a warning: a mistyped CALICO_PROFILE created, a named network replaced', { skip: !isRoot() }, async () => {
+  const create = async (name: string, ...args: string[]) => {
+    const r = await lab.docker(['create', '--name', name, '-e', 'CALICO_IP=auto', ...args, lab.image, 'true']);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stderr;
+  };
+  assert.match(await create('webb1', '-e', 'CALICO_PROFILE=WEBB'), /^WARNING: profile WEBB did not exist: created with the default rules \(members only\)$/m);
+  assert.doesNotMatch(await create('webb2', '-e', 'CALICO_PROFILE=WEBB'), /WARNING/, 'the profile exists now: nothing to say');
+  await lab.dockerOk(['network', 'create', 'usernet']);
+  assert.match(await create('webb3', '--net', 'usernet'), /^WARNING: network usernet replaced by the calico network \(CALICO_IP\)/m);
+  await lab.dockerOk(['rm', 'webb1', 'webb2', 'webb3']);
+  await lab.dockerOk(['network', 'rm', 'usernet']);
+  await lab.waitClean();
+});

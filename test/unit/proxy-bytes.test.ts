@@ -1,5 +1,6 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +16,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-bytes-'));
 const sock = path.join(dir, 'up.sock');
 const heads: string[] = [];
 const bodies: number[] = [];
+const hashes: string[] = [];
+/** The upstream reads a little at a time, so that the proxy's writes to it queue. */
+let slowUpstream = false;
 let getCount503 = 0;
 let upstream: net.Server;
 let proxy: DockerProxy;
@@ -28,6 +32,10 @@ before(async () => {
     let need = -1;
     let head = '';
     s.on('data', (c: Buffer) => {
+      if (slowUpstream) {
+        s.pause();
+        setTimeout(() => s.resume(), 1);
+      }
       buf = Buffer.concat([buf, c]);
       for (;;) {
         if (need < 0) {
@@ -39,6 +47,7 @@ before(async () => {
           need = m ? Number(m[1]) : 0;
         }
         if (buf.length < need) return;
+        hashes.push(crypto.createHash('sha256').update(buf.subarray(0, need)).digest('hex'));
         buf = buf.subarray(need);
         heads.push(head);
         bodies.push(need);
@@ -139,4 +148,30 @@ test('a client leaving a stream (events ^C) lets go of the upstream call', async
   assert.ok(out.endsWith('5\r\nhello\r\n'), JSON.stringify(out));
   for (let i = 0; i < 50 && proxy.upstreamRunning > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(proxy.upstreamRunning, 0);
+});
+
+test('uploads on one keep-alive connection reach a slow dockerd byte for byte (client reads share one buffer)', async () => {
+  slowUpstream = true;
+  const before = hashes.length;
+  const one = crypto.randomBytes(8 * 1024 * 1024);
+  const two = crypto.randomBytes(1024 * 1024);
+  const c = net.connect(port, '127.0.0.1');
+  let out = '';
+  c.on('data', (b) => (out += b.toString('latin1')));
+  const ended = new Promise((r) => c.on('end', r));
+  const send = async (b: Buffer) => {
+    // Segments of every size, so that reads end anywhere in heads and bodies.
+    for (let at = 0; at < b.length; ) {
+      const n = 1 + crypto.randomInt(200 * 1024);
+      if (!c.write(b.subarray(at, at + n))) await new Promise((r) => c.once('drain', r));
+      at += n;
+    }
+  };
+  await send(Buffer.concat([Buffer.from(`PUT /containers/x/archive HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${one.length}\r\n\r\n`), one]));
+  await send(Buffer.concat([Buffer.from(`PUT /containers/y/archive HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: ${two.length}\r\n\r\n`), two]));
+  await ended;
+  slowUpstream = false;
+  assert.deepEqual([...out.matchAll(/saw (\S+ \S+)/g)].map((m) => m[1]), ['PUT /containers/x/archive', 'PUT /containers/y/archive']);
+  const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+  assert.deepEqual(hashes.slice(before), [sha(one), sha(two)]);
 });

@@ -4,8 +4,8 @@
 // create/start flow"). Every reservation has its undo next to it: a create
 // that dockerd refuses, or never answers, releases what was reserved.
 import { randomUUID } from 'node:crypto';
-import { RESERVATION_HANDLE_PREFIX } from '../../names';
-import type { Interceptor, InterceptContext, RequestDecision, UpstreamOutcome } from '../interceptor';
+import { RESERVATION_HANDLE_PREFIX, calicoNetworkName } from '../../names';
+import type { Interceptor, InterceptContext, InterceptorResponse, RequestDecision, UpstreamOutcome } from '../interceptor';
 import { Ipam, IpamError } from '../../ipam/types';
 import { RequestRefused, checkNetworkMode, parseCalicoEnv, withNetworkFamilies } from './calico-request';
 import { planRewrite, readCreateBody, renderRewrite, type CreateView, type RewritePlan } from './create-body';
@@ -29,15 +29,16 @@ export interface CreateContainerDeps {
    * families it carries.
    */
   network(): Promise<CalicoNetworkState>;
-  /** Creates the profiles CALICO_PROFILE names that do not exist yet, with the 2015 defaults. */
-  ensureProfiles?(names: string[]): Promise<void>;
+  /** Creates the profiles CALICO_PROFILE names that do not exist yet, with the 2015 defaults; the names it created. */
+  ensureProfiles?(names: string[]): Promise<string[] | void>;
   /** How long IPAM may take before the client is told the datastore is not answering (default 3 s). */
   ipamTimeoutMs?: number;
   /** Where the datastore is, for that message (e.g. "etcd at http://127.0.0.1:2379"). */
   datastoreName?: string;
 }
 
-type CreateState = Reservation;
+/** What the create decided on the user's behalf, for the answer's Warnings (the docker CLI prints each as `WARNING: …`). */
+type CreateState = Reservation & { warnings: string[] };
 
 const CREATE_PATH = '/containers/create';
 
@@ -45,10 +46,6 @@ export class CreateContainerInterceptor implements Interceptor {
   readonly name = 'create-container';
 
   constructor(private readonly deps: CreateContainerDeps) {}
-
-  private get ipam(): Ipam {
-    return this.deps.ipam;
-  }
 
   matches(method: string, path: string): boolean {
     return method === 'POST' && path === CREATE_PATH;
@@ -78,10 +75,19 @@ export class CreateContainerInterceptor implements Interceptor {
     // the client left out is reserved here too, so it belongs to the
     // container like the other: same address after a restart, released with it.
     wanted = withNetworkFamilies(wanted, net.ipv6);
+    // Said in Warnings: what was decided for the user that they may not expect (not the
+    // second family of a dual-stack network: that is every container there, and inspect shows it).
+    const warnings: string[] = [];
+    const mode = body.networkMode;
+    if (mode && !['default', 'bridge', calicoNetworkName()].includes(mode)) {
+      warnings.push(`network ${mode} replaced by the calico network (CALICO_IP): its endpoint settings (aliases, links) carried over`);
+    }
     if (wanted.profiles.length && this.deps.ensureProfiles) {
       // As 2015's adapter did: a profile named at create that does not exist is made with the defaults.
       try {
-        await this.deps.ensureProfiles(wanted.profiles);
+        for (const p of (await this.deps.ensureProfiles(wanted.profiles)) ?? []) {
+          warnings.push(`profile ${p} did not exist: created with the default rules (members only)`);
+        }
       } catch (e) {
         const r = refusalForIpamError(e, `creating profile(s) ${wanted.profiles.join(', ')}`);
         return { action: 'reply', status: r.status === 500 ? 503 : r.status, message: r.message };
@@ -113,11 +119,11 @@ export class CreateContainerInterceptor implements Interceptor {
       throw e;
     }
     ctx.log.debug({ handle, ipv4, ipv6 }, 'create rewritten onto the calico network');
-    const state: CreateState = { handle, ipv4, ipv6, profiles: wanted.profiles };
+    const state: CreateState = { handle, ipv4, ipv6, profiles: wanted.profiles, warnings };
     return { action: 'forward', body: forwarded, state };
   }
 
-  async onResponse(ctx: InterceptContext, outcome: UpstreamOutcome, state: unknown): Promise<void> {
+  async onResponse(ctx: InterceptContext, outcome: UpstreamOutcome, state: unknown): Promise<InterceptorResponse | void> {
     if (!isCreateState(state)) return;
     const { handle } = state;
     try {
@@ -127,11 +133,11 @@ export class CreateContainerInterceptor implements Interceptor {
           this.deps.reservations.set(id, { handle, ipv4: state.ipv4, ipv6: state.ipv6, profiles: state.profiles });
           // Awaited: the id on the reservation is what proves ownership of the
           // address (IPAM driver, reconciler), recorded before the client can start it.
-          await this.ipam.setAttrs(handle, { container: id }).catch((e) => {
+          await this.deps.ipam.setAttrs(handle, { container: id }).catch((e) => {
             ctx.log.warn({ handle, container: id, err: e }, 'recording the container id on its reservation failed; the reconciler adopts it');
           });
         }
-        return;
+        return withWarnings(outcome.body, state.warnings);
       }
       // dockerd refused the create (no such image: the CLI pulls and creates
       // again, with a new reservation) or could not be reached: one
@@ -144,7 +150,7 @@ export class CreateContainerInterceptor implements Interceptor {
 
   private async releaseQuietly(ctx: InterceptContext, handle: string): Promise<void> {
     try {
-      await this.ipam.releaseByHandle(handle);
+      await this.deps.ipam.releaseByHandle(handle);
     } catch (e) {
       // Without a container and past its grace period the reconciler collects it.
       ctx.log.warn({ handle, err: e }, 'releasing the reservation of a failed create failed; the reconciler will collect it');
@@ -162,11 +168,11 @@ export class CreateContainerInterceptor implements Interceptor {
     if (name) attrs.name = name;
     // Join names the container's profiles from here after a node restart (the in-memory book is gone).
     if (wanted.profiles?.length) attrs.profiles = wanted.profiles.join(',');
-    const p = this.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
+    const p = this.deps.ipam.allocate({ handle, host: this.deps.host, ipv4: wanted.ipv4, ipv6: wanted.ipv6, attrs });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        p.then(() => this.ipam.releaseByHandle(handle)).catch(() => undefined);
+        p.then(() => this.deps.ipam.releaseByHandle(handle)).catch(() => undefined);
         const where = this.deps.datastoreName ?? 'the datastore';
         reject(new IpamError('UNAVAILABLE', `${where} did not answer within ${ms} ms; is etcd running?`));
       }, ms);
@@ -184,6 +190,18 @@ function describe(w: { ipv4?: string; ipv6?: string }): string {
 
 function isCreateState(s: unknown): s is CreateState {
   return typeof s === 'object' && s !== null && typeof (s as CreateState).handle === 'string';
+}
+
+/** dockerd's create answer with `warnings` added to its Warnings; undefined (passed on as it came) when there are none. */
+function withWarnings(body: Buffer, warnings: string[]): InterceptorResponse | undefined {
+  if (!warnings.length) return undefined;
+  try {
+    const answer = JSON.parse(body.toString('utf8')) as { Warnings?: unknown };
+    answer.Warnings = [...(Array.isArray(answer.Warnings) ? answer.Warnings : []), ...warnings];
+    return { status: 201, body: Buffer.from(JSON.stringify(answer) + '\n'), headers: { 'Content-Type': 'application/json' } };
+  } catch {
+    return undefined;
+  }
 }
 
 function containerId(body: Buffer): string | undefined {

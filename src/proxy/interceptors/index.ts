@@ -22,8 +22,8 @@ export interface CalicoInterceptorDeps {
   etcdEndpoints?: string[];
   /** Where created containers' reservations are noted: the plugin's Join names the container from them. */
   reservations: ReservationBook;
-  /** Creates missing CALICO_PROFILE profiles with the 2015 defaults. */
-  ensureProfiles?(names: string[]): Promise<void>;
+  /** Creates missing CALICO_PROFILE profiles with the 2015 defaults; the names it created. */
+  ensureProfiles?(names: string[]): Promise<string[] | void>;
 }
 
 /**

@@ -5,7 +5,7 @@
 // `calicoctl shownodes --detailed` (the seed blog post says so); scripts
 // that read `{{.NetworkSettings.IPAddress}}` work again.
 import { calicoNetworkName } from '../../names';
-import type { Interceptor, InterceptContext, InterceptorResponse, RequestDecision, UpstreamOutcome } from '../interceptor';
+import type { Interceptor, InterceptContext, InterceptorResponse, UpstreamOutcome } from '../interceptor';
 import { hasUnsafeInteger } from './calico-request';
 
 const INSPECT_PATH = /^\/containers\/[^/]+\/json$/;
@@ -51,10 +51,6 @@ export class InspectContainerInterceptor implements Interceptor {
 
   matches(method: string, path: string): boolean {
     return method === 'GET' && INSPECT_PATH.test(path);
-  }
-
-  async onRequest(): Promise<RequestDecision> {
-    return { action: 'pass' };
   }
 
   async onResponse(_ctx: InterceptContext, outcome: UpstreamOutcome): Promise<InterceptorResponse | void> {

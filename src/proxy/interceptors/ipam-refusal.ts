@@ -15,23 +15,13 @@ export interface Refusal {
  *  - CONFLICT, UNAVAILABLE 503: the datastore is busy or unreachable (retry later);
  *  - anything else 500.
  */
+const STATUS: Record<string, number> = { IN_USE: 409, NOT_IN_POOL: 400, INVALID: 400, NO_POOL: 400, EXHAUSTED: 503, CONFLICT: 503, UNAVAILABLE: 503 };
+const HINT: Record<string, string> = {
+  EXHAUSTED: ' (remove containers or add a pool with `calicoctl pool add <CIDR>`)',
+  CONFLICT: ' (the datastore is busy; retry)',
+};
+
 export function refusalForIpamError(e: unknown, what: string): Refusal {
-  if (e instanceof IpamError) {
-    const message = `${what}: ${e.message}`;
-    switch (e.code) {
-      case 'IN_USE':
-        return { status: 409, message };
-      case 'NOT_IN_POOL':
-      case 'INVALID':
-      case 'NO_POOL':
-        return { status: 400, message };
-      case 'EXHAUSTED':
-        return { status: 503, message: `${message} (remove containers or add a pool with \`calicoctl pool add <CIDR>\`)` };
-      case 'CONFLICT':
-        return { status: 503, message: `${message} (the datastore is busy; retry)` };
-      case 'UNAVAILABLE':
-        return { status: 503, message };
-    }
-  }
+  if (e instanceof IpamError && STATUS[e.code]) return { status: STATUS[e.code], message: `${what}: ${e.message}${HINT[e.code] ?? ''}` };
   return { status: 500, message: `${what}: ${(e as Error)?.message ?? String(e)}` };
 }

@@ -6,7 +6,6 @@ import { calicoNetworkName } from '../../names';
 import net from 'node:net';
 import type Dockerode from 'dockerode';
 import { inspectCalicoNetwork } from '../../plugin/docker-network';
-;
 
 function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {

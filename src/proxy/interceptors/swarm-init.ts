@@ -52,7 +52,6 @@ export function swarmPortInterceptor(ownListener: () => { host: string; port: nu
   return {
     name: 'swarm-port',
     matches: (method, path) => method === 'POST' && (path === '/swarm/init' || path === '/swarm/join'),
-    onRequest: async () => ({ action: 'pass' }),
     async onResponse(ctx, outcome: UpstreamOutcome): Promise<InterceptorResponse | void> {
       if ('error' in outcome || outcome.status < 400) return;
       const own = ownListener();
