@@ -1,7 +1,7 @@
-// The one kernel applier: holds every owner's desired state, and on each pass
-// reads the kernel back (iptables-save, ip6tables-save, ipset save), plans the
-// difference for our objects only, and runs it in order: create/refresh sets
-// -> program chains (IPv4, IPv6) -> destroy stale sets.
+// The one kernel applier: holds every owner's desired state and a model of
+// the kernel, plans the difference for our objects only, and runs it in
+// order: create/refresh sets -> program chains (IPv4 and IPv6 side by side)
+// -> destroy stale sets.
 //
 // Passes are batched: set() asks for one within minIntervalMs of the last,
 // flush() asks for one now and resolves when a pass that started after it
@@ -9,12 +9,19 @@
 // someone else flushed or deleted. A failed pass is logged, with what failed
 // on what, and retried with backoff.
 //
-// Only the first pass, the periodic resync and a pass after a failure read
-// the kernel (and read it back after writing, to learn its spelling). The
-// passes set() and flush() ask for plan against what the last pass left
-// (plan.ts expectedKernel): reading 1,000 endpoints' chains back twice cost
-// far more than writing the one that changed (bench/policy). Someone else's
-// change is therefore repaired at the next resync, not at the next set().
+// The model: only the first pass, the periodic resync and a pass after a
+// failure read the kernel (iptables-save, ip6tables-save, ipset save; and
+// read it back after writing, to learn its spelling). Every other pass plans
+// against what the last pass left (plan.ts expectedKernel), where each chain
+// and set remembers the desired list it was written from: an owner handing
+// the same lists again costs one comparison per chain, and a change writes
+// one `iptables-restore --noflush` per family holding only the changed
+// chains (a few rules in or out of a long chain as -D/-I in place) and one
+// `ipset restore` holding only the changed members. With 1,000 endpoints,
+// reading the ruleset costs far more than writing one endpoint's change
+// (docs/policy.md, "How one endpoint's change reaches the kernel").
+// Someone else's change is therefore repaired at the next resync, not at
+// the next set().
 import type { Logger } from 'pino';
 import type { Component } from '../../lifecycle/component';
 import { toolRunner, ToolRunner } from './exec';
@@ -268,18 +275,19 @@ export class IptablesApplier implements KernelApplier, Component {
     const plan = planApply(desired, actual, this.spelling.spell);
     this.warn(plan);
     if (!plan.steps.length) {
-      this.kernel = actual;
+      // The same kernel, with each chain marked as written from its desired rule list (the next pass compares by reference).
+      this.kernel = fresh ? expectedKernel(desired, actual, this.spelling.spell) : actual;
       this.o.log.debug({ ms: Date.now() - started, read: fresh }, 'kernel applier: kernel in step');
       return;
     }
-    for (const step of plan.steps) await this.execute(step);
+    await this.executeAll(plan.steps);
     this.stats.applied++;
     if (fresh) {
       const after = await this.read();
       const misfits = this.spelling.learn(plan.written, desired, after.tables);
       this.spelling.retain(desired);
       misfits.forEach((m) => this.warnOnce(`kernel applier: rules do not read back one for one (the chain will be rewritten on each pass): ${m}`));
-      this.kernel = after;
+      this.kernel = expectedKernel(desired, after, this.spelling.spell);
     } else {
       // Rules never seen before keep our own text here; the next resync reads the kernel's spelling.
       this.kernel = expectedKernel(desired, actual, this.spelling.spell);
@@ -306,6 +314,22 @@ export class IptablesApplier implements KernelApplier, Component {
     if (!this.v6Missing) this.o.log.warn({ stderr: r.stderr.trim(), exit: r.code }, 'kernel applier: IPv6 tables unavailable; only IPv4 is programmed');
     this.v6Missing = true;
     return undefined;
+  }
+
+  /** In order, except that the IPv4 and IPv6 program steps (separate tables, nothing between them) run side by side. */
+  private async executeAll(steps: Step[]): Promise<void> {
+    for (let i = 0; i < steps.length; i++) {
+      const s = steps[i]!;
+      const n = steps[i + 1];
+      if (s.kind === 'iptables' && s.purpose === 'program' && n?.kind === 'iptables' && n.purpose === 'program' && n.family !== s.family) {
+        const r = await Promise.allSettled([this.execute(s), this.execute(n)]);
+        const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+        if (failed) throw failed.reason;
+        i++;
+        continue;
+      }
+      await this.execute(s);
+    }
   }
 
   private async execute(step: Step): Promise<void> {
