@@ -23,15 +23,59 @@ export interface RecheckTarget {
 
 interface FamilyIndex {
   chains: Map<string, string[]>;
-  sets: Map<string, Set<string>>;
+  sets: Map<string, string[]>;
 }
 
+// A state is compared twice (as next, then as prev): indexed once.
+const indexes = new WeakMap<DesiredState, { 4?: FamilyIndex; 6?: FamilyIndex }>();
+
 function index(state: DesiredState, v: IpFamily): FamilyIndex {
+  let known = indexes.get(state);
+  if (!known) indexes.set(state, (known = {}));
+  const have = known[v];
+  if (have) return have;
   const fam = v === 4 ? state.v4 : state.v6;
-  return {
+  const ix = {
     chains: new Map(fam.chains.filter((c: DesiredChain) => c.table === 'filter').map((c) => [c.name, c.rules])),
-    sets: new Map(fam.ipsets.map((s) => [s.name, new Set(s.members)])),
+    sets: new Map(fam.ipsets.map((s) => [s.name, s.members])),
   };
+  known[v] = ix;
+  return ix;
+}
+
+// The chains a rule list jumps to, remembered per list (the compiler hands the same lists again while they are unchanged).
+const jumpsOf = new WeakMap<string[], string[]>();
+
+function jumps(rules: string[]): string[] {
+  let j = jumpsOf.get(rules);
+  if (!j) {
+    j = [];
+    for (const r of rules) {
+      const m = JUMP.exec(r);
+      if (m) j.push(m[1]!);
+    }
+    jumpsOf.set(rules, j);
+  }
+  return j;
+}
+
+/**
+ * Whether the endpoint's view is certainly the same in `b` as in `a`: every
+ * chain it reaches in `a` is the very same rule list in `b`, and no chain it
+ * jumps to that `a` lacks appeared in `b`. Cheap (no rule is read twice);
+ * false means "compare the rules".
+ */
+function sameLists(a: FamilyIndex, b: FamilyIndex, ifName: string): boolean {
+  const seen = new Set<string>();
+  const walk = (chain: string): boolean => {
+    if (seen.has(chain)) return true;
+    seen.add(chain);
+    const rules = a.chains.get(chain);
+    if (rules !== b.chains.get(chain)) return false;
+    if (!rules) return true;
+    return jumps(rules).every(walk);
+  };
+  return walk(fromEndpointChain(ifName)) && walk(toEndpointChain(ifName));
 }
 
 const JUMP = /(?:^|\s)-[jg]\s+(cali-\S+)/;
@@ -77,6 +121,8 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
     const b = index(next, v);
     const found = new Set<string>();
     for (const ep of prevEndpoints) {
+      if (!a.chains.has(fromEndpointChain(ep.name)) && !a.chains.has(toEndpointChain(ep.name))) continue;
+      if (sameLists(a, b, ep.name)) continue;
       const was = endpointView(a, ep.name);
       if (!was) continue;
       const now = endpointView(b, ep.name);
@@ -84,8 +130,10 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
       if (narrowed) addresses(ep, v).forEach((x) => found.add(x));
     }
     for (const [name, before] of a.sets) {
-      const after = b.sets.get(name);
-      for (const m of before) if (!after?.has(m)) found.add(m);
+      const list = b.sets.get(name);
+      if (list === before) continue;
+      const after = new Set(list);
+      for (const m of before) if (!after.has(m)) found.add(m);
     }
     for (const address of found) out.push({ family: v, address });
   }
