@@ -141,6 +141,12 @@ export class IptablesApplier implements KernelApplier, Component {
     });
   }
 
+  /** A pass now that re-reads the kernel and repairs it, as the repair timer's does; resolves when it (or a later pass) succeeded. */
+  repairNow(): Promise<void> {
+    this.resyncDue = true;
+    return this.flush();
+  }
+
   /** The first pass (reads the kernel, applies what owners set so far), then the periodic repair. Never throws: a failure is logged and retried. */
   async start(): Promise<void> {
     this.started = true;
