@@ -107,6 +107,39 @@ function addresses(ep: Endpoint, v: IpFamily): string[] {
   return (v === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => n.split('/')[0]!);
 }
 
+/** Chains whose rule list is not the very same object in both (present in one only included). */
+function changedChains(a: FamilyIndex, b: FamilyIndex): Set<string> {
+  const out = new Set<string>();
+  for (const [name, rules] of a.chains) if (b.chains.get(name) !== rules) out.add(name);
+  for (const name of b.chains.keys()) if (!a.chains.has(name)) out.add(name);
+  return out;
+}
+
+/** Whether a changed chain is among those the endpoints' own chains reach (directly or further), in either state. */
+function reachedChanged(a: FamilyIndex, b: FamilyIndex, own: (readonly [string, string])[], changed: Set<string>): boolean {
+  if (!changed.size) return false;
+  const ownNames = new Set(own.flat());
+  const seen = new Set<string>();
+  const queue: string[] = [];
+  for (const ix of [a, b]) {
+    for (const [fw, tw] of own) {
+      for (const c of [fw, tw]) {
+        const rules = ix.chains.get(c);
+        if (rules) for (const j of jumps(rules)) if (!ownNames.has(j) && !seen.has(j)) (seen.add(j), queue.push(j));
+      }
+    }
+  }
+  for (let i = 0; i < queue.length; i++) {
+    const c = queue[i]!;
+    if (changed.has(c)) return true;
+    for (const ix of [a, b]) {
+      const rules = ix.chains.get(c);
+      if (rules) for (const j of jumps(rules)) if (!ownNames.has(j) && !seen.has(j)) (seen.add(j), queue.push(j));
+    }
+  }
+  return false;
+}
+
 /**
  * The addresses whose open flows may be allowed no longer in `next`: those
  * of endpoints (programmed in `prev`, by their previous record in
@@ -120,8 +153,16 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
     const a = index(prev, v);
     const b = index(next, v);
     const found = new Set<string>();
-    for (const ep of prevEndpoints) {
-      if (!a.chains.has(fromEndpointChain(ep.name)) && !a.chains.has(toEndpointChain(ep.name))) continue;
+    const changed = changedChains(a, b);
+    // When nothing an endpoint chain jumps to changed (an endpoint came or
+    // went: its own chains and the dispatch), only endpoints whose own chains
+    // changed are looked at; otherwise (a profile's rules) each is checked.
+    const own = prevEndpoints.map((ep) => [fromEndpointChain(ep.name), toEndpointChain(ep.name)] as const);
+    const sharedChanged = reachedChanged(a, b, own, changed);
+    for (const [i, ep] of prevEndpoints.entries()) {
+      const [fw, tw] = own[i]!;
+      if (!a.chains.has(fw) && !a.chains.has(tw)) continue;
+      if (!sharedChanged && !changed.has(fw) && !changed.has(tw)) continue;
       if (sameLists(a, b, ep.name)) continue;
       const was = endpointView(a, ep.name);
       if (!was) continue;

@@ -58,25 +58,26 @@ export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedSt
       const fam = v === 4 ? state.v4 : state.v6;
       const into = v === 4 ? out.v4 : out.v6;
       for (const c of fam.chains) {
-        const what = `owner ${owner}: IPv${v} ${c.table} chain ${c.name}`;
-        if (!TABLES.includes(c.table)) throw new Error(`${what}: unknown table`);
-        if (!isOurChain(c.name) || c.name.length > MAX_CHAIN_NAME) throw new Error(`${what}: not a name of ours (cali- prefix, at most ${MAX_CHAIN_NAME} characters)`);
+        // Runs for every chain on every set() (thousands): the message is built only for an error.
+        const what = () => `owner ${owner}: IPv${v} ${c.table} chain ${c.name}`;
+        if (!TABLES.includes(c.table)) throw new Error(`${what()}: unknown table`);
+        if (!isOurChain(c.name) || c.name.length > MAX_CHAIN_NAME) throw new Error(`${what()}: not a name of ours (cali- prefix, at most ${MAX_CHAIN_NAME} characters)`);
         if (!linesChecked.has(c.rules)) {
-          for (const r of c.rules) if (!isOneLine(r)) throw new Error(`${what} rule "${r}": a rule is one non-empty line`);
+          for (const r of c.rules) if (!isOneLine(r)) throw new Error(`${what()} rule "${r}": a rule is one non-empty line`);
           linesChecked.add(c.rules);
         }
         const t = mapOf(into.chains, c.table);
-        const key = `${v} ${c.table} ${c.name}`;
         const prev = t.get(c.name);
         if (prev) {
-          if (prev.join('\n') !== c.rules.join('\n')) throw new Error(`${what}: also defined, differently, by owner ${chainOwner.get(key)}`);
+          if (prev !== c.rules && prev.join('\n') !== c.rules.join('\n')) throw new Error(`${what()}: also defined, differently, by owner ${chainOwner.get(`${v} ${c.table} ${c.name}`)}`);
           continue;
         }
         // Not copied: an owner's rule list is immutable once handed over, and
         // the same array from one set() to the next tells plan.ts "unchanged"
         // without comparing its rules.
         t.set(c.name, c.rules);
-        chainOwner.set(key, owner);
+        // Only the first owner of a chain is remembered, and only when another owner follows (for the message).
+        if (states.size > 1) chainOwner.set(`${v} ${c.table} ${c.name}`, owner);
       }
       for (const h of fam.hooks) {
         const what = `owner ${owner}: IPv${v} ${h.table} hook "${h.rule}" in ${h.chain}`;
