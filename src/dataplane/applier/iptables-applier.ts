@@ -117,6 +117,8 @@ export class IptablesApplier implements KernelApplier, Component {
   private heldLogged = false;
   /** The kernel as the last successful pass left it (undefined: read it). */
   private kernel?: KernelState;
+  /** The running pass has taken the desired state it applies (flush() calls from then on need the next pass). */
+  private taken = true;
   /** The next pass reads the kernel instead of trusting `kernel`. */
   private resyncDue = true;
 
@@ -136,7 +138,8 @@ export class IptablesApplier implements KernelApplier, Component {
   flush(): Promise<void> {
     if (this.stopped) return Promise.reject(new Error('kernel applier is stopped'));
     return new Promise((resolve, reject) => {
-      this.waiters.push({ after: this.passes, resolve, reject });
+      // A pass still reading the kernel has not taken the desired state yet: it covers this call too.
+      this.waiters.push({ after: this.running && !this.taken ? this.passes - 1 : this.passes, resolve, reject });
       this.request('now');
     });
   }
@@ -184,7 +187,7 @@ export class IptablesApplier implements KernelApplier, Component {
     this.states.clear();
     this.merged = emptyMerged();
     this.resyncDue = true;
-    await this.pass(this.merged);
+    await this.pass();
   }
 
   /** For the node's status file (`calicoctl status`). */
@@ -246,7 +249,7 @@ export class IptablesApplier implements KernelApplier, Component {
       this.stats.lastPassMs = Number(process.hrtime.bigint() - started) / 1e6;
     };
     try {
-      await this.pass(this.merged);
+      await this.pass();
       ended();
       this.stats.lastError = undefined;
       if (this.failures) this.o.log.info({ failedPasses: this.failures }, 'kernel applier: applied after failed passes');
@@ -270,14 +273,20 @@ export class IptablesApplier implements KernelApplier, Component {
    * One pass: read the kernel (or, between resyncs, trust what the last pass
    * left), plan, apply; after a read, read back to learn the kernel's spelling.
    */
-  private async pass(desired: MergedState): Promise<void> {
+  private async pass(): Promise<void> {
     const started = Date.now();
     const fresh = this.resyncDue || !this.kernel;
     this.resyncDue = false;
     // Until this pass succeeds, nothing is known: a failure anywhere makes the next pass read.
     const trusted = this.kernel;
     this.kernel = undefined;
+    this.taken = false;
     const actual = fresh ? await this.read() : trusted!;
+    // Taken after the read (which takes long with many chains): what set() and
+    // flush() asked for meanwhile (an endpoint's Join) goes in this pass, not
+    // the one after it.
+    const desired = this.merged;
+    this.taken = true;
     const plan = planApply(desired, actual, this.spelling.spell);
     this.warn(plan);
     if (!plan.steps.length) {
