@@ -414,6 +414,7 @@ export class PolicyCompiler {
   private dirtyTags = new Set<string>();
   private profilesSeen = new Map<string, Profile>();
   private byProfile = new Map<string, Set<Endpoint>>();
+  private dispatch: { 4?: { names: string; hostReaches: boolean; chains: DesiredChain[] }; 6?: { names: string; hostReaches: boolean; chains: DesiredChain[] } } = {};
 
   compile(input: PolicyInput): DesiredState {
     const optionsKey = JSON.stringify(input.options ?? {});
@@ -504,9 +505,19 @@ export class PolicyCompiler {
       next.set(c.name, was && sameRules(was.rules, c.rules) ? was : c);
     };
     topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark).forEach(keep);
-    dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source').forEach(keep);
-    dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination').forEach(keep);
-    if (hostReaches) dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination').forEach(keep);
+    // The dispatch chains depend on the local endpoints' names only: the same records in the same order, the same chains.
+    const names = local.map((ep) => ep.name).join(' ');
+    let tree = this.dispatch[family];
+    if (!tree || tree.names !== names || tree.hostReaches !== hostReaches) {
+      const chains = [
+        ...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'),
+        ...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'),
+        ...(hostReaches ? dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination') : []),
+      ];
+      tree = { names, hostReaches, chains };
+      this.dispatch[family] = tree;
+    }
+    tree.chains.forEach(keep);
     for (const ep of local) {
       const sig = ep.profile_ids.map((id) => (profiles.has(id) ? '1' : '0')).join('');
       let memo = this.endpointChains.get(ep);

@@ -115,29 +115,18 @@ function changedChains(a: FamilyIndex, b: FamilyIndex): Set<string> {
   return out;
 }
 
-/** Whether a changed chain is among those the endpoints' own chains reach (directly or further), in either state. */
-function reachedChanged(a: FamilyIndex, b: FamilyIndex, own: (readonly [string, string])[], changed: Set<string>): boolean {
-  if (!changed.size) return false;
-  const ownNames = new Set(own.flat());
-  const seen = new Set<string>();
-  const queue: string[] = [];
-  for (const ix of [a, b]) {
-    for (const [fw, tw] of own) {
-      for (const c of [fw, tw]) {
-        const rules = ix.chains.get(c);
-        if (rules) for (const j of jumps(rules)) if (!ownNames.has(j) && !seen.has(j)) (seen.add(j), queue.push(j));
-      }
-    }
-  }
-  for (let i = 0; i < queue.length; i++) {
-    const c = queue[i]!;
-    if (changed.has(c)) return true;
-    for (const ix of [a, b]) {
-      const rules = ix.chains.get(c);
-      if (rules) for (const j of jumps(rules)) if (!ownNames.has(j) && !seen.has(j)) (seen.add(j), queue.push(j));
-    }
-  }
-  return false;
+/** Whether a chain is changed or reaches (jumps, further on) a changed one, in either state; remembered per chain for one comparison. */
+function reachesChanged(a: FamilyIndex, b: FamilyIndex, changed: Set<string>): (chain: string) => boolean {
+  const memo = new Map<string, boolean>();
+  const visit = (c: string): boolean => {
+    const known = memo.get(c);
+    if (known !== undefined) return known;
+    memo.set(c, false); // a loop reaches nothing new
+    const r = changed.has(c) || [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(visit));
+    memo.set(c, r);
+    return r;
+  };
+  return visit;
 }
 
 /**
@@ -157,12 +146,12 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
     // When nothing an endpoint chain jumps to changed (an endpoint came or
     // went: its own chains and the dispatch), only endpoints whose own chains
     // changed are looked at; otherwise (a profile's rules) each is checked.
-    const own = prevEndpoints.map((ep) => [fromEndpointChain(ep.name), toEndpointChain(ep.name)] as const);
-    const sharedChanged = reachedChanged(a, b, own, changed);
-    for (const [i, ep] of prevEndpoints.entries()) {
-      const [fw, tw] = own[i]!;
+    const dirty = reachesChanged(a, b, changed);
+    for (const ep of prevEndpoints) {
+      const fw = fromEndpointChain(ep.name);
+      const tw = toEndpointChain(ep.name);
       if (!a.chains.has(fw) && !a.chains.has(tw)) continue;
-      if (!sharedChanged && !changed.has(fw) && !changed.has(tw)) continue;
+      if (!changed.has(fw) && !changed.has(tw) && ![fw, tw].some((c) => [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(dirty)))) continue;
       if (sameLists(a, b, ep.name)) continue;
       const was = endpointView(a, ep.name);
       if (!was) continue;
