@@ -14,7 +14,7 @@ import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/
 import { keys } from '../datastore/keys';
 import type { Component } from '../lifecycle/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
-import { compilePolicy, DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
+import { DEFAULT_RECHECK_MARK, PolicyCompiler, programmedEndpoints, type PolicyOptions } from './compile';
 import { deleteFlows, markForRecheck } from './conntrack';
 import { narrowedEndpoints, type RecheckTarget } from './narrowed';
 
@@ -66,6 +66,8 @@ export class PolicyComponent implements Component {
   private readonly conntrack: ToolRunner;
   /** Address -> when an endpoint recorded in this process got it (its flows are new: no recheck from before then applies). */
   private readonly joinedAt = new Map<string, number>();
+  /** Compiles what changed since the last program(), not every endpoint again. */
+  private readonly compiler = new PolicyCompiler();
 
   constructor(private readonly o: PolicyComponentOptions) {
     this.conntrack = o.conntrack ?? toolRunner({});
@@ -137,13 +139,16 @@ export class PolicyComponent implements Component {
       const endpoints = new Map(snap.endpoints);
       for (const [k, ep] of this.pending) endpoints.set(k, ep);
       const input = { host: this.o.host, endpoints: [...endpoints.values()], profiles: [...snap.profiles.values()], options: this.o.options };
-      const desired = compilePolicy(input);
+      const desired = this.compiler.compile(input);
       this.o.applier.set(PolicyComponent.OWNER, desired);
       const local = programmedEndpoints(input);
-      // An address nobody holds any more has no flows to recheck (its stale
-      // entries go when the address is given out again, at that Join).
-      const held = new Set(input.endpoints.flatMap((e) => addressesOf(e).map((t) => t.address)));
-      const narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints).filter((t) => held.has(t.address));
+      let narrowed = narrowedEndpoints(this.last.desired, desired, this.last.endpoints);
+      if (narrowed.length) {
+        // An address nobody holds any more has no flows to recheck (its stale
+        // entries go when the address is given out again, at that Join).
+        const held = new Set(input.endpoints.flatMap((e) => addressesOf(e).map((t) => t.address)));
+        narrowed = narrowed.filter((t) => held.has(t.address));
+      }
       this.last = { desired, endpoints: local };
       if (narrowed.length) this.forget(narrowed, Date.now());
       this.state.endpoints = local.length;

@@ -23,15 +23,59 @@ export interface RecheckTarget {
 
 interface FamilyIndex {
   chains: Map<string, string[]>;
-  sets: Map<string, Set<string>>;
+  sets: Map<string, string[]>;
 }
 
+// A state is compared twice (as next, then as prev): indexed once.
+const indexes = new WeakMap<DesiredState, { 4?: FamilyIndex; 6?: FamilyIndex }>();
+
 function index(state: DesiredState, v: IpFamily): FamilyIndex {
+  let known = indexes.get(state);
+  if (!known) indexes.set(state, (known = {}));
+  const have = known[v];
+  if (have) return have;
   const fam = v === 4 ? state.v4 : state.v6;
-  return {
+  const ix = {
     chains: new Map(fam.chains.filter((c: DesiredChain) => c.table === 'filter').map((c) => [c.name, c.rules])),
-    sets: new Map(fam.ipsets.map((s) => [s.name, new Set(s.members)])),
+    sets: new Map(fam.ipsets.map((s) => [s.name, s.members])),
   };
+  known[v] = ix;
+  return ix;
+}
+
+// The chains a rule list jumps to, remembered per list (the compiler hands the same lists again while they are unchanged).
+const jumpsOf = new WeakMap<string[], string[]>();
+
+function jumps(rules: string[]): string[] {
+  let j = jumpsOf.get(rules);
+  if (!j) {
+    j = [];
+    for (const r of rules) {
+      const m = JUMP.exec(r);
+      if (m) j.push(m[1]!);
+    }
+    jumpsOf.set(rules, j);
+  }
+  return j;
+}
+
+/**
+ * Whether the endpoint's view is certainly the same in `b` as in `a`: every
+ * chain it reaches in `a` is the very same rule list in `b`, and no chain it
+ * jumps to that `a` lacks appeared in `b`. Cheap (no rule is read twice);
+ * false means "compare the rules".
+ */
+function sameLists(a: FamilyIndex, b: FamilyIndex, ifName: string): boolean {
+  const seen = new Set<string>();
+  const walk = (chain: string): boolean => {
+    if (seen.has(chain)) return true;
+    seen.add(chain);
+    const rules = a.chains.get(chain);
+    if (rules !== b.chains.get(chain)) return false;
+    if (!rules) return true;
+    return jumps(rules).every(walk);
+  };
+  return walk(fromEndpointChain(ifName)) && walk(toEndpointChain(ifName));
 }
 
 const JUMP = /(?:^|\s)-[jg]\s+(cali-\S+)/;
@@ -63,6 +107,28 @@ function addresses(ep: Endpoint, v: IpFamily): string[] {
   return (v === 4 ? ep.ipv4_nets : ep.ipv6_nets).map((n) => n.split('/')[0]!);
 }
 
+/** Chains whose rule list is not the very same object in both (present in one only included). */
+function changedChains(a: FamilyIndex, b: FamilyIndex): Set<string> {
+  const out = new Set<string>();
+  for (const [name, rules] of a.chains) if (b.chains.get(name) !== rules) out.add(name);
+  for (const name of b.chains.keys()) if (!a.chains.has(name)) out.add(name);
+  return out;
+}
+
+/** Whether a chain is changed or reaches (jumps, further on) a changed one, in either state; remembered per chain for one comparison. */
+function reachesChanged(a: FamilyIndex, b: FamilyIndex, changed: Set<string>): (chain: string) => boolean {
+  const memo = new Map<string, boolean>();
+  const visit = (c: string): boolean => {
+    const known = memo.get(c);
+    if (known !== undefined) return known;
+    memo.set(c, false); // a loop reaches nothing new
+    const r = changed.has(c) || [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(visit));
+    memo.set(c, r);
+    return r;
+  };
+  return visit;
+}
+
 /**
  * The addresses whose open flows may be allowed no longer in `next`: those
  * of endpoints (programmed in `prev`, by their previous record in
@@ -76,7 +142,17 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
     const a = index(prev, v);
     const b = index(next, v);
     const found = new Set<string>();
+    const changed = changedChains(a, b);
+    // When nothing an endpoint chain jumps to changed (an endpoint came or
+    // went: its own chains and the dispatch), only endpoints whose own chains
+    // changed are looked at; otherwise (a profile's rules) each is checked.
+    const dirty = reachesChanged(a, b, changed);
     for (const ep of prevEndpoints) {
+      const fw = fromEndpointChain(ep.name);
+      const tw = toEndpointChain(ep.name);
+      if (!a.chains.has(fw) && !a.chains.has(tw)) continue;
+      if (!changed.has(fw) && !changed.has(tw) && ![fw, tw].some((c) => [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(dirty)))) continue;
+      if (sameLists(a, b, ep.name)) continue;
       const was = endpointView(a, ep.name);
       if (!was) continue;
       const now = endpointView(b, ep.name);
@@ -84,8 +160,10 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
       if (narrowed) addresses(ep, v).forEach((x) => found.add(x));
     }
     for (const [name, before] of a.sets) {
-      const after = b.sets.get(name);
-      for (const m of before) if (!after?.has(m)) found.add(m);
+      const list = b.sets.get(name);
+      if (list === before) continue;
+      const after = new Set(list);
+      for (const m of before) if (!after.has(m)) found.add(m);
     }
     for (const address of found) out.push({ family: v, address });
   }

@@ -70,7 +70,7 @@ for (const [what, states, actual] of cases) {
   });
 }
 
-test('expectedKernel: a change planned against it is the change alone (one endpoint added: its chains, the dispatch, the set)', () => {
+test('expectedKernel: a change planned against it is the change alone (one endpoint added: its chains, its dispatch entries, its set member)', () => {
   const spell = new RuleSpelling().spell;
   const m1 = mergeStates(new Map([['policy', policy(20)]]));
   const k1 = expectedKernel(m1, kernel('', '', ''), spell);
@@ -78,7 +78,15 @@ test('expectedKernel: a change planned against it is the change alone (one endpo
   const p = planApply(m2, k1, spell);
   const v4 = p.steps.find((s) => s.kind === 'iptables' && s.family === 4);
   assert.ok(v4 && v4.kind === 'iptables');
-  const declared = v4.text.split('\n').filter((l) => l.startsWith(':')).map((l) => l.split(' ')[0]);
-  assert.deepEqual(declared.sort(), [':cali-from-wl-dispatch-0', ':cali-fw-cali00000000015', ':cali-host-wl-dispatch-0', ':cali-to-wl-dispatch-0', ':cali-tw-cali00000000015'].sort());
-  assert.ok(p.steps.some((s) => s.kind === 'ipset-restore' && /add .*10\.1\.0\.21/.test(s.text)));
+  const lines = v4.text.split('\n');
+  const declared = lines.filter((l) => l.startsWith(':')).map((l) => l.split(' ')[0]);
+  assert.deepEqual(declared.sort(), [':cali-fw-cali00000000015', ':cali-tw-cali00000000015']);
+  // The dispatch chains are not rewritten: one entry inserted into each, after the new chains are declared.
+  const inserted = lines.filter((l) => l.startsWith('-I cali-'));
+  assert.deepEqual(inserted.map((l) => l.split(' ')[1]).sort(), ['cali-from-wl-dispatch-0', 'cali-host-wl-dispatch-0', 'cali-to-wl-dispatch-0']);
+  assert.ok(inserted.every((l) => l.includes('cali00000000015')));
+  assert.ok(lines.findIndex((l) => l.startsWith('-I ')) > lines.findIndex((l) => l.startsWith('-A cali-tw-cali00000000015')));
+  const sets = p.steps.find((s) => s.kind === 'ipset-restore');
+  assert.ok(sets && sets.kind === 'ipset-restore');
+  assert.match(sets.text, /^add \S+ 10\.1\.0\.21\nadd \S+ fd80::21\n$/);
 });

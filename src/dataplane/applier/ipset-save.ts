@@ -10,6 +10,8 @@ export interface SavedIpset {
   type: string;
   family: IpFamily;
   members: string[];
+  /** Only in the applier's model (plan.ts expectedKernel): the merged member list it was written from (then `members` is that list). */
+  from?: string[];
 }
 
 /**

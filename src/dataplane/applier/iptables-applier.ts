@@ -1,7 +1,7 @@
-// The one kernel applier: holds every owner's desired state, and on each pass
-// reads the kernel back (iptables-save, ip6tables-save, ipset save), plans the
-// difference for our objects only, and runs it in order: create/refresh sets
-// -> program chains (IPv4, IPv6) -> destroy stale sets.
+// The one kernel applier: holds every owner's desired state and a model of
+// the kernel, plans the difference for our objects only, and runs it in
+// order: create/refresh sets -> program chains (IPv4 and IPv6 side by side)
+// -> destroy stale sets.
 //
 // Passes are batched: set() asks for one within minIntervalMs of the last,
 // flush() asks for one now and resolves when a pass that started after it
@@ -9,12 +9,19 @@
 // someone else flushed or deleted. A failed pass is logged, with what failed
 // on what, and retried with backoff.
 //
-// Only the first pass, the periodic resync and a pass after a failure read
-// the kernel (and read it back after writing, to learn its spelling). The
-// passes set() and flush() ask for plan against what the last pass left
-// (plan.ts expectedKernel): reading 1,000 endpoints' chains back twice cost
-// far more than writing the one that changed (bench/policy). Someone else's
-// change is therefore repaired at the next resync, not at the next set().
+// The model: only the first pass, the periodic resync and a pass after a
+// failure read the kernel (iptables-save, ip6tables-save, ipset save; and
+// read it back after writing, to learn its spelling). Every other pass plans
+// against what the last pass left (plan.ts expectedKernel), where each chain
+// and set remembers the desired list it was written from: an owner handing
+// the same lists again costs one comparison per chain, and a change writes
+// one `iptables-restore --noflush` per family holding only the changed
+// chains (a few rules in or out of a long chain as -D/-I in place) and one
+// `ipset restore` holding only the changed members. With 1,000 endpoints,
+// reading the ruleset costs far more than writing one endpoint's change
+// (docs/policy.md, "How one endpoint's change reaches the kernel").
+// Someone else's change is therefore repaired at the next resync, not at
+// the next set().
 import type { Logger } from 'pino';
 import type { Component } from '../../lifecycle/component';
 import { toolRunner, ToolRunner } from './exec';
@@ -110,6 +117,8 @@ export class IptablesApplier implements KernelApplier, Component {
   private heldLogged = false;
   /** The kernel as the last successful pass left it (undefined: read it). */
   private kernel?: KernelState;
+  /** The running pass has taken the desired state it applies (flush() calls from then on need the next pass). */
+  private taken = true;
   /** The next pass reads the kernel instead of trusting `kernel`. */
   private resyncDue = true;
 
@@ -129,9 +138,16 @@ export class IptablesApplier implements KernelApplier, Component {
   flush(): Promise<void> {
     if (this.stopped) return Promise.reject(new Error('kernel applier is stopped'));
     return new Promise((resolve, reject) => {
-      this.waiters.push({ after: this.passes, resolve, reject });
+      // A pass still reading the kernel has not taken the desired state yet: it covers this call too.
+      this.waiters.push({ after: this.running && !this.taken ? this.passes - 1 : this.passes, resolve, reject });
       this.request('now');
     });
+  }
+
+  /** A pass now that re-reads the kernel and repairs it, as the repair timer's does; resolves when it (or a later pass) succeeded. */
+  repairNow(): Promise<void> {
+    this.resyncDue = true;
+    return this.flush();
   }
 
   /** The first pass (reads the kernel, applies what owners set so far), then the periodic repair. Never throws: a failure is logged and retried. */
@@ -171,7 +187,7 @@ export class IptablesApplier implements KernelApplier, Component {
     this.states.clear();
     this.merged = emptyMerged();
     this.resyncDue = true;
-    await this.pass(this.merged);
+    await this.pass();
   }
 
   /** For the node's status file (`calicoctl status`). */
@@ -233,7 +249,7 @@ export class IptablesApplier implements KernelApplier, Component {
       this.stats.lastPassMs = Number(process.hrtime.bigint() - started) / 1e6;
     };
     try {
-      await this.pass(this.merged);
+      await this.pass();
       ended();
       this.stats.lastError = undefined;
       if (this.failures) this.o.log.info({ failedPasses: this.failures }, 'kernel applier: applied after failed passes');
@@ -257,29 +273,36 @@ export class IptablesApplier implements KernelApplier, Component {
    * One pass: read the kernel (or, between resyncs, trust what the last pass
    * left), plan, apply; after a read, read back to learn the kernel's spelling.
    */
-  private async pass(desired: MergedState): Promise<void> {
+  private async pass(): Promise<void> {
     const started = Date.now();
     const fresh = this.resyncDue || !this.kernel;
     this.resyncDue = false;
     // Until this pass succeeds, nothing is known: a failure anywhere makes the next pass read.
     const trusted = this.kernel;
     this.kernel = undefined;
+    this.taken = false;
     const actual = fresh ? await this.read() : trusted!;
+    // Taken after the read (which takes long with many chains): what set() and
+    // flush() asked for meanwhile (an endpoint's Join) goes in this pass, not
+    // the one after it.
+    const desired = this.merged;
+    this.taken = true;
     const plan = planApply(desired, actual, this.spelling.spell);
     this.warn(plan);
     if (!plan.steps.length) {
-      this.kernel = actual;
+      // The same kernel, with each chain marked as written from its desired rule list (the next pass compares by reference).
+      this.kernel = fresh ? expectedKernel(desired, actual, this.spelling.spell) : actual;
       this.o.log.debug({ ms: Date.now() - started, read: fresh }, 'kernel applier: kernel in step');
       return;
     }
-    for (const step of plan.steps) await this.execute(step);
+    await this.executeAll(plan.steps);
     this.stats.applied++;
     if (fresh) {
       const after = await this.read();
       const misfits = this.spelling.learn(plan.written, desired, after.tables);
       this.spelling.retain(desired);
       misfits.forEach((m) => this.warnOnce(`kernel applier: rules do not read back one for one (the chain will be rewritten on each pass): ${m}`));
-      this.kernel = after;
+      this.kernel = expectedKernel(desired, after, this.spelling.spell);
     } else {
       // Rules never seen before keep our own text here; the next resync reads the kernel's spelling.
       this.kernel = expectedKernel(desired, actual, this.spelling.spell);
@@ -306,6 +329,22 @@ export class IptablesApplier implements KernelApplier, Component {
     if (!this.v6Missing) this.o.log.warn({ stderr: r.stderr.trim(), exit: r.code }, 'kernel applier: IPv6 tables unavailable; only IPv4 is programmed');
     this.v6Missing = true;
     return undefined;
+  }
+
+  /** In order, except that the IPv4 and IPv6 program steps (separate tables, nothing between them) run side by side. */
+  private async executeAll(steps: Step[]): Promise<void> {
+    for (let i = 0; i < steps.length; i++) {
+      const s = steps[i]!;
+      const n = steps[i + 1];
+      if (s.kind === 'iptables' && s.purpose === 'program' && n?.kind === 'iptables' && n.purpose === 'program' && n.family !== s.family) {
+        const r = await Promise.allSettled([this.execute(s), this.execute(n)]);
+        const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+        if (failed) throw failed.reason;
+        i++;
+        continue;
+      }
+      await this.execute(s);
+    }
   }
 
   private async execute(step: Step): Promise<void> {

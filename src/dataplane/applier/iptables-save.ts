@@ -7,6 +7,12 @@ export interface SavedChain {
   /** Built-in chains carry a policy (ACCEPT/DROP); user chains print `-`. */
   builtin: boolean;
   rules: string[];
+  /**
+   * Only in the applier's model of the kernel (plan.ts expectedKernel), never
+   * in a read-back: the desired rule list this chain was written from. The
+   * same list desired again is the same chain, compared without its rules.
+   */
+  from?: string[];
 }
 
 /** Chain name -> chain, in the order iptables-save printed them. */

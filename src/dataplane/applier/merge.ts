@@ -58,19 +58,26 @@ export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedSt
       const fam = v === 4 ? state.v4 : state.v6;
       const into = v === 4 ? out.v4 : out.v6;
       for (const c of fam.chains) {
-        const what = `owner ${owner}: IPv${v} ${c.table} chain ${c.name}`;
-        if (!TABLES.includes(c.table)) throw new Error(`${what}: unknown table`);
-        if (!isOurChain(c.name) || c.name.length > MAX_CHAIN_NAME) throw new Error(`${what}: not a name of ours (cali- prefix, at most ${MAX_CHAIN_NAME} characters)`);
-        for (const r of c.rules) if (!isOneLine(r)) throw new Error(`${what} rule "${r}": a rule is one non-empty line`);
+        // Runs for every chain on every set() (thousands): the message is built only for an error.
+        const what = () => `owner ${owner}: IPv${v} ${c.table} chain ${c.name}`;
+        if (!TABLES.includes(c.table)) throw new Error(`${what()}: unknown table`);
+        if (!isOurChain(c.name) || c.name.length > MAX_CHAIN_NAME) throw new Error(`${what()}: not a name of ours (cali- prefix, at most ${MAX_CHAIN_NAME} characters)`);
+        if (!linesChecked.has(c.rules)) {
+          for (const r of c.rules) if (!isOneLine(r)) throw new Error(`${what()} rule "${r}": a rule is one non-empty line`);
+          linesChecked.add(c.rules);
+        }
         const t = mapOf(into.chains, c.table);
-        const key = `${v} ${c.table} ${c.name}`;
         const prev = t.get(c.name);
         if (prev) {
-          if (prev.join('\n') !== c.rules.join('\n')) throw new Error(`${what}: also defined, differently, by owner ${chainOwner.get(key)}`);
+          if (prev !== c.rules && prev.join('\n') !== c.rules.join('\n')) throw new Error(`${what()}: also defined, differently, by owner ${chainOwner.get(`${v} ${c.table} ${c.name}`)}`);
           continue;
         }
-        t.set(c.name, [...c.rules]);
-        chainOwner.set(key, owner);
+        // Not copied: an owner's rule list is immutable once handed over, and
+        // the same array from one set() to the next tells plan.ts "unchanged"
+        // without comparing its rules.
+        t.set(c.name, c.rules);
+        // Only the first owner of a chain is remembered, and only when another owner follows (for the message).
+        if (states.size > 1) chainOwner.set(`${v} ${c.table} ${c.name}`, owner);
       }
       for (const h of fam.hooks) {
         const what = `owner ${owner}: IPv${v} ${h.table} hook "${h.rule}" in ${h.chain}`;
@@ -92,8 +99,7 @@ export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedSt
         }
         if (s.type !== 'hash:ip' && s.type !== 'hash:net') throw new Error(`${what}: type ${s.type} is not supported`);
         if (s.family !== v) throw new Error(`${what}: family ${s.family} listed under IPv${v}`);
-        const members = [...new Set(s.members.map((m) => canonicalMemberOf(what, s, m)))].sort();
-        const merged: MergedIpset = { name: s.name, type: s.type, family: s.family, members };
+        const merged = mergedIpset(what, s);
         const prev = out.ipsets.get(s.name);
         if (prev) {
           if (JSON.stringify(prev) !== JSON.stringify(merged)) throw new Error(`${what}: also defined, differently, by owner ${setOwner.get(s.name)}`);
@@ -106,6 +112,42 @@ export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedSt
   }
   checkReferences(out);
   return out;
+}
+
+/**
+ * Work that depends on one owner's object alone is done once per object: an
+ * owner that hands over the same chain or set object again (the policy
+ * compiler keeps an unchanged endpoint's chains) is not checked again. Weak:
+ * the memory is the live desired state's.
+ */
+const linesChecked = new WeakSet<string[]>();
+const mergedSets = new WeakMap<DesiredIpset, { from: string[]; merged: MergedIpset }>();
+const refsOfRules = new WeakMap<string[], { targets: string[]; ipsets: string[] }>();
+
+function mergedIpset(what: string, s: DesiredIpset): MergedIpset {
+  const known = mergedSets.get(s);
+  // The same object with the same fields and member list: the owner did not change it (its members are read once).
+  if (known && known.from === s.members && known.merged.name === s.name && known.merged.type === s.type && known.merged.family === s.family) return known.merged;
+  const members = [...new Set(s.members.map((m) => canonicalMemberOf(what, s, m)))].sort();
+  const merged: MergedIpset = { name: s.name, type: s.type, family: s.family, members };
+  mergedSets.set(s, { from: s.members, merged });
+  return merged;
+}
+
+/** The chains (targets) and ipsets a rule list refers to, each once. */
+function refsOf(rules: string[]): { targets: string[]; ipsets: string[] } {
+  let r = refsOfRules.get(rules);
+  if (r) return r;
+  const targets = new Set<string>();
+  const ipsets = new Set<string>();
+  for (const rule of rules) {
+    const t = ruleTarget(rule);
+    if (t) targets.add(t);
+    for (const s of ruleIpsets(rule)) ipsets.add(s);
+  }
+  r = { targets: [...targets], ipsets: [...ipsets] };
+  refsOfRules.set(rules, r);
+  return r;
 }
 
 function canonicalMemberOf(what: string, s: DesiredIpset, m: string): string {
@@ -149,6 +191,10 @@ function checkReferences(m: MergedState): void {
     };
     for (const [table, chains] of fam.chains) {
       for (const [name, rules] of chains) {
+        // Per chain, what it refers to (remembered per rule list); the rule is looked up only for the message.
+        const refs = refsOf(rules);
+        const bad = refs.targets.some((t) => isOurChain(t) && !chains.has(t)) || refs.ipsets.some((s) => isOurIpset(s) && m.ipsets.get(s)?.family !== v);
+        if (!bad) continue;
         const where = () => `chain ${name}`;
         for (const r of rules) check(table, where, r);
       }

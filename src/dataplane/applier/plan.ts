@@ -7,7 +7,7 @@
 // Order (Felix's): create/refresh sets -> program chains -> delete stale sets,
 // so a rule never refers to a set that is not there yet or no longer there.
 import { applierTempIpset, isOurChain, isOurIpset } from '../../names/kernel';
-import { canonicalMember, SavedIpset } from './ipset-save';
+import { canonicalMember, NOMATCH, SavedIpset } from './ipset-save';
 import { ruleIpsets, ruleTarget, SavedTable, SavedTables } from './iptables-save';
 import type { MergedFamily, MergedHooks, MergedIpset, MergedState } from './merge';
 import type { BuiltinChain, IpFamily, TableName } from './types';
@@ -50,9 +50,11 @@ export const IPSET_MAXELEM = 1048576;
 
 export function planApply(desired: MergedState, actual: KernelState, spell: Spelling): Plan {
   const plan: Plan = { steps: [], written: [], warnings: [] };
-  const tables = { 4: cloneTables(actual.tables[4]), 6: cloneTables(actual.tables[6]) };
+  let tables = actual.tables;
   const sets = planIpsets(desired, actual.ipsets);
   if (sets.recreate.length) {
+    // Only this step changes the tables before they are planned against: copied for it.
+    tables = { 4: cloneTables(actual.tables[4]), 6: cloneTables(actual.tables[6]) };
     // A set whose type or family changed cannot be swapped; it is destroyed and
     // made anew, which the kernel allows only once no rule refers to it.
     for (const v of [4, 6] as const) {
@@ -122,6 +124,8 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
     restore.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem ${IPSET_MAXELEM}`);
   for (const s of [...desired.ipsets.values()].sort((a, b) => cmp(a.name, b.name))) {
     const have = actual.get(s.name);
+    // Written from this very member list (merge.ts keeps it while the owner's set object is the same): unchanged.
+    if (have && have.from === s.members && have.type === s.type && have.family === s.family) continue;
     if (!have) {
       // Nothing refers to a set that does not exist yet: filled in place.
       create(s.name, s);
@@ -131,8 +135,18 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
       restore.push(`destroy ${s.name}`);
       create(s.name, s);
       fill(s.name, s);
-    } else if (!sameMembers(have, s)) {
-      // Filled under the temporary name and swapped in: packets in flight never
+    } else {
+      const d = memberDelta(have, s);
+      if (!d.add.length && !d.del.length) continue;
+      if (d.add.length + d.del.length < d.kept && !d.nomatch) {
+        // A few members in or out of a set that keeps most: only those, removals
+        // first (for a moment the set is narrower, never wider, than either state).
+        d.del.forEach((m) => restore.push(`del ${s.name} ${m}`));
+        d.add.forEach((m) => restore.push(`add ${s.name} ${m}`));
+        continue;
+      }
+      // Mostly new, or holding nomatch exceptions (whose order matters): filled
+      // under the temporary name and swapped in, so packets in flight never
       // see the live set half full.
       create(tmp, s);
       fill(tmp, s);
@@ -149,17 +163,24 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
   return { restore, recreate, stale };
 }
 
-function sameMembers(have: SavedIpset, want: MergedIpset): boolean {
-  if (have.members.length !== want.members.length) return false;
-  const spelled = have.members.map((m) => {
-    try {
-      return canonicalMember(want.type, want.family, m);
-    } catch {
-      return m;
-    }
-  });
-  spelled.sort();
-  return spelled.every((m, i) => m === want.members[i]);
+/** Members to add and to delete (canonical, sorted), how many stay, and whether either side has a nomatch exception. */
+export function memberDelta(have: SavedIpset, want: MergedIpset): { add: string[]; del: string[]; kept: number; nomatch: boolean } {
+  const spelled = new Set(
+    have.from === have.members
+      ? have.members
+      : have.members.map((m) => {
+          try {
+            return canonicalMember(want.type, want.family, m);
+          } catch {
+            return m;
+          }
+        }),
+  );
+  const wanted = new Set(want.members);
+  const add = want.members.filter((m) => !spelled.has(m));
+  const del = [...spelled].filter((m) => !wanted.has(m)).sort(cmp);
+  const nomatch = [...spelled, ...want.members].some((m) => m.endsWith(` ${NOMATCH}`));
+  return { add, del, kept: want.members.length - add.length, nomatch };
 }
 
 /** Flushes our chains and deletes our hooks that refer to any of `sets`, in every table of one family. */
@@ -212,17 +233,26 @@ function planTable(
   const rules: string[] = [];
   const unhook: string[] = [];
   const hook: string[] = [];
+  const edits: string[] = [];
   const changed: string[] = [];
   const rehooked: BuiltinChain[] = [];
   for (const [name, wantRules] of want) {
     const cur = have?.get(name);
+    // Written from this very rule list since the kernel was last read: unchanged, nothing compared.
+    if (cur && !cur.builtin && cur.from === wantRules) continue;
     const spelled = wantRules.map((r) => spell(v, table, r));
     if (cur && !cur.builtin && sameList(cur.rules, spelled)) continue;
+    changed.push(name);
+    const edit = cur && !cur.builtin ? ruleEdit(name, cur.rules, spelled, wantRules) : undefined;
+    if (edit) {
+      // A few rules in or out (an endpoint's entry in a dispatch chain): only those.
+      edits.push(...edit);
+      continue;
+    }
     // In --noflush mode, declaring an existing chain flushes it; the rewrite is
     // atomic with the rest of the table's transaction.
     declare.push(`:${name} - [0:0]`);
     wantRules.forEach((r) => rules.push(`-A ${name} ${r}`));
-    changed.push(name);
   }
   const builtins = new Set<BuiltinChain>(hooks.keys());
   for (const [name, chain] of have ?? []) if (chain.builtin && chain.rules.some(isOurHook)) builtins.add(name as BuiltinChain);
@@ -256,7 +286,38 @@ function planTable(
     }
     drop.push(`-X ${name}`);
   }
-  return { lines: [...declare, ...unhook, ...rules, ...hook, ...flush, ...drop], chains: changed, hooks: rehooked };
+  // New chains before the entries that jump to them; entries removed (edits,
+  // rewrites) before the chains they reached are flushed and deleted. One
+  // transaction per table either way: nothing in between is ever seen.
+  return { lines: [...declare, ...unhook, ...rules, ...edits, ...hook, ...flush, ...drop], chains: changed, hooks: rehooked };
+}
+
+/** At most this many rules deleted plus inserted make an edit in place; more, and the chain is rewritten. */
+export const MAX_RULE_EDIT = 8;
+
+/**
+ * The change from `cur` (the kernel's, spelled as it prints) to `spelled`
+ * (the same rules as wanted, in the kernel's spelling where known) as
+ * `-D <chain> <n>` / `-I <chain> <n> <rule>` lines, when they differ in one
+ * run of at most MAX_RULE_EDIT rules and at most half the chain (an endpoint
+ * added to or removed from a dispatch chain); undefined otherwise. `ours` is what is written for an
+ * inserted rule (our own text).
+ */
+export function ruleEdit(chain: string, cur: string[], spelled: string[], ours: string[]): string[] | undefined {
+  let head = 0;
+  const most = Math.min(cur.length, spelled.length);
+  while (head < most && cur[head] === spelled[head]) head++;
+  let tail = 0;
+  while (tail < most - head && cur[cur.length - 1 - tail] === spelled[spelled.length - 1 - tail]) tail++;
+  const gone = cur.length - head - tail;
+  const added = spelled.length - head - tail;
+  // A short chain, or one changed by half or more: rewritten (as cheap, and simpler to read in the log).
+  if (gone + added > MAX_RULE_EDIT || (gone + added) * 2 > spelled.length) return undefined;
+  const out: string[] = [];
+  // Deleting rule head+1 again and again takes out the run; the new rules go in at the same place.
+  for (let i = 0; i < gone; i++) out.push(`-D ${chain} ${head + 1}`);
+  for (let i = 0; i < added; i++) out.push(`-I ${chain} ${head + 1 + i} ${ours[head + i]}`);
+  return out;
 }
 
 /** A rule in a built-in chain is ours when it jumps to one of our chains. */
@@ -298,7 +359,8 @@ function cmp(a: string, b: string): number {
  */
 export function expectedKernel(desired: MergedState, actual: KernelState, spell: Spelling): KernelState {
   const foreignSets = foreignIpsetUsers(actual);
-  const tables = { 4: cloneTables(actual.tables[4]), 6: cloneTables(actual.tables[6]) };
+  // Shallow: an unchanged chain keeps its object (nothing of `actual` is modified), so this costs the number of chains, not rules.
+  const tables = { 4: shallowTables(actual.tables[4]), 6: shallowTables(actual.tables[6]) };
   for (const v of [4, 6] as const) {
     const t = tables[v];
     if (!t) continue;
@@ -311,15 +373,21 @@ export function expectedKernel(desired: MergedState, actual: KernelState, spell:
       for (const [name, c] of [...chains]) {
         if (c.builtin || !isOurChain(name) || want.has(name)) continue;
         const jumped = [...chains].some(([n, o]) => !o.builtin && !isOurChain(n) && o.rules.some((r) => ruleTarget(r) === name));
-        if (jumped) c.rules = [];
+        if (jumped) chains.set(name, { builtin: false, rules: [] });
         else chains.delete(name);
       }
-      for (const [name, rules] of want) chains.set(name, { builtin: false, rules: rules.map((r) => spell(v, table, r)) });
+      for (const [name, rules] of want) {
+        if (chains.get(name)?.from === rules) continue;
+        chains.set(name, { builtin: false, rules: rules.map((r) => spell(v, table, r)), from: rules });
+      }
       for (const b of hooks.keys()) if (!chains.has(b)) chains.set(b, { builtin: true, rules: [] });
       for (const [name, c] of chains) {
         if (!c.builtin) continue;
         const h = hooks.get(name as BuiltinChain) ?? { top: [], bottom: [] };
-        c.rules = [...h.top.map((r) => spell(v, table, r)), ...c.rules.filter((r) => !isOurHook(r)), ...h.bottom.map((r) => spell(v, table, r))];
+        chains.set(name, {
+          builtin: true,
+          rules: [...h.top.map((r) => spell(v, table, r)), ...c.rules.filter((r) => !isOurHook(r)), ...h.bottom.map((r) => spell(v, table, r))],
+        });
       }
     }
   }
@@ -327,6 +395,14 @@ export function expectedKernel(desired: MergedState, actual: KernelState, spell:
   for (const [name, s] of actual.ipsets) {
     if (!isOurIpset(name) || desired.ipsets.has(name) || foreignSets.has(name)) ipsets.set(name, s);
   }
-  for (const s of desired.ipsets.values()) ipsets.set(s.name, { name: s.name, type: s.type, family: s.family, members: [...s.members] });
+  for (const s of desired.ipsets.values()) {
+    const had = actual.ipsets.get(s.name);
+    ipsets.set(s.name, had?.from === s.members && had.type === s.type && had.family === s.family ? had : { name: s.name, type: s.type, family: s.family, members: s.members, from: s.members });
+  }
   return { tables, ipsets };
+}
+
+function shallowTables(t: SavedTables | undefined): SavedTables | undefined {
+  if (!t) return undefined;
+  return new Map([...t].map(([name, chains]) => [name, new Map(chains)]));
 }

@@ -1,9 +1,10 @@
 // The contract of the one kernel applier (src/dataplane/applier): each user
 // (NAT outgoing, policy) hands it the complete desired state of what it owns;
-// the applier merges all users' states, diffs against what the kernel actually
-// has (read back with iptables-save / ipset list, never remembered), and
-// applies in the order: create/refresh sets -> program chains -> delete stale
-// sets. It never touches chains, rules or sets it did not write.
+// the applier merges all users' states, diffs against its model of the kernel
+// (read back with iptables-save / ipset save at start, on the repair timer and
+// after a failure; between reads, what it last applied), and writes only the
+// difference in the order: create/refresh sets -> program chains -> delete
+// stale sets. It never touches chains, rules or sets it did not write.
 
 export type IpFamily = 4 | 6;
 export type TableName = 'filter' | 'nat' | 'mangle' | 'raw';
@@ -41,7 +42,11 @@ export interface DesiredState {
 }
 
 export interface KernelApplier {
-  /** Replaces what `owner` wants (an empty state removes what it had). Applied soon, batched with other calls. */
+  /**
+   * Replaces what `owner` wants (an empty state removes what it had). Applied soon, batched with other calls.
+   * The state's objects are the applier's from then on (never changed after): handing the same
+   * chain or set object again is how an owner says "unchanged" cheaply.
+   */
   set(owner: string, desired: DesiredState): void;
   /** Resolves once every set() made before this call is in the kernel (rejects with what failed on what). */
   flush(): Promise<void>;
