@@ -8,7 +8,7 @@ import { checkTlsEndpoints, EtcdTlsError, EtcdTlsFiles, hasTls, loadEtcdTls, res
 import { IpamError } from '../ipam/types';
 import { DEFAULT_STATE_DIR } from '../node/state-dir';
 import { startProgress } from './progress';
-import { capitalise, CliError, etcdUnavailableMessage } from './errors';
+import { capitalise, CliError, etcdUnavailableMessage, UsageError } from './errors';
 
 /**
  * Per-call etcd deadline for CLI commands: an unreachable etcd fails well
@@ -35,7 +35,7 @@ export function etcdConfigFor(cmd: Command, env: NodeJS.ProcessEnv = process.env
   try {
     return { endpoints: resolveEndpoints(o.etcdEndpoints as string | undefined, env), tls: resolveEtcdTls(o, env) };
   } catch (e) {
-    if (e instanceof EndpointError || e instanceof EtcdTlsError) throw new CliError(e.message);
+    if (e instanceof EndpointError || e instanceof EtcdTlsError) throw new UsageError(e.message);
     throw e;
   }
 }

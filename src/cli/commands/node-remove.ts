@@ -21,7 +21,7 @@ import type { Datastore, Guard } from '../../datastore';
 import { IpamContext } from '../../ipam/context';
 import { releaseHost, surveyHost } from '../../ipam/gc';
 import { withDatastore } from '../datastore';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
 import { startProgress } from '../progress';
 
 interface RemoveFlags {
@@ -81,7 +81,7 @@ export function registerNodeRemove(node: Command): void {
       try {
         checkId('host name', host);
       } catch (e) {
-        throw new CliError((e as Error).message.replace(/^invalid/, 'Invalid'));
+        throw new UsageError((e as Error).message.replace(/^invalid/, 'Invalid'));
       }
       await withDatastore(cmd, (ds) => removeHost(ds, host, flags.removeEndpoints === true), `Checking host ${host}`);
     });
