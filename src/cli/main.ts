@@ -6,6 +6,9 @@ import { CliError, describeError, EXIT_USAGE } from './errors';
 import { registerCommands } from './commands';
 import { printVersion, registerVersion, versionRequest } from './commands/version';
 import { addEtcdOptions } from './datastore';
+import { registerCompletion } from './commands/completion';
+import { profileTopicHelp } from './commands/profile';
+import { addHelp } from './help';
 
 /**
  * calicoctl: one program, subcommands registered from ./commands. Errors meant
@@ -20,11 +23,18 @@ export async function main(argv: string[]): Promise<number> {
   addEtcdOptions(program);
   registerCommands(program);
   registerVersion(program);
+  registerCompletion(program);
+  addHelp(program);
   try {
     const version = versionRequest(argv.slice(2));
     if (version) {
       // Before commander parses: `calicoctl node --version` prints versions, it starts no node.
       await printVersion(argv.slice(2));
+      return 0;
+    }
+    const topic = profileHelpRequest(argv.slice(2));
+    if (topic !== undefined) {
+      process.stdout.write(topic);
       return 0;
     }
     const unknown = unknownCommandWithHelp(program, argv.slice(2));
@@ -48,6 +58,14 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`Unexpected error executing command.\n${(e as Error)?.stack ?? String(e)}\n`);
     return 1;
   }
+}
+
+/** `calicoctl profile WEB rule --help`: that sub-command's help (commander knows only `profile`). */
+function profileHelpRequest(args: string[]): string | undefined {
+  if (!args.some((a) => a === '--help' || a === '-h')) return undefined;
+  const operands = args.filter((a) => !a.startsWith('-'));
+  if (operands[0] !== 'profile') return undefined;
+  return profileTopicHelp(operands.slice(1));
 }
 
 /**

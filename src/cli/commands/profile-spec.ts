@@ -8,6 +8,17 @@ import { CliError, UsageError } from '../errors';
 
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'icmpv6'] as const;
 
+/** The rule grammar, for `profile P rule --help` (and docs/calicoctl.md). */
+export const RULE_GRAMMAR = `Rule spec (the words after inbound|outbound):
+  (allow|deny) [(tcp|udp) [from [ports P] [tag T] [CIDR]] [to [ports P] [tag T] [CIDR]]
+               | (icmp|icmpv6) [type T [code C]] [from [tag T] [CIDR]] [to [tag T] [CIDR]]
+               | [from [tag T] [CIDR]] [to [tag T] [CIDR]]]
+  P: ports and lo:hi ranges, comma separated (80,443,8000:8080); T: a profile tag;
+  CIDR: an address or network (10.0.0.0/8, fd00::/64); "from" is the source, "to" the destination.
+  Rules are tried in order: the first allow that matches accepts, a deny that matches drops; no match in any of
+  the endpoint's profiles drops (docs/policy.md).`;
+
+
 function parsePorts(text: string): (number | string)[] {
   return text.split(',').map((p) => {
     const range = p.replace('-', ':');

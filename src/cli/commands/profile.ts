@@ -16,7 +16,7 @@ import { CliError, UsageError } from '../errors';
 import { addDockerOption, addHostnameOption, addStateDirOption, HOSTNAME_HELP, hostNameOf } from '../host';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { dockerClient } from '../../node/docker-client';
-import { parseRuleSpec, ruleText, sameRule } from './profile-spec';
+import { parseRuleSpec, RULE_GRAMMAR, ruleText, sameRule } from './profile-spec';
 
 // `calicoctl profile ...` as 2015 spelled it: the profile name comes before
 // the sub-command (`profile WEB tag add X`), so the words are dispatched here
@@ -31,6 +31,29 @@ const USAGE = [
   'profile <PROFILE> rule add|remove (inbound|outbound) [--at=<N>] <spec>',
   'profile <PROFILE> member add|remove <CONTAINER>',
 ];
+
+/** `profile … <topic> --help`: each sub-command's own usage, examples and, for rule, the grammar. */
+const TOPICS: Record<string, { usage: string[]; text: string; examples: string[] }> = {
+  show: { usage: ['profile show [--detailed] [-o json]'], text: 'List the profiles; --detailed: one row per member endpoint (host, container, endpoint, state).', examples: ['calicoctl profile show', 'calicoctl profile show --detailed -o json'] },
+  add: { usage: ['profile add <PROFILE>'], text: 'Create a profile with the default rules: members reach each other, all outbound allowed. Exit 0 if it exists.', examples: ['calicoctl profile add PROF_GROUP1'] },
+  remove: { usage: ['profile remove <PROFILE> [--force]'], text: 'Remove a profile; refused while endpoints name it, unless --force (their traffic is then dropped). Exit 0 if absent.', examples: ['calicoctl profile remove PROF_GROUP1'] },
+  tag: { usage: ['profile <PROFILE> tag show [-o json]', 'profile <PROFILE> tag add <TAG>', 'profile <PROFILE> tag remove <TAG>'], text: "A profile's tags: rules elsewhere name them (allow from tag T) to mean every endpoint of a profile with that tag.", examples: ['calicoctl profile PROF_GROUP1 tag add WEB', 'calicoctl profile PROF_GROUP1 tag show'] },
+  rule: {
+    usage: ['profile <PROFILE> rule show [-o json]', 'profile <PROFILE> rule json', 'profile <PROFILE> rule update        (reads the whole rules JSON from stdin)', 'profile <PROFILE> rule add (inbound|outbound) [--at=<N>] <spec>', 'profile <PROFILE> rule remove (inbound|outbound) (--at=<N> | <spec>)'],
+    text: `A profile's inbound and outbound rules.\n\n${RULE_GRAMMAR}`,
+    examples: ['calicoctl profile PROF_GROUP1 rule update < prof_group1.json', 'calicoctl profile PROF_GROUP1 rule add inbound allow from tag PROF_GROUP1', 'calicoctl profile WEB rule add inbound --at=1 allow tcp to ports 80,443', 'calicoctl profile WEB rule add outbound allow tcp to ports 8125 10.0.0.10/32', 'calicoctl profile WEB rule remove inbound --at=2', 'calicoctl profile WEB rule show'],
+  },
+  member: { usage: ['profile <PROFILE> member add <CONTAINER>', 'profile <PROFILE> member remove <CONTAINER>'], text: "Make a container on this host a member of the profile (as in 2015, it replaces the endpoint's profile), or take it out. Options: --docker, --hostname, --state-dir.", examples: ['calicoctl profile PROF_GROUP1 member add group1-node1', 'calicoctl profile PROF_GROUP1 member remove group1-node1'] },
+};
+
+/** The help of one profile sub-command (`calicoctl profile WEB rule --help`); undefined: the whole profile help. */
+export function profileTopicHelp(words: string[]): string | undefined {
+  const [first, second] = words;
+  const topic = first === 'show' || first === 'add' || first === 'remove' ? first : second;
+  const t = topic === undefined ? undefined : TOPICS[topic];
+  if (!t) return undefined;
+  return `Usage:\n${t.usage.map((u) => `  calicoctl ${u}`).join('\n')}\n\n${t.text}\n\nExamples:\n${t.examples.map((e) => `  ${e}`).join('\n')}\n`;
+}
 
 const NAME_RE = /^[a-zA-Z0-9_.-]{1,40}$/;
 const TAG_RE = /^[a-zA-Z0-9_.-]+$/;
@@ -374,4 +397,5 @@ export function registerProfile(program: Command): void {
   addHostnameOption(profile, { help: `member add|remove: ${HOSTNAME_HELP}` });
   addStateDirOption(profile);
   addOutputOption(profile).action((words: string[], flags: Flags, cmd: Command) => dispatch(words, flags, cmd));
+  profile.addHelpText('after', `\n${RULE_GRAMMAR}\n\nEach sub-command has its own help: calicoctl profile show --help, calicoctl profile P rule --help, ...\n`);
 }
