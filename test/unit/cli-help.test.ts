@@ -84,3 +84,9 @@ test('completion: bash completion offers each command\'s sub-commands and flags,
   assert.equal(complete('calicoctl node bgppeer s'), 'show');
   assert.match(complete('calicoctl node --hostn'), /^--hostname$/);
 });
+
+test('output: every show form takes -o json (the listings, status, shownodes, the bgp settings, profile)', () => {
+  const showForms = commandPaths().filter(({ path }) => /(^| )show$/.test(path) || ['status', 'shownodes', 'profile', 'bgp default-node-as', 'bgp node-mesh', 'bgp node-mesh-password', 'default-node-as', 'bgp-node-mesh'].includes(path));
+  assert.ok(showForms.length >= 12);
+  for (const { path, cmd } of showForms) assert.ok(cmd.options.some((o) => o.long === '--output' && o.short === '-o'), `${path} takes -o, --output`);
+});
