@@ -20,8 +20,16 @@ export async function ctl(...args: string[]): Promise<{ code: number; stdout: st
   process.env.ETCD_ENDPOINTS = DEAD_ETCD;
   delete process.env.ETCD_AUTHORITY;
   process.exitCode = undefined;
-  process.stdout.write = ((c: string | Uint8Array) => ((out.stdout += c.toString()), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((out.stderr += c.toString()), true)) as typeof process.stderr.write;
+  // calicoctl writes strings; the test runner's own reports (serialized, Buffers) pass through, or a result
+  // reported while a case runs would be swallowed.
+  const hook = (key: 'stdout' | 'stderr', orig: typeof process.stdout.write) =>
+    ((c: string | Uint8Array, ...rest: unknown[]) => {
+      if (typeof c !== 'string') return (orig as (...a: unknown[]) => boolean)(c, ...rest);
+      out[key] += c;
+      return true;
+    }) as typeof process.stdout.write;
+  process.stdout.write = hook('stdout', origOut);
+  process.stderr.write = hook('stderr', origErr);
   try {
     const code = await main(['node', 'calicoctl', ...args]);
     return { code, ...out };
