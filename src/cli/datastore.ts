@@ -35,7 +35,9 @@ export function etcdConfigFor(cmd: Command, env: NodeJS.ProcessEnv = process.env
   try {
     return { endpoints: resolveEndpoints(o.etcdEndpoints as string | undefined, env), tls: resolveEtcdTls(o, env) };
   } catch (e) {
-    if (e instanceof EndpointError || e instanceof EtcdTlsError) throw new UsageError(e.message);
+    // A malformed endpoint is a usage error (2); a TLS file that cannot be read is a failure (1).
+    if (e instanceof EndpointError) throw new UsageError(e.message);
+    if (e instanceof EtcdTlsError) throw new CliError(e.message);
     throw e;
   }
 }
