@@ -8,7 +8,7 @@ import { checkTlsEndpoints, EtcdTlsError, EtcdTlsFiles, hasTls, loadEtcdTls, res
 import { IpamError } from '../ipam/types';
 import { DEFAULT_STATE_DIR } from '../node/state-dir';
 import { startProgress } from './progress';
-import { capitalise, CliError, etcdUnavailableMessage } from './errors';
+import { capitalise, CliError, etcdUnavailableMessage, UsageError } from './errors';
 
 /**
  * Per-call etcd deadline for CLI commands: an unreachable etcd fails well
@@ -35,7 +35,9 @@ export function etcdConfigFor(cmd: Command, env: NodeJS.ProcessEnv = process.env
   try {
     return { endpoints: resolveEndpoints(o.etcdEndpoints as string | undefined, env), tls: resolveEtcdTls(o, env) };
   } catch (e) {
-    if (e instanceof EndpointError || e instanceof EtcdTlsError) throw new CliError(e.message);
+    // A malformed endpoint is a usage error (2); a TLS file that cannot be read is a failure (1).
+    if (e instanceof EndpointError) throw new UsageError(e.message);
+    if (e instanceof EtcdTlsError) throw new CliError(e.message);
     throw e;
   }
 }

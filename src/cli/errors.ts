@@ -1,7 +1,10 @@
 /**
  * An error meant for the person at the terminal: printed as is (no stack) to
- * stderr, and the process exits with `exitCode` (1 by default, 2 where root is
- * required and missing, as calicoctl did in 2015).
+ * stderr, and the process exits with `exitCode`. The exit codes of every
+ * command (docs/calicoctl.md, "Exit codes"):
+ *   0  done, or already so (removing what is absent, adding what is there);
+ *   1  failed (etcd unreachable, a refusal by the datastore, something down);
+ *   2  usage or permission (bad arguments or flags, root required).
  */
 export class CliError extends Error {
   constructor(message: string, readonly exitCode = 1) {
@@ -10,9 +13,21 @@ export class CliError extends Error {
   }
 }
 
+/** Wrong arguments or flags: exit code 2, as commander's own usage errors. */
+export class UsageError extends CliError {
+  constructor(message: string) {
+    // Named CliError still: a person reads the message, the exit code tells scripts.
+    super(message, EXIT_USAGE);
+  }
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
 export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new CliError(`${what} must be run as root.`, 2);
+    throw new CliError(`${what} must be run as root.`, EXIT_USAGE);
   }
 }
 

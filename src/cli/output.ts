@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { CliError } from './errors';
+import { CliError, UsageError } from './errors';
 
 export type Align = 'left' | 'center' | 'right';
 
@@ -44,7 +44,7 @@ export function addOutputOption(cmd: Command): Command {
 export function outputFormat(value: unknown): OutputFormat {
   if (value === undefined || value === 'table') return 'table';
   if (value === 'json') return 'json';
-  throw new CliError(`Invalid --output "${String(value)}": expected table or json.`);
+  throw new UsageError(`Invalid --output "${String(value)}": expected table or json.`);
 }
 
 /** JSON for scripts: stable, indented, one document per command, newline-terminated. */

@@ -109,7 +109,7 @@ export async function startNode(opts: NodeOptions, log: Logger): Promise<NodePro
   await node.start(new LayoutVersionCheck(() => datastore.datastore, log.child({ component: 'layout-version' })));
   const ctx = makeNodeContext({ hostname: opts.hostname, stateDir: opts.stateDir, log, datastore: datastore.datastore, dockerUpstream: opts.plugin.dockerUpstream });
   for (const c of components(ctx, opts, opts.plugin, opts.etcd)) await node.start(c);
-  await node.start(new StatusFile({ stateDir: opts.stateDir, components: () => node.components(), log: log.child({ component: 'status-file' }) }));
+  await node.start(new StatusFile({ stateDir: opts.stateDir, host: opts.hostname, components: () => node.components(), log: log.child({ component: 'status-file' }) }));
   await serveMetrics(ctx.metrics);
   return node;
 }

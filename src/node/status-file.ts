@@ -14,6 +14,8 @@ const DEFAULT_INTERVAL_MS = 2000;
 
 export interface NodeStatusFile {
   pid: number;
+  /** The node's host name in the datastore (`calicoctl node --hostname`): the CLI's default host on this machine. */
+  host?: string;
   /** Epoch ms of this write. */
   writtenAt: number;
   /** false in the last write, made when the node stopped. */
@@ -39,6 +41,8 @@ export function readStatusFile(stateDir: string): NodeStatusFile | undefined {
 
 export interface StatusFileOptions {
   stateDir: string;
+  /** This node's host name, written for the CLI's commands run on this machine. */
+  host?: string;
   /** The components to ask, at each write (the node's running list). */
   components: () => readonly Component[];
   intervalMs?: number;
@@ -74,7 +78,7 @@ export class StatusFile implements Component {
         components[c.name] = { statusError: (e as Error).message };
       }
     }
-    const body: NodeStatusFile = { pid: process.pid, writtenAt: Date.now(), running, components, health: nodeHealth(this.o.components()) };
+    const body: NodeStatusFile = { pid: process.pid, ...(this.o.host ? { host: this.o.host } : {}), writtenAt: Date.now(), running, components, health: nodeHealth(this.o.components()) };
     const file = statusFilePath(this.o.stateDir);
     const tmp = `${file}.${process.pid}.tmp`;
     try {

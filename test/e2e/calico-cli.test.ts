@@ -27,8 +27,10 @@ test('shownodes [--detailed] and status show the host and its workloads', { skip
   const json = JSON.parse((await lab.calicoctl(['shownodes', '--detailed', '--output', 'json'], true)).stdout);
   assert.equal(json[0].workloadId, id);
   assert.deepEqual(json[0].addresses, [`${addr}/32`]);
-  const st = await lab.calicoctl(['status', '--plugin-name', lab.pluginName, '--hostname', 'labhost']);
+  // No --hostname: the running node's name (labhost, not this machine's) comes from its state directory.
+  const st = await lab.calicoctl(['status', '--plugin-name', lab.pluginName, '--state-dir', lab.dir]);
   assert.equal(st.code, 0, st.stdout + st.stderr);
+  assert.match(st.stderr, /Using host name labhost: the name of the node on this machine/);
   assert.match(st.stdout, /calico node is running/);
   assert.match(st.stdout, new RegExp(`Docker plugin "${lab.pluginName}": listening on`));
   assert.match(st.stdout, /etcd: reachable at http:\/\/127\.0\.0\.1:2379/);
@@ -42,7 +44,7 @@ test('shownodes [--detailed] and status show the host and its workloads', { skip
 test('container add/remove network a container started without the proxy', { skip: !isRoot() }, async () => {
   await lab.direct(['network', 'create', 'plain']);
   const id = (await lab.direct(['run', '-d', '--name', 'noproxy', '--net', 'plain', lab.image, 'sleep', '1d'])).stdout.trim();
-  const add = await lab.calicoctl(['container', 'add', 'noproxy', '10.69.9.9', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  const add = await lab.calicoctl(['container', 'add', 'noproxy', '10.69.9.9', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
   assert.equal(add.code, 0, add.stderr);
   assert.equal(add.stdout, 'IP 10.69.9.9 added to noproxy\n');
   const inside = await lab.direct(['exec', id, 'ip', '-4', 'addr']);
@@ -52,26 +54,54 @@ test('container add/remove network a container started without the proxy', { ski
   let s = await lab.state();
   assert.deepEqual(s.allocations.map((a) => a.address), ['10.69.9.9']);
   assert.equal(s.endpoints.filter((e) => e.containerId === id).length, 1);
-  const again = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
-  assert.equal(again.code, 1);
-  assert.match(again.stderr, /noproxy has already been configured with Calico Networking/);
-  const missing = await lab.calicoctl(['container', 'add', 'nosuch', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  const again = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
+  // Already so: exit 0 (docs/calicoctl.md, exit codes).
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /noproxy has already been configured with Calico Networking \(10\.69\.9\.9\)/);
+  const missing = await lab.calicoctl(['container', 'add', 'nosuch', 'auto', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
   assert.match(missing.stderr, /Container nosuch was not found/);
 
-  const rm = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  const rm = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
   assert.equal(rm.code, 0, rm.stderr);
   assert.equal(rm.stdout, 'Removed Calico interface from noproxy\n');
   s = await lab.state();
   assert.deepEqual(s.allocations, []);
   assert.deepEqual(s.endpoints, []);
-  const rmAgain = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
-  assert.equal(rmAgain.code, 1);
-  assert.match(rmAgain.stderr, /Container noproxy doesn't contain any endpoints/);
+  const rmAgain = await lab.calicoctl(['container', 'remove', 'noproxy', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
+  assert.equal(rmAgain.code, 0, rmAgain.stderr);
+  assert.match(rmAgain.stdout, /Container noproxy doesn't contain any endpoints: nothing to remove/);
   // Added again, then removed by Docker alone: the reconciler releases its address.
-  const auto = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--hostname', 'labhost']);
+  const auto = await lab.calicoctl(['container', 'add', 'noproxy', 'auto', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
   assert.match(auto.stdout, /^IP 10\.69\.\d+\.\d+ added to noproxy\n$/);
   await lab.direct(['rm', '-f', id]);
   await lab.direct(['network', 'rm', 'plain']);
+  await lab.waitClean();
+});
+
+test('on a host whose node runs under another name, profile member add and node bgppeer find it without --hostname', { skip: !isRoot() }, async () => {
+  const id = (await lab.dockerOk(['run', '-d', '--name', 'member1', '-e', 'CALICO_IP=auto', lab.image, 'sleep', '1d'])).trim();
+  // The lab's node runs as host labhost (as `calicoctl node --hostname labhost`); this machine has another hostname.
+  const add = await lab.calicoctl(['profile', 'WEBB', 'member', 'add', 'member1', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
+  assert.equal(add.code, 0, add.stderr);
+  assert.match(add.stdout, /Added member1 to WEBB/);
+  assert.match(add.stderr, /Using host name labhost: the name of the node on this machine \(.*\); this machine's hostname is /);
+  const eps = (await lab.state()).endpoints.filter((e) => e.containerId === id);
+  assert.equal(eps.length, 1);
+  assert.deepEqual(eps[0]!.profile_ids, ['WEBB']);
+  // Removing what is not there: exit 0 (already so).
+  const notMember = await lab.calicoctl(['profile', 'OTHER', 'member', 'remove', 'member1', '--docker', lab.dockerd.host, '--state-dir', lab.dir]);
+  assert.equal(notMember.code, 0, notMember.stderr);
+  assert.match(notMember.stdout, /not a member of profile OTHER: nothing to remove/);
+  // node bgppeer: this host's peers, under the node's name.
+  const peer = await lab.calicoctl(['node', '--state-dir', lab.dir, 'bgppeer', 'add', '198.18.0.77', 'as', '65077']);
+  assert.equal(peer.code, 0, peer.stderr);
+  const shown = JSON.parse((await lab.calicoctl(['node', '--state-dir', lab.dir, 'bgppeer', 'show', '-o', 'json'], true)).stdout);
+  assert.deepEqual(shown.map((p: { ip: string }) => p.ip), ['198.18.0.77']);
+  const named = JSON.parse((await lab.calicoctl(['node', 'bgppeer', 'show', '-o', 'json', '--hostname', 'labhost'], true)).stdout);
+  assert.deepEqual(named, shown);
+  const rm = await lab.calicoctl(['node', '--state-dir', lab.dir, 'bgppeer', 'remove', '198.18.0.77']);
+  assert.equal(rm.code, 0, rm.stderr);
+  await lab.dockerOk(['rm', '-f', id]);
   await lab.waitClean();
 });
 

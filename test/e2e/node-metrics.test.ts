@@ -254,7 +254,8 @@ test('the documented loopback form serves too; --metrics off loopback without ve
     [['--metrics', 'tcp://198.18.0.1:9099', '--tls', '--tlscert', '/nonexistent/c.pem', '--tlskey', '/nonexistent/k.pem'], /without verified client certificates/],
   ] as [string[], RegExp][]) {
     const refused = await lab.calicoctl(['node', '--state-dir', path.join(lab.dir, 'refused'), '--listen', `unix://${path.join(lab.dir, 'refused.sock')}`, ...extra]);
-    assert.equal(refused.code, 1, refused.stderr);
+    // A usage error: exit 2 (docs/calicoctl.md, exit codes).
+    assert.equal(refused.code, 2, refused.stderr);
     assert.match(refused.stderr, fix);
   }
   await lab.startNode();

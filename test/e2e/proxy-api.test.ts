@@ -320,11 +320,11 @@ test('34: 20 foreground runs, 20 logs -f and an events stream at once: no head-o
 
 test('37: a non-loopback listener without TLS, or with --tls alone, is refused, saying how to require client certificates', async () => {
   const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--docker-upstream', f.d.host, '--state-dir', dir]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, 'a usage error');
   assert.match(r.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 without TLS.*--tlsverify --tlscacert=ca\.pem --tlscert=server-cert\.pem --tlskey=server-key\.pem/s);
   // --tls alone encrypts but accepts any client: refused off loopback too, naming --tlsverify.
   const tlsOnly = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--tls', '--tlscert', `${dir}/server-cert.pem`, '--tlskey', `${dir}/server-key.pem`, '--docker-upstream', f.d.host, '--state-dir', dir]);
-  assert.equal(tlsOnly.code, 1);
+  assert.equal(tlsOnly.code, 2);
   assert.match(tlsOnly.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 with --tls alone.*Use --tlsverify instead of --tls/s);
   const help = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--help']);
   assert.match(help.stdout, /--listen <ADDR>[\s\S]*default:\s+"tcp:\/\/127\.0\.0\.1:2377"/);

@@ -67,10 +67,10 @@ test('unreachable etcd: ETCD_AUTHORITY host:port is named as the URL tried', asy
 
 test('bad endpoint configuration and bad arguments are reported before etcd is contacted', async () => {
   let r = await ctl(['pool', 'show', '--etcd-endpoints', 'ftp://10.0.0.1:2379']);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, 'a usage error');
   assert.equal(r.stderr, '--etcd-endpoints: "ftp://10.0.0.1:2379" uses ftp; etcd endpoints are http://, https:// or unix://\n');
   // The endpoint is dead, yet the malformed CIDR is what gets reported (validate first).
   r = await ctl(['pool', 'add', '10.0.0.300/8', '--etcd-endpoints', `127.0.0.1:${await freePort()}`]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, 'a usage error');
   assert.match(r.stderr, /^"10\.0\.0\.300\/8" is not a CIDR/);
 });

@@ -12,8 +12,9 @@ function ctlWith(endpointArgs: string[], env: NodeJS.ProcessEnv): Ctl {
   return (...args) => run(process.execPath, [CALICOCTL_MAIN, ...args, ...endpointArgs], { env, timeoutMs: 30000 });
 }
 
-function assertFails(r: RunResult, message: RegExp): void {
-  assert.equal(r.code, 1, `exit 1 expected; stdout=${r.stdout} stderr=${r.stderr}`);
+function assertFails(r: RunResult, message: RegExp, code = 2): void {
+  // 2: a usage error (a bad or too small CIDR); 1: a failure (pass 1).
+  assert.equal(r.code, code, `exit ${code} expected; stdout=${r.stdout} stderr=${r.stderr}`);
   assert.match(r.stderr, message);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace for an expected error');
   assert.equal(r.stdout, '');
@@ -94,7 +95,7 @@ async function poolScenario(ctl: Ctl, endpoints: string[]): Promise<void> {
   assert.match(r.stdout, /\|\s+IPv4 CIDR\s+\|[\s\S]*\|\s+IPv6 CIDR\s+\|[\s\S]*\| fd80:24e2:f998:72d6::\/64 \|\s+\|\s+1 \| 18446744073709551616 \|/);
 
   r = await ctl('pool', 'remove', '10.0.0.0/8');
-  assertFails(r, /^Pool 10\.0\.0\.0\/8 has 2 allocated addresses: /);
+  assertFails(r, /^Pool 10\.0\.0\.0\/8 has 2 allocated addresses: /, 1);
   assert.match(r.stderr, /container 0123456789ab, handle resv-cli-test-1/);
   assert.match(r.stderr, /10\.3\.0\.7 \(handle resv-cli-test-2\)/);
   assert.match(r.stderr, /use --force/);

@@ -87,7 +87,7 @@ test('framework: --help works on every level, exit 0, on stdout', async () => {
   assert.match(top.stdout, /\n  pool /);
 });
 
-test('framework: usage errors go to stderr with exit 1 and no stack', async () => {
+test('framework: usage errors go to stderr with exit 2 and no stack', async () => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /error: unknown command 'frobnicate'/],
     [['pool', 'add'], /error: missing required argument 'CIDR'/],
@@ -99,7 +99,7 @@ test('framework: usage errors go to stderr with exit 1 and no stack', async () =
   ];
   for (const [args, message] of cases) {
     const r = await ctl(...args);
-    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
     assert.equal(r.stdout, '');

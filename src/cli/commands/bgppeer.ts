@@ -5,7 +5,7 @@ import { bgpPasswordProblem } from '../../datastore/schemas';
 import { canonicalAddress, isAddress, parseAddress } from '../../address/cidr';
 import type { Family } from '../../address/cidr';
 import { withDatastore } from '../datastore';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
 import { addOutputOption, outputFormat, printListing, renderJson } from '../output';
 
 /**
@@ -70,8 +70,8 @@ export function registerBgppeer(program: Command): void {
     .action(async (ip: string, _f: unknown, cmd: Command) => {
       const addr = parsePeerIp(ip);
       const removed = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).removePeer({}, addr));
-      if (!removed) throw new CliError(`${addr} is not a globally configured peer.`);
-      process.stdout.write('BGP peer removed from global configuration\n');
+      // Exit 0 when absent: already so.
+      process.stdout.write(removed ? 'BGP peer removed from global configuration\n' : `${addr} is not a globally configured peer: nothing to remove.\n`);
     });
   addShow(bgppeer.command('show').description('List the global BGP peers'), async (cmd, families) => {
     const peers = await withDatastore(cmd, (ds) => new BgpConfigStore(ds).listPeers({}));
@@ -116,7 +116,7 @@ export function readPassword(flags: PasswordFlags): string | undefined {
   }
   if (pw === undefined) return undefined;
   const problem = bgpPasswordProblem(pw);
-  if (problem) throw new CliError(`Invalid BGP password: ${problem}.`);
+  if (problem) throw new UsageError(`Invalid BGP password: ${problem}.`);
   return pw;
 }
 
@@ -151,10 +151,10 @@ export function addShow(
 
 /** A peer address: valid, and of the family the command is for; canonical text. */
 export function parsePeerIp(ip: string, family?: Family): string {
-  if (!isAddress(ip)) throw new CliError(`${ip} is not a valid IP address.`);
+  if (!isAddress(ip)) throw new UsageError(`${ip} is not a valid IP address.`);
   const addr = canonicalAddress(ip);
   const f = familyOf(addr);
-  if (family && f !== family) throw new CliError(`${addr} is an IPv${f} address, this command is for IPv${family}.`);
+  if (family && f !== family) throw new UsageError(`${addr} is an IPv${f} address, this command is for IPv${family}.`);
   return addr;
 }
 
@@ -162,7 +162,7 @@ export function parsePeerIp(ip: string, family?: Family): string {
 export function parseAs(as: string): string {
   const t = as.trim();
   if (!/^\d+$/.test(t) || Number(t) < 1 || Number(t) > 4294967295) {
-    throw new CliError(`Invalid AS Number specified: "${as}" (expected a number from 1 to 4294967295).`);
+    throw new UsageError(`Invalid AS Number specified: "${as}" (expected a number from 1 to 4294967295).`);
   }
   return String(Number(t));
 }
@@ -183,7 +183,7 @@ export function parsePeerArgs(ip: string, word: string, as: string): { addr: str
   } catch (e) {
     problems.push((e as Error).message);
   }
-  if (problems.length) throw new CliError(problems.join('\n'));
+  if (problems.length) throw new UsageError(problems.join('\n'));
   return { addr, asNum };
 }
 

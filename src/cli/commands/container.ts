@@ -1,4 +1,3 @@
-import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type Dockerode from 'dockerode';
 import type { Command } from 'commander';
@@ -18,9 +17,8 @@ import type { Ipam } from '../../ipam/types';
 import type { Datastore } from '../../datastore';
 import { dockerClient } from '../../node/docker-client';
 import { withDatastore } from '../datastore';
-import { CliError, requireRoot } from '../errors';
-
-const DEFAULT_DOCKER = 'unix:///var/run/docker.sock';
+import { CliError, UsageError, requireRoot } from '../errors';
+import { addDockerOption, addHostnameOption, addStateDirOption, dockerOf, hostNameOf } from '../host';
 
 /** The node's endpoint lifecycle, as a short-lived CLI process has it: the same writes and deletes. */
 function lifecycleFor(ds: Datastore, ipam: Ipam, host: string): EndpointLifecycle {
@@ -34,9 +32,14 @@ function lifecycleFor(ds: Datastore, ipam: Ipam, host: string): EndpointLifecycl
   });
 }
 
+/** What add and remove read from their flags: dockerd's address and this host's name. */
 interface Flags {
   docker: string;
   hostname: string;
+}
+
+function flagsOf(cmd: Command): Flags {
+  return { docker: dockerOf(cmd), hostname: hostNameOf(cmd).name };
 }
 
 async function inspect(docker: Dockerode, name: string): Promise<ContainerView & { Name?: string }> {
@@ -52,7 +55,7 @@ function parseRequest(ip: string): { ipv4?: string; ipv6?: string } {
   try {
     return parseCalicoEnv([`CALICO_IP=${ip}`])!;
   } catch (e) {
-    if (e instanceof RequestRefused) throw new CliError(`Invalid IP address specified: ${e.message.replace(/^CALICO_IP/, 'the address')}.`);
+    if (e instanceof RequestRefused) throw new UsageError(`Invalid IP address specified: ${e.message.replace(/^CALICO_IP/, 'the address')}.`);
     throw e;
   }
 }
@@ -62,13 +65,25 @@ function parseRequest(ip: string): { ipv4?: string; ipv6?: string } {
  * container that was started without the proxy, the same way the proxy
  * would have (reserved address, calico network, recorded endpoint).
  */
-async function add(name: string, ip: string, flags: Flags, cmd: Command): Promise<void> {
-  requireRoot('This command');
+async function add(name: string, ip: string, cmd: Command): Promise<void> {
   const wanted = parseRequest(ip);
+  requireRoot('This command');
+  const flags = flagsOf(cmd);
   const docker = dockerClient(flags.docker);
   const c = await inspect(docker, name);
   if (!isRunning(c)) throw new CliError(`${name} is not currently running.`);
-  if (c.NetworkSettings?.Networks?.[calicoNetworkName()]) throw new CliError(`${name} has already been configured with Calico Networking.`);
+  const current = c.NetworkSettings?.Networks?.[calicoNetworkName()];
+  if (current) {
+    const has = [current.IPAddress, current.GlobalIPv6Address].filter(Boolean) as string[];
+    // Already so (auto, or the very address asked for): exit 0; another address: exit 1.
+    const same = ip === 'auto' || has.includes(wanted.ipv4 ?? wanted.ipv6 ?? '');
+    const message = `${name} has already been configured with Calico Networking${has.length ? ` (${has.join(' and ')})` : ''}.`;
+    if (same) {
+      process.stdout.write(message + '\n');
+      return;
+    }
+    throw new CliError(message);
+  }
   if (!(await inspectCalicoNetwork(docker))) {
     throw new CliError(`The ${calicoNetworkName()} Docker network does not exist on this host: start \`calicoctl node\` first.`);
   }
@@ -99,8 +114,9 @@ async function add(name: string, ip: string, flags: Flags, cmd: Command): Promis
 }
 
 /** `calicoctl container remove <container>`: takes a container off Calico (address, veth, endpoint). */
-async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
+async function remove(name: string, cmd: Command): Promise<void> {
   requireRoot('This command');
+  const flags = flagsOf(cmd);
   const docker = dockerClient(flags.docker);
   const c = await inspect(docker, name);
   const onNetwork = c.NetworkSettings?.Networks?.[calicoNetworkName()] !== undefined;
@@ -123,29 +139,26 @@ async function remove(name: string, flags: Flags, cmd: Command): Promise<void> {
     for (const h of handles) await ipam.releaseByHandle(h);
     return true;
   });
-  if (!removed) throw new CliError(`Container ${name} doesn't contain any endpoints`);
-  process.stdout.write(`Removed Calico interface from ${name}\n`);
+  // Exit 0 when there is nothing to remove: already so.
+  process.stdout.write(removed ? `Removed Calico interface from ${name}\n` : `Container ${name} doesn't contain any endpoints: nothing to remove.\n`);
 }
 
 export function registerContainer(program: Command): void {
   const container = program
     .command('container')
     .description('Add or remove Calico networking for containers started without the proxy');
-  const common = (c: Command) =>
-    c
-      .option('--docker <URL>', 'the Docker daemon (not the proxy)', DEFAULT_DOCKER)
-      .option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
+  const common = (c: Command) => addStateDirOption(addHostnameOption(addDockerOption(c)));
   common(
     container
       .command('add')
       .description('Give a running container a Calico address: an IPv4 or IPv6 address in a pool, or auto')
       .argument('<container>', 'container name or id')
       .argument('<ip>', 'auto, or an address inside a configured pool'),
-  ).action((name: string, ip: string, flags: Flags, cmd: Command) => add(name, ip, flags, cmd));
+  ).action((name: string, ip: string, _flags: unknown, cmd: Command) => add(name, ip, cmd));
   common(
     container
       .command('remove')
       .description('Remove a container\'s Calico interface, endpoint and address')
       .argument('<container>', 'container name or id'),
-  ).action((name: string, flags: Flags, cmd: Command) => remove(name, flags, cmd));
+  ).action((name: string, _flags: unknown, cmd: Command) => remove(name, cmd));
 }

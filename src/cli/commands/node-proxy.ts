@@ -4,11 +4,13 @@ import type { Address } from '../../listen/address';
 import { parseAddress, formatAddress, AddressError } from '../../listen/address';
 import { checkListenPolicy, ListenError } from '../../listen/listener';
 import { checkAllowOrigin } from '../../proxy/web-guard';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
+import { addDockerOption, DEFAULT_DOCKER } from '../host';
 
 /** The proxy's flags on `calicoctl node`, spelled as dockerd spells its own. */
 export interface ProxyFlags {
   listen: string;
+  /** --docker, or its old spelling --docker-upstream (node.ts resolves which). */
   dockerUpstream: string;
   tls?: boolean;
   tlsverify?: boolean;
@@ -20,16 +22,12 @@ export interface ProxyFlags {
 }
 
 export const DEFAULT_LISTEN = 'tcp://127.0.0.1:2377';
-export const DEFAULT_DOCKER_UPSTREAM = 'unix:///var/run/docker.sock';
+export const DEFAULT_DOCKER_UPSTREAM = DEFAULT_DOCKER;
 
 export function addProxyFlags(cmd: Command): Command {
-  return cmd
-    .option('--listen <ADDR>', 'where the Docker API proxy listens: tcp://HOST:PORT or unix:///PATH', DEFAULT_LISTEN)
-    .option(
-      '--docker-upstream <ADDR>',
-      'where dockerd listens: unix:///PATH or tcp://HOST:PORT (never taken from DOCKER_HOST, which points at the proxy)',
-      DEFAULT_DOCKER_UPSTREAM,
-    )
+  cmd.option('--listen <ADDR>', 'where the Docker API proxy listens: tcp://HOST:PORT or unix:///PATH', DEFAULT_LISTEN);
+  // --docker (old spelling --docker-upstream, hidden): where dockerd listens.
+  return addDockerOption(cmd, { oldUpstream: true, help: 'where dockerd listens: unix:///PATH or tcp://HOST:PORT (never taken from DOCKER_HOST, which points at the proxy)' })
     .option('--tls', 'serve the proxy over TLS (--tlscert, --tlskey)')
     .option('--tlsverify', 'serve over TLS and accept only clients with a certificate signed by --tlscacert')
     .option('--tlscacert <FILE>', 'CA that signs accepted client certificates')
@@ -47,30 +45,30 @@ export function proxyOptionsFrom(f: ProxyFlags): ProxyOptions {
   let listen: Address;
   try {
     listen = parseAddress(f.listen, '--listen', 2377);
-    parseAddress(f.dockerUpstream, '--docker-upstream', 2375);
+    parseAddress(f.dockerUpstream, '--docker', 2375);
   } catch (e) {
-    if (e instanceof AddressError) throw new CliError(e.message);
+    if (e instanceof AddressError) throw new UsageError(e.message);
     throw e;
   }
   const wantTls = f.tls || f.tlsverify;
   if (!wantTls && (f.tlscert || f.tlskey)) {
-    throw new CliError('--tlscert/--tlskey given without --tls or --tlsverify: add --tlsverify (with --tlscacert) to require client certificates');
+    throw new UsageError('--tlscert/--tlskey given without --tls or --tlsverify: add --tlsverify (with --tlscacert) to require client certificates');
   }
   if (wantTls && (!f.tlscert || !f.tlskey)) {
-    throw new CliError(`${f.tlsverify ? '--tlsverify' : '--tls'} needs --tlscert and --tlskey`);
+    throw new UsageError(`${f.tlsverify ? '--tlsverify' : '--tls'} needs --tlscert and --tlskey`);
   }
   const tls = wantTls ? { cert: f.tlscert!, key: f.tlskey!, ca: f.tlscacert, verify: !!f.tlsverify } : undefined;
   try {
     checkListenPolicy(listen, tls);
   } catch (e) {
-    if (e instanceof ListenError) throw new CliError(e.message);
+    if (e instanceof ListenError) throw new UsageError(e.message);
     throw e;
   }
   let allowOrigins: string[] | undefined;
   try {
     allowOrigins = f.allowOrigin?.map(checkAllowOrigin);
   } catch (e) {
-    throw new CliError((e as Error).message);
+    throw new UsageError((e as Error).message);
   }
   return { listen: formatAddress(listen), upstream: f.dockerUpstream, tls, ...(allowOrigins?.length ? { allowOrigins } : {}) };
 }

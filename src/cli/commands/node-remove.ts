@@ -21,7 +21,7 @@ import type { Datastore, Guard } from '../../datastore';
 import { IpamContext } from '../../ipam/context';
 import { releaseHost, surveyHost } from '../../ipam/gc';
 import { withDatastore } from '../datastore';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
 import { startProgress } from '../progress';
 
 interface RemoveFlags {
@@ -74,14 +74,16 @@ export function registerNodeRemove(node: Command): void {
       "Remove a dead host from the datastore: release its addresses, blocks and registration (refused while its node is alive; " +
         'refused while it has endpoint records unless --remove-endpoints). Run it again to finish a removal that was cut short',
     )
-    .requiredOption('--hostname <HOSTNAME>', 'the host to remove, as its node registered it (calicoctl node --name)')
+    .option('--hostname <HOSTNAME>', 'the host to remove, as its node registered it (calicoctl node --hostname); required')
     .option('--remove-endpoints', "also remove the host's endpoint records (its containers leave every other host's policy)")
     .action(async (flags: RemoveFlags, cmd: Command) => {
-      const host = flags.hostname;
+      // `node`'s own --hostname takes the flag when it follows `remove` (commander gives it to the parent): read both.
+      const host = (flags.hostname ?? cmd.optsWithGlobals().hostname) as string | undefined;
+      if (host === undefined) throw new UsageError("error: required option '--hostname <HOSTNAME>' not specified: the host to remove");
       try {
         checkId('host name', host);
       } catch (e) {
-        throw new CliError((e as Error).message.replace(/^invalid/, 'Invalid'));
+        throw new UsageError((e as Error).message.replace(/^invalid/, 'Invalid'));
       }
       await withDatastore(cmd, (ds) => removeHost(ds, host, flags.removeEndpoints === true), `Checking host ${host}`);
     });

@@ -48,7 +48,7 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
   node
     .command('stop')
     .description('Stop the Calico node on this host and remove its registration (refused while it has endpoints, unless --force)')
-    .option('--force', 'stop even though containers on this host still have endpoints (they keep their addresses and records)')
+    .option('--force', "stop even though containers on this host still have endpoints (they keep their addresses and records), and remove every iptables chain and ipset of the node's: running containers are then no longer filtered")
     .action(async (flags: StopFlags, cmd: Command) => {
       const { stateDir, hostname } = opts();
       const endpoints = await withDatastore(cmd, async (ds) => (await new EndpointStore(ds).list(hostname)).filter((e) => e.state === 'active')).catch((e) => {

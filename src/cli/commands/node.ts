@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
+import { addHostnameOption, aliased, dockerOf, hostNameOf } from '../host';
 import { registerNodeBgppeer } from './node-bgppeer';
 import { createLogger } from '../../log/logger';
 import { nodeId } from '../../node/identity';
@@ -26,7 +27,10 @@ export { DEFAULT_STATE_DIR };
 const STOP_BOUND_MS = 5000;
 
 interface NodeFlags extends ProxyFlags {
-  name: string;
+  /** --hostname (old spelling --name, hidden). */
+  hostname?: string;
+  name?: string;
+  docker: string;
   ip?: string;
   ip6?: string;
   as?: string;
@@ -57,8 +61,9 @@ interface NodeFlags extends ProxyFlags {
 export function registerNode(program: Command): void {
   const cmd = program
     .command('node')
-    .description('Start the Calico node process on this host')
-    .option('--name <NAME>', 'this host\'s name in the datastore (one live node per name)', os.hostname())
+    .description('Start the Calico node process on this host');
+  addHostnameOption(cmd, { oldName: true, help: "this host's name in the datastore (one live node per name; default: this machine's hostname). The CLI's other commands on this machine take it from the node's state directory" });
+  cmd
     .option('--ip <IP>', 'this host\'s IPv4 address (BGP peering, as in `calicoctl node --ip=...`)')
     .option('--ip6 <IP6>', 'this host\'s IPv6 address')
     .option('--as <AS>', 'this host\'s own BGP AS number (default: the global AS, `calicoctl bgp default-node-as`)')
@@ -93,6 +98,8 @@ export function registerNode(program: Command): void {
   cmd.addOption(new Option('--no-policy', 'no policy component (benchmarks only: workloads are then unfiltered)').hideHelp());
   registerNodeBgppeer(cmd);
   cmd.action(async (flags: NodeFlags, command: Command) => {
+    const hostname = aliased(command, '--hostname', '--name', 'hostname', 'name') ?? os.hostname();
+    flags.dockerUpstream = dockerOf(command);
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
     const etcdConfig = etcdConfigFor(command);
@@ -129,8 +136,8 @@ export function registerNode(program: Command): void {
     try {
       node = await startNode(
         flags.proxyOnly
-          ? { hostname: flags.name, stateDir: flags.stateDir, proxy, metrics }
-          : { hostname: flags.name, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics, noPolicy: flags.policy === false, endpointToHostAction: flags.endpointToHostAction },
+          ? { hostname, stateDir: flags.stateDir, proxy, metrics }
+          : { hostname, stateDir: flags.stateDir, ip: flags.ip, ip6: flags.ip6, as: flags.as, proxy, etcd, plugin: { pluginName: flags.pluginName, dockerUpstream: proxy.upstream }, metrics, noPolicy: flags.policy === false, endpointToHostAction: flags.endpointToHostAction },
         log,
       );
     } catch (e) {
@@ -161,7 +168,8 @@ export function registerNode(program: Command): void {
     // Whatever a component forgot to close must not keep a stopped node alive.
     setTimeout(() => process.exit(0), 100).unref();
   });
-  registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: cmd.opts<NodeFlags>().name }));
+  // The running node's name (its state directory) unless `node --hostname` says otherwise.
+  registerNodeStop(cmd, () => ({ stateDir: cmd.opts<NodeFlags>().stateDir, hostname: hostNameOf(cmd).name }));
   registerNodeRemove(cmd);
 }
 
@@ -179,7 +187,7 @@ function metricsOptionsFrom(f: NodeFlags, tls: ReturnType<typeof proxyOptionsFro
   try {
     metricsAddress(f.metrics, tls);
   } catch (e) {
-    if (e instanceof MetricsListenError) throw new CliError(e.message);
+    if (e instanceof MetricsListenError) throw new UsageError(e.message);
     throw e;
   }
   return { listen: f.metrics, tls };

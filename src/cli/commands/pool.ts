@@ -3,7 +3,7 @@ import { DatastoreError, PoolStore, PoolUsage } from '../../datastore';
 import { nestingNote } from '../../address/pools';
 import type { Family } from '../../address/cidr';
 import { withDatastore } from '../datastore';
-import { CliError } from '../errors';
+import { UsageError } from '../errors';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 
 /**
@@ -111,7 +111,7 @@ function parsePool(cidr: string, opts: { natOutgoing?: boolean; ipip?: boolean }
   try {
     return PoolStore.parse(cidr, opts);
   } catch (e) {
-    if (e instanceof DatastoreError) throw new CliError(e.message.charAt(0).toUpperCase() + e.message.slice(1));
+    if (e instanceof DatastoreError) throw new UsageError(e.message.charAt(0).toUpperCase() + e.message.slice(1));
     throw e;
   }
 }

@@ -4,16 +4,27 @@
 //                | (icmp|icmpv6) [type T [code C]] [from [tag T] [CIDR]] [to [tag T] [CIDR]]
 //                | [from [tag T] [CIDR]] [to [tag T] [CIDR]]]
 import type { RuleValue } from '../../datastore/schemas';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
 
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'icmpv6'] as const;
+
+/** The rule grammar, for `profile P rule --help` (and docs/calicoctl.md). */
+export const RULE_GRAMMAR = `Rule spec (the words after inbound|outbound):
+  (allow|deny) [(tcp|udp) [from [ports P] [tag T] [CIDR]] [to [ports P] [tag T] [CIDR]]
+               | (icmp|icmpv6) [type T [code C]] [from [tag T] [CIDR]] [to [tag T] [CIDR]]
+               | [from [tag T] [CIDR]] [to [tag T] [CIDR]]]
+  P: ports and lo:hi ranges, comma separated (80,443,8000:8080); T: a profile tag;
+  CIDR: an address or network (10.0.0.0/8, fd00::/64); "from" is the source, "to" the destination.
+  Rules are tried in order: the first allow that matches accepts, a deny that matches drops; no match in any of
+  the endpoint's profiles drops (docs/policy.md).`;
+
 
 function parsePorts(text: string): (number | string)[] {
   return text.split(',').map((p) => {
     const range = p.replace('-', ':');
     if (/^\d+$/.test(range)) return Number(range);
     if (/^\d+:\d+$/.test(range)) return range;
-    throw new CliError(`Invalid port "${p}" in "${text}": expected numbers and lo:hi ranges separated by commas, e.g. 80,443,8000:8080.`);
+    throw new UsageError(`Invalid port "${p}" in "${text}": expected numbers and lo:hi ranges separated by commas, e.g. 80,443,8000:8080.`);
   });
 }
 
@@ -21,7 +32,7 @@ function parsePorts(text: string): (number | string)[] {
 export function parseRuleSpec(words: string[]): RuleValue {
   const w = [...words];
   const usage = (why: string) =>
-    new CliError(`Invalid rule "${words.join(' ')}": ${why}. Expected: (allow|deny) [tcp|udp|icmp|icmpv6] [type T [code C]] [from [ports P] [tag T] [CIDR]] [to [ports P] [tag T] [CIDR]]`);
+    new UsageError(`Invalid rule "${words.join(' ')}": ${why}. Expected: (allow|deny) [tcp|udp|icmp|icmpv6] [type T [code C]] [from [ports P] [tag T] [CIDR]] [to [ports P] [tag T] [CIDR]]`);
   const peek = (): string | undefined => w[0];
   const action = w.shift();
   if (action !== 'allow' && action !== 'deny') throw usage('it must start with allow or deny');
@@ -44,7 +55,7 @@ export function parseRuleSpec(words: string[]): RuleValue {
     for (;;) {
       if (peek() === 'ports') {
         w.shift();
-        if (rule.protocol !== 'tcp' && rule.protocol !== 'udp') throw new CliError(`Ports are not valid with protocol ${rule.protocol ? `'${rule.protocol}'` : 'None'}`);
+        if (rule.protocol !== 'tcp' && rule.protocol !== 'udp') throw new UsageError(`Ports are not valid with protocol ${rule.protocol ? `'${rule.protocol}'` : 'None'}`);
         const p = w.shift();
         if (!p) throw usage('"ports" needs a list');
         rule[`${side}_ports`] = parsePorts(p);

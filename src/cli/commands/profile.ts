@@ -1,4 +1,3 @@
-import os from 'node:os';
 import type { Command } from 'commander';
 import {
   DEFAULT_PROFILE,
@@ -13,10 +12,11 @@ import {
 } from '../../datastore';
 import type { Datastore } from '../../datastore';
 import { withDatastore } from '../datastore';
-import { CliError } from '../errors';
+import { CliError, UsageError } from '../errors';
+import { addDockerOption, addHostnameOption, addStateDirOption, HOSTNAME_HELP, hostNameOf } from '../host';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { dockerClient } from '../../node/docker-client';
-import { parseRuleSpec, ruleText, sameRule } from './profile-spec';
+import { parseRuleSpec, RULE_GRAMMAR, ruleText, sameRule } from './profile-spec';
 
 // `calicoctl profile ...` as 2015 spelled it: the profile name comes before
 // the sub-command (`profile WEB tag add X`), so the words are dispatched here
@@ -32,6 +32,29 @@ const USAGE = [
   'profile <PROFILE> member add|remove <CONTAINER>',
 ];
 
+/** `profile … <topic> --help`: each sub-command's own usage, examples and, for rule, the grammar. */
+const TOPICS: Record<string, { usage: string[]; text: string; examples: string[] }> = {
+  show: { usage: ['profile show [--detailed] [-o json]'], text: 'List the profiles; --detailed: one row per member endpoint (host, container, endpoint, state).', examples: ['calicoctl profile show', 'calicoctl profile show --detailed -o json'] },
+  add: { usage: ['profile add <PROFILE>'], text: 'Create a profile with the default rules: members reach each other, all outbound allowed. Exit 0 if it exists.', examples: ['calicoctl profile add PROF_GROUP1'] },
+  remove: { usage: ['profile remove <PROFILE> [--force]'], text: 'Remove a profile; refused while endpoints name it, unless --force (their traffic is then dropped). Exit 0 if absent.', examples: ['calicoctl profile remove PROF_GROUP1'] },
+  tag: { usage: ['profile <PROFILE> tag show [-o json]', 'profile <PROFILE> tag add <TAG>', 'profile <PROFILE> tag remove <TAG>'], text: "A profile's tags: rules elsewhere name them (allow from tag T) to mean every endpoint of a profile with that tag.", examples: ['calicoctl profile PROF_GROUP1 tag add WEB', 'calicoctl profile PROF_GROUP1 tag show'] },
+  rule: {
+    usage: ['profile <PROFILE> rule show [-o json]', 'profile <PROFILE> rule json', 'profile <PROFILE> rule update        (reads the whole rules JSON from stdin)', 'profile <PROFILE> rule add (inbound|outbound) [--at=<N>] <spec>', 'profile <PROFILE> rule remove (inbound|outbound) (--at=<N> | <spec>)'],
+    text: `A profile's inbound and outbound rules.\n\n${RULE_GRAMMAR}`,
+    examples: ['calicoctl profile PROF_GROUP1 rule update < prof_group1.json', 'calicoctl profile PROF_GROUP1 rule add inbound allow from tag PROF_GROUP1', 'calicoctl profile WEB rule add inbound --at=1 allow tcp to ports 80,443', 'calicoctl profile WEB rule add outbound allow tcp to ports 8125 10.0.0.10/32', 'calicoctl profile WEB rule remove inbound --at=2', 'calicoctl profile WEB rule show'],
+  },
+  member: { usage: ['profile <PROFILE> member add <CONTAINER>', 'profile <PROFILE> member remove <CONTAINER>'], text: "Make a container on this host a member of the profile (as in 2015, it replaces the endpoint's profile), or take it out. Options: --docker, --hostname, --state-dir.", examples: ['calicoctl profile PROF_GROUP1 member add group1-node1', 'calicoctl profile PROF_GROUP1 member remove group1-node1'] },
+};
+
+/** The help of one profile sub-command (`calicoctl profile WEB rule --help`); undefined: the whole profile help. */
+export function profileTopicHelp(words: string[]): string | undefined {
+  const [first, second] = words;
+  const topic = first === 'show' || first === 'add' || first === 'remove' ? first : second;
+  const t = topic === undefined ? undefined : TOPICS[topic];
+  if (!t) return undefined;
+  return `Usage:\n${t.usage.map((u) => `  calicoctl ${u}`).join('\n')}\n\n${t.text}\n\nExamples:\n${t.examples.map((e) => `  ${e}`).join('\n')}\n`;
+}
+
 const NAME_RE = /^[a-zA-Z0-9_.-]{1,40}$/;
 const TAG_RE = /^[a-zA-Z0-9_.-]+$/;
 
@@ -41,21 +64,20 @@ interface Flags {
   at?: string;
   output?: string;
   docker: string;
-  hostname: string;
 }
 
 function checkProfileName(name: string): void {
   if (name !== DEFAULT_PROFILE && !NAME_RE.test(name)) {
-    throw new CliError('Profile names must be <40 character long and can only contain numbers, letters, dots, dashes and underscores.');
+    throw new UsageError('Profile names must be <40 character long and can only contain numbers, letters, dots, dashes and underscores.');
   }
 }
 
 function checkTag(tag: string): void {
-  if (!TAG_RE.test(tag)) throw new CliError('Tag names can only contain numbers, letters, dots, dashes and underscores.');
+  if (!TAG_RE.test(tag)) throw new UsageError('Tag names can only contain numbers, letters, dots, dashes and underscores.');
 }
 
 function usageError(what: string): CliError {
-  return new CliError(`${what}\nUsage:\n${USAGE.map((u) => `  calicoctl ${u}`).join('\n')}`);
+  return new UsageError(`${what}\nUsage:\n${USAGE.map((u) => `  calicoctl ${u}`).join('\n')}`);
 }
 
 function out(text: string): void {
@@ -157,8 +179,8 @@ async function tag(name: string, words: string[], flags: Flags, cmd: Command): P
       had = cur.includes(t!);
       return had ? cur.filter((x) => x !== t) : undefined;
     });
-    if (!had) throw new CliError(`Tag ${t} is not on profile ${name}`);
-    out(`Tag ${t} removed from profile ${name}`);
+    // Exit 0: already so.
+    out(had ? `Tag ${t} removed from profile ${name}` : `Tag ${t} is not on profile ${name}: nothing to remove.`);
   });
 }
 
@@ -183,28 +205,28 @@ export function parseRulesUpdate(name: string, text: string): ProfileRulesValue 
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new CliError(`Invalid rules JSON on stdin: ${(e as Error).message}. Nothing was changed.`);
+    throw new UsageError(`Invalid rules JSON on stdin: ${(e as Error).message}. Nothing was changed.`);
   }
   const r = ProfileRulesInput.safeParse(raw);
   if (!r.success) {
-    throw new CliError(`Invalid rules JSON for profile ${name}; nothing was changed:\n${describeIssues(r.error).map((l) => `  ${l}`).join('\n')}`);
+    throw new UsageError(`Invalid rules JSON for profile ${name}; nothing was changed:\n${describeIssues(r.error).map((l) => `  ${l}`).join('\n')}`);
   }
   if (r.data.id !== name) {
-    throw new CliError(`Rules JSON "id"=${r.data.id === undefined ? '(missing)' : r.data.id} doesn't match profile name ${name}.`);
+    throw new UsageError(`Rules JSON "id"=${r.data.id === undefined ? '(missing)' : r.data.id} doesn't match profile name ${name}.`);
   }
   return r.data;
 }
 
 function position(at: string | undefined): number | undefined {
   if (at === undefined) return undefined;
-  if (!/^-?\d+$/.test(at)) throw new CliError(`Invalid --at "${at}": expected a rule position (1 is the first rule).`);
+  if (!/^-?\d+$/.test(at)) throw new UsageError(`Invalid --at "${at}": expected a rule position (1 is the first rule).`);
   return Number(at);
 }
 
 /** One rule checked the way felix will read it, before anything is written. */
 function validRule(rule: RuleValue, direction: string): RuleValue {
   const r = RuleValue.safeParse(rule);
-  if (!r.success) throw new CliError(`Invalid rule; nothing was changed:\n${describeIssues(r.error).map((l) => `  ${direction}_rules: ${l}`).join('\n')}`);
+  if (!r.success) throw new UsageError(`Invalid rule; nothing was changed:\n${describeIssues(r.error).map((l) => `  ${direction}_rules: ${l}`).join('\n')}`);
   return r.data;
 }
 
@@ -212,8 +234,10 @@ async function rule(name: string, words: string[], flags: Flags, cmd: Command): 
   const [op, dir, ...spec] = words;
   if (op === 'show' || op === 'json') {
     if (dir !== undefined) throw usageError(`Invalid rule command "${words.join(' ')}".`);
+    // `rule show -o json` is `rule json`: the document `rule update` reads.
+    const json = op === 'json' || outputFormat(flags.output) === 'json';
     const p = await withDatastore(cmd, (ds) => mustGet(new ProfileStore(ds), name));
-    return out(op === 'json' ? rulesJson(name, p.rules) : rulesShow(p.rules));
+    return out(json ? rulesJson(name, p.rules) : rulesShow(p.rules));
   }
   if (op === 'update') {
     if (dir !== undefined) throw usageError(`Invalid rule command "${words.join(' ')}".`);
@@ -251,6 +275,7 @@ async function rule(name: string, words: string[], flags: Flags, cmd: Command): 
   if (at === undefined && spec.length === 0) throw usageError('rule remove needs --at=<N> or the rule spec.');
   const wanted = spec.length ? validRule(parseRuleSpec(spec), dir) : undefined;
   let removed: RuleValue | undefined;
+  let absent = false;
   await withDatastore(cmd, async (ds) => {
     const found = await new ProfileStore(ds).updateRules(name, (cur) => {
       const list = cur[key];
@@ -261,19 +286,24 @@ async function rule(name: string, words: string[], flags: Flags, cmd: Command): 
         if (wanted && !sameRule(list[index]!, wanted)) throw new CliError(`Rule ${at} is "${ruleText(list[index]!)}", not "${ruleText(wanted)}".`);
       } else {
         index = list.findIndex((x) => sameRule(x, wanted!));
-        if (index < 0) throw new CliError('Rule not found.');
+        if (index < 0) {
+          absent = true;
+          return undefined;
+        }
       }
       removed = list[index];
       return { ...cur, [key]: list.filter((_, i) => i !== index) };
     });
     if (!found) throw new CliError(`Profile ${name} not found.`);
   });
+  // Exit 0 when the rule is not there: already so.
+  if (absent) return out(`Rule not found in the ${dir} rules of profile ${name}: nothing to remove (${ruleText(wanted!)}).`);
   out(`Rule removed from the ${dir} rules of profile ${name}: ${ruleText(removed!)}`);
 }
 
 /** The container's endpoints on this host: resolved through Docker (name or id), then found in the datastore. */
-async function containerEndpoints(ds: Datastore, container: string, flags: Flags): Promise<Endpoint[]> {
-  const eps = (await new EndpointStore(ds).list(flags.hostname)).filter((e) => e.containerId === container);
+async function containerEndpoints(ds: Datastore, container: string, host: string): Promise<Endpoint[]> {
+  const eps = (await new EndpointStore(ds).list(host)).filter((e) => e.containerId === container);
   return eps;
 }
 
@@ -289,7 +319,7 @@ async function resolveContainer(container: string, flags: Flags): Promise<string
 
 function unknownToCalico(container: string, host: string): string {
   return (
-    `Container ${container} is unknown to Calico: it has no endpoint on this host (${host}). ` +
+    `Container ${container} is unknown to Calico: it has no endpoint on this host (host name ${host}; --hostname names another). ` +
     'Start it with -e CALICO_IP=auto through the Calico proxy, or use `calicoctl container add` to add it to the Calico network.'
   );
 }
@@ -311,19 +341,21 @@ async function member(name: string, words: string[], flags: Flags, cmd: Command)
   const [op, container, ...rest] = words;
   if ((op !== 'add' && op !== 'remove') || !container || rest.length) throw usageError(`Invalid member command "${words.join(' ')}".`);
   const id = await resolveContainer(container, flags);
+  const host = hostNameOf(cmd).name;
   const lines = await withDatastore(cmd, async (ds) => {
-    const eps = await containerEndpoints(ds, id, flags);
+    const eps = await containerEndpoints(ds, id, host);
     const store = new ProfileStore(ds);
     if (op === 'add') {
-      if (!eps.length) throw new CliError(`Failed to add container to profile.\n${unknownToCalico(container, flags.hostname)}`);
+      if (!eps.length) throw new CliError(`Failed to add container to profile.\n${unknownToCalico(container, host)}`);
       const said: string[] = [];
       if (await store.ensure(name)) said.push(`Profile ${name} did not exist: created it with the default rules (members reach each other, all outbound allowed).`);
       // As in 2015, membership replaces the endpoint's profile.
       await setProfiles(ds, eps, () => [name]);
       return [...said, `Added ${container} to ${name}`];
     }
-    if (!eps.length) throw new CliError(`Failed to remove container from profile.\n${unknownToCalico(container, flags.hostname)}`);
-    if (!eps.some((e) => e.profile_ids.includes(name))) throw new CliError(`Container ${container} is not a member of profile ${name}.`);
+    if (!eps.length) throw new CliError(`Failed to remove container from profile.\n${unknownToCalico(container, host)}`);
+    // Exit 0: already so.
+    if (!eps.some((e) => e.profile_ids.includes(name))) return [`Container ${container} is not a member of profile ${name}: nothing to remove.`];
     await store.ensure(DEFAULT_PROFILE);
     await setProfiles(ds, eps, (ids) => {
       const left = ids.filter((x) => x !== name);
@@ -361,7 +393,9 @@ export function registerProfile(program: Command): void {
     .option('--detailed', 'profile show: list each profile\'s member endpoints')
     .option('--force', 'profile remove: remove it although endpoints still use it')
     .option('--at <N>', 'rule add|remove: the rule\'s position, 1 being the first')
-    .option('--docker <URL>', 'member add|remove: the Docker daemon (not the proxy)', 'unix:///var/run/docker.sock')
-    .option('--hostname <NAME>', 'member add|remove: this host\'s name in the datastore', os.hostname());
+  addDockerOption(profile, { help: 'member add|remove: where dockerd listens (the real daemon, not the proxy)' });
+  addHostnameOption(profile, { help: `member add|remove: ${HOSTNAME_HELP}` });
+  addStateDirOption(profile);
   addOutputOption(profile).action((words: string[], flags: Flags, cmd: Command) => dispatch(words, flags, cmd));
+  profile.addHelpText('after', `\n${RULE_GRAMMAR}\n\nEach sub-command has its own help: calicoctl profile show --help, calicoctl profile P rule --help, ...\n`);
 }

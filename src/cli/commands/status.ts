@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import type { Command } from 'commander';
@@ -10,6 +9,7 @@ import { BgpSession, bgpSessions, parseBirdProtocols } from '../../bgp/status';
 import { EndpointStore, HostStore } from '../../datastore';
 import { DEFAULT_PLUGIN_DIR, DEFAULT_PLUGIN_NAME } from '../../names';
 import { datastoreFor } from '../datastore';
+import { addHostnameOption, hostNameOf } from '../host';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { nodeFiles, runningNodePid } from './node-detach';
 import { DEFAULT_STATE_DIR } from './node';
@@ -121,6 +121,10 @@ export function renderStatus(s: NodeStatus): string {
   return lines.join('\n') + '\n' + (s.bgp ? renderBgpStatus(s.bgp) : '');
 }
 
+/** status's exit codes, in its --help (docs/calicoctl.md says the same). */
+export const STATUS_EXIT_HELP =
+  '\nExit code: 0 when the node, its Docker plugin and etcd all answer; 1 when any of them does not (the output says which); 2 on a usage error.\n';
+
 /** `calicoctl status`: is this host's node running, is its plugin serving, is etcd there; its BGP sessions. */
 export function registerStatus(program: Command): void {
   const cmd = program
@@ -128,24 +132,26 @@ export function registerStatus(program: Command): void {
     .description('Show whether the Calico node, its Docker plugin and etcd are up on this host')
     .option('--state-dir <DIR>', 'the node\'s state directory', DEFAULT_STATE_DIR)
     .option('--plugin-name <NAME>', 'the node\'s Docker plugin name', DEFAULT_PLUGIN_NAME)
-    .option('--hostname <NAME>', 'this host\'s name in the datastore', os.hostname());
+    .addHelpText('after', STATUS_EXIT_HELP);
+  addHostnameOption(cmd);
   addOutputOption(cmd).action(
-    async (flags: { stateDir: string; pluginName: string; hostname: string; output?: string }, c: Command) => {
+    async (flags: { stateDir: string; pluginName: string; output?: string }, c: Command) => {
       const format = outputFormat(flags.output);
+      const hostname = hostNameOf(c).name;
       const pid = runningNodePid(flags.stateDir);
       const socket = path.join(DEFAULT_PLUGIN_DIR, `${flags.pluginName}.sock`);
       const { ds, resolved: { endpoints } } = datastoreFor(c);
       const listening = await socketListening(socket);
       const s: NodeStatus = {
-        host: flags.hostname,
+        host: hostname,
         // A foreground node has no pid file; its plugin socket answers for it.
         node: { running: pid !== undefined || listening, pid, pidFile: nodeFiles(flags.stateDir).pidFile },
         plugin: { name: flags.pluginName, socket, listening },
         etcd: { endpoints, reachable: false },
       };
       try {
-        const host = await new HostStore(ds).get(flags.hostname);
-        const eps = await new EndpointStore(ds).list(flags.hostname);
+        const host = await new HostStore(ds).get(hostname);
+        const eps = await new EndpointStore(ds).list(hostname);
         s.etcd.reachable = true;
         s.registered = host !== undefined;
         s.endpoints = eps.length;
