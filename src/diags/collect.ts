@@ -136,6 +136,9 @@ function parts(o: DiagsOptions): Part[] {
     { file: 'ip-addr.txt', what: 'ip addr', gather: () => command('ip', ['addr']) },
     { file: 'ip-route.txt', what: 'ip route', gather: () => command('ip', ['route']) },
     { file: 'ip6-route.txt', what: 'ip -6 route', gather: () => command('ip', ['-6', 'route']) },
+    // IP-in-IP (docs/ipip.md): the tunnel device and the routes through it.
+    { file: 'ip-tunl0.txt', what: 'ip -d link show tunl0', gather: () => command('ip', ['-d', 'link', 'show', 'tunl0']) },
+    { file: 'ip-route-tunl0.txt', what: 'ip -d route show dev tunl0', gather: () => command('ip', ['-d', 'route', 'show', 'dev', 'tunl0']) },
     { file: 'iptables-save.txt', what: 'iptables-save', gather: () => command('iptables-save', []) },
     { file: 'ip6tables-save.txt', what: 'ip6tables-save', gather: () => command('ip6tables-save', []) },
     { file: 'ipset-list.txt', what: 'ipset list', gather: () => command('ipset', ['list']) },
