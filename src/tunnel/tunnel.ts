@@ -223,7 +223,7 @@ export class Tunnel implements Component {
     this.plan = plan;
     this.o.applier.set(Tunnel.OWNER, renderIpipPolicy(plan));
     if (!plan.enabled) {
-      if (was?.enabled || !this.cleaned) await this.remove();
+      if (was?.enabled || !this.cleaned) await this.remove(was?.enabled === true, [...snap.pools.values()]);
       this.cleaned = true;
       this.setError(undefined);
       return;
@@ -322,13 +322,20 @@ export class Tunnel implements Component {
     if (cmds.length) this.log.info({ commands: cmds }, `IP-in-IP: ${cmds.length} route change(s) through ${this.device}`);
   }
 
-  /** Everything of ours goes: routes, address and its allocation, the device down (deleted when we made it). Idempotent. */
-  private async remove(): Promise<void> {
+  /**
+   * Everything of ours goes: routes, address and its allocation, the device
+   * (down, and deleted where the kernel lets us). Idempotent. The device is
+   * ours when this process used it, or (after a restart) when it holds an
+   * address of a pool; a tunl0 someone else set up is left alone.
+   */
+  private async remove(usedByUs: boolean, pools: Pool[]): Promise<void> {
     const routes = await this.ourRoutes().catch(() => [] as KernelRoute[]);
     for (const c of routeCommands({ routes: [] }, routes, this.device, TUNNEL_ROUTE_PROTO)) await run('ip', c.split(' '));
     await this.o.ipam.releaseByHandle(TUNNEL_HANDLE_PREFIX + this.o.hostname);
     this.address = undefined;
-    if ((await run('ip', ['link', 'show', 'dev', this.device])).code === 0) {
+    const addrs = addressesOf((await run('ip', ['-j', '-4', 'addr', 'show', 'dev', this.device])).stdout);
+    const ours = usedByUs || addrs.some((a) => narrowestPool(parseCidr(a.replace(/\/\d+$/, '/32')), pools));
+    if (ours && (await run('ip', ['link', 'show', 'dev', this.device])).code === 0) {
       await run('ip', ['addr', 'flush', 'dev', this.device]);
       await run('ip', ['link', 'set', 'dev', this.device, 'down']);
       // The fallback device of the ipip module cannot be deleted ("Operation not supported"); one we made can.

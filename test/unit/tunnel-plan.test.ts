@@ -6,6 +6,7 @@ import { PoolStore, poolFromValue } from '../../src/datastore/pool-store';
 import { ipipHostsIpset, ipipInputChain } from '../../src/names/kernel';
 import { endpointMtu, routeCommands, tunnelledTo, tunnelMtu, tunnelPlan, underlayOf } from '../../src/tunnel/plan';
 import { renderIpipPolicy } from '../../src/tunnel/policy';
+import { renderTunnelStatus } from '../../src/tunnel/status';
 import { CASES } from './bgp-render-cases';
 
 const hosts = [
@@ -120,4 +121,20 @@ test('pool options: --ipip is always, --ipip-mode cross-subnet is stored as such
   assert.throws(() => PoolStore.parse('fd00::/64', { ipip: true }), /IP in IP not supported for IPv6 pools: fd00::\/64 is IPv6/);
   assert.throws(() => PoolStore.parse('fd00::/64', { ipipMode: 'cross-subnet' }), /IPv4 pools only/);
   assert.throws(() => PoolStore.parse('10.0.0.0/16', { ipipMode: 'sometimes' as never }), /not one of always, cross-subnet/);
+});
+
+test('renderTunnelStatus: device, MTU, address, underlay and each route; or why the tunnel is not in place; nothing when off', () => {
+  const pools = [{ cidr: '10.66.0.0/16', mode: 'always' }];
+  assert.deepEqual(
+    renderTunnelStatus({
+      enabled: true, device: 'tunl0', mtu: 1480, address: '10.66.0.63', underlay: { dev: 'eth0', subnet: '10.220.1.0/24', mtu: 1500 }, pools,
+      routes: [{ dst: '10.66.0.64/26', via: '10.220.2.2', host: 'h2' }],
+    }),
+    ['IP-in-IP (pools 10.66.0.0/16 always): tunl0 up, MTU 1480, address 10.66.0.63; underlay eth0 10.220.1.0/24; 1 route through it', '  10.66.0.64/26 via 10.220.2.2 (h2)'],
+  );
+  assert.deepEqual(renderTunnelStatus({ enabled: true, device: 'tunl0', pools, routes: [], error: 'cannot bring up tunl0: no' }), [
+    'IP-in-IP (pools 10.66.0.0/16 always): tunl0 NOT in place: cannot bring up tunl0: no',
+  ]);
+  assert.deepEqual(renderTunnelStatus({ enabled: false, device: 'tunl0', pools: [], routes: [] }), []);
+  assert.deepEqual(renderTunnelStatus(undefined), []);
 });
