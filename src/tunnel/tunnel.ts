@@ -17,6 +17,7 @@
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
 import { BlockWatch } from '../bgp/block-watch';
+import { emptyState } from '../dataplane/applier/types';
 import type { KernelApplier } from '../dataplane/applier/types';
 import type { Datastore } from '../datastore/datastore';
 import { TUNNEL_HANDLE_PREFIX } from '../datastore/pool-store';
@@ -93,6 +94,8 @@ export class Tunnel implements Component {
   private again = false;
   /** Cleaned up since IP-in-IP was last on (a disabled pass cleans up at start and after an enabled one only). */
   private cleaned = false;
+  /** The applier has heard from us once (it applies nothing before every owner spoke). */
+  private told = false;
 
   constructor(private readonly o: TunnelOptions) {
     this.log = o.log;
@@ -201,6 +204,9 @@ export class Tunnel implements Component {
           await this.apply();
         } catch (e) {
           this.setError((e as Error).message);
+          // The applier waits for every owner's first word before it touches the kernel: never hold policy back.
+          if (!this.told) this.o.applier.set(Tunnel.OWNER, emptyState());
+          this.told = true;
         }
       } while (this.again && !this.stopped);
     })().finally(() => (this.running = undefined));
@@ -222,6 +228,7 @@ export class Tunnel implements Component {
     const was = this.plan;
     this.plan = plan;
     this.o.applier.set(Tunnel.OWNER, renderIpipPolicy(plan));
+    this.told = true;
     if (!plan.enabled) {
       if (was?.enabled || !this.cleaned) await this.remove(was?.enabled === true, [...snap.pools.values()]);
       this.cleaned = true;
