@@ -259,7 +259,7 @@ export class Tunnel implements Component {
         if (add.code !== 0) {
           throw new Error(
             `cannot bring up ${dev}: this kernel has no IP-in-IP support (CONFIG_NET_IPIP): "modprobe ipip" said: ${oneLine(mp.stderr) || `exit ${mp.code}`}; ` +
-              `"ip link add ${dev} type ipip" said: ${oneLine(add.stderr).replace(/\.$/, "")}. Containers in the IP-in-IP pools ${plan.ipipPools.join(', ')} cannot reach other hosts' containers`,
+              `"ip link add ${dev} type ipip" said: ${oneLine(add.stderr).replace(/\.$/, '')}. Containers in the IP-in-IP pools ${plan.ipipPools.join(', ')} cannot reach other hosts' containers`,
           );
         }
       }
