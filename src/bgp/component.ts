@@ -41,6 +41,8 @@ export interface BgpComponentOptions {
   debounceMs?: number;
   /** Backstop re-read of this host's affine blocks. Default 5000 ms. */
   refreshMs?: number;
+  /** The subnet of the interface holding this host's --ip (cross-subnet IP-in-IP pools); asked at every render. */
+  localSubnet?: () => string | undefined;
 }
 
 /** Blocks affine to `host` and confirmed (a pending claim owns nothing yet), both families, sorted. */
@@ -152,7 +154,7 @@ export class BgpComponent implements Component {
     }
     let config: string;
     try {
-      const input = birdInputFromSnapshot(snapshot, host, this.blocks, this.blockWatch.routes(), (key, problem) => this.log.warn({ key }, `ignoring ${key}: ${problem}`));
+      const input = birdInputFromSnapshot(snapshot, host, this.blocks, this.blockWatch.routes(), (key, problem) => this.log.warn({ key }, `ignoring ${key}: ${problem}`), this.o.localSubnet?.());
       config = renderBirdConfig(input);
     } catch (e) {
       if (!(e instanceof BirdRenderError)) throw e;

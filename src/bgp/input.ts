@@ -85,15 +85,17 @@ export function birdInputFromSnapshot(
   affineBlocks: string[],
   hostRoutes: Readonly<Record<string, HostRoutes>>,
   onInvalid?: InvalidValue,
+  localSubnet?: string,
 ): BirdInput {
   const { config, nodePeers } = bgpConfigFromRaw(snapshot.raw, hostname, onInvalid);
   return {
     hostname,
     hosts: [...snapshot.hosts.values()],
-    pools: [...snapshot.pools.values()].map((p) => ({ cidr: p.cidr, family: p.family })),
+    pools: [...snapshot.pools.values()].map((p) => (p.ipipMode ? { cidr: p.cidr, family: p.family, ipipMode: p.ipipMode } : { cidr: p.cidr, family: p.family })),
     config,
     nodePeers,
     affineBlocks,
     hostRoutes,
+    ...(localSubnet ? { localSubnet } : {}),
   };
 }

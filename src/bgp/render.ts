@@ -4,6 +4,7 @@
 // channel. docs/bgp.md explains how the routes flow.
 import { DEFAULT_AS } from '../datastore/host-store';
 import { canonicalAddress, parseAddress, parseCidr } from '../address/cidr';
+import { cidrWithin } from '../address/pools';
 import type { Family } from '../address/cidr';
 import { bgpPasswordProblem } from '../datastore/schemas';
 import type { BgpHost, BgpPeer, BirdInput, HostRoutes, SessionType } from './types';
@@ -135,8 +136,55 @@ function sortedCidrs(cidrs: string[], family: Family): string[] {
 const V: Record<Family, 'v4' | 'v6'> = { 4: 'v4', 6: 'v6' };
 const IPV: Record<Family, 'ipv4' | 'ipv6'> = { 4: 'ipv4', 6: 'ipv6' };
 
+/**
+ * IPv4 only: the routes the node sends through tunl0 itself (src/tunnel):
+ * learned routes inside an IP-in-IP pool whose next hop (the announcing
+ * host's --ip: no next hop self anywhere) is tunnelled to under the pool's
+ * mode. BIRD must not put its own route for these in the kernel, where it
+ * would replace the tunnel's.
+ */
+function tunnelledFunction(input: Pick<BirdInput, 'pools' | 'localSubnet'>): string[] {
+  const v4 = input.pools.filter((p) => familyOf(p.cidr.split('/')[0]!) === 4);
+  const always = prefixSet(sortedCidrs(v4.filter((p) => p.ipipMode === 'always').map((p) => p.cidr), 4), true);
+  const cross = prefixSet(sortedCidrs(v4.filter((p) => p.ipipMode === 'cross-subnet').map((p) => p.cidr), 4), true);
+  const narrower = prefixSet(sortedCidrs(v4.filter((p) => !p.ipipMode).map((p) => p.cidr), 4), true);
+  const lines = [`# Tunnelled through tunl0 by the node (IP-in-IP pools): kept out of the kernel.`, `function calico_tunnelled_v4() {`];
+  if (!always && !cross) lines.push(`  return false;`);
+  else {
+    // The narrowest pool decides: a pool without IP-in-IP inside one with it is routed natively.
+    if (narrower) {
+      const inner = ipipInsidePlain(v4);
+      lines.push(`  if net ~ ${narrower}${inner ? ` && !(net ~ ${inner})` : ''} then return false;`);
+    }
+    if (always) lines.push(`  if net ~ ${always} then return true;`);
+    if (cross) {
+      lines.push(
+        input.localSubnet
+          ? `  if net ~ ${cross} && !(bgp_next_hop ~ ${parseCidr(input.localSubnet).text}) then return true;`
+          : `  if net ~ ${cross} then return true;`,
+      );
+    }
+    lines.push(`  return false;`);
+  }
+  lines.push(`}`);
+  return lines;
+}
+
+/**
+ * BIRD has no "narrowest pool holding the route": a route in a plain pool is
+ * native unless an IP-in-IP pool nested in that plain pool holds it too.
+ * The set of those nested IP-in-IP pools, or undefined when there are none.
+ */
+function ipipInsidePlain(v4: BirdInput['pools']): string | undefined {
+  const ipip = v4.filter((p) => p.ipipMode).map((p) => parseCidr(p.cidr));
+  const inner = v4
+    .filter((p) => !p.ipipMode)
+    .flatMap((p) => ipip.filter((i) => i.prefix > parseCidr(p.cidr).prefix && cidrWithin(i, parseCidr(p.cidr))).map((i) => i.text));
+  return prefixSet(sortedCidrs(inner, 4), true);
+}
+
 /** Filters, kernel and static protocols of one family. */
-function familySection(family: Family, pools: string[], blocks: string[]): string {
+function familySection(family: Family, pools: string[], blocks: string[], input: Pick<BirdInput, 'pools' | 'localSubnet'>): string {
   const v = V[family];
   const poolSet = prefixSet(pools, true);
   const blockSet = prefixSet(blocks, false);
@@ -170,7 +218,9 @@ function familySection(family: Family, pools: string[], blocks: string[]): strin
     `# Into the kernel: routes learned by BGP (next hop = the announcing host)`,
     `# and the blackholes of this host's blocks (unallocated addresses are`,
     `# dropped here instead of following the default route).`,
+    ...(family === 4 ? [...tunnelledFunction(input), ''] : []),
     `filter calico_kernel_${v} {`,
+    ...(family === 4 ? [`  if source = RTS_BGP && calico_tunnelled_v4() then reject;`] : []),
     `  if source = RTS_BGP && calico_in_pools_${v}() then accept;`,
     `  if proto = "Blocks_${v}" then accept;`,
     `  reject;`,
@@ -309,7 +359,7 @@ export function renderBirdConfig(input: BirdInput): string {
     ].join('\n') + '\n',
   );
   for (const f of [4, 6] as Family[]) {
-    parts.push(familySection(f, sortedCidrs(pools, f), sortedCidrs(input.affineBlocks, f)));
+    parts.push(familySection(f, sortedCidrs(pools, f), sortedCidrs(input.affineBlocks, f), input));
   }
   const sources: Record<Family, string | undefined> = { 4: canonicalAddress(me.ip), 6: me.ip6 && canonicalAddress(me.ip6) };
   parts.push(`# ---------- BGP sessions (local AS ${localAs}) ----------\n`);

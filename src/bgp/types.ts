@@ -4,6 +4,7 @@
 // function of it (./render.ts).
 import type { Family } from '../address/cidr';
 import type { BgpPeer, Host } from '../datastore/host-store';
+import type { IpipMode } from '../datastore/pool-store';
 
 export type { BgpPeer };
 
@@ -45,8 +46,14 @@ export interface BirdInput {
   hostname: string;
   /** Every registered host, this one included. */
   hosts: BgpHost[];
-  /** IP pools: only routes inside them are exported and imported. */
-  pools: { cidr: string; family: Family }[];
+  /**
+   * IP pools: only routes inside them are exported and imported. A pool with
+   * an IP-in-IP mode has its tunnelled routes put in the kernel by the node
+   * (src/tunnel), so BIRD keeps those out of the kernel.
+   */
+  pools: { cidr: string; family: Family; ipipMode?: IpipMode }[];
+  /** The subnet of the interface holding this host's --ip (cross-subnet IP-in-IP); undefined: unknown, every host counts as remote. */
+  localSubnet?: string;
   config: BgpConfig;
   /** This host's peers (host/<h>/bgp_peer_v4/v6). */
   nodePeers: BgpPeer[];

@@ -9,9 +9,16 @@ import { DatastoreError } from './errors';
 import { keys, parseAffinityKey } from './keys';
 import { BlockValue, HandleValue, PoolValue } from './schemas';
 
+/** When a pool's traffic to other hosts is tunnelled: always, or only towards hosts whose address is outside this host's subnet. */
+export type IpipMode = 'always' | 'cross-subnet';
+export const IPIP_MODES: readonly IpipMode[] = ['always', 'cross-subnet'];
+
 export interface PoolOptions {
   natOutgoing?: boolean;
+  /** IP-in-IP on (mode `always` unless ipipMode says otherwise). */
   ipip?: boolean;
+  /** Implies ipip. */
+  ipipMode?: IpipMode;
 }
 
 export interface Pool {
@@ -19,6 +26,8 @@ export interface Pool {
   family: Family;
   natOutgoing: boolean;
   ipip: boolean;
+  /** Set exactly when ipip is on. */
+  ipipMode?: IpipMode;
 }
 
 export interface PoolUsage extends Pool {
@@ -50,8 +59,13 @@ export const DEFAULT_POOLS = ['192.168.0.0/16', 'fd80:24e2:f998:72d6::/64'];
 
 const IPIP_DEVICE = 'tunl0';
 
+/** Handles of the addresses nodes give their tunnel device (src/tunnel): not a container's, so they never keep a pool from going. */
+export const TUNNEL_HANDLE_PREFIX = 'ipip-tunnel-addr-';
+
 export function poolFromValue(family: Family, v: PoolValue): Pool {
-  return { cidr: parseCidr(v.cidr).text, family, natOutgoing: v.masquerade === true, ipip: v.ipip !== undefined };
+  const pool: Pool = { cidr: parseCidr(v.cidr).text, family, natOutgoing: v.masquerade === true, ipip: v.ipip !== undefined };
+  if (pool.ipip) pool.ipipMode = v.ipip_mode ?? 'always';
+  return pool;
 }
 
 export class PoolStore {
@@ -71,8 +85,12 @@ export class PoolStore {
         `pool ${c.text} is too small: an IPv${c.family} pool must hold at least one /${BLOCK_PREFIX[c.family]} block (prefix length ${BLOCK_PREFIX[c.family]} or less)`,
       );
     }
-    if (opts.ipip && c.family === 6) {
-      throw new DatastoreError('INVALID_ARGUMENT', `--ipip is for IPv4 pools only; ${c.text} is IPv6`);
+    if ((opts.ipip || opts.ipipMode) && c.family === 6) {
+      // 2015's words (calicoctl v0.4.5), then ours.
+      throw new DatastoreError('INVALID_ARGUMENT', `IP in IP not supported for IPv6 pools: ${c.text} is IPv6 (--ipip is for IPv4 pools only)`);
+    }
+    if (opts.ipipMode !== undefined && !IPIP_MODES.includes(opts.ipipMode)) {
+      throw new DatastoreError('INVALID_ARGUMENT', `IP-in-IP mode "${opts.ipipMode}" is not one of ${IPIP_MODES.join(', ')}`);
     }
     return c;
   }
@@ -88,7 +106,8 @@ export class PoolStore {
   async add(cidr: string, opts: PoolOptions = {}): Promise<Pool> {
     const c = PoolStore.parse(cidr, opts);
     const value: PoolValue = { cidr: c.text };
-    if (opts.ipip) value.ipip = IPIP_DEVICE;
+    if (opts.ipip || opts.ipipMode) value.ipip = IPIP_DEVICE;
+    if (opts.ipipMode === 'cross-subnet') value.ipip_mode = 'cross-subnet';
     if (opts.natOutgoing) value.masquerade = true;
     const key = keys.pool(c.family, c.text);
     await this.ds.put(key, value);
@@ -157,7 +176,10 @@ export class PoolStore {
     const c = PoolStore.parse(cidr);
     const pools = await this.listFamily(c.family);
     const rest = pools.filter((p) => p.cidr !== c.text);
-    return ownersIn((await this.blocks(c.family)).filter((b) => removedWith(c, parseCidr(b.value.cidr), rest)));
+    // A node's tunnel address goes with the pool; the node lets it go when IP-in-IP does.
+    return ownersIn((await this.blocks(c.family)).filter((b) => removedWith(c, parseCidr(b.value.cidr), rest))).filter(
+      (o) => !o.handle.startsWith(TUNNEL_HANDLE_PREFIX),
+    );
   }
 
   /**

@@ -79,6 +79,8 @@ export const PoolValue = z.object({
   cidr: cidrString,
   /** Present (as the tunnel device name) only when IP-in-IP is on; IPv4 only. */
   ipip: z.string().optional(),
+  /** With ipip: `always` (absent: always, as 2015 wrote it) or `cross-subnet` (only towards hosts on another subnet). */
+  ipip_mode: z.enum(['always', 'cross-subnet']).optional(),
   /** Present (true) only when outgoing NAT is on. */
   masquerade: z.boolean().optional(),
 });

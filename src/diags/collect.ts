@@ -81,6 +81,14 @@ async function command(cmd: string, args: string[]): Promise<string> {
   return r.code === 0 ? r.stdout : `${r.stdout}\n# exit ${r.code}: ${r.stderr.trim()}\n`;
 }
 
+/** A host without tunl0 (no IP-in-IP pool) has nothing missing: the part says so. */
+function noTunnelIsAnAnswer(p: Promise<string>): Promise<string> {
+  return p.catch((e) => {
+    if (e instanceof Missing && /does not exist|Cannot find device/.test(e.message)) return 'no tunl0 on this host (no IP-in-IP pool, see docs/ipip.md)\n';
+    throw e;
+  });
+}
+
 /** A file's text (its last MAX_FILE_BYTES when bigger); Missing when absent. */
 function readFile(file: string, what: string): string {
   let fd: number;
@@ -136,6 +144,9 @@ function parts(o: DiagsOptions): Part[] {
     { file: 'ip-addr.txt', what: 'ip addr', gather: () => command('ip', ['addr']) },
     { file: 'ip-route.txt', what: 'ip route', gather: () => command('ip', ['route']) },
     { file: 'ip6-route.txt', what: 'ip -6 route', gather: () => command('ip', ['-6', 'route']) },
+    // IP-in-IP (docs/ipip.md): the tunnel device and the routes through it.
+    { file: 'ip-tunl0.txt', what: 'ip -d link show tunl0', gather: () => noTunnelIsAnAnswer(command('ip', ['-d', 'link', 'show', 'tunl0'])) },
+    { file: 'ip-route-tunl0.txt', what: 'ip -d route show dev tunl0', gather: () => noTunnelIsAnAnswer(command('ip', ['-d', 'route', 'show', 'dev', 'tunl0'])) },
     { file: 'iptables-save.txt', what: 'iptables-save', gather: () => command('iptables-save', []) },
     { file: 'ip6tables-save.txt', what: 'ip6tables-save', gather: () => command('ip6tables-save', []) },
     { file: 'ipset-list.txt', what: 'ipset list', gather: () => command('ipset', ['list']) },

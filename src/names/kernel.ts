@@ -133,3 +133,27 @@ export function profileToHostChain(profile: string): string {
 export function tagIpset(family: 4 | 6, tag: string): string {
   return fitName(`cali${family}-tag-`, tag, MAX_IPSET_NAME);
 }
+
+// ---------- IP-in-IP (src/tunnel) ----------
+
+/** The kernel's IP-in-IP fallback device (module ipip): receives protocol 4 for this host, sends through onlink routes. */
+export function ipipDevice(): string {
+  return 'tunl0';
+}
+
+/**
+ * Routing protocol number of the routes the node puts through tunl0 (`ip
+ * route ... proto 80`, Felix's number): ours are found, and only ours
+ * removed, by it; BIRD's own are proto bird (12).
+ */
+export const TUNNEL_ROUTE_PROTO = 80;
+
+/** filter chain (hooked from INPUT) that accepts protocol 4 from registered nodes only, and drops and counts the rest. */
+export function ipipInputChain(): string {
+  return `${CHAIN_PREFIX}ipip-input`;
+}
+
+/** hash:ip of every registered node's IPv4 address (Felix: cali40all-hosts). */
+export function ipipHostsIpset(): string {
+  return `${IPSET_PREFIX}40all-hosts`;
+}

@@ -9,6 +9,7 @@ import { PoolStore, ProfileStore } from '../datastore';
 import { IptablesApplier } from '../dataplane/applier/iptables-applier';
 import { tracedReservations } from '../endpoints/start-trace';
 import { NatOutgoing } from '../dataplane/nat-outgoing/nat-outgoing';
+import { Tunnel } from '../tunnel/tunnel';
 import { DatastoreComponent, NodeEtcdOptions } from '../etcd/datastore-component';
 import { DEFAULT_PLUGIN_DIR } from '../names';
 import { DockerPlugin } from '../plugin/docker-plugin';
@@ -84,6 +85,7 @@ export interface NodeOptions {
  *   bgp         this host's BIRD, its config rendered from the syncer and this host's blocks
  *   applier     the one kernel applier (iptables, ipset): desired state in, diffs applied
  *   nat         MASQUERADE for --nat-outgoing pools (syncer -> applier)
+ *   tunnel      IP-in-IP pools: tunl0, routes through it to other hosts' blocks, the protocol-4 filter
  *   policy      profiles, tags, rules as filter chains and ipsets (syncer -> compiler -> applier);
  *               an endpoint recorded at Join has its chains before Join returns
  *   plugin      Docker network + IPAM driver; records endpoints at Join
@@ -119,13 +121,16 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
   const child = (component: string) => log.child({ component });
   const identity = new NodeIdentity(datastore, { hostname, stateDir: ctx.stateDir, ip: opts.ip, ip6: opts.ip6, as: opts.as, detectIp: () => detectIPv4(child('identity')) }, child('identity'));
   const syncer = new Syncer(datastore, log);
-  const bgp = new BgpComponent({ hostname, stateDir: ctx.stateDir, datastore, syncer, log });
+  // Built before BGP, started after the applier: BIRD's cross-subnet filter asks it for this host's subnet.
+  let tunnel: Tunnel | undefined;
+  const bgp = new BgpComponent({ hostname, stateDir: ctx.stateDir, datastore, syncer, log, localSubnet: () => tunnel?.localSubnet() });
   // Nothing is applied until every owner has said what it wants: a chain of
   // one owner must not look stale (and go) while only another has spoken.
   const applier = new IptablesApplier({
     log: child('kernel-applier'),
-    expectOwners: opts.noPolicy ? [NatOutgoing.OWNER] : [NatOutgoing.OWNER, PolicyComponent.OWNER],
+    expectOwners: opts.noPolicy ? [NatOutgoing.OWNER, Tunnel.OWNER] : [NatOutgoing.OWNER, Tunnel.OWNER, PolicyComponent.OWNER],
   });
+  tunnel = new Tunnel({ hostname, datastore, syncer, applier, ipam, log: child('tunnel') });
   const nat = new NatOutgoing({ applier, syncer, log: child('nat-outgoing') });
   const policy = opts.noPolicy ? undefined : new PolicyComponent({ host: hostname, datastore, syncer, applier, options: { endpointToHostAction: opts.endpointToHostAction }, log: child('policy') });
   if (policy) endpoints.lifecycle.onRecorded((ep) => policy.endpointRecorded(ep));
@@ -138,6 +143,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     lifecycle: endpoints.lifecycle,
     trace: endpoints.trace,
     hasIpv6Pool: async () => (await new PoolStore(datastore).list(6)).length > 0,
+    endpointMtu: (ipv4) => tunnel?.endpointMtu(ipv4),
     log,
     metrics: ctx.metrics.plugin,
   });
@@ -184,7 +190,7 @@ function components(ctx: NodeContext, opts: NodeOptions, plugin: PluginNodeOptio
     metrics: ctx.metrics.reconciler,
     trace: endpoints.trace,
   });
-  return [identity, syncer, bgp, applier, nat, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
+  return [identity, syncer, bgp, applier, nat, tunnel, ...(policy ? [policy] : []), dockerPlugin, ...(proxy ? [proxy] : []), reconciler];
 }
 
 interface IpRoute {

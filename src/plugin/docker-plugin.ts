@@ -45,6 +45,8 @@ export interface DockerPluginOptions {
   socketCheckMs?: number;
   /** How long the socket file must stay gone before a new one is served (default 8 s). */
   socketGoneGraceMs?: number;
+  /** A veth's MTU for its IPv4 address (IP-in-IP pools: the tunnel's); undefined: the uplink's. */
+  endpointMtu?: (ipv4: string | undefined) => number | undefined;
 }
 
 /** How long the socket check waits for the plugin's own socket to accept a connection. */
@@ -81,7 +83,7 @@ export class DockerPlugin implements Component {
     this.socketPath = path.join(o.pluginDir ?? DEFAULT_PLUGIN_DIR, `${this.pluginName}.sock`);
     const log = o.log.child({ component: 'plugin' });
     this.dataplane = new HostDataplane(log, { owner: `calico-docker:${this.pluginName}` });
-    this.network = new NetworkDriver({ host: o.hostname, dataplane: this.dataplane, endpoints: o.registry, lifecycle: o.lifecycle, trace: o.trace, log });
+    this.network = new NetworkDriver({ host: o.hostname, dataplane: this.dataplane, endpoints: o.registry, lifecycle: o.lifecycle, trace: o.trace, log, endpointMtu: o.endpointMtu });
     this.ipam = new IpamDriver({
       ipam: o.ipam,
       hostname: o.hostname,

@@ -15,6 +15,8 @@ export interface NetworkDriverOptions {
   /** Each call timed per container start. */
   trace?: StartTrace;
   log: Logger;
+  /** A veth's MTU for its IPv4 address (an IP-in-IP pool's is the tunnel's); undefined: the dataplane's default. */
+  endpointMtu?: (ipv4: string | undefined) => number | undefined;
 }
 
 export interface CreateEndpointRequest {
@@ -71,6 +73,7 @@ export class NetworkDriver {
       containerMac: mac,
       ipv4: v4?.address,
       ipv6: v6?.address,
+      mtu: this.o.endpointMtu?.(v4?.address),
     });
     const started = process.hrtime.bigint();
     // Join reports a failure; until then nothing may treat it as unhandled.

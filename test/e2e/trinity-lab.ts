@@ -15,7 +15,10 @@
 //
 // Addresses are test-only ranges that never leave the machine: the LAN is
 // 198.18.0.0/24 (router .1, trinityN .N), the client network behind the
-// router 198.18.1.0/24. Everything (namespaces, daemons, BIRDs, mounts) is
+// router 198.18.1.0/24. A lab may put some hosts on a second LAN,
+// 198.18.2.0/24 (router .1, trinityN .N), on a bridge of its own: those
+// reach the others only through the router, which has no route to any pool
+// (it learns none unless the hosts peer with it). Everything (namespaces, daemons, BIRDs, mounts) is
 // removed at teardown, also when a test failed.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,6 +30,9 @@ import {
 
 export const LAN_PREFIX = '198.18.0';
 export const ROUTER_IP = '198.18.0.1';
+/** The second LAN (TrinityLabOptions.secondLan) and the router's address on it. */
+export const LAN2_PREFIX = '198.18.2';
+export const ROUTER2_IP = '198.18.2.1';
 export const CLIENT_NET_ROUTER = '198.18.1.1';
 export const CLIENT_IP = '198.18.1.2';
 export const ROUTER_AS = '64511';
@@ -35,9 +41,14 @@ export const HOST_NAMES = ['trinity10', 'trinity20', 'trinity30'] as const;
 export const LOCAL_ETCD = 'https://127.0.0.1:2379';
 export type HostName = (typeof HOST_NAMES)[number];
 
-/** trinity10 -> 198.18.0.10 */
-export function lanIp(name: HostName): string {
-  return `${LAN_PREFIX}.${name.slice('trinity'.length)}`;
+/** trinity10 -> 198.18.0.10 (on the second LAN: 198.18.2.10) */
+export function lanIp(name: HostName, secondLan: readonly HostName[] = []): string {
+  return `${secondLan.includes(name) ? LAN2_PREFIX : LAN_PREFIX}.${name.slice('trinity'.length)}`;
+}
+
+export interface TrinityLabOptions {
+  /** Hosts on the second LAN (198.18.2.0/24), reached from the first only through the router. */
+  secondLan?: HostName[];
 }
 
 /** SIGKILL to the process a pid file names, if its command line still mentions `mark` (pids are reused). */
@@ -75,6 +86,8 @@ export class TrinityHost {
   readonly proxySocket: string;
   readonly pluginName: string;
   readonly ip: string;
+  /** The router's address on this host's LAN (its default route). */
+  readonly gateway: string;
 
   constructor(
     readonly name: HostName,
@@ -83,8 +96,10 @@ export class TrinityHost {
     readonly dockerd: PrivateDockerd,
     /** The lab's CA and the etcd server and client certificates. */
     readonly certs: TestCerts,
+    secondLan: readonly HostName[] = [],
   ) {
-    this.ip = lanIp(name);
+    this.ip = lanIp(name, secondLan);
+    this.gateway = secondLan.includes(name) ? ROUTER2_IP : ROUTER_IP;
     this.stateDir = path.join(dir, 'state');
     this.proxySocket = path.join(dir, 'proxy.sock');
     this.pluginName = uniqueName(`cal${name.slice(-2)}`);
@@ -218,7 +233,7 @@ export class TrinityHost {
   /** The host's LAN link down or up: the host is "taken away" (no TCP close, its peers only notice by hold time). */
   async lanLink(up: boolean): Promise<void> {
     await this.exec('ip', ['link', 'set', 'eth0', up ? 'up' : 'down']);
-    if (up) await this.exec('ip', ['route', 'replace', 'default', 'via', ROUTER_IP, 'dev', 'eth0']);
+    if (up) await this.exec('ip', ['route', 'replace', 'default', 'via', this.gateway, 'dev', 'eth0']);
   }
 
   /** The container's IPv4 address on the calico network. */
@@ -258,7 +273,7 @@ export interface TrinityLab {
 }
 
 /** BIRD on the router: AS 64511, every host an rr client, BGP routes into its kernel. */
-export function routerBirdConfig(hosts: readonly HostName[]): string {
+export function routerBirdConfig(hosts: readonly HostName[], secondLan: readonly HostName[] = []): string {
   return [
     `router id ${ROUTER_IP};`,
     'log stderr all;',
@@ -278,13 +293,13 @@ export function routerBirdConfig(hosts: readonly HostName[]): string {
     '  error wait time 2, 10;',
     '  ipv4 { import all; export all; gateway direct; };',
     '}',
-    ...hosts.map((h) => `protocol bgp ${h} from rrclient { neighbor ${lanIp(h)} as ${ROUTER_AS}; }`),
+    ...hosts.map((h) => `protocol bgp ${h} from rrclient { neighbor ${lanIp(h, secondLan)} as ${ROUTER_AS}; }`),
     '',
   ].join('\n');
 }
 
 /** One member per host, TLS with client certificates toward clients and peers alike. */
-async function startEtcdMember(host: TrinityHost, all: readonly HostName[], token: string): Promise<ChildProcess> {
+async function startEtcdMember(host: TrinityHost, all: readonly HostName[], token: string, secondLan: readonly HostName[]): Promise<ChildProcess> {
   const data = path.join(host.dir, 'etcd');
   fs.mkdirSync(data);
   await runOk('mount', ['-t', 'tmpfs', '-o', 'size=256m', 'tmpfs', data]);
@@ -294,7 +309,7 @@ async function startEtcdMember(host: TrinityHost, all: readonly HostName[], toke
     '--name', name, '--data-dir', data,
     '--listen-client-urls', `https://${ip}:2379,${LOCAL_ETCD}`, '--advertise-client-urls', `https://${ip}:2379`,
     '--listen-peer-urls', `https://${ip}:2380`, '--initial-advertise-peer-urls', `https://${ip}:2380`,
-    '--initial-cluster', all.map((h) => `etcd-${h}=https://${lanIp(h)}:2380`).join(','),
+    '--initial-cluster', all.map((h) => `etcd-${h}=https://${lanIp(h, secondLan)}:2380`).join(','),
     ...etcdTlsFlags(host.certs),
     '--initial-cluster-token', token, '--initial-cluster-state', 'new',
     '--heartbeat-interval', '100', '--election-timeout', '1000',
@@ -310,18 +325,21 @@ async function startEtcdMember(host: TrinityHost, all: readonly HostName[], toke
  * Builds the whole lab (no node started: the tests run `calicoctl node`, as
  * the post does). About 20-30 s on 2 cores, most of it three dockerds.
  */
-export async function startTrinityLab(): Promise<TrinityLab> {
+export async function startTrinityLab(opts: TrinityLabOptions = {}): Promise<TrinityLab> {
+  const secondLan = opts.secondLan ?? [];
   const dir = await makeRunDir('trinity');
   onTeardown(`removing ${dir}`, () => removeTree(dir));
   // One CA for the lab; the etcd server certificate names every host's LAN address and loopback.
   fs.mkdirSync(path.join(dir, 'certs'), { mode: 0o700 });
-  const certs = makeTestCerts(path.join(dir, 'certs'), { ips: ['127.0.0.1', ...HOST_NAMES.map(lanIp)] });
+  const certs = makeTestCerts(path.join(dir, 'certs'), { ips: ['127.0.0.1', ...HOST_NAMES.map((n) => lanIp(n, secondLan))] });
   const lan = await Netns.create('trsw');
-  await lan.ok('ip', ['link', 'add', 'br0', 'type', 'bridge']);
-  await lan.ok('ip', ['link', 'set', 'br0', 'up']);
-  const plug = async (ns: Netns, ip: string, port: string) => {
-    await vethLink({ side: ns, ifName: 'eth0', addr: `${ip}/24` }, { side: lan, ifName: port });
-    await lan.ok('ip', ['link', 'set', port, 'master', 'br0']);
+  for (const br of secondLan.length ? ['br0', 'br1'] : ['br0']) {
+    await lan.ok('ip', ['link', 'add', br, 'type', 'bridge']);
+    await lan.ok('ip', ['link', 'set', br, 'up']);
+  }
+  const plug = async (ns: Netns, ip: string, port: string, br = 'br0', ifName = 'eth0') => {
+    await vethLink({ side: ns, ifName, addr: `${ip}/24` }, { side: lan, ifName: port });
+    await lan.ok('ip', ['link', 'set', port, 'master', br]);
   };
   const sysctls = async (ns: Netns) => {
     await ns.forwarding();
@@ -332,6 +350,7 @@ export async function startTrinityLab(): Promise<TrinityLab> {
   const router = await Netns.create('trrt');
   await sysctls(router);
   await plug(router, ROUTER_IP, 'p-router');
+  if (secondLan.length) await plug(router, ROUTER2_IP, 'p-router2', 'br1', 'eth2');
   const client = await Netns.create('trcl');
   await vethLink({ side: router, ifName: 'eth1', addr: `${CLIENT_NET_ROUTER}/24` }, { side: client, ifName: 'eth0', addr: `${CLIENT_IP}/24` });
   await client.ok('ip', ['route', 'add', 'default', 'via', CLIENT_NET_ROUTER]);
@@ -340,15 +359,16 @@ export async function startTrinityLab(): Promise<TrinityLab> {
   for (const name of HOST_NAMES) {
     const ns = await Netns.create(`tr${name.slice(-2)}`);
     await sysctls(ns);
-    await plug(ns, lanIp(name), `p-${name.slice(-2)}`);
+    const second = secondLan.includes(name);
+    await plug(ns, lanIp(name, secondLan), `p-${name.slice(-2)}`, second ? 'br1' : 'br0');
     // The post's hosts reach the rest of the network through the router;
     // the default route is also where `calicoctl node` finds its address.
-    await ns.ok('ip', ['route', 'add', 'default', 'via', ROUTER_IP]);
+    await ns.ok('ip', ['route', 'add', 'default', 'via', second ? ROUTER2_IP : ROUTER_IP]);
     const hdir = path.join(dir, name);
     fs.mkdirSync(hdir);
     // iptables on, as on a stock Docker host: dockerd sets FORWARD DROP.
     const dockerd = await PrivateDockerd.start({ netns: ns.name, iptables: true });
-    const host = new TrinityHost(name, ns, hdir, dockerd, certs);
+    const host = new TrinityHost(name, ns, hdir, dockerd, certs, secondLan);
     // Nodes (and the BIRDs a killed node leaves behind) go before dockerd and the namespaces.
     onTeardown(`node of ${name}`, async () => {
       await killChild(host.node);
@@ -359,7 +379,7 @@ export async function startTrinityLab(): Promise<TrinityLab> {
   await Promise.all(HOST_NAMES.map((n) => ensureTestImage(hosts[n].dockerd)));
 
   const token = `trinity-${path.basename(dir)}`;
-  const etcds = await Promise.all(HOST_NAMES.map((n) => startEtcdMember(hosts[n], HOST_NAMES, token)));
+  const etcds = await Promise.all(HOST_NAMES.map((n) => startEtcdMember(hosts[n], HOST_NAMES, token, secondLan)));
   for (const n of HOST_NAMES) {
     await waitFor(`etcd member of ${n}`, async () => {
       if (etcds.some((c) => c.exitCode !== null)) throw new Error(`an etcd member exited: ${fs.readFileSync(path.join(hosts[n].dir, 'etcd.log'), 'utf8').slice(-2000)}`);
@@ -372,7 +392,7 @@ export async function startTrinityLab(): Promise<TrinityLab> {
   const rdir = path.join(dir, 'router');
   fs.mkdirSync(rdir);
   const conf = path.join(rdir, 'bird.conf');
-  fs.writeFileSync(conf, routerBirdConfig(HOST_NAMES));
+  fs.writeFileSync(conf, routerBirdConfig(HOST_NAMES, secondLan));
   const sock = path.join(rdir, 'bird.ctl');
   const bird = spawnIn(router, '/usr/sbin/bird', ['-f', '-c', conf, '-s', sock, '-P', path.join(rdir, 'bird.pid')], path.join(rdir, 'bird.log'));
   onTeardown('router BIRD', () => killChild(bird));

@@ -59,7 +59,7 @@ async function poolScenario(ctl: Ctl, endpoints: string[]): Promise<void> {
   }
   assertFails(await ctl('pool', 'add', '172.16.0.0/27'), /^Pool 172\.16\.0\.0\/27 is too small: an IPv4 pool must hold at least one \/26 block/);
   assertFails(await ctl('pool', 'add', 'fd00:1::/123'), /too small: an IPv6 pool must hold at least one \/122 block/);
-  assertFails(await ctl('pool', 'add', 'fd00:1::/64', '--ipip'), /^--ipip is for IPv4 pools only; fd00:1::\/64 is IPv6\n$/);
+  assertFails(await ctl('pool', 'add', 'fd00:1::/64', '--ipip'), /^IP in IP not supported for IPv6 pools: fd00:1::\/64 is IPv6 \(--ipip is for IPv4 pools only\)\n$/);
   assertFails(await ctl('pool', 'add', '10.0.0/8'), /"10\.0\.0\/8" is not a CIDR/);
   assertFails(await ctl('pool', 'add', '10.0.0.0'), /"10\.0\.0\.0" is not a CIDR: expected <address>\/<prefix length>/);
 

@@ -84,4 +84,30 @@ export const CASES: Record<string, BirdInput> = {
     affineBlocks: ['192.168.0.0/26'],
     hostRoutes: held,
   },
+  /** IP-in-IP: one pool always, one cross-subnet, a plain pool nested in the always one (routed natively). */
+  ipip: {
+    hostname: 'trinity10',
+    hosts: trinity,
+    pools: [
+      { cidr: '192.168.0.0/16', family: 4, ipipMode: 'always' },
+      { cidr: '192.168.7.0/24', family: 4 },
+      { cidr: '10.99.0.0/16', family: 4, ipipMode: 'cross-subnet' },
+      pools[1]!,
+    ],
+    localSubnet: '172.16.0.0/24',
+    config: noPeers,
+    nodePeers: [],
+    affineBlocks: ['192.168.0.0/26'],
+    hostRoutes: held,
+  },
+  /** Cross-subnet with the local subnet unknown: every host counts as remote. */
+  ipipNoSubnet: {
+    hostname: 'trinity10',
+    hosts: trinity,
+    pools: [{ cidr: '10.99.0.0/16', family: 4, ipipMode: 'cross-subnet' }],
+    config: noPeers,
+    nodePeers: [],
+    affineBlocks: [],
+    hostRoutes: held,
+  },
 };

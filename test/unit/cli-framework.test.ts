@@ -94,7 +94,7 @@ test('framework: usage errors go to stderr with exit 2 and no stack', async () =
     [['pool', 'show', '--ipv4', '--ipv6'], /error: option '--ipv4' cannot be used with option '--ipv6'/],
     [['pool', 'show', '--output', 'yaml'], /^Invalid --output "yaml": expected table or json\.\n$/],
     [['pool', 'add', '10.0.0.0/27'], /^Pool 10\.0\.0\.0\/27 is too small/],
-    [['pool', 'add', 'fd00::/64', '--ipip'], /^--ipip is for IPv4 pools only; fd00::\/64 is IPv6\n$/],
+    [['pool', 'add', 'fd00::/64', '--ipip'], /^IP in IP not supported for IPv6 pools: fd00::\/64 is IPv6 \(--ipip is for IPv4 pools only\)\n$/],
     [['pool', 'remove', 'nonsense'], /^"nonsense" is not a CIDR/],
   ];
   for (const [args, message] of cases) {

@@ -53,7 +53,7 @@ test('a full read becomes typed maps; untyped keys go to raw; half-written profi
   assert.equal(s.revision, '10');
   assert.deepEqual([...s.pools.values()], [
     { cidr: '10.0.0.0/8', family: 4, natOutgoing: true, ipip: false },
-    { cidr: 'fd00::/64', family: 6, natOutgoing: false, ipip: true },
+    { cidr: 'fd00::/64', family: 6, natOutgoing: false, ipip: true, ipipMode: 'always' },
   ]);
   // n2 has only bgp_as: not registered (as HostStore.list).
   assert.deepEqual([...s.hosts.entries()], [['n1', { host: 'n1', ip: '172.17.0.2', ip6: undefined }]]);

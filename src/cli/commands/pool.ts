@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { DatastoreError, PoolStore, PoolUsage } from '../../datastore';
+import { DatastoreError, IPIP_MODES, IpipMode, PoolOptions, PoolStore, PoolUsage } from '../../datastore';
 import { nestingNote } from '../../address/pools';
 import type { Family } from '../../address/cidr';
 import { withDatastore } from '../datastore';
@@ -24,9 +24,15 @@ export function registerPool(program: Command): void {
     )
     .argument('<CIDR>', 'the pool, e.g. 10.10.0.0/16 or fd80:24e2:f998:72d6::/64')
     .option('--nat-outgoing', 'masquerade traffic from containers in this pool to destinations outside every pool')
-    .option('--ipip', 'reach other hosts through an IP-in-IP tunnel (IPv4 pools only)')
-    .action(async (cidr: string, flags: { natOutgoing?: boolean; ipip?: boolean }, cmd: Command) => {
-      const opts = { natOutgoing: flags.natOutgoing === true, ipip: flags.ipip === true };
+    .option('--ipip', 'reach other hosts through an IP-in-IP tunnel (IPv4 pools only); the same as --ipip-mode always')
+    .addOption(
+      new Option('--ipip-mode <mode>', 'IP-in-IP towards every other host (always) or only towards hosts on another subnet (cross-subnet); implies --ipip').choices([
+        ...IPIP_MODES,
+      ]),
+    )
+    .action(async (cidr: string, flags: { natOutgoing?: boolean; ipip?: boolean; ipipMode?: IpipMode }, cmd: Command) => {
+      const opts: PoolOptions = { natOutgoing: flags.natOutgoing === true, ipip: flags.ipip === true || flags.ipipMode !== undefined };
+      if (flags.ipipMode) opts.ipipMode = flags.ipipMode;
       const c = parsePool(cidr, opts);
       const normalised = c.text === cidr.trim() ? '' : ` (normalised from ${cidr.trim()})`;
       const message = await withDatastore(cmd, async (ds) => {
@@ -39,7 +45,7 @@ export function registerPool(program: Command): void {
           const note = nestingNote(c, existing);
           return `Added pool ${c.text}${optionsSuffix(after)}${normalised}${note ? `\n${note}` : ''}`;
         }
-        if (before.natOutgoing === after.natOutgoing && before.ipip === after.ipip) {
+        if (optionsText(before) === optionsText(after)) {
           return `Pool ${c.text}${optionsSuffix(after)} already exists${normalised}`;
         }
         return `Updated pool ${c.text}: options now ${optionsText(after) || 'none'}${normalised}`;
@@ -97,17 +103,18 @@ export function poolTable(family: Family, pools: PoolUsage[]): string {
   );
 }
 
-/** 2015 (v0.4.9) spelling of pool options: `ipip,nat-outgoing`. */
-export function optionsText(p: { ipip: boolean; natOutgoing: boolean }): string {
-  return [p.ipip ? 'ipip' : '', p.natOutgoing ? 'nat-outgoing' : ''].filter(Boolean).join(',');
+/** 2015 (v0.4.9) spelling of pool options: `ipip,nat-outgoing`; cross-subnet IP-in-IP is `ipip(cross-subnet)`. */
+export function optionsText(p: { ipip: boolean; ipipMode?: IpipMode; natOutgoing: boolean }): string {
+  const ipip = p.ipip ? (p.ipipMode === 'cross-subnet' ? 'ipip(cross-subnet)' : 'ipip') : '';
+  return [ipip, p.natOutgoing ? 'nat-outgoing' : ''].filter(Boolean).join(',');
 }
 
-function optionsSuffix(p: { ipip: boolean; natOutgoing: boolean }): string {
+function optionsSuffix(p: { ipip: boolean; ipipMode?: IpipMode; natOutgoing: boolean }): string {
   const t = optionsText(p);
   return t ? ` with ${t.replace(',', ' and ')}` : '';
 }
 
-function parsePool(cidr: string, opts: { natOutgoing?: boolean; ipip?: boolean }) {
+function parsePool(cidr: string, opts: PoolOptions) {
   try {
     return PoolStore.parse(cidr, opts);
   } catch (e) {

@@ -18,6 +18,8 @@ import type { NodeHealth } from '../../metrics/health';
 import type { PolicyStatus } from '../../policy/component';
 import type { ApplierStats } from '../../dataplane/applier/iptables-applier';
 import { isAlive } from '../../process/pids';
+import type { TunnelStatus } from '../../tunnel/tunnel';
+import { renderTunnelStatus } from '../../tunnel/status';
 
 export interface NodeStatus {
   host: string;
@@ -33,6 +35,8 @@ export interface NodeStatus {
   health?: NodeHealth;
   /** The node's BIRD, asked over its control socket (<state dir>/bird/bird.ctl). */
   bgp?: BgpStatus;
+  /** IP-in-IP: tunl0 and the routes through it (the node's status file). */
+  tunnel?: TunnelStatus;
 }
 
 export interface BgpStatus {
@@ -118,6 +122,7 @@ export function renderStatus(s: NodeStatus): string {
     lines.push(down.length ? `Components not up: ${down.map(([k, v]) => `${k} (${v})`).join(', ')}` : `Components: all ${Object.keys(s.health.components).length} up`);
   }
   lines.push(...renderPolicyStatus(s.policy));
+  lines.push(...renderTunnelStatus(s.tunnel));
   return lines.join('\n') + '\n' + (s.bgp ? renderBgpStatus(s.bgp) : '');
 }
 
@@ -163,6 +168,7 @@ export function registerStatus(program: Command): void {
       }
       s.policy = readPolicyStatus(flags.stateDir);
       s.health = readHealth(flags.stateDir);
+      s.tunnel = readStatusFile(flags.stateDir)?.components.tunnel as TunnelStatus | undefined;
       s.bgp = await readBgpStatus(flags.stateDir);
       process.stdout.write(format === 'json' ? renderJson(s) : renderStatus(s));
       // Scripts can test the exit code: 0 only when everything answers.
