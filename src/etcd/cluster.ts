@@ -1,6 +1,6 @@
 // `calicoctl node --etcd-cluster NAME=IP,NAME=IP,NAME=IP`: the blog post's
 // three-member etcd cluster from one flag. Pure: the flag's text, this
-// node's --ip and --name, and whether TLS files were given in; the member's
+// node's --ip and --hostname, and whether TLS files were given in; the member's
 // etcd command line and the node's client URLs out.
 import crypto from 'node:crypto';
 import net from 'node:net';
@@ -21,7 +21,7 @@ export interface EtcdClusterPlan {
   members: ClusterEntry[];
   /** This host's entry. */
   self: ClusterEntry;
-  /** How self was chosen, for the log: `its IP is --ip 10.0.0.1` / `its name is --name h1`. */
+  /** How self was chosen, for the log: `its IP is --ip 10.0.0.1` / `its name is --hostname h1`. */
   selfBy: string;
   /** `calico-<16 hex>` from the sorted list: every host derives the same token from the same list, in any order. */
   token: string;
@@ -78,7 +78,7 @@ export function parseClusterList(text: string, from = '--etcd-cluster'): Cluster
  * Which entry is this host's member: the one whose IP is the node's --ip
  * (the address the host peers on is the one it certainly has); without a
  * match by address (no --ip, or the cluster runs on another network), the
- * one whose NAME is the node's --name (default: the host name, as the post
+ * one whose NAME is the node's --hostname (default: the host name, as the post
  * named its members). Two different entries matching is refused.
  */
 export function pickSelf(members: ClusterEntry[], node: { ip?: string; name: string }, from = '--etcd-cluster'): { self: ClusterEntry; by: string } {
@@ -86,16 +86,16 @@ export function pickSelf(members: ClusterEntry[], node: { ip?: string; name: str
   const byName = members.find((m) => m.name === node.name);
   if (byIp && byName && byIp !== byName) {
     throw new ClusterFlagError(
-      `${from}: this node's --ip ${node.ip} is member ${byIp.name}'s address, but its --name ${node.name} is another member's: ` +
+      `${from}: this node's --ip ${node.ip} is member ${byIp.name}'s address, but its --hostname ${node.name} is another member's: ` +
         'which one is this host? Fix the list or the flags',
     );
   }
   if (byIp) return { self: byIp, by: `its IP is this node's --ip ${node.ip}` };
-  if (byName) return { self: byName, by: `its name is this node's --name ${node.name}` };
+  if (byName) return { self: byName, by: `its name is this node's --hostname ${node.name}` };
   const list = members.map((m) => `${m.name}=${m.ip}`).join(',');
   throw new ClusterFlagError(
-    `${from} ${list}: no member is this host: none has this node's ${node.ip ? `--ip ${node.ip} or ` : ''}--name ${node.name}. ` +
-      'Give the node --ip <its address in the list> (or --name <its name in the list>)',
+    `${from} ${list}: no member is this host: none has this node's ${node.ip ? `--ip ${node.ip} or ` : ''}--hostname ${node.name}. ` +
+      'Give the node --ip <its address in the list> (or --hostname <its name in the list>)',
   );
 }
 

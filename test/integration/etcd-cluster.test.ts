@@ -48,7 +48,7 @@ function startNode(h: LabHost, certs: TestCerts): void {
   const pluginName = `ecl${process.pid}n${seq++}`;
   onTeardown(`plugin socket ${pluginName}`, () => fs.rmSync(`/run/docker/plugins/${pluginName}.sock`, { force: true }));
   const args = [
-    `--net=${h.ns.path}`, process.execPath, CALICOCTL_MAIN, 'node', '--name', h.name, '--ip', ipOf(h.name), '--state-dir', h.stateDir,
+    `--net=${h.ns.path}`, process.execPath, CALICOCTL_MAIN, 'node', '--hostname', h.name, '--ip', ipOf(h.name), '--state-dir', h.stateDir,
     '--etcd-cluster', LIST, ...memberTls(certs),
     '--docker-upstream', `unix://${path.join(dir, 'no-docker.sock')}`, '--plugin-name', pluginName, '--listen', `unix://${path.join(dir, 'proxy.sock')}`,
   ];
@@ -172,10 +172,10 @@ test('--etcd-cluster: three hosts form one TLS etcd cluster from the same flag; 
 });
 
 test('--etcd-cluster without the TLS files: says the cluster\'s ports are unauthenticated plain HTTP (and goes on); a list without this host is refused', async () => {
-  const ok = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--etcd-cluster', LIST, '--ip', ipOf('h10'), '--name', 'x', '--init-system'], { env: cleanEnv(), timeoutMs: 20000 });
+  const ok = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--etcd-cluster', LIST, '--ip', ipOf('h10'), '--hostname', 'x', '--init-system'], { env: cleanEnv(), timeoutMs: 20000 });
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /etcd cluster calico-[0-9a-f]{16} runs WITHOUT TLS: its TCP ports 198\.18\.0\.10:2379 \(clients\) and 198\.18\.0\.10:2380 \(peers\) are unauthenticated plain HTTP/);
-  const none = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--etcd-cluster', LIST, '--ip', '10.1.1.1', '--name', 'x', '--init-system'], { env: cleanEnv(), timeoutMs: 20000 });
+  const none = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--etcd-cluster', LIST, '--ip', '10.1.1.1', '--hostname', 'x', '--init-system'], { env: cleanEnv(), timeoutMs: 20000 });
   assert.notEqual(none.code, 0);
-  assert.match(none.stderr, /no member is this host: none has this node's --ip 10\.1\.1\.1 or --name x/);
+  assert.match(none.stderr, /no member is this host: none has this node's --ip 10\.1\.1\.1 or --hostname x/);
 });

@@ -30,8 +30,8 @@ test('etcd cluster flag: this host is the entry with the node\'s --ip, else the 
   assert.equal(pickSelf(m, { name: 'trinity30' }).self.ip, '10.0.0.30');
   // --ip on another network than the cluster's: the name decides.
   assert.equal(pickSelf(m, { ip: '192.168.1.30', name: 'trinity30' }).self.name, 'trinity30');
-  assert.throws(() => pickSelf(m, { ip: '10.0.0.10', name: 'trinity20' }), /--ip 10.0.0.10 is member trinity10's address, but its --name trinity20 is another member's/);
-  assert.throws(() => pickSelf(m, { ip: '10.9.9.9', name: 'vm' }), /no member is this host: none has this node's --ip 10.9.9.9 or --name vm/);
+  assert.throws(() => pickSelf(m, { ip: '10.0.0.10', name: 'trinity20' }), /--ip 10.0.0.10 is member trinity10's address, but its --hostname trinity20 is another member's/);
+  assert.throws(() => pickSelf(m, { ip: '10.9.9.9', name: 'vm' }), /no member is this host: none has this node's --ip 10.9.9.9 or --hostname vm/);
 });
 
 test('etcd cluster flag: the token is the same on every host for the same members in any order, and differs for other members', () => {

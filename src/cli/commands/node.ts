@@ -89,7 +89,7 @@ export function registerNode(program: Command): void {
     new Option(
       '--etcd-cluster <NAME=IP,...>',
       'run this host\'s embedded etcd as one member of this cluster and use the whole cluster as the datastore; the same list on every host, ' +
-        'this host\'s entry is the one with its --ip (else its --name); TLS with the --etcd-*-file options, else plain HTTP on ports 2379/2380 ' +
+        'X; TLS with the --etcd-*-file options, else plain HTTP on ports 2379/2380 ' +
         '(e.g. --etcd-cluster trinity10=10.0.0.10,trinity20=10.0.0.20,trinity30=10.0.0.30)',
     ).env('CALICO_ETCD_CLUSTER'),
   );
@@ -103,7 +103,7 @@ export function registerNode(program: Command): void {
     const proxy = proxyOptionsFrom(flags);
     const metrics = metricsOptionsFrom(flags, proxy.tls);
     const etcdConfig = etcdConfigFor(command);
-    const cluster = flags.proxyOnly ? undefined : clusterOptionsFrom(flags, etcdConfig);
+    const cluster = flags.proxyOnly ? undefined : clusterOptionsFrom({ ...flags, name: hostname }, etcdConfig);
     const etcd = { ...etcdConfig, embedded: flags.embeddedEtcd === undefined ? 'auto' as const : flags.embeddedEtcd ? 'on' as const : 'off' as const, cluster };
     const mayEmbedEtcd = !flags.proxyOnly && (!!cluster || etcd.embedded === 'on' || (etcd.embedded === 'auto' && etcd.endpoints.source === 'default'));
     // Every program the node runs is installed, or the operator reads which package to add, before anything starts.
