@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   onTeardown(`remove ${dir}`, () => removeTree(dir));
   const port = await freePort();
   const nodeArgs = (listen: string, stateDir: string) =>
-    [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', listen, '--docker-upstream', d.host, '--state-dir', stateDir, '--log-level', 'warn'];
+    [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', listen, '--docker', d.host, '--state-dir', stateDir, '--log-level', 'warn'];
   const node = await child('calicoctl node', nodeArgs(`tcp://127.0.0.1:${port}`, dir), (out) => out.includes('before using'), 30000);
   const proxyHost = `tcp://127.0.0.1:${port}`;
   // The docker CLI itself is slower over TCP than over a unix socket for some

@@ -49,7 +49,7 @@ before(async () => {
   const port = await freePort();
   nodeLog = path.join(dir, 'node.log');
   const logFd = fs.openSync(nodeLog, 'a');
-  node = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `tcp://127.0.0.1:${port}`, '--docker-upstream', d.host, '--state-dir', dir, '--log-level', 'debug'], {
+  node = spawn(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', `tcp://127.0.0.1:${port}`, '--docker', d.host, '--state-dir', dir, '--log-level', 'debug'], {
     stdio: ['ignore', 'pipe', logFd],
   });
   fs.closeSync(logFd);
