@@ -23,6 +23,7 @@ import { keys, parseAffinityKey, parseEndpointKey } from '../datastore/keys';
 import { AffinityValue } from '../datastore/schemas';
 import type { Family } from '../address/cidr';
 import type { Component } from '../lifecycle/component';
+import { SerialPass } from '../lifecycle/serial-pass';
 import type { DatastoreSnapshot, DatastoreSyncer, SyncerEvent } from '../syncer/types';
 import { BirdConfigError, BirdSupervisor } from './bird';
 import { BlockWatch } from './block-watch';
@@ -69,13 +70,11 @@ export class BgpComponent implements Component {
   private blocks: string[] = [];
   private birdStarted = false;
   private stopped = false;
-  private timer?: NodeJS.Timeout;
   private refresher?: NodeJS.Timeout;
   /** The next pass must re-read the affine blocks. */
   private rereadBlocks = true;
   /** One render/apply at a time; a change during one schedules another. */
-  private running?: Promise<void>;
-  private again = false;
+  private readonly passes: SerialPass;
   private lastRenderError?: string;
   private readonly blockWatch: BlockWatch;
 
@@ -85,6 +84,12 @@ export class BgpComponent implements Component {
     this.debounceMs = o.debounceMs ?? 30;
     this.refreshMs = o.refreshMs ?? 5000;
     this.blockWatch = new BlockWatch({ ds: o.datastore, log: this.log, onChange: () => this.schedule(true) });
+    this.passes = new SerialPass({
+      body: () => this.renderAndApply(),
+      onError: (e) => this.log.error({ err: e.message }, `BGP: ${e.message}`),
+      debounceMs: this.debounceMs,
+      stopped: () => this.stopped,
+    });
   }
 
   /** Reads the first snapshot and this host's blocks, and starts BIRD on the rendered config (when the host is registered). */
@@ -93,7 +98,7 @@ export class BgpComponent implements Component {
     this.snapshot = await this.o.syncer.whenSynced();
     await this.blockWatch.start();
     this.unsubscribe = this.o.syncer.subscribe((e) => this.onEvent(e));
-    await this.pass();
+    await this.passes.run();
     this.refresher = setInterval(() => this.schedule(true), this.refreshMs);
     this.refresher.unref();
   }
@@ -109,30 +114,7 @@ export class BgpComponent implements Component {
   private schedule(rereadBlocks: boolean): void {
     if (this.stopped) return;
     this.rereadBlocks ||= rereadBlocks;
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.pass();
-    }, this.debounceMs);
-  }
-
-  /** One render and apply; serialised, a pass asked for meanwhile runs right after. */
-  private pass(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.renderAndApply();
-        } catch (e) {
-          this.log.error({ err: (e as Error).message }, `BGP: ${(e as Error).message}`);
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => (this.running = undefined));
-    return this.running;
+    this.passes.schedule();
   }
 
   private async renderAndApply(): Promise<void> {
@@ -198,11 +180,11 @@ export class BgpComponent implements Component {
     this.stopped = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.timer) clearTimeout(this.timer);
+    this.passes.cancel();
     if (this.refresher) clearInterval(this.refresher);
-    this.timer = this.refresher = undefined;
+    this.refresher = undefined;
     await this.blockWatch.stop();
-    await this.running?.catch(() => undefined);
+    await this.passes.settled();
     await this.supervisor.stop({ graceful: true });
     this.birdStarted = false;
   }

@@ -27,6 +27,7 @@ import { narrowestPool } from '../address/pools';
 import type { Ipam } from '../ipam/types';
 import { IpamError } from '../ipam/types';
 import type { Component } from '../lifecycle/component';
+import { SerialPass } from '../lifecycle/serial-pass';
 import { ipipDevice, TUNNEL_ROUTE_PROTO } from '../names/kernel';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
 import { endpointMtu, KernelRoute, routeCommands, TunnelPlan, tunnelPlan, Underlay, underlayOf } from './plan';
@@ -88,10 +89,9 @@ export class Tunnel implements Component {
   private address?: string;
   private error?: string;
   private stopped = false;
-  private timer?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
+  /** One pass at a time; a change during one schedules another. */
+  private readonly passes: SerialPass;
   /** Cleaned up since IP-in-IP was last on (a disabled pass cleans up at start and after an enabled one only). */
   private cleaned = false;
   /** The applier has heard from us once (it applies nothing before every owner spoke). */
@@ -100,6 +100,17 @@ export class Tunnel implements Component {
   constructor(private readonly o: TunnelOptions) {
     this.log = o.log;
     this.blockWatch = new BlockWatch({ ds: o.datastore, log: this.log, onChange: () => this.schedule() });
+    this.passes = new SerialPass({
+      body: () => this.apply(),
+      onError: (e) => {
+        this.setError(e.message);
+        // The applier waits for every owner's first word before it touches the kernel: never hold policy back.
+        if (!this.told) this.o.applier.set(Tunnel.OWNER, emptyState());
+        this.told = true;
+      },
+      debounceMs: o.debounceMs ?? 20,
+      stopped: () => this.stopped,
+    });
   }
 
   async start(): Promise<void> {
@@ -111,7 +122,7 @@ export class Tunnel implements Component {
       if (e.type === 'update' && !e.changed.has('pools') && !e.changed.has('hosts')) return;
       this.schedule();
     });
-    await this.pass();
+    await this.passes.run();
     this.resync = setInterval(() => this.schedule(), this.o.resyncMs ?? 5000);
     this.resync.unref();
   }
@@ -121,11 +132,11 @@ export class Tunnel implements Component {
     this.stopped = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.timer) clearTimeout(this.timer);
+    this.passes.cancel();
     if (this.resync) clearInterval(this.resync);
-    this.timer = this.resync = undefined;
+    this.resync = undefined;
     await this.blockWatch.stop();
-    await this.running?.catch(() => undefined);
+    await this.passes.settled();
   }
 
   /** The subnet of the interface holding this host's --ip (BIRD's cross-subnet filter uses the same). */
@@ -185,32 +196,7 @@ export class Tunnel implements Component {
   }
 
   private schedule(): void {
-    if (this.stopped || this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.pass();
-    }, this.o.debounceMs ?? 20);
-  }
-
-  private pass(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.apply();
-        } catch (e) {
-          this.setError((e as Error).message);
-          // The applier waits for every owner's first word before it touches the kernel: never hold policy back.
-          if (!this.told) this.o.applier.set(Tunnel.OWNER, emptyState());
-          this.told = true;
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => (this.running = undefined));
-    return this.running;
+    this.passes.schedule();
   }
 
   private setError(error: string | undefined): void {
