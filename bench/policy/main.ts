@@ -23,6 +23,7 @@ import type { DesiredState, IpFamily } from '../../src/dataplane/applier/types';
 import type { Endpoint, Profile } from '../../src/datastore';
 import { PolicyCompiler } from '../../src/policy';
 import { PolicyComponent } from '../../src/policy/component';
+import { profileName, profileRules } from '../scale/cluster';
 
 const ENDPOINTS = 1000;
 const PROFILES = 50;
@@ -40,18 +41,10 @@ function endpoint(i: number): Endpoint {
 }
 
 function profile(p: number, port = 8080): Profile {
-  const name = `prof${p}`;
+  const name = profileName(p);
   return {
     name, tags: [name],
-    rules: {
-      inbound_rules: [
-        { action: 'allow', src_tag: name },
-        { action: 'allow', protocol: 'tcp', dst_ports: [port, 443], src_net: '192.0.2.0/24' },
-        { action: 'deny', protocol: 'udp', dst_ports: ['1000:2000'] },
-        { action: 'allow', protocol: 'icmp', icmp_type: 8 },
-      ],
-      outbound_rules: [{ action: 'deny', dst_net: '10.99.0.0/16' }, { action: 'allow' }],
-    },
+    rules: profileRules(p, port),
   };
 }
 

@@ -11,33 +11,12 @@ import { DatastoreError } from '../../src/datastore/errors';
 import { IpamError } from '../../src/ipam/types';
 import { EndpointError } from '../../src/etcd/endpoints';
 import { optionsText, poolTable } from '../../src/cli/commands/pool';
+import { ctl } from './cli-run';
 
 // Nothing listens on port 1: a test that reached etcd by mistake fails fast instead of hanging.
 const env: NodeJS.ProcessEnv = { ...process.env, ETCD_ENDPOINTS: 'http://127.0.0.1:1' };
 delete env.ETCD_AUTHORITY;
 
-/** Runs calicoctl's main() in this process, capturing what it writes (spawning a node per case is slow). */
-async function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = { stdout: '', stderr: '' };
-  const origOut = process.stdout.write.bind(process.stdout);
-  const origErr = process.stderr.write.bind(process.stderr);
-  const saved = { ETCD_ENDPOINTS: process.env.ETCD_ENDPOINTS, ETCD_AUTHORITY: process.env.ETCD_AUTHORITY };
-  process.env.ETCD_ENDPOINTS = env.ETCD_ENDPOINTS;
-  delete process.env.ETCD_AUTHORITY;
-  process.stdout.write = ((c: string | Uint8Array) => ((out.stdout += c.toString()), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((out.stderr += c.toString()), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(['node', 'calicoctl', ...args]);
-    return { code, ...out };
-  } finally {
-    process.stdout.write = origOut;
-    process.stderr.write = origErr;
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
-}
 
 function allCommands(): Command[] {
   const program = new Command('calicoctl');
