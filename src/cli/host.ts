@@ -76,10 +76,16 @@ export function dockerOf(cmd: Command): string {
   return aliased(cmd, '--docker', '--docker-upstream', 'docker', 'dockerUpstream') ?? DEFAULT_DOCKER;
 }
 
-/** The pure part: which name, from the flag, the node's status file, the machine. */
-export function chooseHostName(flag: string | undefined, nodeHost: string | undefined, machine: string, stateDir: string): HostName {
+/**
+ * The pure part: which name, from the flag, the node's status file, the
+ * machine. The status file's name counts only when the file was written on
+ * this machine (its \`machine\` is this hostname): a lab host in its own UTS
+ * namespace sharing the default state directory, or a file from before that
+ * field, does not lend its name.
+ */
+export function chooseHostName(flag: string | undefined, node: { host?: string; machine?: string } | undefined, machine: string, stateDir: string): HostName {
   if (flag !== undefined && flag !== '') return { name: flag, source: 'flag', stateDir };
-  if (nodeHost) return { name: nodeHost, source: 'node', stateDir };
+  if (node?.host && node.machine === machine) return { name: node.host, source: 'node', stateDir };
   return { name: machine, source: 'machine', stateDir };
 }
 
@@ -97,7 +103,7 @@ export function hostNameNote(h: HostName, machine = os.hostname()): string | und
 export function hostNameOf(cmd: Command, err: NodeJS.WritableStream = process.stderr): HostName {
   const flag = aliased(cmd, '--hostname', '--name', 'hostname', 'name');
   const stateDir = (cmd.optsWithGlobals().stateDir as string | undefined) ?? DEFAULT_STATE_DIR;
-  const h = chooseHostName(flag, flag ? undefined : readStatusFile(stateDir)?.host, os.hostname(), stateDir);
+  const h = chooseHostName(flag, flag ? undefined : readStatusFile(stateDir), os.hostname(), stateDir);
   const note = hostNameNote(h);
   if (note) err.write(note + '\n');
   return h;

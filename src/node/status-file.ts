@@ -3,6 +3,7 @@
 // <stateDir>/node-status.json every couple of seconds and once more at stop.
 // Written to a temporary name and renamed, so a reader never sees half a file.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Component } from '../lifecycle/component';
@@ -16,6 +17,13 @@ export interface NodeStatusFile {
   pid: number;
   /** The node's host name in the datastore (`calicoctl node --hostname`): the CLI's default host on this machine. */
   host?: string;
+  /**
+   * The machine's hostname when the node wrote this (os.hostname()): \`host\`
+   * is this machine's default only while that still matches, so a process in
+   * another UTS namespace (a lab host sharing the filesystem) or a file
+   * copied from another machine does not lend its name.
+   */
+  machine?: string;
   /** Epoch ms of this write. */
   writtenAt: number;
   /** false in the last write, made when the node stopped. */
@@ -78,7 +86,7 @@ export class StatusFile implements Component {
         components[c.name] = { statusError: (e as Error).message };
       }
     }
-    const body: NodeStatusFile = { pid: process.pid, ...(this.o.host ? { host: this.o.host } : {}), writtenAt: Date.now(), running, components, health: nodeHealth(this.o.components()) };
+    const body: NodeStatusFile = { pid: process.pid, ...(this.o.host ? { host: this.o.host } : {}), machine: os.hostname(), writtenAt: Date.now(), running, components, health: nodeHealth(this.o.components()) };
     const file = statusFilePath(this.o.stateDir);
     const tmp = `${file}.${process.pid}.tmp`;
     try {
