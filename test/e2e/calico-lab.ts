@@ -152,9 +152,9 @@ export class CalicoLab {
     const listen = opts.listen ?? this.proxyHost;
     if (listen === this.proxyHost) fs.rmSync(this.proxySocket, { force: true });
     const args = [
-      CALICOCTL_MAIN, 'node', '--name', opts.name ?? this.hostname, '--ip', LAB_HOST_IP, '--state-dir', stateDir,
+      CALICOCTL_MAIN, 'node', '--hostname', opts.name ?? this.hostname, '--ip', LAB_HOST_IP, '--state-dir', stateDir,
       '--etcd-endpoints', ETCD_URL, '--no-embedded-etcd', '--plugin-name', opts.pluginName ?? this.pluginName,
-      '--listen', listen, '--docker-upstream', `unix://${this.dockerd.socket}`, ...(opts.extra ?? []),
+      '--listen', listen, '--docker', `unix://${this.dockerd.socket}`, ...(opts.extra ?? []),
     ];
     const log = fs.openSync(logFile, 'a');
     const child = spawn('nsenter', [`--net=${this.ns.path}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', log] });

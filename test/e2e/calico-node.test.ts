@@ -90,7 +90,7 @@ test('calicoctl node: stop refuses with endpoints; SIGTERM stops node and childr
   const id = (await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=auto', lab.image, 'sh', '-c', 'while true; do echo tick; sleep 0.2; done'])).trim();
   await waitFor('endpoint recorded', async () => (await lab.state()).endpoints.some((e) => e.containerId === id), 10000);
 
-  const refused = await lab.calicoctl(['node', 'stop', '--state-dir', stateDir, '--name', lab.hostname]);
+  const refused = await lab.calicoctl(['node', 'stop', '--state-dir', stateDir, '--hostname', lab.hostname]);
   assert.equal(refused.code, 1, refused.stderr);
   assert.match(refused.stderr, /Current host has active endpoints so can't be stopped\. Force with --force/);
   assert.ok(alive(node.child.pid!), 'the node still runs after a refused stop');
@@ -125,7 +125,7 @@ test('calicoctl node: stop refuses with endpoints; SIGTERM stops node and childr
   node = lab.spawnCalicoctlNode({ stateDir });
   await node.ready();
   assert.equal(node.child.exitCode, null, node.log());
-  const forced = await lab.calicoctl(['node', 'stop', '--force', '--state-dir', stateDir, '--name', lab.hostname]);
+  const forced = await lab.calicoctl(['node', 'stop', '--force', '--state-dir', stateDir, '--hostname', lab.hostname]);
   assert.equal(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, /Node stopped and all configuration removed/);
   assert.equal(await Promise.race([node.exited.then(() => 'exited'), new Promise((r) => setTimeout(() => r('running'), 8000))]), 'exited');

@@ -143,7 +143,7 @@ test('calicoctl node stop --force removes every chain, hook and set of ours and 
   const node = lab.spawnCalicoctlNode();
   await node.ready();
   assert.equal(node.child.exitCode, null, node.log());
-  const r = await lab.ns.exec(process.execPath, [CALICOCTL_MAIN, '--etcd-endpoints', 'http://127.0.0.1:2379', 'node', 'stop', '--force', '--state-dir', lab.dir, '--name', lab.hostname], { timeoutMs: 30000 });
+  const r = await lab.ns.exec(process.execPath, [CALICOCTL_MAIN, '--etcd-endpoints', 'http://127.0.0.1:2379', 'node', 'stop', '--force', '--state-dir', lab.dir, '--hostname', lab.hostname], { timeoutMs: 30000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Removed the node's iptables chains and ipsets/);
   await node.exited;

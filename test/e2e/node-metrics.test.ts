@@ -229,8 +229,8 @@ test('datastore layout version: the first node recorded it, `calicoctl version` 
     await etcdctl(['put', key, '1']);
   });
   const refused = await lab.calicoctl([
-    'node', '--name', 'newerlayout', '--state-dir', path.join(lab.dir, 'layout-node'), '--listen', `unix://${path.join(lab.dir, 'layout.sock')}`,
-    '--no-embedded-etcd', '--plugin-name', 'caltlayout', '--docker-upstream', `unix://${lab.dockerd.socket}`,
+    'node', '--hostname', 'newerlayout', '--state-dir', path.join(lab.dir, 'layout-node'), '--listen', `unix://${path.join(lab.dir, 'layout.sock')}`,
+    '--no-embedded-etcd', '--plugin-name', 'caltlayout', '--docker', `unix://${lab.dockerd.socket}`,
   ]);
   assert.equal(refused.code, 1, refused.stdout + refused.stderr);
   assert.match(refused.stderr, /calicoctl node failed to start: the datastore has layout version 2, newer than this calicoctl knows \(1\).*Upgrade calicoctl on this host/);

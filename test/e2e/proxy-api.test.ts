@@ -319,16 +319,16 @@ test('34: 20 foreground runs, 20 logs -f and an events stream at once: no head-o
 });
 
 test('37: a non-loopback listener without TLS, or with --tls alone, is refused, saying how to require client certificates', async () => {
-  const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--docker-upstream', f.d.host, '--state-dir', dir]);
+  const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--docker', f.d.host, '--state-dir', dir]);
   assert.equal(r.code, 2, 'a usage error');
   assert.match(r.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 without TLS.*--tlsverify --tlscacert=ca\.pem --tlscert=server-cert\.pem --tlskey=server-key\.pem/s);
   // --tls alone encrypts but accepts any client: refused off loopback too, naming --tlsverify.
-  const tlsOnly = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--tls', '--tlscert', `${dir}/server-cert.pem`, '--tlskey', `${dir}/server-key.pem`, '--docker-upstream', f.d.host, '--state-dir', dir]);
+  const tlsOnly = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://0.0.0.0:23999', '--tls', '--tlscert', `${dir}/server-cert.pem`, '--tlskey', `${dir}/server-key.pem`, '--docker', f.d.host, '--state-dir', dir]);
   assert.equal(tlsOnly.code, 2);
   assert.match(tlsOnly.stderr, /refusing to listen on tcp:\/\/0\.0\.0\.0:23999 with --tls alone.*Use --tlsverify instead of --tls/s);
   const help = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--help']);
   assert.match(help.stdout, /--listen <ADDR>[\s\S]*default:\s+"tcp:\/\/127\.0\.0\.1:2377"/);
-  const loop = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://127.0.0.1:23998', '--docker-upstream', 'tcp://localhost:23998', '--state-dir', dir], { env: { ...process.env, DOCKER_HOST: 'tcp://127.0.0.1:23998' } });
+  const loop = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--listen', 'tcp://127.0.0.1:23998', '--docker', 'tcp://localhost:23998', '--state-dir', dir], { env: { ...process.env, DOCKER_HOST: 'tcp://127.0.0.1:23998' } });
   assert.equal(loop.code, 1);
   assert.match(loop.stderr, /own listener/);
   // DOCKER_HOST points at the proxy for the users; the node never takes its upstream from it.
@@ -364,7 +364,7 @@ test('38: one debug line per request; no X-Registry-Auth, no container Env in th
 test('calicoctl node --detach: pid file, log file, stops cleanly on SIGTERM', async () => {
   const state = path.join(dir, 'detached');
   const port = await freePort();
-  const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--detach', '--listen', `tcp://127.0.0.1:${port}`, '--docker-upstream', f.d.host, '--state-dir', state], { timeoutMs: 60000 });
+  const r = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--detach', '--listen', `tcp://127.0.0.1:${port}`, '--docker', f.d.host, '--state-dir', state], { timeoutMs: 60000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`export DOCKER_HOST=localhost:${port}`));
   const pid = Number(fs.readFileSync(path.join(state, 'calico-node.pid'), 'utf8'));
@@ -377,7 +377,7 @@ test('calicoctl node --detach: pid file, log file, stops cleanly on SIGTERM', as
   });
   const v = await f.d.docker(['version', '--format', '{{.Server.APIVersion}}'], { host: `tcp://127.0.0.1:${port}` });
   assert.equal(v.stdout.trim(), '1.41');
-  const again = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--detach', '--listen', `tcp://127.0.0.1:${port}`, '--docker-upstream', f.d.host, '--state-dir', state]);
+  const again = await run(process.execPath, [CALICOCTL_MAIN, 'node', '--proxy-only', '--detach', '--listen', `tcp://127.0.0.1:${port}`, '--docker', f.d.host, '--state-dir', state]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already running \(pid \d+\)/);
   process.kill(pid, 'SIGTERM');

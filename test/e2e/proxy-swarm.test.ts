@@ -35,7 +35,7 @@ before(async () => {
   const logFile = path.join(dir, 'node.log');
   const log = fs.openSync(logFile, 'a');
   // The real `calicoctl node --proxy-only`, default --listen, in dockerd's namespace.
-  const node = spawn('nsenter', [`--net=${ns.path}`, process.execPath, CALICOCTL_MAIN, 'node', '--proxy-only', '--state-dir', dir, '--docker-upstream', d.host], {
+  const node = spawn('nsenter', [`--net=${ns.path}`, process.execPath, CALICOCTL_MAIN, 'node', '--proxy-only', '--state-dir', dir, '--docker', d.host], {
     stdio: ['ignore', log, log],
   });
   fs.closeSync(log);

@@ -176,7 +176,7 @@ export class TrinityHost {
   }
 
   /**
-   * The real `calicoctl node --ip=<LAN address> --name trinityN` in this
+   * The real `calicoctl node --ip=<LAN address> --hostname trinityN` in this
    * host's namespace, foreground; resolves once it serves. Extra flags: the
    * lab's (its own plugin name, proxy socket, dockerd), and etcd's: the
    * host's member over TLS, with the client certificate.
@@ -185,9 +185,9 @@ export class TrinityHost {
     fs.mkdirSync(this.stateDir, { recursive: true });
     fs.rmSync(this.proxySocket, { force: true });
     const args = [
-      CALICOCTL_MAIN, 'node', `--ip=${this.ip}`, '--name', this.name, '--state-dir', this.stateDir, '--no-embedded-etcd',
+      CALICOCTL_MAIN, 'node', `--ip=${this.ip}`, '--hostname', this.name, '--state-dir', this.stateDir, '--no-embedded-etcd',
       '--etcd-endpoints', LOCAL_ETCD, ...calicoctlTlsFlags(this.certs),
-      '--plugin-name', this.pluginName, '--listen', this.dockerHost, '--docker-upstream', `unix://${this.dockerd.socket}`,
+      '--plugin-name', this.pluginName, '--listen', this.dockerHost, '--docker', `unix://${this.dockerd.socket}`,
       '--log-level', process.env.TRINITY_LOG_LEVEL ?? 'info', ...extra,
     ];
     const fd = fs.openSync(this.nodeLogFile, 'a');

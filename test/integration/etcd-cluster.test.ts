@@ -50,7 +50,7 @@ function startNode(h: LabHost, certs: TestCerts): void {
   const args = [
     `--net=${h.ns.path}`, process.execPath, CALICOCTL_MAIN, 'node', '--hostname', h.name, '--ip', ipOf(h.name), '--state-dir', h.stateDir,
     '--etcd-cluster', LIST, ...memberTls(certs),
-    '--docker-upstream', `unix://${path.join(dir, 'no-docker.sock')}`, '--plugin-name', pluginName, '--listen', `unix://${path.join(dir, 'proxy.sock')}`,
+    '--docker', `unix://${path.join(dir, 'no-docker.sock')}`, '--plugin-name', pluginName, '--listen', `unix://${path.join(dir, 'proxy.sock')}`,
   ];
   const child = spawn('nsenter', args, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   h.node = child;

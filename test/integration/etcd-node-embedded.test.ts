@@ -47,7 +47,7 @@ function startNode(ns: Netns, stateDir: string, extraArgs: string[], umask?: str
   onTeardown(`plugin socket ${pluginName}`, () => fs.rmSync(`/run/docker/plugins/${pluginName}.sock`, { force: true }));
   const node = [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir,
-    '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`,
+    '--docker', `unix://${path.join(stateDir, 'no-docker.sock')}`,
     // /run/docker/plugins is shared by every dockerd and node on the machine: a name of our own.
     '--plugin-name', pluginName,
     '--ip', '127.0.0.1', ...extraArgs,
@@ -232,7 +232,7 @@ test('calicoctl node: a start that fails after the embedded member started stops
   const stateDir = await runDir('h3-node');
   const [cmd, args] = nsenter(ns, process.execPath, [
     CALICOCTL_MAIN, 'node', '--state-dir', stateDir, '--listen', LISTEN,
-    '--docker-upstream', `unix://${path.join(stateDir, 'no-docker.sock')}`, '--plugin-name', `h3t${process.pid}`,
+    '--docker', `unix://${path.join(stateDir, 'no-docker.sock')}`, '--plugin-name', `h3t${process.pid}`,
     '--embedded-etcd', '--ip', '10.0.0.300',
   ]);
   const r = await run(cmd, args, { env: cleanEnv(), timeoutMs: 60000 });
@@ -259,7 +259,7 @@ test('quick start: with nothing configured, the node in /var/lib/calico runs the
 set -u
 mkdir -p /var/lib/calico
 mount -t tmpfs -o mode=0755 tmpfs /var/lib/calico
-"$NODE" ${main} node --docker-upstream unix://${dir}/no-docker.sock --plugin-name ${pluginName} --ip 127.0.0.1 > ${dir}/node.log 2>&1 &
+"$NODE" ${main} node --docker unix://${dir}/no-docker.sock --plugin-name ${pluginName} --ip 127.0.0.1 > ${dir}/node.log 2>&1 &
 echo $! > ${dir}/node.pid
 for i in $(seq 1 600); do grep -q 'registered host' ${dir}/node.log && break; sleep 0.1; done
 "$NODE" ${main} pool show --output json > ${dir}/pools.json 2> ${dir}/pools.err; echo $? > ${dir}/pools.rc

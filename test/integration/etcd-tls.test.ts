@@ -122,7 +122,7 @@ test('etcd TLS: calicoctl node with a CA that does not verify the server fails a
   // Fails in its first component (the datastore): nothing of the host is touched.
   const r = await calicoctl([
     'node', '--state-dir', path.join(dir, 'state'), '--listen', `unix://${path.join(dir, 'proxy.sock')}`, '--plugin-name', `tls${process.pid}`,
-    '--docker-upstream', `unix://${path.join(dir, 'no-docker.sock')}`, '--ip', '127.0.0.1',
+    '--docker', `unix://${path.join(dir, 'no-docker.sock')}`, '--ip', '127.0.0.1',
     '--etcd-endpoints', endpoints, '--etcd-ca-file', c.otherCa, '--etcd-cert-file', c.clientCert, '--etcd-key-file', c.clientKey,
   ]);
   const ms = Date.now() - t0;

@@ -50,7 +50,7 @@ test('calicoctl node on a host without conntrack: names it and its Debian packag
 test('calicoctl node --init-system: systemd-analyze verify accepts the unit, and its ExecStart is exactly the flags given', async () => {
   const dir = await makeRunDir('ops-unit');
   onTeardown(`removing ${dir}`, () => removeTree(dir));
-  const flags = ['--etcd-endpoints', 'http://10.0.0.1:2379,http://10.0.0.2:2379', 'node', '--ip=10.0.0.10', '--name', 'trinity10',
+  const flags = ['--etcd-endpoints', 'http://10.0.0.1:2379,http://10.0.0.2:2379', 'node', '--ip=10.0.0.10', '--hostname', 'trinity10',
     '--listen', 'unix:///run/calico proxy.sock', '--log-level', 'warn', '--metrics', 'tcp://127.0.0.1:9099', '--detach', '--init-system'];
   const given = flags.filter((f) => f !== '--detach' && f !== '--init-system');
   // As an installed package runs it (bin/calicoctl, found through its #! line), and as a checkout's main.js.

@@ -8,11 +8,11 @@ import { splitExecStart } from '../systemd-exec';
 const base = { program: ['/usr/local/bin/calicoctl'], nodeBinDir: '/usr/local/bin', localExternalEtcd: false };
 
 test('init-system: the unit runs the node in the foreground with exactly the flags given', () => {
-  const args = ['--etcd-endpoints', 'http://10.0.0.1:2379', 'node', '--ip=10.0.0.10', '--detach', '--init-system', '--name', 'trinity10'];
+  const args = ['--etcd-endpoints', 'http://10.0.0.1:2379', 'node', '--ip=10.0.0.10', '--detach', '--init-system', '--hostname', 'trinity10'];
   const unit = renderSystemdUnit({ ...base, args });
   const exec = /^ExecStart=(.*)$/m.exec(unit)![1]!;
-  assert.equal(exec, '/usr/local/bin/calicoctl --etcd-endpoints http://10.0.0.1:2379 node --ip=10.0.0.10 --name trinity10');
-  assert.deepEqual(splitExecStart(exec), ['/usr/local/bin/calicoctl', '--etcd-endpoints', 'http://10.0.0.1:2379', 'node', '--ip=10.0.0.10', '--name', 'trinity10']);
+  assert.equal(exec, '/usr/local/bin/calicoctl --etcd-endpoints http://10.0.0.1:2379 node --ip=10.0.0.10 --hostname trinity10');
+  assert.deepEqual(splitExecStart(exec), ['/usr/local/bin/calicoctl', '--etcd-endpoints', 'http://10.0.0.1:2379', 'node', '--ip=10.0.0.10', '--hostname', 'trinity10']);
   for (const line of ['Type=simple', 'Restart=on-failure', 'KillMode=mixed', 'TimeoutStopSec=15', 'After=network-online.target docker.service', 'Wants=network-online.target docker.service', 'EnvironmentFile=-/etc/default/calico-node', 'WantedBy=multi-user.target']) {
     assert.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
   }
@@ -21,7 +21,7 @@ test('init-system: the unit runs the node in the foreground with exactly the fla
 });
 
 test('init-system: words with spaces, quotes, backslashes, % and $ reach the node unchanged', () => {
-  const tricky = ['node', '--listen', 'unix:///run/my calico.sock', '--name', 'a"b\\c', '--log-level', '100%', '--state-dir', '/var/lib/$HOME', '--plugin-name', "it's", ''];
+  const tricky = ['node', '--listen', 'unix:///run/my calico.sock', '--hostname', 'a"b\\c', '--log-level', '100%', '--state-dir', '/var/lib/$HOME', '--plugin-name', "it's", ''];
   const exec = /^ExecStart=(.*)$/m.exec(renderSystemdUnit({ ...base, args: tricky }))![1]!;
   assert.deepEqual(splitExecStart(exec), ['/usr/local/bin/calicoctl', ...tricky]);
   assert.equal(quoteExecArg('100%'), '100%%');
