@@ -86,6 +86,8 @@ export class Tunnel implements Component {
   private snapshot?: DatastoreSnapshot;
   private underlayCache?: { ip: string; underlay?: Underlay };
   private plan?: TunnelPlan;
+  /** The plan the last pass that succeeded put in place (status shows its routes, not ones still being programmed). */
+  private inPlace?: TunnelPlan;
   private address?: string;
   private error?: string;
   private stopped = false;
@@ -161,7 +163,7 @@ export class Tunnel implements Component {
       enabled: plan?.enabled ?? false,
       device: this.device,
       pools: pools.map((p) => ({ cidr: p.cidr, mode: p.ipipMode! })),
-      routes: plan?.routes ?? [],
+      routes: plan?.enabled ? (this.inPlace?.routes ?? []) : [],
     };
     if (plan?.mtu !== undefined) s.mtu = plan.mtu;
     if (this.address) s.address = this.address;
@@ -216,6 +218,7 @@ export class Tunnel implements Component {
     this.o.applier.set(Tunnel.OWNER, renderIpipPolicy(plan));
     this.told = true;
     if (!plan.enabled) {
+      this.inPlace = undefined;
       if (was?.enabled || !this.cleaned) await this.remove(was?.enabled === true, [...snap.pools.values()]);
       this.cleaned = true;
       this.setError(undefined);
@@ -225,6 +228,7 @@ export class Tunnel implements Component {
     await this.ensureDevice(plan);
     await this.ensureAddress([...snap.pools.values()]);
     await this.ensureRoutes(plan);
+    this.inPlace = plan;
     if (!was?.enabled) this.log.info({ mtu: plan.mtu, pools: plan.ipipPools, routes: plan.routes.length }, `IP-in-IP: ${this.device} up`);
     this.setError(undefined);
   }
@@ -322,20 +326,37 @@ export class Tunnel implements Component {
    * address of a pool; a tunl0 someone else set up is left alone.
    */
   private async remove(usedByUs: boolean, pools: Pool[]): Promise<void> {
-    const routes = await this.ourRoutes().catch(() => [] as KernelRoute[]);
-    for (const c of routeCommands({ routes: [] }, routes, this.device, TUNNEL_ROUTE_PROTO)) await run('ip', c.split(' '));
+    const routes = await removeTunnelFromKernel(this.device, (addrs) => usedByUs || addrs.some((a) => narrowestPool(parseCidr(a.replace(/\/\d+$/, '/32')), pools) !== undefined));
     await this.o.ipam.releaseByHandle(TUNNEL_HANDLE_PREFIX + this.o.hostname);
     this.address = undefined;
-    const addrs = addressesOf((await run('ip', ['-j', '-4', 'addr', 'show', 'dev', this.device])).stdout);
-    const ours = usedByUs || addrs.some((a) => narrowestPool(parseCidr(a.replace(/\/\d+$/, '/32')), pools));
-    if (ours && (await run('ip', ['link', 'show', 'dev', this.device])).code === 0) {
-      await run('ip', ['addr', 'flush', 'dev', this.device]);
-      await run('ip', ['link', 'set', 'dev', this.device, 'down']);
-      // The fallback device of the ipip module cannot be deleted ("Operation not supported"); one we made can.
-      await run('ip', ['link', 'del', 'dev', this.device]);
-    }
-    if (routes.length) this.log.info({ routes: routes.length }, `IP-in-IP: no IP-in-IP pool left; ${this.device} and its routes removed`);
+    if (routes) this.log.info({ routes }, `IP-in-IP: no IP-in-IP pool left; ${this.device} and its routes removed`);
   }
+}
+
+/**
+ * The tunnel's kernel state goes: every route of ours (proto 80), and, when
+ * `ours` says the device's IPv4 addresses make it ours, its addresses, the
+ * device down and deleted (the ipip module's fallback tunl0 cannot be
+ * deleted: it stays down and empty). Idempotent. Used by the node when IP-in-IP
+ * is turned off and by `node stop --force` once the node exited. Returns how
+ * many routes it removed.
+ */
+export async function removeTunnelFromKernel(device: string, ours: (addrs: string[]) => boolean): Promise<number> {
+  const r = await run('ip', ['-j', '-4', 'route', 'show', 'proto', String(TUNNEL_ROUTE_PROTO)]);
+  let routes: KernelRoute[] = [];
+  try {
+    routes = r.code === 0 ? (JSON.parse(r.stdout || '[]') as KernelRoute[]) : [];
+  } catch {
+    routes = [];
+  }
+  for (const c of routeCommands({ routes: [] }, routes, device, TUNNEL_ROUTE_PROTO)) await run('ip', c.split(' '));
+  const link = await run('ip', ['-j', '-4', 'addr', 'show', 'dev', device]);
+  if (link.code === 0 && ours(addressesOf(link.stdout))) {
+    await run('ip', ['addr', 'flush', 'dev', device]);
+    await run('ip', ['link', 'set', 'dev', device, 'down']);
+    await run('ip', ['link', 'del', 'dev', device]);
+  }
+  return routes.length;
 }
 
 function addressesOf(json: string): string[] {

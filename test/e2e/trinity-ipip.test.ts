@@ -297,3 +297,36 @@ test('IP-in-IP off: tunl0, its routes, address, filter and set go; BIRD\'s route
   const pools = JSON.parse(await h10.calicoctlOk(['pool', 'show', '--ipv4', '--output', 'json'])) as { cidr: string; allocated: number }[];
   assert.equal(pools.find((p) => p.cidr === POOL)?.allocated, 4, 'c-trinity10, c-trinity20, c-trinity30, c-mtu');
 });
+
+test('node stop --force with IP-in-IP on: the tunnel\'s routes, address, allocation, filter and device go with the node', { skip }, async () => {
+  const h30 = h.trinity30;
+  if (standIn) {
+    const r = await h30.exec('sh', ['-c', 'ip link add tunl0 type veth peer name tunl0-peer && ip link set tunl0-peer up']);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const allocated = async () => (JSON.parse(await h.trinity10.calicoctlOk(['pool', 'show', '--ipv4', '--output', 'json'])) as { cidr: string; allocated: number }[]).find((p) => p.cidr === POOL)?.allocated;
+  const before = await allocated();
+  assert.ok(before !== undefined, 'the pool is there');
+  await h.trinity10.calicoctlOk(['pool', 'add', POOL, '--ipip']);
+  let addr = '';
+  await explained(h30, () => waitFor('trinity30\'s tunnel address and routes', async () => {
+    addr = /inet (\S+)/.exec((await h30.exec('ip', ['-o', '-4', 'addr', 'show', 'dev', 'tunl0'])).stdout)?.[1] ?? '';
+    return addr !== '' && (await routes(h30, 'proto', '80')).trim() !== '';
+  }, 15000, 100));
+  // Every node has taken its tunnel address, or said why it cannot (no ipip in the kernel, no stand-in).
+  for (const n of HOST_NAMES) {
+    await waitFor(`${n}'s tunnel status`, async () => { const st = tunnelStatus(h[n]); return st?.enabled === true && (st.address !== undefined || st.error !== undefined); }, 10000, 100);
+  }
+  const on = (await allocated())!;
+  assert.ok(on > before!, `the tunnel address is allocated in IPAM (${before} before, ${on} now)`);
+  const out = await h30.calicoctlOk(['node', 'stop', '--force', '--state-dir', h30.stateDir]);
+  assert.match(out, /Removed the IP-in-IP tunnel \(\d+ route\(s\), its address and its allocation\)/, out);
+  assert.equal((await routes(h30, 'proto', '80')).trim(), '', 'no tunnel route left');
+  assert.doesNotMatch((await h30.exec('iptables-save', [])).stdout, /cali-ipip/);
+  assert.doesNotMatch((await h30.exec('ipset', ['list', '-n'])).stdout, /cali40all-hosts/);
+  const link = await h30.exec('ip', ['-o', '-4', 'addr', 'show', 'dev', 'tunl0']);
+  // The stand-in (like a tunl0 we created) is deleted; the ipip module's own device stays, empty and down.
+  if (standIn) assert.notEqual(link.code, 0, `the stand-in tunl0 is deleted: ${link.stdout}`);
+  else assert.equal(link.stdout.trim(), '', 'tunl0 holds no address');
+  assert.equal(await allocated(), on - 1, `trinity30's tunnel address ${addr} went back to IPAM`);
+});

@@ -5,10 +5,18 @@
 // `node stop --force` in a systemd unit wiped every container's policy).
 // A stopped node leaves its iptables chains and ipsets in place (running
 // containers keep being filtered); --force, once the node has exited,
-// removes every kernel object of ours (policy and NAT outgoing alike) and
-// nothing that is not ours.
+// removes every kernel object of ours (policy, NAT outgoing, the IP-in-IP
+// tunnel's routes, address and device) and nothing that is not ours.
 import type { Command } from 'commander';
-import { EndpointStore, HostStore } from '../../datastore';
+import { EndpointStore, HostStore, PoolStore } from '../../datastore';
+import type { Pool } from '../../datastore/pool-store';
+import { TUNNEL_HANDLE_PREFIX } from '../../datastore/pool-store';
+import { narrowestPool } from '../../address/pools';
+import { parseCidr } from '../../address/cidr';
+import { EtcdIpam } from '../../ipam/ipam';
+import { ipipDevice } from '../../names/kernel';
+import { readStatusFile } from '../../node/status-file';
+import { removeTunnelFromKernel, type TunnelStatus } from '../../tunnel/tunnel';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { runningNodePid } from './node-detach';
@@ -44,11 +52,44 @@ async function removeKernelState(): Promise<void> {
   process.stdout.write('Removed the node\'s iptables chains and ipsets (policy and NAT outgoing): running containers are no longer filtered\n');
 }
 
+/**
+ * --force, after the node exited (a running node would take its tunnel
+ * address again): the tunnel's routes, the device when it holds the node's
+ * last tunnel address or an address of a pool, and the address's allocation
+ * in IPAM. The datastore part is best effort (the node's own embedded member
+ * is gone with it): it says what stays and what frees it.
+ */
+async function removeTunnel(cmd: Command, stateDir: string, hostname: string): Promise<void> {
+  const status = readStatusFile(stateDir)?.components.tunnel as TunnelStatus | undefined;
+  const device = ipipDevice();
+  const bare = (a: string) => a.replace(/\/\d+$/, '');
+  const last = status?.address ? bare(status.address) : undefined;
+  // Routes of ours are known by their protocol; the device by the address the node last gave it.
+  const routes = await removeTunnelFromKernel(device, (addrs) => addrs.some((a) => bare(a) === last));
+  if (!status?.enabled && routes === 0) return;
+  let released = true;
+  try {
+    const pools = await withDatastore(cmd, async (ds) => {
+      await new EtcdIpam(ds).releaseByHandle(TUNNEL_HANDLE_PREFIX + hostname);
+      return new PoolStore(ds).list(4);
+    });
+    // After a restart the status may not name the address: an address of a pool makes the device ours too.
+    await removeTunnelFromKernel(device, (addrs) => addrs.some((a) => narrowestPool(parseCidr(`${bare(a)}/32`), pools) !== undefined));
+  } catch (e) {
+    released = false;
+    process.stderr.write(
+      `could not release the IP-in-IP tunnel's address in IPAM (${(e as Error).message}); ` +
+        `it is released when this host's node next starts without IP-in-IP, or by \`calicoctl node remove ${hostname}\` from another host\n`,
+    );
+  }
+  process.stdout.write(`Removed the IP-in-IP tunnel (${routes} route(s), its address${released ? ' and its allocation' : ''})\n`);
+}
+
 export function registerNodeStop(node: Command, opts: () => { stateDir: string; hostname: string }): void {
   node
     .command('stop')
     .description('Stop the Calico node on this host and remove its registration (refused while it has endpoints, unless --force)')
-    .option('--force', "stop even though containers on this host still have endpoints (they keep their addresses and records), and remove every iptables chain and ipset of the node's: running containers are then no longer filtered")
+    .option('--force', "stop even though containers on this host still have endpoints (they keep their addresses and records), and remove every iptables chain and ipset of the node's and its IP-in-IP tunnel (routes, address, device): running containers are then no longer filtered")
     .action(async (flags: StopFlags, cmd: Command) => {
       const { stateDir, hostname } = opts();
       const endpoints = await withDatastore(cmd, async (ds) => (await new EndpointStore(ds).list(hostname)).filter((e) => e.state === 'active')).catch((e) => {
@@ -81,6 +122,9 @@ export function registerNodeStop(node: Command, opts: () => { stateDir: string; 
         process.stderr.write(`no calicoctl node is running with state dir ${stateDir}\n`);
       }
       process.stdout.write(removed ? 'Node stopped and all configuration removed\n' : 'Node stopped; its registration was left in etcd\n');
-      if (flags.force) await removeKernelState();
+      if (flags.force) {
+        await removeKernelState();
+        await removeTunnel(cmd, stateDir, hostname);
+      }
     });
 }
