@@ -187,7 +187,7 @@ export class IptablesApplier implements KernelApplier, Component {
     this.states.clear();
     this.merged = emptyMerged();
     this.resyncDue = true;
-    await this.pass();
+    await this.pass(() => undefined);
   }
 
   /** For the node's status file (`calicoctl status`). */
@@ -249,7 +249,10 @@ export class IptablesApplier implements KernelApplier, Component {
       this.stats.lastPassMs = Number(process.hrtime.bigint() - started) / 1e6;
     };
     try {
-      await this.pass();
+      // Whoever waits for this pass is let go as soon as the kernel holds the
+      // state (an endpoint's Join), before the bookkeeping after it (the
+      // read-back after a resync, the model of the kernel).
+      await this.pass(() => settle());
       ended();
       this.stats.lastError = undefined;
       if (this.failures) this.o.log.info({ failedPasses: this.failures }, 'kernel applier: applied after failed passes');
@@ -273,7 +276,7 @@ export class IptablesApplier implements KernelApplier, Component {
    * One pass: read the kernel (or, between resyncs, trust what the last pass
    * left), plan, apply; after a read, read back to learn the kernel's spelling.
    */
-  private async pass(): Promise<void> {
+  private async pass(applied: () => void): Promise<void> {
     const started = Date.now();
     const fresh = this.resyncDue || !this.kernel;
     this.resyncDue = false;
@@ -297,6 +300,9 @@ export class IptablesApplier implements KernelApplier, Component {
     }
     await this.executeAll(plan.steps);
     this.stats.applied++;
+    applied();
+    // The waiters' continuations (promise callbacks) run before what follows.
+    await new Promise<void>((r) => setImmediate(r));
     if (fresh) {
       const after = await this.read();
       const misfits = this.spelling.learn(plan.written, desired, after.tables);
