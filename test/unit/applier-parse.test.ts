@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIptablesSave, ruleIpsets, ruleTarget, ruleWords } from '../../src/dataplane/applier/iptables-save';
 import { canonicalMember, parseIpsetSave } from '../../src/dataplane/applier/ipset-save';
-import { refused } from '../../src/dataplane/applier/iptables-applier';
+import { membersOnly, refused } from '../../src/dataplane/applier/iptables-applier';
 import { IPSET_V4_SAVE, IPTABLES_V4_SAVE, IPTABLES_V6_SAVE } from './applier-fixtures';
 
 test('parseIptablesSave: tables, built-in and user chains, rules as printed (captured from iptables-nft 1.8.9)', () => {
@@ -89,4 +89,11 @@ test('refused: the error names the command, family, table and the input line the
   const ipset = refused('ipset restore', { kind: 'ipset-restore', text: 'create cali-a hash:ip family inet\nadd cali-a zz\n' }, 'ipset v7.17: Error in line 2: Syntax error: cannot parse zz: resolving to IPv4 address failed\n', 1);
   assert.equal(ipset.line, 'add cali-a zz');
   assert.match(ipset.message, /^ipset restore exited 1 at line 2 "add cali-a zz": ipset v7.17: Error in line 2/);
+});
+
+test('membersOnly: an ipset step that only adds or deletes members may run beside the restores; one that creates, swaps or destroys may not', () => {
+  assert.equal(membersOnly('add cali40t-a 10.0.0.1\ndel cali40t-b 10.0.0.2\n'), true);
+  assert.equal(membersOnly('create cali40t-a hash:net family inet maxelem 1048576\nadd cali40t-a 10.0.0.1\n'), false);
+  assert.equal(membersOnly('create cali4-tmp hash:net family inet maxelem 1048576\nswap cali4-tmp cali40t-a\ndestroy cali4-tmp\n'), false);
+  assert.equal(membersOnly('destroy cali40t-a\n'), false);
 });

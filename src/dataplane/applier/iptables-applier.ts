@@ -337,19 +337,31 @@ export class IptablesApplier implements KernelApplier, Component {
     return undefined;
   }
 
-  /** In order, except that the IPv4 and IPv6 program steps (separate tables, nothing between them) run side by side. */
+  /**
+   * In order, except that steps with nothing between them run side by side:
+   * the IPv4 and IPv6 program steps (separate tables), and an ipset step that
+   * only adds and deletes members of existing sets with the program steps
+   * after it (no rule about to be written needs a set it creates; an
+   * endpoint's own chains and its tag memberships do not depend on each other).
+   */
   private async executeAll(steps: Step[]): Promise<void> {
-    for (let i = 0; i < steps.length; i++) {
+    for (let i = 0; i < steps.length; ) {
+      const group = [steps[i]!];
       const s = steps[i]!;
-      const n = steps[i + 1];
-      if (s.kind === 'iptables' && s.purpose === 'program' && n?.kind === 'iptables' && n.purpose === 'program' && n.family !== s.family) {
-        const r = await Promise.allSettled([this.execute(s), this.execute(n)]);
-        const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-        if (failed) throw failed.reason;
-        i++;
+      if (s.kind === 'ipset-restore' && membersOnly(s.text)) {
+        while (isProgram(steps[i + group.length]) && group.length < 3) group.push(steps[i + group.length]!);
+      } else if (isProgram(s)) {
+        const n = steps[i + 1];
+        if (isProgram(n) && n.family !== s.family) group.push(n);
+      }
+      i += group.length;
+      if (group.length === 1) {
+        await this.execute(s);
         continue;
       }
-      await this.execute(s);
+      const r = await Promise.allSettled(group.map((g) => this.execute(g)));
+      const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) throw failed.reason;
     }
   }
 
@@ -397,6 +409,15 @@ export function refused(command: string, step: Step, stderr: string, code: numbe
   const where = [family ? `IPv${family}` : '', table ? `table ${table}` : ''].filter(Boolean).join(' ');
   const msg = `${command}${where ? ` (${where})` : ''} exited ${code}${line !== undefined ? ` at line ${n} "${line}"` : ''}: ${stderr.trim().split('\n').filter(Boolean).join(' / ')}`;
   return new ApplierError(msg, command, stderr, family, table, line);
+}
+
+function isProgram(s: Step | undefined): s is Extract<Step, { kind: 'iptables' }> {
+  return s?.kind === 'iptables' && s.purpose === 'program';
+}
+
+/** An ipset restore that only adds or deletes members (no set created, swapped or destroyed). */
+export function membersOnly(text: string): boolean {
+  return text.split('\n').every((l) => l === '' || l.startsWith('add ') || l.startsWith('del '));
 }
 
 function describe(s: Step): string {
