@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { CliError, UsageError } from './errors';
+import { UsageError } from './errors';
 
 export type Align = 'left' | 'center' | 'right';
 

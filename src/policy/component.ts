@@ -14,7 +14,8 @@ import { emptyState, type DesiredState, type KernelApplier } from '../dataplane/
 import { keys } from '../datastore/keys';
 import type { Component } from '../lifecycle/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
-import { DEFAULT_RECHECK_MARK, PolicyCompiler, programmedEndpoints, type PolicyOptions } from './compile';
+import { DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
+import { PolicyCompiler } from './compiler';
 import { deleteFlows, markForRecheck } from './conntrack';
 import { narrowedEndpoints, type RecheckTarget } from './narrowed';
 

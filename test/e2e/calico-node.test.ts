@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { CALICOCTL_MAIN, isRoot, makeRunDir, onTeardown, removeTree, teardownAll, waitFor } from '../harness';
+import { isRoot, makeRunDir, onTeardown, removeTree, teardownAll, waitFor } from '../harness';
 import { CalicoLab, LAB_HOST_IP, SpawnedNode } from './calico-lab';
 import { ruleUpdate } from './calico-policy-lab';
 

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { teardownAll, isRoot, Netns, vethLink, addRoute, waitFor, CALICOCTL_MAIN } from '../harness';
 import { CalicoLab } from './calico-lab';
-import { ifaceOf, probe, putRules, removeContainers, StreamResult } from './calico-policy-lab';
+import { probe, putRules, removeContainers, StreamResult } from './calico-policy-lab';
 
 after(teardownAll);
 const skip = !isRoot() && 'needs root (netns, dockerd, iptables)';

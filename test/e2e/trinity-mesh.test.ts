@@ -11,7 +11,7 @@
 // stopped and started on one host under a cross-host stream and a ping.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { isRoot, onTeardown, sleep, teardownAll, waitFor } from '../harness';
+import { isRoot, sleep, teardownAll, waitFor } from '../harness';
 import { bgpSessions, parseBirdProtocols, BgpSession } from '../../src/bgp/status';
 import { HOST_NAMES, HostName, ROUTER_IP, TrinityHost, TrinityLab, firstReply, lanIp, percentile, startTrinityLab } from './trinity-lab';
 

@@ -4,7 +4,6 @@ import { Command } from 'commander';
 import { run } from '../harness/exec';
 import { CALICOCTL_MAIN } from '../harness';
 import { registerCommands } from '../../src/cli/commands';
-import { main } from '../../src/cli/main';
 import { CliError, describeError, etcdUnavailableMessage } from '../../src/cli/errors';
 import { datastoreErrorToCli, DEFAULT_ENDPOINT_HINT } from '../../src/cli/datastore';
 import { DatastoreError } from '../../src/datastore/errors';

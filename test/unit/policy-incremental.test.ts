@@ -4,7 +4,8 @@
 // last time are the chains and sets the change touches, nothing else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compilePolicy, PolicyCompiler, type PolicyInput } from '../../src/policy/compile';
+import { compilePolicy, type PolicyInput } from '../../src/policy/compile';
+import { PolicyCompiler } from '../../src/policy/compiler';
 import type { DesiredState } from '../../src/dataplane/applier/types';
 import type { Endpoint, Profile } from '../../src/datastore';
 

@@ -27,7 +27,6 @@ function ep(host: string, profiles: string[], v4: string[], v6: string[] = [], s
 }
 
 const HOST_IP: Record<string, string> = { h1: '10.0.0.1', h3: '10.0.0.3' };
-const HOST_IP6: Record<string, string> = { h1: 'fd00::1', h3: 'fd00::3' };
 
 interface Row {
   name: string;

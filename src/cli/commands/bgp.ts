@@ -3,7 +3,7 @@ import { meshEnabled } from '../../bgp/render';
 import { BgpConfigStore } from '../../datastore';
 import { withDatastore } from '../datastore';
 import { addOutputOption, outputFormat, renderJson } from '../output';
-import { CliError, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import { addPasswordOptions, parseAs, PasswordFlags, readPassword } from './bgppeer';
 
 /**

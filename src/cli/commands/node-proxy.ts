@@ -4,7 +4,7 @@ import type { Address } from '../../listen/address';
 import { parseAddress, formatAddress, AddressError } from '../../listen/address';
 import { checkListenPolicy, ListenError } from '../../listen/listener';
 import { checkAllowOrigin } from '../../proxy/web-guard';
-import { CliError, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import { addDockerOption, DEFAULT_DOCKER } from '../host';
 
 /** The proxy's flags on `calicoctl node`, spelled as dockerd spells its own. */

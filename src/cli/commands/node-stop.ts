@@ -9,7 +9,6 @@
 // tunnel's routes, address and device) and nothing that is not ours.
 import type { Command } from 'commander';
 import { EndpointStore, HostStore, PoolStore } from '../../datastore';
-import type { Pool } from '../../datastore/pool-store';
 import { TUNNEL_HANDLE_PREFIX } from '../../datastore/pool-store';
 import { narrowestPool } from '../../address/pools';
 import { parseCidr } from '../../address/cidr';

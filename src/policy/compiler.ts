@@ -1,0 +1,191 @@
+// The policy compiler kept up to date across changes (pure; no I/O): the
+// node's policy component hands it the datastore's state on every change and
+// gets compilePolicy's output at the cost of what changed.
+import type { Endpoint } from '../datastore/endpoint-store';
+import type { Profile } from '../datastore/profile-store';
+import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
+import { fromEndpointChain, fromEndpointDispatchChain, hostToEndpointDispatchChain, tagIpset, toEndpointChain, toEndpointDispatchChain } from '../names/kernel';
+import { byName, compareMembers, dispatchTree, fromEndpoint, policyHooks, profileFamily, sameRules, setMember, toEndpoint, topChains } from './chains';
+import { DEFAULT_NO_MATCH_MARK, DEFAULT_RECHECK_MARK, DEFAULT_TO_HOST_MARK, programmedEndpoints, type PolicyInput } from './compile';
+
+type FamilyChains = { 4: DesiredChain[]; 6: DesiredChain[] };
+
+/**
+ * The same compilation as compilePolicy, kept up to date across calls so
+ * that a change costs what it changes (pure; no I/O). Remembered between
+ * calls, by object (the syncer hands the same Endpoint and Profile objects
+ * again while they are unchanged):
+ * - each local endpoint's chains (anew when its record or the set of its
+ *   profiles that exist changes),
+ * - each profile's chains and the tags its rules name,
+ * - every tag's members, as counts updated by the endpoints that came,
+ *   went or changed (and those of a profile whose tags changed),
+ * - the output objects themselves: an unchanged chain or set is the same
+ *   object as last time, which the applier and the narrowing check compare
+ *   by reference instead of by content.
+ * A scan that looks at each endpoint object once remains (which are new?);
+ * all other work is per change. Same input, same output as compilePolicy
+ * (test/unit/policy-incremental.test.ts).
+ */
+export class PolicyCompiler {
+  private optionsKey?: string;
+  private endpointChains = new WeakMap<Endpoint, { sig: string; chains: FamilyChains }>();
+  private profileChains = new WeakMap<Profile, { 4: { chains: DesiredChain[]; tags: string[] }; 6: { chains: DesiredChain[]; tags: string[] } }>();
+  /** Last output's chains and sets by name, per family: computed chains equal to one of them are replaced by it. */
+  private lastChains: { 4: Map<string, DesiredChain>; 6: Map<string, DesiredChain> } = { 4: new Map(), 6: new Map() };
+  private lastSets: { 4: Map<string, DesiredIpset>; 6: Map<string, DesiredIpset> } = { 4: new Map(), 6: new Map() };
+  /** Tag membership: every active endpoint's contribution, and per family tag -> member -> how many endpoints give it. */
+  private contributions = new Map<Endpoint, { tags: string[]; 4: string[]; 6: string[] }>();
+  private counts: { 4: Map<string, Map<string, number>>; 6: Map<string, Map<string, number>> } = { 4: new Map(), 6: new Map() };
+  private dirtyTags = new Set<string>();
+  private profilesSeen = new Map<string, Profile>();
+  private byProfile = new Map<string, Set<Endpoint>>();
+  private dispatch: { 4?: { names: string; hostReaches: boolean; chains: DesiredChain[] }; 6?: { names: string; hostReaches: boolean; chains: DesiredChain[] } } = {};
+
+  compile(input: PolicyInput): DesiredState {
+    const optionsKey = JSON.stringify(input.options ?? {});
+    if (optionsKey !== this.optionsKey) this.reset(optionsKey);
+    const profiles = new Map(input.profiles.map((p) => [p.name, p]));
+    this.updateMembership(input.endpoints, profiles);
+    const local = programmedEndpoints(input);
+    const out = { v4: this.family(input, local, profiles, 4), v6: this.family(input, local, profiles, 6) };
+    this.dirtyTags.clear();
+    return out;
+  }
+
+  private reset(optionsKey: string): void {
+    this.optionsKey = optionsKey;
+    this.endpointChains = new WeakMap();
+    this.profileChains = new WeakMap();
+  }
+
+  /** Tag members follow the endpoints that are new, gone or in a profile whose tags changed. */
+  private updateMembership(endpoints: Endpoint[], profiles: Map<string, Profile>): void {
+    const changedProfiles = new Set<string>();
+    for (const [name, p] of profiles) {
+      const was = this.profilesSeen.get(name);
+      if (was !== p && (!was || was.tags.join('\n') !== p.tags.join('\n'))) changedProfiles.add(name);
+    }
+    for (const name of this.profilesSeen.keys()) if (!profiles.has(name)) changedProfiles.add(name);
+    this.profilesSeen = new Map(profiles);
+    const now = new Set(endpoints);
+    const redo = new Set<Endpoint>();
+    for (const ep of this.contributions.keys()) if (!now.has(ep)) this.drop(ep);
+    for (const name of changedProfiles) for (const ep of this.byProfile.get(name) ?? []) if (now.has(ep)) redo.add(ep);
+    for (const ep of endpoints) if (!this.contributions.has(ep)) redo.add(ep);
+    for (const ep of redo) {
+      this.drop(ep);
+      this.add(ep, profiles);
+    }
+  }
+
+  private add(ep: Endpoint, profiles: Map<string, Profile>): void {
+    const tags = ep.state === 'active' ? [...new Set(ep.profile_ids.flatMap((id) => profiles.get(id)?.tags ?? []))] : [];
+    const c = { tags, 4: tags.length ? [...new Set(ep.ipv4_nets.map(setMember))] : [], 6: tags.length ? [...new Set(ep.ipv6_nets.map(setMember))] : [] };
+    this.contributions.set(ep, c);
+    for (const id of ep.profile_ids) {
+      let s = this.byProfile.get(id);
+      if (!s) this.byProfile.set(id, (s = new Set()));
+      s.add(ep);
+    }
+    this.count(c, 1);
+  }
+
+  private drop(ep: Endpoint): void {
+    const c = this.contributions.get(ep);
+    if (!c) return;
+    this.contributions.delete(ep);
+    for (const id of ep.profile_ids) {
+      const s = this.byProfile.get(id);
+      s?.delete(ep);
+      if (s && !s.size) this.byProfile.delete(id);
+    }
+    this.count(c, -1);
+  }
+
+  private count(c: { tags: string[]; 4: string[]; 6: string[] }, by: 1 | -1): void {
+    for (const v of [4, 6] as const) {
+      for (const tag of c.tags) {
+        let m = this.counts[v].get(tag);
+        if (!m) this.counts[v].set(tag, (m = new Map()));
+        for (const a of c[v]) {
+          const n = (m.get(a) ?? 0) + by;
+          if (n > 0) m.set(a, n);
+          else m.delete(a);
+        }
+        if (!m.size) this.counts[v].delete(tag);
+        if (c[v].length) this.dirtyTags.add(tag);
+      }
+    }
+  }
+
+  private family(input: PolicyInput, local: Endpoint[], profiles: Map<string, Profile>, family: IpFamily): DesiredState['v4'] {
+    const mark = input.options?.noMatchMark ?? DEFAULT_NO_MATCH_MARK;
+    const hostReaches = input.options?.hostReachesContainers ?? true;
+    const hostServices = (input.options?.endpointToHostAction ?? 'drop') === 'accept';
+    const toHostMark = hostServices ? undefined : input.options?.toHostMark ?? DEFAULT_TO_HOST_MARK;
+    const last = this.lastChains[family];
+    const next = new Map<string, DesiredChain>();
+    const keep = (c: DesiredChain) => {
+      const was = last.get(c.name);
+      next.set(c.name, was && sameRules(was.rules, c.rules) ? was : c);
+    };
+    topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark).forEach(keep);
+    // The dispatch chains depend on the local endpoints' names only: the same records in the same order, the same chains.
+    const names = local.map((ep) => ep.name).join(' ');
+    let tree = this.dispatch[family];
+    if (!tree || tree.names !== names || tree.hostReaches !== hostReaches) {
+      const chains = [
+        ...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'),
+        ...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'),
+        ...(hostReaches ? dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination') : []),
+      ];
+      tree = { names, hostReaches, chains };
+      this.dispatch[family] = tree;
+    }
+    tree.chains.forEach(keep);
+    for (const ep of local) {
+      const sig = ep.profile_ids.map((id) => (profiles.has(id) ? '1' : '0')).join('');
+      let memo = this.endpointChains.get(ep);
+      if (!memo || memo.sig !== sig) {
+        const chains = { 4: [] as DesiredChain[], 6: [] as DesiredChain[] };
+        for (const v of [4, 6] as const) chains[v].push(fromEndpoint(ep, v, profiles, mark, hostServices), toEndpoint(ep, v, profiles, mark));
+        memo = { sig, chains };
+        this.endpointChains.set(ep, memo);
+      }
+      memo.chains[family].forEach(keep);
+    }
+    const used = [...new Set(local.flatMap((ep) => ep.profile_ids.filter((id) => profiles.has(id))))].sort();
+    const tags = new Set<string>();
+    for (const id of used) {
+      const p = profiles.get(id)!;
+      let memo = this.profileChains.get(p);
+      if (!memo) {
+        memo = { 4: profileFamily(p, 4, mark, toHostMark), 6: profileFamily(p, 6, mark, toHostMark) };
+        this.profileChains.set(p, memo);
+      }
+      memo[family].chains.forEach(keep);
+      memo[family].tags.forEach((t) => tags.add(t));
+    }
+    this.lastChains[family] = next;
+
+    const lastSets = this.lastSets[family];
+    const sets = new Map<string, DesiredIpset>();
+    for (const tag of [...tags].sort()) {
+      const name = tagIpset(family, tag);
+      const was = lastSets.get(name);
+      if (was && !this.dirtyTags.has(tag)) {
+        sets.set(name, was);
+        continue;
+      }
+      const members = [...(this.counts[family].get(tag)?.keys() ?? [])].sort(compareMembers);
+      sets.set(name, was && sameRules(was.members, members) ? was : { name, type: 'hash:net', family, members });
+    }
+    this.lastSets[family] = sets;
+    return {
+      chains: [...next.values()].sort(byName),
+      hooks: policyHooks(),
+      ipsets: [...sets.values()],
+    };
+  }
+}
