@@ -11,6 +11,12 @@ import { DatastoreError } from './errors';
 export interface Codec<T> {
   schema: ZodType<T, ZodTypeDef, unknown>;
   text?: boolean;
+  /**
+   * Optional fast path for values read in bulk: the decoded value when the
+   * input is certainly valid (exactly what `schema` would give), undefined to
+   * let `schema` decide (and say what is wrong).
+   */
+  fast?: (data: unknown) => T | undefined;
 }
 export const json = <T>(schema: ZodType<T, ZodTypeDef, unknown>): Codec<T> => ({ schema });
 export const text = <T>(schema: ZodType<T, ZodTypeDef, unknown>): Codec<T> => ({ schema, text: true });
@@ -229,6 +235,8 @@ export class Datastore {
         throw new DatastoreError('INVALID_VALUE', `invalid value at ${key}: not JSON: ${truncate(raw)}`, key);
       }
     }
+    const fast = codec.fast?.(data);
+    if (fast !== undefined) return fast;
     const r = codec.schema.safeParse(data);
     if (!r.success) {
       const problem = r.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ');

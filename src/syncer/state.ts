@@ -5,12 +5,12 @@
 // as long as it likes and an update among 1000 endpoints copies one map.
 import type { IKeyValue } from 'etcd3/lib/rpc';
 import { Codec, json } from '../datastore/datastore';
-import { Endpoint, endpointFromValue } from '../datastore/endpoint-store';
+import { Endpoint, endpointCodec, endpointFromValue } from '../datastore/endpoint-store';
 import { Host, HostLeaf, hostLeafCodec, withHostLeaf } from '../datastore/host-store';
 import { parseEndpointKey, parseHostLeafKey, parsePoolKey, parseProfileKey, ROOT } from '../datastore/keys';
 import { Pool, poolFromValue } from '../datastore/pool-store';
 import { defaultProfile, Profile, profileRulesCodec, profileTagsCodec } from '../datastore/profile-store';
-import { EndpointValue, PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
+import { PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
 import type { DatastoreSnapshot, SyncedKind } from './types';
 
 /** Everything the syncer serves: one range read, one watch. Block IPAM (/calico/ipam/v2) is not under it. */
@@ -59,7 +59,6 @@ interface Maps {
   raw: Map<string, string>;
 }
 
-const endpointCodec = json(EndpointValue);
 const poolCodec = json(PoolValue);
 const HOST_LEAVES: HostLeaf[] = ['bird_ip', 'bird6_ip', 'bgp_as'];
 
