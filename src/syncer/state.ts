@@ -1,8 +1,9 @@
 // The syncer's model of the served keys: raw key changes in, typed
 // snapshots out. Pure (no etcd): the snapshot read and the watch feed it the
-// same KeyChange batches. Published maps are never mutated: a batch copies
-// only the maps it writes (copy-on-write), so a consumer may keep a snapshot
-// as long as it likes and an update among 1000 endpoints copies one map.
+// same KeyChange batches. Published maps are never mutated: each is a
+// LayeredMap, whose next version costs what a batch changed (not the map's
+// size), so a consumer may keep a snapshot as long as it likes and an update
+// among 10,000 endpoints copies none of them.
 import type { IKeyValue } from 'etcd3/lib/rpc';
 import { Codec, json } from '../datastore/datastore';
 import { Endpoint, endpointCodec, endpointFromValue } from '../datastore/endpoint-store';
@@ -11,6 +12,7 @@ import { parseEndpointKey, parseHostLeafKey, parsePoolKey, parseProfileKey, ROOT
 import { Pool, poolFromValue } from '../datastore/pool-store';
 import { defaultProfile, Profile, profileRulesCodec, profileTagsCodec } from '../datastore/profile-store';
 import { PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
+import { LayeredMap, LayeredMapDraft } from './layered-map';
 import type { DatastoreSnapshot, SyncedKind } from './types';
 
 /** Everything the syncer serves: one range read, one watch. Block IPAM (/calico/ipam/v2) is not under it. */
@@ -51,27 +53,35 @@ interface ProfileLeaves {
   rules?: ProfileRulesValue;
 }
 
-interface Maps {
-  pools: Map<string, Pool>;
-  hosts: Map<string, Host>;
-  endpoints: Map<string, Endpoint>;
-  profiles: Map<string, Profile>;
-  raw: Map<string, string>;
+interface Values {
+  pools: Pool;
+  hosts: Host;
+  endpoints: Endpoint;
+  profiles: Profile;
+  raw: string;
 }
+type Maps = { [N in keyof Values]: LayeredMap<string, Values[N]> };
+type Drafts = { [N in keyof Values]?: LayeredMapDraft<string, Values[N]> };
 
 const poolCodec = json(PoolValue);
 const HOST_LEAVES: HostLeaf[] = ['bird_ip', 'bird6_ip', 'bgp_as'];
 
 export class SyncState {
-  private maps: Maps = { pools: new Map(), hosts: new Map(), endpoints: new Map(), profiles: new Map(), raw: new Map() };
+  private maps: Maps = {
+    pools: LayeredMap.empty(),
+    hosts: LayeredMap.empty(),
+    endpoints: LayeredMap.empty(),
+    profiles: LayeredMap.empty(),
+    raw: LayeredMap.empty(),
+  };
   // Internal (never handed out): the parts typed objects are assembled from.
   private readonly hostLeaves = new Map<string, HostLeaves>();
   private readonly profileLeaves = new Map<string, ProfileLeaves>();
   /** Pool key -> the CIDR it is published under (the value's canonical CIDR). */
   private readonly poolCidrs = new Map<string, string>();
   private published: DatastoreSnapshot | undefined;
-  /** Maps already copied in the current batch. */
-  private copied = new Set<keyof Maps>();
+  /** Drafts of the maps the current batch writes. */
+  private drafts: Drafts = {};
 
   private constructor(
     private readonly decode: DecodeKv,
@@ -90,7 +100,7 @@ export class SyncState {
 
   /** Applies one batch (in revision order) and moves to `revision`. */
   apply(changes: readonly KeyChange[], revision: string): BatchResult {
-    this.copied = new Set();
+    this.drafts = {};
     const changed = new Set<SyncedKind>();
     const seen = new Set<string>();
     const keys: string[] = [];
@@ -103,6 +113,10 @@ export class SyncState {
         keys.push(c.key);
       }
     }
+    const next = { ...this.maps };
+    for (const name of Object.keys(this.drafts) as (keyof Values)[]) (next as Record<string, unknown>)[name] = this.drafts[name]!.done();
+    this.maps = next;
+    this.drafts = {};
     this.revision = revision;
     this.published = undefined;
     return { changed, keys };
@@ -193,12 +207,9 @@ export class SyncState {
     this.poolCidrs.set(key, pool.cidr);
   }
 
-  /** The map `name`, replaced by a copy before its first write in a batch. */
-  private writable<N extends keyof Maps>(name: N): Maps[N] {
-    if (!this.copied.has(name)) {
-      this.maps = { ...this.maps, [name]: new Map(this.maps[name] as Map<string, unknown>) };
-      this.copied.add(name);
-    }
-    return this.maps[name];
+  /** The draft of the map `name` for the current batch (made at its first write). */
+  private writable<N extends keyof Values>(name: N): LayeredMapDraft<string, Values[N]> {
+    const d = (this.drafts[name] ??= this.maps[name].edit() as Drafts[N]);
+    return d!;
   }
 }
