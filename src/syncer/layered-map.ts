@@ -45,19 +45,17 @@ export class LayeredMap<K, V> implements ReadonlyMap<K, V> {
   }
 
   *entries(): MapIterator<[K, V]> {
-    const layer = this.layer;
+    const { base, layer } = this;
     if (layer.size === 0) {
-      yield* this.base.entries();
+      yield* base.entries();
       return;
     }
-    for (const [k, v] of this.base) {
-      if (!layer.has(k)) yield [k, v];
-      else {
-        const s = layer.get(k)!;
-        if (s !== GONE) yield [k, s];
-      }
+    for (const [k, v] of base) {
+      const s = layer.get(k);
+      if (s === undefined && !layer.has(k)) yield [k, v];
+      else if (s !== GONE) yield [k, s as V];
     }
-    for (const [k, s] of layer) if (s !== GONE && !this.base.has(k)) yield [k, s];
+    for (const [k, s] of layer) if (s !== GONE && !base.has(k)) yield [k, s];
   }
 
   *keys(): MapIterator<K> {
@@ -65,7 +63,17 @@ export class LayeredMap<K, V> implements ReadonlyMap<K, V> {
   }
 
   *values(): MapIterator<V> {
-    for (const [, v] of this.entries()) yield v;
+    const { base, layer } = this;
+    if (layer.size === 0) {
+      yield* base.values();
+      return;
+    }
+    for (const [k, v] of base) {
+      const s = layer.get(k);
+      if (s === undefined && !layer.has(k)) yield v;
+      else if (s !== GONE) yield s as V;
+    }
+    for (const [k, s] of layer) if (s !== GONE && !base.has(k)) yield s;
   }
 
   [Symbol.iterator](): MapIterator<[K, V]> {
