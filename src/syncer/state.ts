@@ -90,12 +90,29 @@ export class SyncState {
 
   /** The state of a full read (every kv under SERVED_PREFIX at `revision`). */
   static fromKvs(decode: DecodeKv, kvs: IKeyValue[], revision: string): SyncState {
-    const s = new SyncState(decode, revision);
-    s.apply(
-      kvs.map((kv) => ({ key: kv.key.toString(), kv })),
-      revision,
-    );
-    return s;
+    const b = SyncState.builder(decode);
+    b.add(kvs);
+    return b.done(revision);
+  }
+
+  /** The state of a full read handed over page by page (Datastore.rangePrefixPages): add() each, then done(). */
+  static builder(decode: DecodeKv): { add(kvs: readonly IKeyValue[]): void; done(revision: string): SyncState } {
+    const s = new SyncState(decode, '0');
+    let finished = false;
+    return {
+      add(kvs) {
+        if (finished) throw new Error('SyncState builder: add() after done()');
+        for (const kv of kvs) {
+          const key = kv.key.toString();
+          if (key.startsWith(SERVED_PREFIX)) s.applyOne({ key, kv });
+        }
+      },
+      done(revision) {
+        finished = true;
+        s.commit(revision);
+        return s;
+      },
+    };
   }
 
   /** Applies one batch (in revision order) and moves to `revision`. */
@@ -113,13 +130,18 @@ export class SyncState {
         keys.push(c.key);
       }
     }
+    this.commit(revision);
+    return { changed, keys };
+  }
+
+  /** Publishes the drafts written since the last commit as the maps at `revision`. */
+  private commit(revision: string): void {
     const next = { ...this.maps };
     for (const name of Object.keys(this.drafts) as (keyof Values)[]) (next as Record<string, unknown>)[name] = this.drafts[name]!.done();
     this.maps = next;
     this.drafts = {};
     this.revision = revision;
     this.published = undefined;
-    return { changed, keys };
   }
 
   /** The current snapshot; the same object until the next apply. */
