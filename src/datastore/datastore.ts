@@ -11,6 +11,12 @@ import { DatastoreError } from './errors';
 export interface Codec<T> {
   schema: ZodType<T, ZodTypeDef, unknown>;
   text?: boolean;
+  /**
+   * Optional fast path for values read in bulk: the decoded value when the
+   * input is certainly valid (exactly what `schema` would give), undefined to
+   * let `schema` decide (and say what is wrong).
+   */
+  fast?: (data: unknown) => T | undefined;
 }
 export const json = <T>(schema: ZodType<T, ZodTypeDef, unknown>): Codec<T> => ({ schema });
 export const text = <T>(schema: ZodType<T, ZodTypeDef, unknown>): Codec<T> => ({ schema, text: true });
@@ -229,6 +235,8 @@ export class Datastore {
         throw new DatastoreError('INVALID_VALUE', `invalid value at ${key}: not JSON: ${truncate(raw)}`, key);
       }
     }
+    const fast = codec.fast?.(data);
+    if (fast !== undefined) return fast;
     const r = codec.schema.safeParse(data);
     if (!r.success) {
       const problem = r.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ');
@@ -287,21 +295,46 @@ export class Datastore {
    * then reads again).
    */
   async rangePrefix(prefix: string, keysOnly: boolean, pageKeys = RANGE_PAGE_KEYS): Promise<IRangeResponse> {
-    const end = prefixEnd(prefix);
-    let from = Buffer.from(prefix);
-    let first: IRangeResponse | undefined;
     const kvs: IKeyValue[] = [];
+    const { header } = await this.rangePrefixPages(
+      prefix,
+      keysOnly,
+      (page) => {
+        for (const kv of page) kvs.push(kv);
+      },
+      pageKeys,
+    );
+    return { header, kvs, more: false, count: String(kvs.length) };
+  }
+
+  /**
+   * rangePrefix page by page: each page goes to `onPage` as it arrives, the
+   * next one already asked for (etcd answers while the caller decodes this
+   * one), all at the first page's revision. Resolves with that page's header
+   * once every page has been handed over; an `onPage` that throws ends the
+   * read with its error.
+   */
+  async rangePrefixPages(
+    prefix: string,
+    keysOnly: boolean,
+    onPage: (kvs: IKeyValue[]) => void,
+    pageKeys = RANGE_PAGE_KEYS,
+  ): Promise<{ header: IRangeResponse['header'] }> {
+    const end = prefixEnd(prefix);
+    const ask = (from: Buffer, revision?: string): Promise<IRangeResponse> =>
+      this.call(`listing ${prefix}`, () => this.client.kv.range({ key: from, range_end: end, keys_only: keysOnly, limit: pageKeys, revision }));
+    let page = await ask(Buffer.from(prefix));
+    const header = page.header;
     for (;;) {
-      const page: IRangeResponse = await this.call(`listing ${prefix}`, () =>
-        this.client.kv.range({ key: from, range_end: end, keys_only: keysOnly, limit: pageKeys, revision: first?.header.revision }),
-      );
-      first ??= page;
-      for (const kv of page.kvs) kvs.push(kv);
-      if (!page.more || page.kvs.length === 0) break;
+      const last = page.kvs[page.kvs.length - 1];
       // The next page starts just after this page's last key.
-      from = Buffer.concat([page.kvs[page.kvs.length - 1].key, Buffer.from([0])]);
+      const next = page.more && last ? ask(Buffer.concat([last.key, Buffer.from([0])]), header.revision) : undefined;
+      // Awaited below; if onPage throws first, its failure is not an unhandled rejection.
+      next?.catch(() => undefined);
+      onPage(page.kvs);
+      if (!next) return { header };
+      page = await next;
     }
-    return { ...first, kvs, more: false, count: String(kvs.length) };
   }
 
   /** Reads several keys in one round trip (a txn of ranges). */

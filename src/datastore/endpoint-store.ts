@@ -1,10 +1,13 @@
 // Workload endpoints: /calico/v1/host/<h>/workload/docker/<cid>/endpoint/<epid>,
 // the 2015 endpoint JSON. Felix on every host reads them; the container
 // networking writes them.
-import { backoff, CAS_RETRIES, Datastore, json, Versioned } from './datastore';
+import { backoff, CAS_RETRIES, Codec, Datastore, Versioned } from './datastore';
 import { DatastoreError } from './errors';
 import { checkId, keys, parseEndpointKey } from './keys';
-import { EndpointValue } from './schemas';
+import { EndpointValue, fastEndpointValue } from './schemas';
+
+/** Endpoint records: the schema, with its fast path for the common shape (a cluster's endpoints are read at once). */
+export const endpointCodec: Codec<EndpointValue> = { schema: EndpointValue, fast: fastEndpointValue };
 
 export interface EndpointId {
   host: string;
@@ -54,7 +57,7 @@ export class EndpointStore {
 
   private validated(key: string, ep: Endpoint): EndpointValue {
     const value = endpointValue(ep);
-    this.ds.decode(key, JSON.stringify(value), json(EndpointValue));
+    this.ds.decode(key, JSON.stringify(value), endpointCodec);
     return value;
   }
 
@@ -71,7 +74,7 @@ export class EndpointStore {
     this.validated(key, ep);
     const dir = keys.containerEndpointsDir(ep.host, ep.containerId);
     for (let attempt = 0; attempt < CAS_RETRIES; attempt++) {
-      const found = await this.ds.list(dir, json(EndpointValue));
+      const found = await this.ds.list(dir, endpointCodec);
       const next: Endpoint = { ...ep, profile_ids: keptProfiles(key, found) ?? ep.profile_ids };
       const value = this.validated(key, next);
       const compares = found.map((f) => ({ key: f.key, modRevision: f.modRevision }));
@@ -97,7 +100,7 @@ export class EndpointStore {
   async deactivate(id: EndpointId): Promise<boolean> {
     const key = EndpointStore.key(id);
     let found = false;
-    await this.ds.update(key, json(EndpointValue), (cur) => {
+    await this.ds.update(key, endpointCodec, (cur) => {
       found = cur !== undefined;
       return cur && cur.state !== 'inactive' ? { ...cur, state: 'inactive' as const } : undefined;
     });
@@ -113,17 +116,17 @@ export class EndpointStore {
     checkId('host name', host);
     checkId('container id', containerId);
     const out: Endpoint[] = [];
-    for (const f of await this.ds.list(keys.containerEndpointsDir(host, containerId), json(EndpointValue))) {
+    for (const f of await this.ds.list(keys.containerEndpointsDir(host, containerId), endpointCodec)) {
       const id = parseEndpointKey(f.key);
       if (!id) continue;
-      const v = await this.ds.update(f.key, json(EndpointValue), (cur) => (cur ? { ...cur, profile_ids: fn(cur.profile_ids) } : undefined));
+      const v = await this.ds.update(f.key, endpointCodec, (cur) => (cur ? { ...cur, profile_ids: fn(cur.profile_ids) } : undefined));
       if (v) out.push({ ...id, ...v });
     }
     return out;
   }
 
   async get(id: EndpointId): Promise<Endpoint | undefined> {
-    const v = await this.ds.get(EndpointStore.key(id), json(EndpointValue));
+    const v = await this.ds.get(EndpointStore.key(id), endpointCodec);
     return v ? { ...id, ...v.value } : undefined;
   }
 
@@ -143,7 +146,7 @@ export class EndpointStore {
   async list(host?: string): Promise<Endpoint[]> {
     if (host) checkId('host name', host);
     const prefix = host ? keys.hostWorkloadsDir(host) : keys.hostsDir();
-    const vs = await this.ds.list(prefix, json(EndpointValue), (k) => parseEndpointKey(k) !== undefined);
+    const vs = await this.ds.list(prefix, endpointCodec, (k) => parseEndpointKey(k) !== undefined);
     return vs.map((v) => ({ ...parseEndpointKey(v.key)!, ...v.value }));
   }
 

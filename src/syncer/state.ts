@@ -1,16 +1,18 @@
 // The syncer's model of the served keys: raw key changes in, typed
 // snapshots out. Pure (no etcd): the snapshot read and the watch feed it the
-// same KeyChange batches. Published maps are never mutated: a batch copies
-// only the maps it writes (copy-on-write), so a consumer may keep a snapshot
-// as long as it likes and an update among 1000 endpoints copies one map.
+// same KeyChange batches. Published maps are never mutated: each is a
+// LayeredMap, whose next version costs what a batch changed (not the map's
+// size), so a consumer may keep a snapshot as long as it likes and an update
+// among 10,000 endpoints copies none of them.
 import type { IKeyValue } from 'etcd3/lib/rpc';
 import { Codec, json } from '../datastore/datastore';
-import { Endpoint, endpointFromValue } from '../datastore/endpoint-store';
+import { Endpoint, endpointCodec, endpointFromValue } from '../datastore/endpoint-store';
 import { Host, HostLeaf, hostLeafCodec, withHostLeaf } from '../datastore/host-store';
 import { parseEndpointKey, parseHostLeafKey, parsePoolKey, parseProfileKey, ROOT } from '../datastore/keys';
 import { Pool, poolFromValue } from '../datastore/pool-store';
 import { defaultProfile, Profile, profileRulesCodec, profileTagsCodec } from '../datastore/profile-store';
-import { EndpointValue, PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
+import { PoolValue, ProfileRulesValue, ProfileTagsValue } from '../datastore/schemas';
+import { LayeredMap, LayeredMapDraft } from './layered-map';
 import type { DatastoreSnapshot, SyncedKind } from './types';
 
 /** Everything the syncer serves: one range read, one watch. Block IPAM (/calico/ipam/v2) is not under it. */
@@ -51,28 +53,35 @@ interface ProfileLeaves {
   rules?: ProfileRulesValue;
 }
 
-interface Maps {
-  pools: Map<string, Pool>;
-  hosts: Map<string, Host>;
-  endpoints: Map<string, Endpoint>;
-  profiles: Map<string, Profile>;
-  raw: Map<string, string>;
+interface Values {
+  pools: Pool;
+  hosts: Host;
+  endpoints: Endpoint;
+  profiles: Profile;
+  raw: string;
 }
+type Maps = { [N in keyof Values]: LayeredMap<string, Values[N]> };
+type Drafts = { [N in keyof Values]?: LayeredMapDraft<string, Values[N]> };
 
-const endpointCodec = json(EndpointValue);
 const poolCodec = json(PoolValue);
 const HOST_LEAVES: HostLeaf[] = ['bird_ip', 'bird6_ip', 'bgp_as'];
 
 export class SyncState {
-  private maps: Maps = { pools: new Map(), hosts: new Map(), endpoints: new Map(), profiles: new Map(), raw: new Map() };
+  private maps: Maps = {
+    pools: LayeredMap.empty(),
+    hosts: LayeredMap.empty(),
+    endpoints: LayeredMap.empty(),
+    profiles: LayeredMap.empty(),
+    raw: LayeredMap.empty(),
+  };
   // Internal (never handed out): the parts typed objects are assembled from.
   private readonly hostLeaves = new Map<string, HostLeaves>();
   private readonly profileLeaves = new Map<string, ProfileLeaves>();
   /** Pool key -> the CIDR it is published under (the value's canonical CIDR). */
   private readonly poolCidrs = new Map<string, string>();
   private published: DatastoreSnapshot | undefined;
-  /** Maps already copied in the current batch. */
-  private copied = new Set<keyof Maps>();
+  /** Drafts of the maps the current batch writes. */
+  private drafts: Drafts = {};
 
   private constructor(
     private readonly decode: DecodeKv,
@@ -81,17 +90,34 @@ export class SyncState {
 
   /** The state of a full read (every kv under SERVED_PREFIX at `revision`). */
   static fromKvs(decode: DecodeKv, kvs: IKeyValue[], revision: string): SyncState {
-    const s = new SyncState(decode, revision);
-    s.apply(
-      kvs.map((kv) => ({ key: kv.key.toString(), kv })),
-      revision,
-    );
-    return s;
+    const b = SyncState.builder(decode);
+    b.add(kvs);
+    return b.done(revision);
+  }
+
+  /** The state of a full read handed over page by page (Datastore.rangePrefixPages): add() each, then done(). */
+  static builder(decode: DecodeKv): { add(kvs: readonly IKeyValue[]): void; done(revision: string): SyncState } {
+    const s = new SyncState(decode, '0');
+    let finished = false;
+    return {
+      add(kvs) {
+        if (finished) throw new Error('SyncState builder: add() after done()');
+        for (const kv of kvs) {
+          const key = kv.key.toString();
+          if (key.startsWith(SERVED_PREFIX)) s.applyOne({ key, kv });
+        }
+      },
+      done(revision) {
+        finished = true;
+        s.commit(revision);
+        return s;
+      },
+    };
   }
 
   /** Applies one batch (in revision order) and moves to `revision`. */
   apply(changes: readonly KeyChange[], revision: string): BatchResult {
-    this.copied = new Set();
+    this.drafts = {};
     const changed = new Set<SyncedKind>();
     const seen = new Set<string>();
     const keys: string[] = [];
@@ -104,9 +130,18 @@ export class SyncState {
         keys.push(c.key);
       }
     }
+    this.commit(revision);
+    return { changed, keys };
+  }
+
+  /** Publishes the drafts written since the last commit as the maps at `revision`. */
+  private commit(revision: string): void {
+    const next = { ...this.maps };
+    for (const name of Object.keys(this.drafts) as (keyof Values)[]) (next as Record<string, unknown>)[name] = this.drafts[name]!.done();
+    this.maps = next;
+    this.drafts = {};
     this.revision = revision;
     this.published = undefined;
-    return { changed, keys };
   }
 
   /** The current snapshot; the same object until the next apply. */
@@ -194,12 +229,9 @@ export class SyncState {
     this.poolCidrs.set(key, pool.cidr);
   }
 
-  /** The map `name`, replaced by a copy before its first write in a batch. */
-  private writable<N extends keyof Maps>(name: N): Maps[N] {
-    if (!this.copied.has(name)) {
-      this.maps = { ...this.maps, [name]: new Map(this.maps[name] as Map<string, unknown>) };
-      this.copied.add(name);
-    }
-    return this.maps[name];
+  /** The draft of the map `name` for the current batch (made at its first write). */
+  private writable<N extends keyof Values>(name: N): LayeredMapDraft<string, Values[N]> {
+    const d = (this.drafts[name] ??= this.maps[name].edit() as Drafts[N]);
+    return d!;
   }
 }

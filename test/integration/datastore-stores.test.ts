@@ -327,6 +327,37 @@ test('a paged prefix read is of one revision: a key written between its pages is
   await ds.client.delete().prefix(prefix);
 });
 
+test('a paged prefix read hands each page over as it arrives, the next one already asked for; a failing page ends the read', async () => {
+  const prefix = '/calico/v1/test-pages/';
+  await fill(prefix, 20, 16);
+  const range = ds.client.kv.range.bind(ds.client.kv);
+  let asked = 0;
+  ds.client.kv.range = (req, opts) => {
+    asked++;
+    return range(req, opts);
+  };
+  try {
+    const sizes: number[] = [];
+    const askedBefore: number[] = [];
+    await ds.rangePrefixPages(prefix, true, (kvs) => {
+      sizes.push(kvs.length);
+      askedBefore.push(asked);
+    }, 7);
+    assert.deepEqual(sizes, [7, 7, 6]);
+    // While page n is decoded, page n+1 is on its way (the last page has no next).
+    assert.deepEqual(askedBefore, [2, 3, 3]);
+    await assert.rejects(
+      ds.rangePrefixPages(prefix, true, () => {
+        throw new Error('bad page');
+      }, 7),
+      /bad page/,
+    );
+  } finally {
+    ds.client.kv.range = range;
+  }
+  await ds.client.delete().prefix(prefix);
+});
+
 test('six 1 MiB values in one page (over gRPC\'s default 4 MiB answer) come back', async () => {
   const prefix = '/calico/v1/test-fat/';
   await fill(prefix, 6, 1024 * 1024);
