@@ -137,9 +137,12 @@ export class PolicyComponent implements Component {
     if (!snap) return;
     const started = process.hrtime.bigint();
     try {
-      const endpoints = new Map(snap.endpoints);
-      for (const [k, ep] of this.pending) endpoints.set(k, ep);
-      const input = { host: this.o.host, endpoints: [...endpoints.values()], profiles: [...snap.profiles.values()], options: this.o.options };
+      // The snapshot's endpoints, with what was recorded here and the snapshot does not show yet in their place (one copy, not two).
+      const endpoints: Endpoint[] = [];
+      if (this.pending.size) for (const [k, ep] of snap.endpoints) endpoints.push(this.pending.get(k) ?? ep);
+      else for (const ep of snap.endpoints.values()) endpoints.push(ep);
+      for (const [k, ep] of this.pending) if (!snap.endpoints.has(k)) endpoints.push(ep);
+      const input = { host: this.o.host, endpoints, profiles: [...snap.profiles.values()], options: this.o.options };
       const desired = this.compiler.compile(input);
       this.o.applier.set(PolicyComponent.OWNER, desired);
       const local = programmedEndpoints(input);

@@ -38,7 +38,7 @@ export interface IptablesApplierOptions {
   netns?: string;
   /** Re-read the kernel and repair this often (default 5000 ms: an external flush is back within 10 s). */
   resyncMs?: number;
-  /** Least time between the end of one pass and the start of the next one that set() asks for (default 100 ms). */
+  /** Least time between the end of one pass and the start of the next one that set() asks for (default 50 ms: a change that follows a pass closely waits at most that long, and a burst of changes still makes at most ~20 passes a second). */
   minIntervalMs?: number;
   /** Retry backoff after a failed pass: first delay, doubling up to maxRetryMs (defaults 250 ms, 10 s). */
   retryMs?: number;
@@ -216,7 +216,7 @@ export class IptablesApplier implements KernelApplier, Component {
     }
     const now = Date.now();
     // flush() goes now; everything else waits for the batching interval and any retry backoff.
-    const delay = why === 'now' ? 0 : Math.max(why === 'set' ? this.lastEnd + (this.o.minIntervalMs ?? 100) - now : 0, this.retryAt - now, 0);
+    const delay = why === 'now' ? 0 : Math.max(why === 'set' ? this.lastEnd + (this.o.minIntervalMs ?? 50) - now : 0, this.retryAt - now, 0);
     const due = now + delay;
     if (this.timer && this.timerDue <= due) return;
     if (this.timer) clearTimeout(this.timer);
