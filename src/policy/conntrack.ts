@@ -9,21 +9,25 @@
 import type { ToolRunner } from '../dataplane/applier/exec';
 import type { RecheckTarget } from './narrowed';
 
-/** Runs `conntrack <op> -f <family> -s|-d <address> ...extra` for each target and direction; counts what the tool says it did. */
+/**
+ * Runs `conntrack <op> -f <family> -s|-d <address> ...extra` for each target
+ * and direction, all from one process start (exec.ts: each start forks the
+ * node); counts what the tool says it did.
+ */
 async function eachFlow(run: ToolRunner, targets: RecheckTarget[], op: '-D' | '-U', extra: string[]): Promise<{ n: number; errors: string[] }> {
   let n = 0;
   const errors: string[] = [];
-  await Promise.all(
-    targets.flatMap((t) =>
-      (['-s', '-d'] as const).map(async (dir) => {
-        const r = await run('conntrack', [op, '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address, ...extra]);
-        // "N flow entries have been deleted/updated." goes to stderr; exit 1 with 0 entries is not an error.
-        const m = /(\d+) flow entr/.exec(r.stderr);
-        if (m) n += Number(m[1]);
-        if (r.code !== 0 && !(m && m[1] === '0')) errors.push(`conntrack ${op} ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
-      }),
-    ),
+  const calls = targets.flatMap((t) =>
+    (['-s', '-d'] as const).map((dir) => ({ t, dir, cmd: 'conntrack', args: [op, '-f', t.family === 4 ? 'ipv4' : 'ipv6', dir, t.address, ...extra] })),
   );
+  const results = await run.many(calls);
+  calls.forEach(({ t, dir }, i) => {
+    const r = results[i]!;
+    // "N flow entries have been deleted/updated." goes to stderr; exit 1 with 0 entries is not an error.
+    const m = /(\d+) flow entr/.exec(r.stderr);
+    if (m) n += Number(m[1]);
+    if (r.code !== 0 && !(m && m[1] === '0')) errors.push(`conntrack ${op} ${dir} ${t.address}: exit ${r.code}: ${r.stderr.trim()}`);
+  });
   return { n, errors };
 }
 

@@ -24,7 +24,7 @@
 // the next set().
 import type { Logger } from 'pino';
 import type { Component } from '../../lifecycle/component';
-import { toolRunner, ToolRunner } from './exec';
+import { toolRunner, type ToolCall, type ToolResult, type ToolRunner } from './exec';
 import { parseIpsetSave } from './ipset-save';
 import { parseIptablesSave, SavedTables } from './iptables-save';
 import { emptyMerged, mergeStates, MergedState } from './merge';
@@ -317,14 +317,17 @@ export class IptablesApplier implements KernelApplier, Component {
   }
 
   private async read(): Promise<KernelState> {
-    const [v4, v6, sets] = await Promise.all([this.readTables(4), this.readTables(6), this.run('ipset', ['save'])]);
-    if (sets.code !== 0) throw new ApplierError(`ipset save failed (exit ${sets.code}): ${sets.stderr.trim()}`, 'ipset save', sets.stderr);
-    return { tables: { 4: v4, 6: v6 }, ipsets: parseIpsetSave(sets.stdout) };
+    const [v4, v6, sets] = await this.run.many([
+      { cmd: 'iptables-save', args: [] },
+      { cmd: 'ip6tables-save', args: [] },
+      { cmd: 'ipset', args: ['save'] },
+    ]);
+    if (sets!.code !== 0) throw new ApplierError(`ipset save failed (exit ${sets!.code}): ${sets!.stderr.trim()}`, 'ipset save', sets!.stderr);
+    return { tables: { 4: this.savedTables(4, v4!), 6: this.savedTables(6, v6!) }, ipsets: parseIpsetSave(sets!.stdout) };
   }
 
-  private async readTables(v: IpFamily): Promise<SavedTables | undefined> {
+  private savedTables(v: IpFamily, r: ToolResult): SavedTables | undefined {
     const cmd = v === 4 ? 'iptables-save' : 'ip6tables-save';
-    const r = await this.run(cmd, []);
     if (r.code === 0) {
       if (v === 6 && this.v6Missing) this.o.log.info('kernel applier: IPv6 tables readable again');
       if (v === 6) this.v6Missing = false;
@@ -355,30 +358,10 @@ export class IptablesApplier implements KernelApplier, Component {
         if (isProgram(n) && n.family !== s.family) group.push(n);
       }
       i += group.length;
-      if (group.length === 1) {
-        await this.execute(s);
-        continue;
-      }
-      const r = await Promise.allSettled(group.map((g) => this.execute(g)));
-      const failed = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-      if (failed) throw failed.reason;
+      // One process start for the group (see exec.ts: each start forks the node).
+      const results = await this.run.many(group.map(toolCall));
+      group.forEach((g, k) => checkResult(g, results[k]!));
     }
-  }
-
-  private async execute(step: Step): Promise<void> {
-    if (step.kind === 'ipset-destroy') {
-      const r = await this.run('ipset', ['destroy', step.name]);
-      // Idempotent: gone already is what we wanted.
-      if (r.code !== 0 && !/does not exist/.test(r.stderr)) {
-        throw new ApplierError(`ipset destroy ${step.name} failed: ${r.stderr.trim()}`, `ipset destroy ${step.name}`, r.stderr);
-      }
-      return;
-    }
-    const [cmd, args] =
-      step.kind === 'ipset-restore' ? ['ipset', ['restore']] : [step.family === 4 ? 'iptables-restore' : 'ip6tables-restore', ['--noflush', '-w']];
-    const r = await this.run(cmd, args, step.text);
-    if (r.code === 0) return;
-    throw refused(`${cmd} ${args.join(' ')}`, step, r.stderr, r.code);
   }
 
   private warn(plan: Plan): void {
@@ -409,6 +392,25 @@ export function refused(command: string, step: Step, stderr: string, code: numbe
   const where = [family ? `IPv${family}` : '', table ? `table ${table}` : ''].filter(Boolean).join(' ');
   const msg = `${command}${where ? ` (${where})` : ''} exited ${code}${line !== undefined ? ` at line ${n} "${line}"` : ''}: ${stderr.trim().split('\n').filter(Boolean).join(' / ')}`;
   return new ApplierError(msg, command, stderr, family, table, line);
+}
+
+/** The tool a step runs, with its input. */
+function toolCall(step: Step): ToolCall {
+  if (step.kind === 'ipset-destroy') return { cmd: 'ipset', args: ['destroy', step.name] };
+  if (step.kind === 'ipset-restore') return { cmd: 'ipset', args: ['restore'], input: step.text };
+  return { cmd: step.family === 4 ? 'iptables-restore' : 'ip6tables-restore', args: ['--noflush', '-w'], input: step.text };
+}
+
+/** Throws the step's error when its tool failed; a set already gone is what a destroy wanted (idempotent). */
+function checkResult(step: Step, r: ToolResult): void {
+  if (r.code === 0) return;
+  const call = toolCall(step);
+  const command = `${call.cmd} ${call.args.join(' ')}`;
+  if (step.kind === 'ipset-destroy') {
+    if (/does not exist/.test(r.stderr)) return;
+    throw new ApplierError(`${command} failed: ${r.stderr.trim()}`, command, r.stderr);
+  }
+  throw refused(command, step, r.stderr, r.code);
 }
 
 function isProgram(s: Step | undefined): s is Extract<Step, { kind: 'iptables' }> {
