@@ -132,11 +132,10 @@ export class Connection {
   /** The head and the body bytes already read, in one write; the rest of the body as it comes (feedBody). */
   private forward(call: Call, sock: net.Socket): void {
     call.body = new BodyScanner(call.framing, true);
-    const head = this.inbuf.subarray(0, call.headSize);
-    this.inbuf = this.inbuf.subarray(call.headSize);
-    const n = call.body.feed(this.inbuf);
-    this.pacer.toDocker(sock, n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
-    this.inbuf = this.inbuf.subarray(n);
+    const size = call.headSize;
+    const n = call.body.feed(this.inbuf.subarray(size));
+    this.pacer.toDocker(sock, this.inbuf.subarray(0, size + n));
+    this.inbuf = this.inbuf.subarray(size + n);
     if (call.body.broken) return this.refuseBody(call);
     if (call.body.done) this.state = 'answer';
   }

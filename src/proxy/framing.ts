@@ -44,10 +44,16 @@ export function parseAnswerHead(buf: Buffer, size: number): Head | undefined {
 /** Every value of header `name`, in order. */
 export function headerValues(raw: readonly string[], name: string): string[] {
   const n = name.toLowerCase();
-  return raw.filter((v, i) => i % 2 === 1 && raw[i - 1].toLowerCase() === n);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].length === n.length && raw[i].toLowerCase() === n) out.push(raw[i + 1]);
+  return out;
 }
 
-export const header = (raw: readonly string[], name: string): string | undefined => headerValues(raw, name)[0];
+export function header(raw: readonly string[], name: string): string | undefined {
+  const n = name.toLowerCase();
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].length === n.length && raw[i].toLowerCase() === n) return raw[i + 1];
+  return undefined;
+}
 
 /** How a message's body is delimited. */
 export type Framing = { kind: 'none' } | { kind: 'length'; n: number } | { kind: 'chunked' } | { kind: 'close' };
