@@ -34,8 +34,14 @@ export type HeadDecision =
 type Refusal = Extract<HeadDecision, { action: 'refuse' }>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Controls in a head, a CR not before LF among them (LF ends lines). */
-const CONTROL = /[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]|\r(?!\n)/;
+/** Whether a head holds a control character other than tab and LF (which ends lines), a CR not before LF among them. */
+function hasControl(t: string): boolean {
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c >= 32 ? c === 127 : c !== 9 && c !== 10 && !(c === 13 && t.charCodeAt(i + 1) === 10)) return true;
+  }
+  return false;
+}
 
 /** `l` from `from` without leading and trailing spaces and tabs (Go's textproto trims those two only). */
 function trimSpaceTab(l: string, from: number): string {
@@ -56,7 +62,7 @@ const refuse = (status: Refusal['status'], message: string): Refusal => ({ actio
 export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusal {
   const text = buf.subarray(0, size).toString('latin1');
   // A CR anywhere but before LF, NUL, other controls: Go 1.19's textproto keeps them in the value, newer Go refuses.
-  if (CONTROL.test(text)) return refuse(400, 'malformed HTTP request: a control character in the request head');
+  if (hasControl(text)) return refuse(400, 'malformed HTTP request: a control character in the request head');
   const lines = text.split('\n');
   lines.pop(); // after the final LF
   lines.pop(); // the blank line

@@ -34,20 +34,23 @@ export function parseRequestTarget(url: string): RequestTarget {
   const rawPath = q >= 0 ? url.slice(0, q) : url;
   let path = unescapePath(rawPath) ?? rawPath;
   let apiVersion: string | undefined;
-  const m = VERSION_PREFIX.exec(path);
+  const m = path.startsWith('/v') ? VERSION_PREFIX.exec(path) : null;
   if (m) {
     apiVersion = m[1];
     path = path.slice(m[0].length);
   }
-  // The query is an interceptor's business only: parsed when first read, not per request.
-  let query: URLSearchParams | undefined;
-  return {
-    path,
-    apiVersion,
-    get query() {
-      return (query ??= new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''));
-    },
-  };
+  return new Target(path, apiVersion, q >= 0 ? url.slice(q + 1) : '');
+}
+
+/** A RequestTarget whose query is parsed when first read: it is an interceptor's business only, not every request's. */
+class Target implements RequestTarget {
+  private q?: URLSearchParams;
+
+  constructor(readonly path: string, readonly apiVersion: string | undefined, private readonly rawQuery: string) {}
+
+  get query(): URLSearchParams {
+    return (this.q ??= new URLSearchParams(this.rawQuery));
+  }
 }
 
 export type TargetCheck = { ok: true; target: RequestTarget } | { ok: false; message: string };
