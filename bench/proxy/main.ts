@@ -9,7 +9,8 @@
  * baselines: a raw Node `net` relay (TCP -> dockerd's socket, no parsing: the
  * floor of one user-space hop) and dockerd's own TCP listener (the docker
  * CLI itself is slower over TCP, so TCP rows are compared with it), and the
- * proxy's CPU time per GiB moved beside dockerd's.
+ * proxy's CPU time per GiB moved beside dockerd's, and its CPU time per
+ * request beside the relay's (process CPU from /proc: robust to other load).
  * Not a test: figures depend on the machine and on what else runs on it.
  */
 import fs from 'node:fs';
@@ -178,13 +179,21 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg();
   // Latency, shape (a): one raw keep-alive socket each, sequential requests (as the proxy issue measured).
   for (let i = 0; i < 5; i++) await docker(d.host, `create ${image} true`);
+  // CPU per request of the relay and the proxy process (from /proc, robust to
+  // the machine's other load where wall time is not), over each row's requests.
+  const perRequest = (pid: number, s0: number) => ((cpuSeconds(pid) - s0) / (REQUESTS + WARMUP)) * 1e6;
   for (const p of ['/_ping', '/containers/json?all=1']) {
     const a = await rawLatency(d.socket, p);
+    const r0 = cpuSeconds(relay.pid!);
     const r = await rawLatency(relayPort, p);
+    const rCpu = perRequest(relay.pid!, r0);
+    const b0 = cpuSeconds(node.pid!);
     const b = await rawLatency(port, p);
+    const bCpu = perRequest(node.pid!, b0);
     add(`(a) raw socket: GET ${p} p50, proxy vs direct`, a.p50, b.p50, 'ms', b.p50 / a.p50, '');
     add(`(a) raw socket: GET ${p} p50, raw net relay vs direct`, a.p50, r.p50, 'ms', r.p50 / a.p50, '');
     add(`(a) raw socket: GET ${p} p50, proxy vs raw net relay`, r.p50, b.p50, 'ms', b.p50 / r.p50, '<= 1.1');
+    add(`(a) raw socket: GET ${p} CPU per request, proxy vs raw net relay`, rCpu, bCpu, 'µs', bCpu / rCpu, '');
   }
   // Shape (b): undici, one keep-alive connection each, sequential requests.
   const direct = new Client('http://localhost', { socketPath: d.socket });

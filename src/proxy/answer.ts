@@ -1,11 +1,19 @@
 import { BodyScanner, type Head, MAX_HEAD, headEnd, parseAnswerHead, responseFraming } from './framing';
 
+const EMPTY = Buffer.alloc(0);
+
 /** Where dockerd's answer goes as the reader delimits it. */
 export interface AnswerSink {
   /** 100 Continue and friends: the final answer follows. */
   interim(head: Buffer): void;
-  /** The final head. False: the connection goes raw from here (`rest` is then the sink's). */
-  head(h: Head, bytes: Buffer, rest: Buffer): boolean;
+  /**
+   * The final head. 'raw': the connection goes raw from here (`rest` is then
+   * the sink's). 'stream': the head's bytes are handed to `body` together
+   * with the body bytes that came in the same read (one write to the client,
+   * not two: a second write per answer was a third syscall per request).
+   * 'taken': the sink took the head's bytes itself.
+   */
+  head(h: Head, bytes: Buffer, rest: Buffer): 'raw' | 'stream' | 'taken';
   body(part: Buffer): void;
   done(): void;
   /** Not an HTTP answer, or a head beyond MAX_HEAD. */
@@ -21,7 +29,7 @@ export interface AnswerSink {
 export class AnswerReader {
   head?: Head;
   private body?: BodyScanner;
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private stopped = false;
 
   constructor(private readonly method: string, private readonly sink: AnswerSink) {}
@@ -50,11 +58,12 @@ export class AnswerReader {
       else if (this.buf === b) this.buf = Buffer.from(b); // kept past this read
       return;
     }
-    const h = parseAnswerHead(this.buf, end);
+    const buf = this.buf;
+    const h = parseAnswerHead(buf, end);
     if (!h) return this.sink.broken();
-    const bytes = this.buf.subarray(0, end);
-    const rest = this.buf.subarray(end);
-    this.buf = Buffer.alloc(0);
+    const bytes = buf.subarray(0, end);
+    const rest = buf.subarray(end);
+    this.buf = EMPTY;
     const status = Number(h.line[1]);
     if (status >= 100 && status < 200 && status !== 101) {
       this.sink.interim(bytes);
@@ -62,18 +71,23 @@ export class AnswerReader {
       return;
     }
     this.head = h;
-    if (!this.sink.head(h, bytes, rest)) {
+    const how = this.sink.head(h, bytes, rest);
+    if (how === 'raw') {
       this.stopped = true;
       return;
     }
     this.body = new BodyScanner(responseFraming(h, this.method));
-    if (rest.length) this.feedBody(rest);
+    // `bytes` and `rest` lie side by side in `buf`: head and body bytes as one view.
+    if (how === 'stream') this.feedBody(rest, buf, end);
+    else if (rest.length) this.feedBody(rest);
     else if (this.body.done) this.sink.done();
   }
 
-  private feedBody(b: Buffer): void {
+  /** `before`: the `skip` bytes in front of `b` (a head) go out with its body part. */
+  private feedBody(b: Buffer, before?: Buffer, skip = 0): void {
     const n = this.body!.feed(b);
-    this.sink.body(n === b.length ? b : b.subarray(0, n));
+    if (before) this.sink.body(before.subarray(0, skip + n));
+    else this.sink.body(n === b.length ? b : b.subarray(0, n));
     if (this.body!.broken) this.sink.broken();
     else if (this.body!.done) this.sink.done();
   }

@@ -1,24 +1,37 @@
 import type net from 'node:net';
+import { type ReadRing, SLOTS } from './client-reads';
+import { SPLICE_CHUNK } from './upstream';
+
+/** Bytes queued to dockerd above which the client is paused (when its reads are not in a ReadRing, which bounds them itself). */
+export const MAX_QUEUED = SLOTS * SPLICE_CHUNK;
 
 /**
  * The pace of one spliced connection: each side is read only as fast as the
- * other takes it. Both sockets read into one buffer of their own (dockerd's:
- * upstream.ts; a plain client's: client-reads.ts), so a read is a view valid
- * until the next one: a read written to the other side that did not go out
- * at once pauses its source until it did. No read allocates, so a transfer
- * either way (`docker cp`, build contexts, `docker load`, logs, hijacked
- * streams) starts no V8 collection in the node's heap (per-read buffers once
- * started a full mark-compact every few dozen MiB; README, bench/proxy).
+ * other takes it. Both sockets read into buffers of their own (dockerd's: one,
+ * upstream.ts; a plain client's: a ReadRing, client-reads.ts), so a read is a
+ * view valid until the next one. dockerd to client: a read written that did
+ * not go out at once pauses dockerd's socket until it did. Client to dockerd
+ * (uploads): a write that queues keeps its read's buffer and the client is
+ * read on into another, up to SLOTS reads in flight (as a relay's pipe lets
+ * about 1 MiB queue), so the client is not left waiting for each read to
+ * reach dockerd's socket. No read allocates, so a transfer either way
+ * (`docker cp`, build contexts, `docker load`, logs, hijacked streams)
+ * starts no V8 collection in the node's heap (per-read buffers once started
+ * a full mark-compact every few dozen MiB; README, bench/proxy).
  */
 export class Pacer {
   /** The dockerd socket paused until the client took everything written to it. */
   private held?: net.Socket;
   private drainWait = false;
-  /** The dockerd socket whose pending write keeps the client paused. */
+  /** The dockerd socket whose pending writes keep the client paused. */
   private clientHeldBy?: net.Socket;
 
-  /** `mayReadClient`: whether the connection's state reads the client on (body, hijacked). */
-  constructor(private readonly client: net.Socket, private readonly mayReadClient: () => boolean) {}
+  /**
+   * `mayReadClient`: whether the connection's state reads the client on
+   * (body, hijacked). `ring`: the client's read buffers (none: its reads are
+   * fresh buffers, TLS, or copies).
+   */
+  constructor(private readonly client: net.Socket, private readonly mayReadClient: () => boolean, private readonly ring?: ReadRing) {}
 
   /** A read from dockerd (`view` in its socket's buffer), handed to `take` as a buffer safe for as long as `take` needs it. */
   fromDocker(s: net.Socket, view: Buffer, take: (b: Buffer) => void): void {
@@ -50,17 +63,28 @@ export class Pacer {
     }
   }
 
+  /** Client bytes to dockerd (`b`: a view of a client read, or a copy). */
   toDocker(sock: net.Socket, b: Buffer): void {
     if (!b.length) return;
+    let ring: ReadRing | undefined;
     sock.write(b, () => {
-      if (this.clientHeldBy !== sock || sock.writableLength > 0) return;
+      ring?.release(b);
+      if (this.clientHeldBy !== sock || this.tooMuch(sock)) return;
       this.clientHeldBy = undefined;
       if (this.mayReadClient()) this.client.resume();
     });
-    if (sock.writableLength > 0 && !this.clientHeldBy) {
+    // Written at once: the read's buffer is free again.
+    if (sock.writableLength === 0) return;
+    if (this.ring?.owns(b)) (ring = this.ring).hold(b);
+    if (!this.clientHeldBy && this.tooMuch(sock)) {
       this.clientHeldBy = sock;
       this.client.pause();
     }
+  }
+
+  /** Enough of the client's bytes wait for dockerd's socket: reading on would take the last free buffer, or queue more than MAX_QUEUED. */
+  private tooMuch(sock: net.Socket): boolean {
+    return this.ring?.full === true || sock.writableLength >= MAX_QUEUED;
   }
 
   /** Whether the client is paused for dockerd's sake (the connection must not resume it). */

@@ -139,12 +139,16 @@ export function readAnswer(call: Call, route: AnswerRoute): void {
       const raw = call.status === 101 ? call.upgrade : call.oldHijack && call.answer!.untilClose;
       if (call.status === 101 && !raw) {
         route.close();
-        return false;
+        return 'raw';
       }
-      if (call.icp && !raw) call.icp.answered(h, bytes);
-      else route.toClient(bytes);
-      if (raw) route.raw(rest);
-      return !raw;
+      if (!raw) {
+        if (!call.icp) return 'stream';
+        call.icp.answered(h, bytes);
+        return 'taken';
+      }
+      route.toClient(bytes);
+      route.raw(rest);
+      return 'raw';
     },
     body: (part) => (call.icp ? call.icp.gather(part) : route.toClient(part)),
     done: () => (call.icp ? void call.icp.complete() : route.finish()),

@@ -4,6 +4,7 @@ import { BodyScanner, MAX_HEAD, headEnd, header } from './framing';
 import type { Interceptor } from './interceptor';
 import { MAX_INTERCEPTED_BODY, dockerError } from './interceptor';
 import { Pacer, endClient } from './backpressure';
+import type { ReadRing } from './client-reads';
 import { type Call, type ConnectionHooks, type RequestReading, newCall, readAnswer, record, uncount } from './call';
 import { DockerSide } from './docker-side';
 import { SPLICE_CHUNK } from './upstream';
@@ -41,12 +42,13 @@ export class Connection {
   private clientEnded = false;
   private closed = false;
 
-  constructor(client: net.Socket | Duplex, private readonly hooks: ConnectionHooks) {
+  /** `ring`: the buffers a plain client socket reads into (client-reads.ts). */
+  constructor(client: net.Socket | Duplex, private readonly hooks: ConnectionHooks, ring?: ReadRing) {
     const c = (this.c = client as net.Socket);
     c.allowHalfOpen = true;
     c.setNoDelay?.(true);
     c.setTimeout?.(0);
-    this.pacer = new Pacer(c, () => this.state !== 'closing' && !this.full());
+    this.pacer = new Pacer(c, () => this.state !== 'closing' && !this.full(), ring);
     this.docker = new DockerSide(hooks.docker, hooks.dockerLabel, {
       read: (s, view) => this.pacer.fromDocker(s, view, (b) => (this.hijack ? this.hijack.fromDocker(b) : this.call?.answer?.feed(b))),
       ended: () => this.onDockerEnd(),
@@ -62,7 +64,7 @@ export class Connection {
     c.on('close', () => this.close());
   }
 
-  /** A client read: maybe a view valid until this returns (client-reads.ts), so what stays in `inbuf` is copied. */
+  /** A client read: maybe a view in a buffer read into again (client-reads.ts), so what stays in `inbuf` is copied. */
   read(b: Buffer): void {
     if (this.state === 'closing') return;
     if (this.state === 'hijacked') return this.hijack!.fromClient(b);
@@ -132,11 +134,10 @@ export class Connection {
   /** The head and the body bytes already read, in one write; the rest of the body as it comes (feedBody). */
   private forward(call: Call, sock: net.Socket): void {
     call.body = new BodyScanner(call.framing, true);
-    const head = this.inbuf.subarray(0, call.headSize);
-    this.inbuf = this.inbuf.subarray(call.headSize);
-    const n = call.body.feed(this.inbuf);
-    this.pacer.toDocker(sock, n ? Buffer.concat([head, this.inbuf.subarray(0, n)]) : head);
-    this.inbuf = this.inbuf.subarray(n);
+    const size = call.headSize;
+    const n = call.body.feed(this.inbuf.subarray(size));
+    this.pacer.toDocker(sock, this.inbuf.subarray(0, size + n));
+    this.inbuf = this.inbuf.subarray(size + n);
     if (call.body.broken) return this.refuseBody(call);
     if (call.body.done) this.state = 'answer';
   }

@@ -28,26 +28,38 @@ export function headEnd(buf: Buffer): number {
 
 /** Parses a complete answer head (`buf` holds at least `size` bytes). Undefined when it is not HTTP/1.x. (Request heads: request-head.ts.) */
 export function parseAnswerHead(buf: Buffer, size: number): Head | undefined {
-  const lines = buf.subarray(0, size).toString('latin1').split(/\r?\n/);
-  while (lines.length && lines[lines.length - 1] === '') lines.pop();
-  const m = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/.exec(lines.shift() ?? '');
+  const text = buf.toString('latin1', 0, size);
+  let eol = text.indexOf('\n');
+  const m = STATUS_LINE.exec(text.slice(0, eol > 0 && text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol));
   if (!m) return undefined;
   const rawHeaders: string[] = [];
-  for (const l of lines) {
-    const c = l.indexOf(':');
-    if (c <= 0) return undefined;
-    rawHeaders.push(l.slice(0, c).trim(), l.slice(c + 1).trim());
+  for (let at = eol + 1; at < text.length; at = eol + 1) {
+    eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    const end = eol > at && text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol;
+    if (end === at) continue; // the blank line
+    const c = text.indexOf(':', at);
+    if (c <= at || c >= end) return undefined;
+    rawHeaders.push(text.slice(at, c).trim(), text.slice(c + 1, end).trim());
   }
   return { line: [m[1], m[2], m[3] ?? ''], rawHeaders, size };
 }
 
+const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
+
 /** Every value of header `name`, in order. */
 export function headerValues(raw: readonly string[], name: string): string[] {
   const n = name.toLowerCase();
-  return raw.filter((v, i) => i % 2 === 1 && raw[i - 1].toLowerCase() === n);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].length === n.length && raw[i].toLowerCase() === n) out.push(raw[i + 1]);
+  return out;
 }
 
-export const header = (raw: readonly string[], name: string): string | undefined => headerValues(raw, name)[0];
+export function header(raw: readonly string[], name: string): string | undefined {
+  const n = name.toLowerCase();
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i].length === n.length && raw[i].toLowerCase() === n) return raw[i + 1];
+  return undefined;
+}
 
 /** How a message's body is delimited. */
 export type Framing = { kind: 'none' } | { kind: 'length'; n: number } | { kind: 'chunked' } | { kind: 'close' };

@@ -50,7 +50,7 @@ export class Hijack {
   /** `answerRest`: dockerd's bytes after its answer head; `clientRest`: the client's bytes after its request. */
   start(answerRest: Buffer, clientRest: Buffer, clientEnded: boolean): void {
     this.pacer.toClient(this.docker, answerRest);
-    if (clientRest.length) this.docker.write(clientRest);
+    this.pacer.toDocker(this.docker, clientRest);
     if (clientEnded) this.docker.end();
     if (!this.pacer.clientHeld) this.client.resume();
   }

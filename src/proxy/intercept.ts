@@ -46,7 +46,7 @@ export class Interception {
     this.ctx = { method: head.line[0], path, apiVersion, query, headers, log: log.child({ interceptor: interceptor.name }) };
   }
 
-  /** Request body or, once sent, answer bytes: copied (each socket reads into one buffer of its own). */
+  /** Request body or, once sent, answer bytes: copied (each socket reads into buffers of its own, read into again). */
   gather(part: Buffer): void {
     this.parts.push(Buffer.from(part));
     if (this.phase === 'gathering') this.size += part.length;

@@ -8,7 +8,7 @@ import { formatAddress, isLoopbackHost, parseAddress, pointsAt } from '../listen
 import { checkListenPolicy, createListener, listen, ListenError, type TlsOptions } from '../listen/listener';
 import type { CallRecord, HeadDecision } from './call';
 import { Connection } from './connection';
-import { readIntoOneBuffer } from './client-reads';
+import { ReadRing, readIntoRing } from './client-reads';
 import { header } from './framing';
 import { decideRequest, type HeadPolicy } from './request-head';
 import type { Interceptor } from './interceptor';
@@ -112,10 +112,12 @@ export class DockerProxy implements Component {
     };
     server.on(event, (accepted: net.Socket) => {
       let conn: Connection | undefined;
-      const sock = readIntoOneBuffer(accepted, server, (view) => conn!.read(view)) ?? accepted;
+      const ring = new ReadRing();
+      const plain = readIntoRing(accepted, server, ring, (view) => conn!.read(view));
+      const sock = plain ?? accepted;
       this.clients.add(sock);
       sock.once('close', () => this.clients.delete(sock));
-      conn = new Connection(sock, hooks);
+      conn = new Connection(sock, hooks, plain && ring);
     });
     server.on('tlsClientError', (err: Error) => this.log.debug({ err: err.message }, 'TLS handshake with a client failed'));
     const permsFrom = this.opts.socketPermsFrom ?? (up.address.kind === 'unix' ? up.address.path : '/var/run/docker.sock');

@@ -34,6 +34,23 @@ export type HeadDecision =
 type Refusal = Extract<HeadDecision, { action: 'refuse' }>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Whether a head holds a control character other than tab and LF (which ends lines), a CR not before LF among them. */
+function hasControl(t: string): boolean {
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c >= 32 ? c === 127 : c !== 9 && c !== 10 && !(c === 13 && t.charCodeAt(i + 1) === 10)) return true;
+  }
+  return false;
+}
+
+/** `l` from `from` without leading and trailing spaces and tabs (Go's textproto trims those two only). */
+function trimSpaceTab(l: string, from: number): string {
+  let a = from;
+  let b = l.length;
+  while (a < b && (l.charCodeAt(a) === 32 || l.charCodeAt(a) === 9)) a++;
+  while (b > a && (l.charCodeAt(b - 1) === 32 || l.charCodeAt(b - 1) === 9)) b--;
+  return l.slice(a, b);
+}
 const refuse = (status: Refusal['status'], message: string): Refusal => ({ action: 'refuse', status, message: `calico proxy: ${message}` });
 
 /**
@@ -43,14 +60,13 @@ const refuse = (status: Refusal['status'], message: string): Refusal => ({ actio
  * old clients stay readable); anything else Go could read another way is refused.
  */
 export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusal {
-  const lines = buf.subarray(0, size).toString('latin1').split('\n');
+  const text = buf.subarray(0, size).toString('latin1');
+  // A CR anywhere but before LF, NUL, other controls: Go 1.19's textproto keeps them in the value, newer Go refuses.
+  if (hasControl(text)) return refuse(400, 'malformed HTTP request: a control character in the request head');
+  const lines = text.split('\n');
   lines.pop(); // after the final LF
   lines.pop(); // the blank line
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].endsWith('\r')) lines[i] = lines[i].slice(0, -1);
-    // A CR anywhere else, NUL, other controls: Go 1.19's textproto keeps them in the value, newer Go refuses.
-    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(lines[i])) return refuse(400, 'malformed HTTP request: a control character in the request head');
-  }
+  for (let i = 0; i < lines.length; i++) if (lines[i].endsWith('\r')) lines[i] = lines[i].slice(0, -1);
   const start = /^(\S+) (\S+) (\S+)$/.exec(lines[0] ?? '');
   if (!start || !TOKEN.test(start[1])) return refuse(400, 'malformed HTTP request: the request line is not "METHOD target HTTP/1.1"');
   const [, method, target, version] = start;
@@ -67,7 +83,7 @@ export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusa
     const c = l.indexOf(':');
     const name = c > 0 ? l.slice(0, c) : '';
     if (!TOKEN.test(name)) return refuse(400, `malformed HTTP request: header line ${JSON.stringify(l.slice(0, 60))}`);
-    rawHeaders.push(name, l.slice(c + 1).replace(/^[ \t]+|[ \t]+$/g, ''));
+    rawHeaders.push(name, trimSpaceTab(l, c + 1));
   }
   return { line: [method, target, version], rawHeaders, size };
 }

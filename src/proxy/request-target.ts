@@ -32,15 +32,25 @@ const VERSION_PREFIX = /^\/v([0-9.]+)(?=\/)/;
 export function parseRequestTarget(url: string): RequestTarget {
   const q = url.indexOf('?');
   const rawPath = q >= 0 ? url.slice(0, q) : url;
-  const query = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
   let path = unescapePath(rawPath) ?? rawPath;
   let apiVersion: string | undefined;
-  const m = VERSION_PREFIX.exec(path);
+  const m = path.startsWith('/v') ? VERSION_PREFIX.exec(path) : null;
   if (m) {
     apiVersion = m[1];
     path = path.slice(m[0].length);
   }
-  return { path, apiVersion, query };
+  return new Target(path, apiVersion, q >= 0 ? url.slice(q + 1) : '');
+}
+
+/** A RequestTarget whose query is parsed when first read: it is an interceptor's business only, not every request's. */
+class Target implements RequestTarget {
+  private q?: URLSearchParams;
+
+  constructor(readonly path: string, readonly apiVersion: string | undefined, private readonly rawQuery: string) {}
+
+  get query(): URLSearchParams {
+    return (this.q ??= new URLSearchParams(this.rawQuery));
+  }
 }
 
 export type TargetCheck = { ok: true; target: RequestTarget } | { ok: false; message: string };
@@ -66,7 +76,8 @@ export function checkRequestTarget(url: string): TargetCheck {
   const rawPath = q >= 0 ? url.slice(0, q) : url;
   const decoded = unescapePath(rawPath);
   if (decoded === undefined) return { ok: false, message: `request path ${JSON.stringify(rawPath.slice(0, 100))} holds a malformed percent-escape` };
-  const clean = cleanPath(decoded);
+  // Clean unless it holds an empty, '.' or '..' segment (each begins with '/' followed by '/' or '.').
+  const clean = decoded.includes('//') || decoded.includes('/.') ? cleanPath(decoded) : decoded;
   if (clean !== decoded) {
     return { ok: false, message: `request path ${JSON.stringify(decoded.slice(0, 100))} is not in canonical form (Docker's router reads it as ${JSON.stringify(clean.slice(0, 100))}); send that` };
   }
@@ -118,6 +129,9 @@ export function cleanPath(p: string): string {
  * `/exec/{name:.*}/start`, `/session`, `/grpc`, `/containers/{name:.*}/attach/ws`.
  */
 export function isHijackRoute(method: string, path: string): boolean {
-  if (method === 'POST') return /^\/containers\/.*\/attach$/.test(path) || /^\/exec\/.*\/start$/.test(path) || path === '/session' || path === '/grpc';
-  return method === 'GET' && /^\/containers\/.*\/attach\/ws$/.test(path);
+  if (method === 'POST') {
+    if (path.endsWith('/attach')) return /^\/containers\/.*\/attach$/.test(path);
+    return path.endsWith('/start') ? /^\/exec\/.*\/start$/.test(path) : path === '/session' || path === '/grpc';
+  }
+  return method === 'GET' && path.endsWith('/attach/ws') && /^\/containers\/.*\/attach\/ws$/.test(path);
 }

@@ -5,7 +5,7 @@ import { formatAddress } from '../listen/address';
 /** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
 export type SpliceRead = net.OnReadOpts;
 
-/** A spliced read: each socket of a splice reads into one buffer of this size (backpressure.ts). */
+/** A spliced read: each buffer a splice's sockets read into has this size (backpressure.ts). */
 export const SPLICE_CHUNK = 64 * 1024;
 
 /** The way to dockerd: raw sockets, one per client connection (connection.ts). */

@@ -86,6 +86,8 @@ after(async () => {
 interface Client {
   conn: Connection;
   out: () => string;
+  /** Writes to the client so far. */
+  writes: () => number;
   send: (b: string | Buffer) => void;
   end: () => void;
   records: CallRecord[];
@@ -133,6 +135,7 @@ function client(decide: (h: Head) => TestDecision = () => ({ action: 'forward' }
   return {
     conn,
     out: () => Buffer.concat(out).toString('latin1'),
+    writes: () => out.length,
     send: (b) => d.push(typeof b === 'string' ? Buffer.from(b, 'latin1') : b),
     end: () => d.push(null),
     records,
@@ -322,4 +325,16 @@ test('Upgrade: raw only after the 101 to an attach; what came with its head is d
   assert.equal(received(), attach + 'later');
   assert.ok(c.out().endsWith('raw-out'), c.out());
   c.conn.close();
+});
+
+test('an answer whose head and body dockerd sent together reaches the client in one write (one syscall, not two)', async () => {
+  const c = client();
+  for (let i = 1; i <= 3; i++) {
+    c.send(PING);
+    await until('the answer', () => answers(c.out()).length === i);
+    await until('its body', () => c.out().endsWith('saw GET /_ping HTTP/1.1 '));
+    assert.equal(c.writes(), i);
+  }
+  c.end();
+  await c.finished;
 });
