@@ -96,17 +96,6 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return (Date.now() - t) / 1000;
 }
 
-/** Best of `reps` (least disturbed by other load), alternating direct and proxy so drift hits both. */
-async function bestOf(reps: number, direct: () => Promise<unknown>, proxied: () => Promise<unknown>): Promise<{ d: number; p: number }> {
-  let d = Infinity;
-  let p = Infinity;
-  for (let i = 0; i < reps; i++) {
-    d = Math.min(d, await timed(direct));
-    p = Math.min(p, await timed(proxied));
-  }
-  return { d, p };
-}
-
 async function freePort(): Promise<number> {
   const net = await import('node:net');
   return new Promise((resolve) => {
