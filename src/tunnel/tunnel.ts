@@ -304,14 +304,8 @@ export class Tunnel implements Component {
     return undefined;
   }
 
-  private async ourRoutes(): Promise<KernelRoute[]> {
-    const r = await run('ip', ['-j', '-4', 'route', 'show', 'proto', String(TUNNEL_ROUTE_PROTO)]);
-    if (r.code !== 0) throw new Error(`reading the tunnel's routes failed: ${oneLine(r.stderr)}`);
-    return JSON.parse(r.stdout || '[]') as KernelRoute[];
-  }
-
   private async ensureRoutes(plan: TunnelPlan): Promise<void> {
-    const cmds = routeCommands(plan, await this.ourRoutes(), this.device, TUNNEL_ROUTE_PROTO);
+    const cmds = routeCommands(plan, await tunnelRoutes(), this.device, TUNNEL_ROUTE_PROTO);
     for (const c of cmds) {
       const r = await run('ip', c.split(' '));
       if (r.code !== 0 && !/No such process/.test(r.stderr)) throw new Error(`"ip ${c}" failed: ${oneLine(r.stderr)}`);
@@ -326,7 +320,7 @@ export class Tunnel implements Component {
    * address of a pool; a tunl0 someone else set up is left alone.
    */
   private async remove(usedByUs: boolean, pools: Pool[]): Promise<void> {
-    const routes = await removeTunnelFromKernel(this.device, (addrs) => usedByUs || addrs.some((a) => narrowestPool(parseCidr(a.replace(/\/\d+$/, '/32')), pools) !== undefined));
+    const routes = await removeTunnelFromKernel(this.device, (addrs) => usedByUs || addrs.some(inSomePool(pools)));
     await this.o.ipam.releaseByHandle(TUNNEL_HANDLE_PREFIX + this.o.hostname);
     this.address = undefined;
     if (routes) this.log.info({ routes }, `IP-in-IP: no IP-in-IP pool left; ${this.device} and its routes removed`);
@@ -342,13 +336,7 @@ export class Tunnel implements Component {
  * many routes it removed.
  */
 export async function removeTunnelFromKernel(device: string, ours: (addrs: string[]) => boolean): Promise<number> {
-  const r = await run('ip', ['-j', '-4', 'route', 'show', 'proto', String(TUNNEL_ROUTE_PROTO)]);
-  let routes: KernelRoute[] = [];
-  try {
-    routes = r.code === 0 ? (JSON.parse(r.stdout || '[]') as KernelRoute[]) : [];
-  } catch {
-    routes = [];
-  }
+  const routes = await tunnelRoutes().catch(() => [] as KernelRoute[]);
   for (const c of routeCommands({ routes: [] }, routes, device, TUNNEL_ROUTE_PROTO)) await run('ip', c.split(' '));
   const link = await run('ip', ['-j', '-4', 'addr', 'show', 'dev', device]);
   if (link.code === 0 && ours(addressesOf(link.stdout))) {
@@ -357,6 +345,18 @@ export async function removeTunnelFromKernel(device: string, ours: (addrs: strin
     await run('ip', ['link', 'del', 'dev', device]);
   }
   return routes.length;
+}
+
+/** Our routes through the tunnel (protocol 80), as the kernel has them. */
+async function tunnelRoutes(): Promise<KernelRoute[]> {
+  const r = await run('ip', ['-j', '-4', 'route', 'show', 'proto', String(TUNNEL_ROUTE_PROTO)]);
+  if (r.code !== 0) throw new Error(`reading the tunnel's routes failed: ${oneLine(r.stderr)}`);
+  return JSON.parse(r.stdout || '[]') as KernelRoute[];
+}
+
+/** Whether an address of a device (`a.b.c.d/len`) lies in one of `pools`: what makes a tunl0 ours after a restart. */
+export function inSomePool(pools: readonly Pool[]): (addr: string) => boolean {
+  return (addr) => narrowestPool(parseCidr(addr.replace(/\/\d+$/, '/32')), pools) !== undefined;
 }
 
 function addressesOf(json: string): string[] {

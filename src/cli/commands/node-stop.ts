@@ -10,12 +10,10 @@
 import type { Command } from 'commander';
 import { EndpointStore, HostStore, PoolStore } from '../../datastore';
 import { TUNNEL_HANDLE_PREFIX } from '../../datastore/pool-store';
-import { narrowestPool } from '../../address/pools';
-import { parseCidr } from '../../address/cidr';
 import { EtcdIpam } from '../../ipam/ipam';
 import { ipipDevice } from '../../names/kernel';
 import { readStatusFile } from '../../node/status-file';
-import { removeTunnelFromKernel, type TunnelStatus } from '../../tunnel/tunnel';
+import { inSomePool, removeTunnelFromKernel, type TunnelStatus } from '../../tunnel/tunnel';
 import { withDatastore } from '../datastore';
 import { CliError } from '../errors';
 import { runningNodePid } from './node-detach';
@@ -73,7 +71,7 @@ async function removeTunnel(cmd: Command, stateDir: string, hostname: string): P
       return new PoolStore(ds).list(4);
     });
     // After a restart the status may not name the address: an address of a pool makes the device ours too.
-    await removeTunnelFromKernel(device, (addrs) => addrs.some((a) => narrowestPool(parseCidr(`${bare(a)}/32`), pools) !== undefined));
+    await removeTunnelFromKernel(device, (addrs) => addrs.some(inSomePool(pools)));
   } catch (e) {
     released = false;
     process.stderr.write(

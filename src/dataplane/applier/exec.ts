@@ -77,14 +77,13 @@ export function toolRunner(o: { netns?: string; timeoutMs?: number }): ToolRunne
     });
   };
   const many = async (calls: ToolCall[]): Promise<ToolResult[]> => {
-    if (calls.length <= 1) return Promise.all(calls.map((c) => one(c.cmd, c.args, c.input)));
     // Three descriptors per tool: at most MANY_AT_ONCE tools per shell, the shells one after another.
     const out: ToolResult[] = [];
     for (let i = 0; i < calls.length; i += MANY_AT_ONCE) out.push(...(await batch(calls.slice(i, i + MANY_AT_ONCE))));
     return out;
   };
   const batch = (calls: ToolCall[]): Promise<ToolResult[]> => {
-    if (calls.length === 1) return Promise.all(calls.map((c) => one(c.cmd, c.args, c.input)));
+    if (calls.length <= 1) return Promise.all(calls.map((c) => one(c.cmd, c.args, c.input)));
     const n = calls.length;
     return new Promise((resolve) => {
       // Its own process group, so that a timeout kills the tools with the shell.
