@@ -1,4 +1,4 @@
-import { BodyScanner, type Head, MAX_HEAD, headEnd, parseAnswerHead, responseFraming } from './framing';
+import { type AnswerHead, BodyScanner, MAX_HEAD, headEnd, scanAnswerHead } from './framing';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -13,7 +13,7 @@ export interface AnswerSink {
    * not two: a second write per answer was a third syscall per request).
    * 'taken': the sink took the head's bytes itself.
    */
-  head(h: Head, bytes: Buffer, rest: Buffer): 'raw' | 'stream' | 'taken';
+  head(h: AnswerHead, bytes: Buffer, rest: Buffer): 'raw' | 'stream' | 'taken';
   body(part: Buffer): void;
   done(): void;
   /** Not an HTTP answer, or a head beyond MAX_HEAD. */
@@ -27,7 +27,7 @@ export interface AnswerSink {
  * partial head is copied, to outlive the read it came in.
  */
 export class AnswerReader {
-  head?: Head;
+  head?: AnswerHead;
   private body?: BodyScanner;
   private buf: Buffer = EMPTY;
   private stopped = false;
@@ -45,7 +45,7 @@ export class AnswerReader {
 
   /** A close-delimited answer: complete when dockerd closes. */
   get untilClose(): boolean {
-    return this.head !== undefined && responseFraming(this.head, this.method).kind === 'close';
+    return this.head?.framing.kind === 'close';
   }
 
   feed(b: Buffer): void {
@@ -59,13 +59,12 @@ export class AnswerReader {
       return;
     }
     const buf = this.buf;
-    const h = parseAnswerHead(buf, end);
+    const h = scanAnswerHead(buf, end, this.method);
     if (!h) return this.sink.broken();
     const bytes = buf.subarray(0, end);
     const rest = buf.subarray(end);
     this.buf = EMPTY;
-    const status = Number(h.line[1]);
-    if (status >= 100 && status < 200 && status !== 101) {
+    if (h.status >= 100 && h.status < 200 && h.status !== 101) {
       this.sink.interim(bytes);
       if (rest.length) this.feed(rest);
       return;
@@ -76,7 +75,7 @@ export class AnswerReader {
       this.stopped = true;
       return;
     }
-    this.body = new BodyScanner(responseFraming(h, this.method));
+    this.body = new BodyScanner(h.framing);
     // `bytes` and `rest` lie side by side in `buf`: head and body bytes as one view.
     if (how === 'stream') this.feedBody(rest, buf, end);
     else if (rest.length) this.feedBody(rest);

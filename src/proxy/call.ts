@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { type BodyScanner, type Framing, type Head, header } from './framing';
+import { type BodyScanner, type Framing, type Head, closes, header, parseAnswerHead } from './framing';
 import type { Interceptor } from './interceptor';
 import type { SpliceRead } from './upstream';
 import { AnswerReader } from './answer';
@@ -83,7 +83,7 @@ export function newCall(r: RequestReading, interceptor?: string): Call {
     upgrade,
     oldHijack: !upgrade && r.hijack,
     framing,
-    want: firstWrite(h),
+    want: upgrade ? firstWrite(h) : 0,
     gathering: upgrade,
     discard: 0,
     headSize: h.size,
@@ -92,11 +92,9 @@ export function newCall(r: RequestReading, interceptor?: string): Call {
   };
 }
 
-/** Whether a message (request or answer) ends its connection. */
+/** Whether a request ends its connection. */
 export function wantsClose(h: Head): boolean {
-  const conn = (header(h.rawHeaders, 'connection') ?? '').toLowerCase();
-  if (/\bclose\b/.test(conn)) return true;
-  return h.line[0] === 'HTTP/1.0' || h.line[2] === 'HTTP/1.0' ? !/\bkeep-alive\b/.test(conn) : false;
+  return closes(h.line[2], header(h.rawHeaders, 'connection'));
 }
 
 /** The call no longer waits on dockerd (answered, or a raw stream now). */
@@ -134,8 +132,8 @@ export function readAnswer(call: Call, route: AnswerRoute): void {
   call.answer = new AnswerReader(call.method, {
     interim: (b) => route.toClient(b),
     head: (h, bytes, rest) => {
-      call.status = Number(h.line[1]);
-      if (wantsClose(h)) call.close = true;
+      call.status = h.status;
+      if (h.close) call.close = true;
       const raw = call.status === 101 ? call.upgrade : call.oldHijack && call.answer!.untilClose;
       if (call.status === 101 && !raw) {
         route.close();
@@ -143,7 +141,7 @@ export function readAnswer(call: Call, route: AnswerRoute): void {
       }
       if (!raw) {
         if (!call.icp) return 'stream';
-        call.icp.answered(h, bytes);
+        call.icp.answered(parseAnswerHead(bytes, bytes.length)!, bytes);
         return 'taken';
       }
       route.toClient(bytes);

@@ -45,6 +45,57 @@ export function parseAnswerHead(buf: Buffer, size: number): Head | undefined {
   return { line: [m[1], m[2], m[3] ?? ''], rawHeaders, size };
 }
 
+/** What the splice needs of an answer head: its status, body framing, and whether it ends the connection. */
+export interface AnswerHead {
+  status: number;
+  framing: Framing;
+  close: boolean;
+}
+
+/**
+ * An answer head read as parseAnswerHead reads it (undefined where it would
+ * be), for the three headers that frame it only: every forwarded answer goes
+ * through here, and building its other headers as strings was most of the
+ * proxy's own CPU per request. Interceptors get parseAnswerHead's Head.
+ */
+export function scanAnswerHead(buf: Buffer, size: number, method: string): AnswerHead | undefined {
+  let eol = buf.indexOf(10);
+  const m = STATUS_LINE.exec(buf.toString('latin1', 0, eol > 0 && buf[eol - 1] === 13 ? eol - 1 : eol));
+  if (!m) return undefined;
+  let te: string | undefined;
+  let cl: string | undefined;
+  let conn: string | undefined;
+  for (let at = eol + 1; at < size; at = eol + 1) {
+    eol = buf.indexOf(10, at);
+    if (eol < 0 || eol > size) eol = size;
+    const end = eol > at && buf[eol - 1] === 13 ? eol - 1 : eol;
+    if (end === at) continue; // the blank line
+    const c = buf.indexOf(58, at);
+    if (c <= at || c >= end) return undefined;
+    const f = buf[at] | 0x20; // c, t, or what trim() drops
+    if (f !== 0x63 && f !== 0x74 && buf[at] > 32 && buf[at] !== 0xa0) continue;
+    const name = buf.toString('latin1', at, c).trim().toLowerCase();
+    if (name === 'transfer-encoding') te ??= buf.toString('latin1', c + 1, end).trim();
+    else if (name === 'content-length') cl ??= buf.toString('latin1', c + 1, end).trim();
+    else if (name === 'connection') conn ??= buf.toString('latin1', c + 1, end).trim();
+  }
+  const status = Number(m[2]);
+  let framing: Framing;
+  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = NO_BODY;
+  else if (/(^|,)\s*chunked\s*$/i.test(te ?? '')) framing = { kind: 'chunked' };
+  else if (cl !== undefined && /^\d+$/.test(cl)) framing = Number(cl) ? { kind: 'length', n: Number(cl) } : NO_BODY;
+  else framing = { kind: 'close' };
+  return { status, framing, close: closes(m[1], conn) };
+}
+
+const NO_BODY: Framing = { kind: 'none' };
+
+/** Whether a message of HTTP `version` with this Connection header ends its connection. */
+export function closes(version: string, connection = ''): boolean {
+  if (/\bclose\b/i.test(connection)) return true;
+  return version === 'HTTP/1.0' && !/\bkeep-alive\b/i.test(connection);
+}
+
 const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
 
 /** Every value of header `name`, in order. */
@@ -63,15 +114,6 @@ export function header(raw: readonly string[], name: string): string | undefined
 
 /** How a message's body is delimited. */
 export type Framing = { kind: 'none' } | { kind: 'length'; n: number } | { kind: 'chunked' } | { kind: 'close' };
-
-export function responseFraming(h: Head, method: string): Framing {
-  const status = Number(h.line[1]);
-  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) return { kind: 'none' };
-  if (/(^|,)\s*chunked\s*$/i.test(header(h.rawHeaders, 'transfer-encoding') ?? '')) return { kind: 'chunked' };
-  const cl = header(h.rawHeaders, 'content-length');
-  if (cl !== undefined && /^\d+$/.test(cl.trim())) return Number(cl) ? { kind: 'length', n: Number(cl) } : { kind: 'none' };
-  return { kind: 'close' };
-}
 
 /**
  * Counts the bytes of one body as they pass. feed() returns how many of the

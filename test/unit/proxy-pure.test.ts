@@ -5,7 +5,7 @@ import { parseAddress, pointsAt, isLoopbackHost, formatAddress } from '../../src
 import { endToEndHeaders, headerObject } from '../../src/proxy/headers';
 import { checkListenPolicy } from '../../src/listen/listener';
 import { firstWrite, MAX_GATHERED_BODY } from '../../src/proxy/hijack';
-import { BodyScanner, headEnd, parseAnswerHead, responseFraming } from '../../src/proxy/framing';
+import { BodyScanner, headEnd, parseAnswerHead, scanAnswerHead } from '../../src/proxy/framing';
 import { addressInUse, collides, swarmPortInterceptor } from '../../src/proxy/interceptors/swarm-init';
 import { silentLogger } from '../../src/log/logger';
 import { decideRequest, parseRequestHeadStrict, requestFramingStrict } from '../../src/proxy/request-head';
@@ -179,14 +179,26 @@ test('framing: heads end at a blank line (CRLF or bare LF); bodies counted or ch
   assert.deepEqual(h.rawHeaders, ['Host', 'x', 'X-A', '1', 'x-a', '2', 'Content-Length', '12']);
   assert.deepEqual(requestFramingStrict(h), { kind: 'length', n: 12 });
   assert.equal(parseAnswerHead(b('NOT HTTP\r\n\r\n'), 12), undefined);
+  assert.equal(scanAnswerHead(b('NOT HTTP\r\n\r\n'), 12, 'GET'), undefined);
   const res = (s: string, method = 'GET') => {
     const r = b(s);
-    return responseFraming(parseAnswerHead(r, headEnd(r))!, method);
+    return scanAnswerHead(r, headEnd(r), method)?.framing;
   };
   assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n', 'HEAD'), { kind: 'none' });
   assert.deepEqual(res('HTTP/1.1 204 No Content\r\n\r\n'), { kind: 'none' });
   assert.deepEqual(res('HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n'), { kind: 'close' });
   assert.deepEqual(res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), { kind: 'chunked' });
+  // Only framing headers are read, as parseAnswerHead reads them (names trimmed, any case, the first of each); what it refuses, refused.
+  const scan = (s: string) => scanAnswerHead(b(s + '\r\n'), s.length + 2, 'GET');
+  assert.deepEqual(scan('HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\n content-LENGTH : 7\r\nContent-Length: 9\r\nConnection: Close\r\n'), {
+    status: 200,
+    framing: { kind: 'length', n: 7 },
+    close: true,
+  });
+  assert.deepEqual(scan('HTTP/1.0 200 OK\nContent-Length: 0\n'), { status: 200, framing: { kind: 'none' }, close: true });
+  assert.equal(scan('HTTP/1.0 101 Switching\r\nConnection: keep-alive, Upgrade\r\n')?.close, false);
+  assert.equal(scan('HTTP/1.1 200 OK\r\nno colon here\r\n'), undefined);
+  assert.equal(scan('HTTP/1.1 200 OK\r\n: empty name\r\n'), undefined);
 
   // A chunked body split anywhere (sizes with extensions, a trailer) ends exactly where it ends.
   const body = b('5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\n');
