@@ -34,23 +34,8 @@ export type HeadDecision =
 type Refusal = Extract<HeadDecision, { action: 'refuse' }>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Whether a head holds a control character other than tab and LF (which ends lines), a CR not before LF among them. */
-function hasControl(t: string): boolean {
-  for (let i = 0; i < t.length; i++) {
-    const c = t.charCodeAt(i);
-    if (c >= 32 ? c === 127 : c !== 9 && c !== 10 && !(c === 13 && t.charCodeAt(i + 1) === 10)) return true;
-  }
-  return false;
-}
-
-/** `l` from `from` without leading and trailing spaces and tabs (Go's textproto trims those two only). */
-function trimSpaceTab(l: string, from: number): string {
-  let a = from;
-  let b = l.length;
-  while (a < b && (l.charCodeAt(a) === 32 || l.charCodeAt(a) === 9)) a++;
-  while (b > a && (l.charCodeAt(b - 1) === 32 || l.charCodeAt(b - 1) === 9)) b--;
-  return l.slice(a, b);
-}
+/** Where the line ending at the LF `eol` ends, one CR before the LF dropped. */
+const lineEnd = (buf: Buffer, at: number, eol: number): number => (eol > at && buf[eol - 1] === 13 ? eol - 1 : eol);
 const refuse = (status: Refusal['status'], message: string): Refusal => ({ action: 'refuse', status, message: `calico proxy: ${message}` });
 
 /**
@@ -60,14 +45,17 @@ const refuse = (status: Refusal['status'], message: string): Refusal => ({ actio
  * old clients stay readable); anything else Go could read another way is refused.
  */
 export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusal {
-  const text = buf.subarray(0, size).toString('latin1');
   // A CR anywhere but before LF, NUL, other controls: Go 1.19's textproto keeps them in the value, newer Go refuses.
-  if (hasControl(text)) return refuse(400, 'malformed HTTP request: a control character in the request head');
-  const lines = text.split('\n');
-  lines.pop(); // after the final LF
-  lines.pop(); // the blank line
-  for (let i = 0; i < lines.length; i++) if (lines[i].endsWith('\r')) lines[i] = lines[i].slice(0, -1);
-  const start = /^(\S+) (\S+) (\S+)$/.exec(lines[0] ?? '');
+  // (Read as bytes, not as a string split in lines: this runs for every request.)
+  for (let i = 0; i < size; i++) {
+    const c = buf[i];
+    if (c >= 32 ? c === 127 : c !== 9 && c !== 10 && !(c === 13 && i + 1 < size && buf[i + 1] === 10)) {
+      return refuse(400, 'malformed HTTP request: a control character in the request head');
+    }
+  }
+  const text = buf.toString('latin1', 0, size); // one string; its parts are slices of it (latin1: byte i is char i)
+  let eol = buf.indexOf(10);
+  const start = /^(\S+) (\S+) (\S+)$/.exec(text.slice(0, lineEnd(buf, 0, eol)));
   if (!start || !TOKEN.test(start[1])) return refuse(400, 'malformed HTTP request: the request line is not "METHOD target HTTP/1.1"');
   const [, method, target, version] = start;
   if (!/^[A-Z]+$/.test(method)) {
@@ -75,15 +63,23 @@ export function parseRequestHeadStrict(buf: Buffer, size: number): Head | Refusa
   }
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return refuse(400, `${version.slice(0, 20)} is not supported: HTTP/1.1 or HTTP/1.0`);
   const rawHeaders: string[] = [];
-  for (const l of lines.slice(1)) {
-    if (l.startsWith(' ') || l.startsWith('\t')) {
+  for (let at = eol + 1; at < size; at = eol + 1) {
+    eol = buf.indexOf(10, at);
+    const end = lineEnd(buf, at, eol);
+    if (end === at) break; // the blank line (headEnd: the first is the head's last)
+    if (buf[at] === 32 || buf[at] === 9) {
       // obs-fold: Go's textproto joins it to the header above (readContinuedLineSlice).
       return refuse(400, 'malformed HTTP request: a folded header line (obs-fold)');
     }
-    const c = l.indexOf(':');
-    const name = c > 0 ? l.slice(0, c) : '';
-    if (!TOKEN.test(name)) return refuse(400, `malformed HTTP request: header line ${JSON.stringify(l.slice(0, 60))}`);
-    rawHeaders.push(name, trimSpaceTab(l, c + 1));
+    const c = buf.indexOf(58, at);
+    const name = c > at && c < end ? text.slice(at, c) : '';
+    if (!TOKEN.test(name)) return refuse(400, `malformed HTTP request: header line ${JSON.stringify(text.slice(at, end).slice(0, 60))}`);
+    // Go's textproto trims spaces and tabs only.
+    let v = c + 1;
+    let w = end;
+    while (v < w && (buf[v] === 32 || buf[v] === 9)) v++;
+    while (w > v && (buf[w - 1] === 32 || buf[w - 1] === 9)) w--;
+    rawHeaders.push(name, text.slice(v, w));
   }
   return { line: [method, target, version], rawHeaders, size };
 }
@@ -130,7 +126,6 @@ export function decideRequest(buf: Buffer, size: number, policy?: HeadPolicy): H
   }
   const method = head.line[0];
   const hijack = isHijackRoute(method, t.target.path);
-  const connection = values(head.rawHeaders, 'connection').join(',');
-  const upgrade = hijack && values(head.rawHeaders, 'upgrade').length > 0 && /(^|,)\s*upgrade\s*(,|$)/i.test(connection);
+  const upgrade = hijack && values(head.rawHeaders, 'upgrade').length > 0 && /(^|,)\s*upgrade\s*(,|$)/i.test(values(head.rawHeaders, 'connection').join(','));
   return { action: 'forward', head, framing, target: t.target, hijack, upgrade };
 }
