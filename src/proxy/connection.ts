@@ -199,9 +199,10 @@ export class Connection {
   /** How an intercepted call reaches dockerd and the client. */
   private port(call: Call): InterceptPort {
     return {
-      toDocker: (bytes) => {
+      toDocker: (bytes, untouched) => {
         const sock = this.docker.socket();
         if (!sock) return false;
+        if (untouched) call.icp = undefined; // the answer streams as a forwarded call's
         this.listen(call);
         sock.write(bytes);
         return true;

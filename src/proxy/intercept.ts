@@ -8,8 +8,8 @@ import type { RequestTarget } from './request-target';
 
 /** What an intercepted call needs of its connection. */
 export interface InterceptPort {
-  /** Writes the decided request on the connection's dockerd socket; false when there is none (the call failed instead). */
-  toDocker(bytes: Buffer): boolean;
+  /** Writes the decided request on the connection's dockerd socket; false when there is none (the call failed instead). `untouched`: its answer is not the interceptor's. */
+  toDocker(bytes: Buffer, untouched: boolean): boolean;
   /** The whole answer for the client; the call is over. */
   answer(bytes: Buffer, status: number): void;
   /** Whether the client has left. */
@@ -83,7 +83,7 @@ export class Interception {
       bytes = Buffer.concat([headBytes(this.head.line.join(' '), headers), d.body]);
     }
     this.phase = 'sent';
-    this.port.toDocker(bytes);
+    this.port.toDocker(bytes, d.action === 'pass' && d.untouched === true);
   }
 
   /** dockerd's final head (its body follows through gather()). */

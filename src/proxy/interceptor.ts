@@ -18,8 +18,12 @@ export interface InterceptContext {
 }
 
 export type RequestDecision =
-  /** Forward the original bytes untouched. */
-  | { action: 'pass' }
+  /**
+   * Forward the original bytes untouched. `untouched`: nor is dockerd's
+   * answer this interceptor's: it streams to the client as a forwarded one
+   * does (onResponse is not called), no gathering, no second look.
+   */
+  | { action: 'pass'; untouched?: boolean }
   /** Forward this body instead (Content-Length recomputed, Transfer-Encoding dropped). */
   | { action: 'forward'; body: Buffer; state?: unknown }
   /** Answer without dockerd, in Docker's error shape {"message": ...}. */

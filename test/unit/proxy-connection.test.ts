@@ -272,6 +272,28 @@ test('intercepted: a chunked body in pieces is decoded for the interceptor, pass
   c.conn.close();
 });
 
+test('intercepted, passed untouched: dockerd\'s answer streams to the client as a forwarded one does, onResponse not called', async () => {
+  const seen: string[] = [];
+  const icp: Interceptor = {
+    name: 't',
+    matches: () => true,
+    onRequest: async () => ({ action: 'pass', untouched: true }),
+    onResponse: async () => void seen.push('onResponse'),
+  };
+  const c = client((h) => (h.line[1].includes('create') ? { action: 'intercept', interceptor: icp } : { action: 'forward' }));
+  const create = 'POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 7\r\n\r\n{"a":1}';
+  c.send(create);
+  await until('the answer', () => c.out().endsWith('{"a":1}'));
+  c.send(PING);
+  await until('two answers', () => answers(c.out()).length === 2);
+  assert.equal(received(), create + PING);
+  const text = `saw POST /containers/create HTTP/1.1 {"a":1}`;
+  assert.ok(c.out().startsWith(`HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: ${text.length}\r\n\r\n${text}`), 'dockerd\'s bytes as they came');
+  assert.deepEqual(seen, []);
+  assert.deepEqual(c.records.map((r) => [r.kind, r.interceptor, r.status]), [['intercepted', 't', 200], ['splice', undefined, 200]]);
+  c.conn.close();
+});
+
 test('intercepted: a client gone while the interceptor decides sends nothing to dockerd and lets the interceptor undo', async () => {
   const outcomes: string[] = [];
   let release!: () => void;

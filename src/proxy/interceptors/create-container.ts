@@ -60,7 +60,8 @@ export class CreateContainerInterceptor implements Interceptor {
     try {
       body = readCreateBody(raw);
       wanted = body && parseCalicoEnv(body.env);
-      if (!body || !wanted) return { action: 'pass' };
+      // Not ours: neither is dockerd's answer (onResponse has nothing to undo), so it streams back untouched.
+      if (!body || !wanted) return { action: 'pass', untouched: true };
       checkNetworkMode(body.networkMode);
       // Every refusal the rewrite could meet, before anything is reserved.
       plan = planRewrite(body);
