@@ -2,7 +2,7 @@ import net from 'node:net';
 import { SPLICE_CHUNK } from './upstream';
 
 /** Client reads in flight to dockerd at most (a Node relay's pipe lets 1 MiB queue): SLOTS reads of SPLICE_CHUNK. */
-export const SLOTS = 16;
+export const SLOTS = 4;
 
 /**
  * The buffers one plain client socket reads into (net's `onread`, with a
@@ -63,7 +63,7 @@ export class ReadRing {
  * server as the accepted one did (`_server`: server.close() waits for it).
  *
  * Why: every upload (`docker cp` in, build contexts, `docker load`) came as
- * one fresh 64 KiB buffer per read, and in a heap the node's size those
+ * one fresh buffer per read, and in a heap the node's size those
  * started V8 full collections every few dozen MiB (bench/proxy, README). With
  * the ring, an upload allocates nothing in the heap.
  *

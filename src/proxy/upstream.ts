@@ -5,8 +5,12 @@ import { formatAddress } from '../listen/address';
 /** net.connect's `onread`: reads land in `buffer`, valid only until the callback returns. */
 export type SpliceRead = net.OnReadOpts;
 
-/** A spliced read: each buffer a splice's sockets read into has this size (backpressure.ts). */
-export const SPLICE_CHUNK = 64 * 1024;
+/**
+ * A spliced read: each buffer a splice's sockets read into has this size
+ * (backpressure.ts). 256 KiB, not 64: an upload through the proxy took ~11-15 %
+ * less CPU per GiB (fewer reads, writes and JS calls per MiB; bench/proxy, README).
+ */
+export const SPLICE_CHUNK = 256 * 1024;
 
 /** The way to dockerd: raw sockets, one per client connection (connection.ts). */
 export class Upstream {
