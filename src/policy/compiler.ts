@@ -4,19 +4,18 @@
 import type { Endpoint } from '../datastore/endpoint-store';
 import type { Profile } from '../datastore/profile-store';
 import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
-import { fromEndpointChain, fromEndpointDispatchChain, hostToEndpointDispatchChain, tagIpset, toEndpointChain, toEndpointDispatchChain } from '../names/kernel';
-import { byName, compareMembers, dispatchTree, fromEndpoint, policyHooks, profileFamily, sameRules, setMember, toEndpoint, topChains } from './chains';
+import { classIpset, endpointClassKey, tagIpset } from '../names/kernel';
+import { byName, classMembers, compareMembers, dispatchChains, endpointClass, fromClass, policyHooks, profileFamily, sameRules, setMember, toClass, topChains } from './chains';
 import { DEFAULT_NO_MATCH_MARK, DEFAULT_RECHECK_MARK, DEFAULT_TO_HOST_MARK, programmedEndpoints, type PolicyInput } from './compile';
-
-type FamilyChains = { 4: DesiredChain[]; 6: DesiredChain[] };
 
 /**
  * The same compilation as compilePolicy, kept up to date across calls so
  * that a change costs what it changes (pure; no I/O). Remembered between
  * calls, by object (the syncer hands the same Endpoint and Profile objects
  * again while they are unchanged):
- * - each local endpoint's chains (anew when its record or the set of its
- *   profiles that exist changes),
+ * - each local endpoint's class (its stored profiles, in order) and its
+ *   (address, interface) pairs (anew when its record or the set of its
+ *   profiles that exist changes); each class's chains, by its key,
  * - each profile's chains and the tags its rules name,
  * - every tag's members, as counts updated by the endpoints that came,
  *   went or changed (and those of a profile whose tags changed),
@@ -29,7 +28,9 @@ type FamilyChains = { 4: DesiredChain[]; 6: DesiredChain[] };
  */
 export class PolicyCompiler {
   private optionsKey?: string;
-  private endpointChains = new WeakMap<Endpoint, { sig: string; chains: FamilyChains }>();
+  private endpointClasses = new WeakMap<Endpoint, { sig: string; key: string; ids: string[]; 4: string[]; 6: string[] }>();
+  /** Each class's two chains (they depend on its key and the options only). */
+  private classChains = new Map<string, DesiredChain[]>();
   private profileChains = new WeakMap<Profile, { 4: { chains: DesiredChain[]; tags: string[] }; 6: { chains: DesiredChain[]; tags: string[] } }>();
   /** Last output's chains and sets by name, per family: computed chains equal to one of them are replaced by it. */
   private lastChains: { 4: Map<string, DesiredChain>; 6: Map<string, DesiredChain> } = { 4: new Map(), 6: new Map() };
@@ -50,13 +51,18 @@ export class PolicyCompiler {
     const local = programmedEndpoints(input);
     const out = { v4: this.family(input, local, profiles, 4), v6: this.family(input, local, profiles, 6) };
     this.dirtyTags.clear();
+    // Chains of classes no endpoint is in any more are forgotten.
+    const inUse = new Set(this.dispatch[4]?.names.split(' '));
+    for (const key of this.classChains.keys()) if (!inUse.has(key)) this.classChains.delete(key);
     return out;
   }
 
   private reset(optionsKey: string): void {
     this.optionsKey = optionsKey;
-    this.endpointChains = new WeakMap();
+    this.endpointClasses = new WeakMap();
+    this.classChains = new Map();
     this.profileChains = new WeakMap();
+    this.dispatch = {};
   }
 
   /** Tag members follow the endpoints that are new, gone or in a profile whose tags changed. */
@@ -131,29 +137,33 @@ export class PolicyCompiler {
       next.set(c.name, was && sameRules(was.rules, c.rules) ? was : c);
     };
     topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark).forEach(keep);
-    // The dispatch chains depend on the local endpoints' names only: the same records in the same order, the same chains.
-    const names = local.map((ep) => ep.name).join(' ');
+    // Classes (stored profiles, in order) and their (address, interface) pairs: per endpoint object, remembered while its profiles' existence is the same.
+    const classes = new Map<string, { ids: string[]; members: string[] }>();
+    for (const ep of local) {
+      const sig = ep.profile_ids.map((id) => (profiles.has(id) ? '1' : '0')).join('');
+      let memo = this.endpointClasses.get(ep);
+      if (!memo || memo.sig !== sig) {
+        const ids = endpointClass(ep, profiles);
+        memo = { sig, key: endpointClassKey(ids), ids, 4: classMembers(ep, 4), 6: classMembers(ep, 6) };
+        this.endpointClasses.set(ep, memo);
+      }
+      const c = classes.get(memo.key);
+      if (c) c.members.push(...memo[family]);
+      else classes.set(memo.key, { ids: memo.ids, members: [...memo[family]] });
+    }
+    const keys = [...classes.keys()].sort(compareMembers);
+    // The dispatch chains depend on the classes only: an endpoint of a class already here changes no rule.
+    const names = keys.join(' ');
     let tree = this.dispatch[family];
     if (!tree || tree.names !== names || tree.hostReaches !== hostReaches) {
-      const chains = [
-        ...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'),
-        ...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'),
-        ...(hostReaches ? dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination') : []),
-      ];
-      tree = { names, hostReaches, chains };
+      tree = { names, hostReaches, chains: dispatchChains(family, keys, hostReaches, hostServices) };
       this.dispatch[family] = tree;
     }
     tree.chains.forEach(keep);
-    for (const ep of local) {
-      const sig = ep.profile_ids.map((id) => (profiles.has(id) ? '1' : '0')).join('');
-      let memo = this.endpointChains.get(ep);
-      if (!memo || memo.sig !== sig) {
-        const chains = { 4: [] as DesiredChain[], 6: [] as DesiredChain[] };
-        for (const v of [4, 6] as const) chains[v].push(fromEndpoint(ep, v, profiles, mark, hostServices), toEndpoint(ep, v, profiles, mark));
-        memo = { sig, chains };
-        this.endpointChains.set(ep, memo);
-      }
-      memo.chains[family].forEach(keep);
+    for (const key of keys) {
+      let made = this.classChains.get(key);
+      if (!made) this.classChains.set(key, (made = [fromClass(classes.get(key)!.ids, mark, hostServices), toClass(classes.get(key)!.ids, mark)]));
+      made.forEach(keep);
     }
     const used = [...new Set(local.flatMap((ep) => ep.profile_ids.filter((id) => profiles.has(id))))].sort();
     const tags = new Set<string>();
@@ -171,6 +181,12 @@ export class PolicyCompiler {
 
     const lastSets = this.lastSets[family];
     const sets = new Map<string, DesiredIpset>();
+    for (const key of keys) {
+      const name = classIpset(family, key);
+      const was = lastSets.get(name);
+      const members = classes.get(key)!.members.sort(compareMembers);
+      sets.set(name, was && sameRules(was.members, members) ? was : { name, type: 'hash:net,iface', family, members });
+    }
     for (const tag of [...tags].sort()) {
       const name = tagIpset(family, tag);
       const was = lastSets.get(name);

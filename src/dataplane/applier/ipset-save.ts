@@ -2,7 +2,7 @@
 // spelling of a member the kernel prints back, so an unchanged set compares
 // equal to what we want.
 import ipaddr from 'ipaddr.js';
-import type { IpFamily } from './types';
+import type { IpFamily, IpsetType } from './types';
 
 export interface SavedIpset {
   name: string;
@@ -55,7 +55,7 @@ export function parseIpsetSave(text: string): Map<string, SavedIpset> {
 const MEMBER_CACHE_MAX = 200000;
 const memberCache = new Map<string, string>();
 
-export function canonicalMember(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
+export function canonicalMember(type: IpsetType, family: IpFamily, member: string): string {
   // The same members come round on every pass: remembered (bounded); refusals are not cached.
   const key = `${type} ${family} ${member}`;
   const known = memberCache.get(key);
@@ -66,8 +66,15 @@ export function canonicalMember(type: 'hash:ip' | 'hash:net', family: IpFamily, 
   return text;
 }
 
-function canonicalUncached(type: 'hash:ip' | 'hash:net', family: IpFamily, member: string): string {
+function canonicalUncached(type: IpsetType, family: IpFamily, member: string): string {
   const [net, flag, ...rest] = member.trim().split(/\s+/);
+  if (type === 'hash:net,iface') {
+    // `<net>,<interface>`: the net as hash:net spells it, the interface as given (a name the kernel takes: 1-15 characters, no space, "/" or ",").
+    const comma = net!.lastIndexOf(',');
+    const iface = comma < 0 ? '' : net!.slice(comma + 1);
+    if (flag !== undefined || comma < 0 || !/^[^\s/,:]{1,15}$/.test(iface)) throw new Error(`ipset member "${member}" of a hash:net,iface set must be <net>,<interface>`);
+    return `${canonicalNet('hash:net', family, net!.slice(0, comma))},${iface}`;
+  }
   if (flag === undefined) return canonicalNet(type, family, net!);
   if (flag !== NOMATCH || rest.length || type !== 'hash:net') throw new Error(`ipset member "${member}": only a hash:net member may carry an option, and only "${NOMATCH}"`);
   return `${canonicalNet(type, family, net!)} ${NOMATCH}`;

@@ -121,7 +121,7 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
   const recreate: string[] = [];
   const fill = (name: string, s: MergedIpset) => s.members.forEach((m) => restore.push(`add ${name} ${m}`));
   const create = (name: string, s: MergedIpset) =>
-    restore.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem ${IPSET_MAXELEM}`);
+    restore.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem ${IPSET_MAXELEM}${s.type === 'hash:net,iface' ? ' counters' : ''}`);
   for (const s of [...desired.ipsets.values()].sort((a, b) => cmp(a.name, b.name))) {
     const have = actual.get(s.name);
     // Written from this very member list (merge.ts keeps it while the owner's set object is the same): unchanged.
