@@ -73,8 +73,8 @@ export type StepKind =
   | 'no-match' // a profile was consulted and none of its rules matched
   | 'missing-profile' // a profile the endpoint names is not stored: it matches nothing
   | 'default-drop' // no profile of the endpoint allowed it
-  | 'anti-spoof' // the source check of the endpoint's chain
-  | 'inactive' // the endpoint has no chains: its interface is unknown, dropped
+  | 'anti-spoof' // the source check of the dispatch: its class set's (address, interface) pairs
+  | 'inactive' // no class set holds its pairs: dropped as unknown
   | 'host-reaches' // the host opening a connection to its own container
   | 'neighbour-discovery' // IPv6 ND/MLD, allowed ahead of policy
   | 'host-service' // accept mode: DHCP / DNS to the host, ahead of policy
