@@ -5,7 +5,8 @@
 //   full program:  everything compiled and programmed from scratch (set + flush)
 //   full resync:   the repair timer's pass on the programmed kernel (read it
 //                  all back, compare, nothing to write)
-//   endpoint add / remove: one endpoint joins, then leaves (compile + set + flush)
+//   endpoint add / remove: one endpoint joins, then leaves (compile + set + flush;
+//                  its class, its profile, is already here: set members only)
 //   rule update:   one profile's rule changed (compile + set + flush)
 // Each beside a raw `ipset restore` + `iptables-restore --noflush` +
 // `ip6tables-restore --noflush` of the same change (whole changed chains
@@ -175,7 +176,7 @@ async function main(): Promise<void> {
     console.log(target === undefined ? line : `${line}   (target p99 <= ${target} ms: ${verdict(pct(o, 99) <= target)})`);
   };
   const resyncMs = pct(resync, 50);
-  console.log(`bench/policy: ${ENDPOINTS} local endpoints, ${PROFILES} profiles, ${rules} rules (IPv4 + IPv6), ${desired.v4.ipsets.length + desired.v6.ipsets.length} tag sets; load average ${loadStart} (1/5/15 min) at start`);
+  console.log(`bench/policy: ${ENDPOINTS} local endpoints, ${PROFILES} profiles, ${rules} rules (IPv4 + IPv6), ${desired.v4.ipsets.length + desired.v6.ipsets.length} sets (tags, and classes of endpoints); load average ${loadStart} (1/5/15 min) at start`);
   console.log(`  full program               ${f1(fullMs)} ms   raw restore ${f1(rawFullMs)} ms   ratio ${(fullMs / rawFullMs).toFixed(2)}x`);
   console.log(`  full resync (read, compare) ${f1(resyncMs)} ms (median of 3)   raw restore of the same state ${f1(rawFullMs)} ms   ratio ${(resyncMs / rawFullMs).toFixed(2)}x   (target <= 1.0x: ${verdict(resyncMs <= rawFullMs)})`);
   row(`endpoint added (${add.length}x)`, add, 20);
