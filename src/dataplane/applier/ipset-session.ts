@@ -73,6 +73,11 @@ export class IpsetSession {
     return run;
   }
 
+  /** Starts the process ahead of the first batch (idempotent). */
+  open(): void {
+    if (!this.child) this.start();
+  }
+
   /** Ends the process (idempotent); the next apply starts another. */
   close(): void {
     const child = this.child;

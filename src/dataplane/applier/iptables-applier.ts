@@ -157,6 +157,8 @@ export class IptablesApplier implements KernelApplier, Component {
   async start(): Promise<void> {
     this.started = true;
     this.stopped = false;
+    // The ipset session's process is started now, not by the first container's Join.
+    this.sets.open();
     const every = this.o.resyncMs ?? 5000;
     this.resync = setInterval(() => this.request('resync'), every);
     this.resync.unref();
