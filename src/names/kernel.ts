@@ -66,9 +66,10 @@ export function natAllPoolsIpset(v: 4 | 6): string {
 
 // ---------- policy (felix): src/policy ----------
 // Top-level chains hooked into filter FORWARD / INPUT / OUTPUT, the dispatch
-// trees that map a `cali*` interface to its endpoint's chain, the chains of
-// one endpoint (fw = from workload, tw = to workload), one chain per profile
-// and direction, and one ipset per tag and family.
+// chains that send a packet of a `cali*` interface to its endpoint class's
+// chains (fc = from workload, tc = to workload) through the class's set of
+// (address, interface) pairs, one chain per profile and direction, and one
+// ipset per tag and family.
 
 export function policyForwardChain(): string {
   return 'cali-FORWARD';
@@ -83,30 +84,46 @@ export function policyOutputChain(): string {
 }
 
 /**
- * Dispatch by interface. `bin` is the character after `cali` that a leaf
- * chain of the tree serves; without it, the root. `host` is the tree the
- * host's own traffic to its containers takes when the host may always reach them.
+ * Dispatch: one rule per endpoint class, matching its set of (address,
+ * interface) pairs. `host` is the chain the host's own traffic to its
+ * containers takes when the host may always reach them.
  */
-export function fromEndpointDispatchChain(bin?: string): string {
-  return bin === undefined ? 'cali-from-wl-dispatch' : fitName('cali-from-wl-dispatch-', bin, MAX_CHAIN_NAME);
+export function fromEndpointDispatchChain(): string {
+  return 'cali-from-wl-dispatch';
 }
 
-export function toEndpointDispatchChain(bin?: string): string {
-  return bin === undefined ? 'cali-to-wl-dispatch' : fitName('cali-to-wl-dispatch-', bin, MAX_CHAIN_NAME);
+export function toEndpointDispatchChain(): string {
+  return 'cali-to-wl-dispatch';
 }
 
-export function hostToEndpointDispatchChain(bin?: string): string {
-  return bin === undefined ? 'cali-host-wl-dispatch' : fitName('cali-host-wl-dispatch-', bin, MAX_CHAIN_NAME);
+export function hostToEndpointDispatchChain(): string {
+  return 'cali-host-wl-dispatch';
 }
 
-/** Traffic from the workload behind host-side interface `ifName`: anti-spoof, then its outbound policy. */
-export function fromEndpointChain(ifName: string): string {
-  return fitName('cali-fw-', ifName, MAX_CHAIN_NAME);
+/**
+ * An endpoint class: the endpoints of this host with the same stored profiles
+ * in the same order share their chains, and are dispatched to them through
+ * one set of (address, interface) pairs. The key is the profile list joined
+ * by `+` (not allowed in a profile name, so two lists never share a key); a
+ * class without profiles is `+`.
+ */
+export function endpointClassKey(profiles: readonly string[]): string {
+  return profiles.length ? profiles.join('+') : '+';
 }
 
-/** Traffic to the workload behind `ifName`: its inbound policy. */
-export function toEndpointChain(ifName: string): string {
-  return fitName('cali-tw-', ifName, MAX_CHAIN_NAME);
+/** Traffic from a workload of class `key`, past the anti-spoof check of the dispatch: its profiles' outbound rules. */
+export function fromClassChain(key: string): string {
+  return fitName('cali-fc-', key, MAX_CHAIN_NAME);
+}
+
+/** Traffic to a workload of class `key`: its profiles' inbound rules. */
+export function toClassChain(key: string): string {
+  return fitName('cali-tc-', key, MAX_CHAIN_NAME);
+}
+
+/** hash:net,iface of class `key`'s (address, host-side interface) pairs, one set per family: dispatch and anti-spoof in one lookup. */
+export function classIpset(family: 4 | 6, key: string): string {
+  return fitName(`cali${family}-ep-`, key, MAX_IPSET_NAME);
 }
 
 /** A profile's inbound rules (traffic to its members). */

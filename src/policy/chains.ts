@@ -1,5 +1,5 @@
 // The pieces the policy compiler builds its chains from (pure): the
-// dispatch trees, an endpoint's chains, a profile's chains, the top chains
+// dispatch chains, an endpoint class's chains, a profile's chains, the top chains
 // hooked into FORWARD/INPUT/OUTPUT, and the set member spelling. Both
 // compilers (./compile.ts, the whole state; ./compiler.ts, kept up to date
 // across changes) use these, so their output is the same text.
@@ -10,8 +10,10 @@ import type { DesiredChain, DesiredState, IpFamily } from '../dataplane/applier/
 import { HOST_IF_PREFIX } from '../names/interfaces';
 import { parseCidr, type Cidr } from '../address/cidr';
 import {
+  classIpset,
+  endpointClassKey,
+  fromClassChain,
   fromEndpointDispatchChain,
-  fromEndpointChain,
   hostToEndpointDispatchChain,
   policyForwardChain,
   policyInputChain,
@@ -19,7 +21,7 @@ import {
   profileInboundChain,
   profileOutboundChain,
   profileToHostChain,
-  toEndpointChain,
+  toClassChain,
   toEndpointDispatchChain,
 } from '../names/kernel';
 import { ruleMatches, ruleTags } from './rules';
@@ -60,52 +62,61 @@ export function setMember(net: string): string {
   return host ? c.text.slice(0, c.text.indexOf('/')) : c.text;
 }
 
-/**
- * A two-level dispatch tree: the root sends each interface (grouped by the
- * character after `cali`) to a leaf chain, which sends it on with a goto to
- * its endpoint's chain; anything unmatched is dropped (fail closed). A
- * group of one is matched in the root directly.
- */
-export function dispatchTree(
-  root: string,
-  leafName: (bin: string) => string,
-  dir: '-i' | '-o',
-  endpoints: Endpoint[],
-  target: (ep: Endpoint) => string,
-  what: string,
-): DesiredChain[] {
-  const bins = new Map<string, Endpoint[]>();
-  for (const ep of endpoints) {
-    const bin = ep.name.charAt(HOST_IF_PREFIX.length);
-    const list = bins.get(bin);
-    if (list) list.push(ep);
-    else bins.set(bin, [ep]);
-  }
-  const chains: DesiredChain[] = [];
-  const rootRules: string[] = [];
-  for (const [bin, eps] of [...bins.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (eps.length === 1) {
-      rootRules.push(`${dir} ${eps[0]!.name} ${target(eps[0]!)}`);
-      continue;
-    }
-    const leaf = leafName(bin);
-    rootRules.push(`${dir} ${HOST_IF_PREFIX}${bin}+ -g ${leaf}`);
-    chains.push({
-      table: 'filter',
-      name: leaf,
-      rules: [...eps.map((ep) => `${dir} ${ep.name} ${target(ep)}`), `${comment(`Unknown ${what} interface`)} -j DROP`],
-    });
-  }
-  rootRules.push(`${comment(`Unknown ${what} interface`)} -j DROP`);
-  return [{ table: 'filter', name: root, rules: rootRules }, ...chains];
+/** An endpoint's class: its profiles that are stored, in its order (one named but not stored matches nothing). */
+export function endpointClass(ep: Endpoint, stored: { has(id: string): boolean }): string[] {
+  return ep.profile_ids.filter((id) => stored.has(id));
 }
 
-/** The profile-composition block of an endpoint chain: first allow wins, a deny drops, no match drops. */
-function profileBlock(ep: Endpoint, profiles: Map<string, Profile>, chainOf: (p: string) => string, mark: number): string[] {
+/** An endpoint's pairs in its class's dispatch set: `<address or net>,<host-side interface>`, one per own net of the family. */
+export function classMembers(ep: Endpoint, family: IpFamily): string[] {
+  return nets(ep, family).map((n) => `${setMember(n)},${ep.name}`);
+}
+
+/**
+ * The dispatch chains of one family: a packet of a `cali*` interface goes to
+ * the chains of the class whose set holds its (source address, incoming
+ * interface) — from a workload — or (destination address, outgoing
+ * interface) — to one. A source address that is not its interface's
+ * endpoint's is spoofed, and dropped, as is anything of an interface no
+ * endpoint of this host has (fail closed). Neighbour discovery (IPv6) and,
+ * with host services, DHCP pass ahead of the sets: their addresses are
+ * link-local or unspecified. `keys`: the classes, sorted.
+ */
+export function dispatchChains(family: IpFamily, keys: string[], hostReaches: boolean, hostServices: boolean): DesiredChain[] {
+  const nd = (types: number[]) => (family === 6 ? types.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`) : []);
+  const dhcp = hostServices ? [family === 4 ? '-p udp -m udp --sport 68 --dport 67 -j RETURN' : '-p udp -m udp --sport 546 --dport 547 -j RETURN'] : [];
+  const set = (key: string, dir: 'src' | 'dst') => `-m set --match-set ${classIpset(family, key)} ${dir},${dir}`;
+  const chains: DesiredChain[] = [
+    {
+      table: 'filter',
+      name: fromEndpointDispatchChain(),
+      rules: [
+        ...nd(ND_FROM_WORKLOAD),
+        ...dhcp,
+        ...keys.map((k) => `${set(k, 'src')} -g ${fromClassChain(k)}`),
+        `${comment('Anti-spoof DROP: no endpoint of this host has this source address on this interface')} -j DROP`,
+      ],
+    },
+    {
+      table: 'filter',
+      name: toEndpointDispatchChain(),
+      rules: [...nd(ND_TO_WORKLOAD), ...keys.map((k) => `${set(k, 'dst')} -g ${toClassChain(k)}`), `${comment('Unknown destination interface or address')} -j DROP`],
+    },
+  ];
+  if (hostReaches) {
+    chains.push({
+      table: 'filter',
+      name: hostToEndpointDispatchChain(),
+      rules: [...nd(ND_TO_WORKLOAD), ...keys.map((k) => `${set(k, 'dst')} -j RETURN`), `${comment('Unknown destination interface or address')} -j DROP`],
+    });
+  }
+  return chains;
+}
+
+/** The profile-composition block of a class chain: first allow wins, a deny drops, no match drops. */
+function profileBlock(ids: string[], chainOf: (p: string) => string, mark: number): string[] {
   const rules: string[] = [];
-  for (const id of ep.profile_ids) {
-    // A profile named but not (validly) stored matches nothing: the next one is tried, and no match drops.
-    if (!profiles.has(id)) continue;
+  for (const id of ids) {
     rules.push(`-j MARK --set-xmark 0x0/${hex(mark)}`);
     rules.push(`-j ${chainOf(id)}`);
     rules.push(`-m mark --mark 0x0/${hex(mark)} ${comment(`Return if profile ${id} accepted`)} -j RETURN`);
@@ -113,41 +124,25 @@ function profileBlock(ep: Endpoint, profiles: Map<string, Profile>, chainOf: (p:
   return rules;
 }
 
-export function fromEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number, hostServices: boolean): DesiredChain {
+function classDrop(ids: string[]): string {
+  return `${comment(`Default DROP if no profile allowed it (profiles: ${ids.join(', ') || 'none'})`)} -j DROP`;
+}
+
+/** From a workload of the class with stored profiles `ids` (the dispatch checked its source address): DNS to this host with host services, then its outbound rules. */
+export function fromClass(ids: string[], mark: number, hostServices: boolean): DesiredChain {
   const rules: string[] = [];
-  // Neighbour discovery always (no IPv6 without it); DHCP to the host only
-  // when containers may use the host's services (the 2015 accept behaviour).
-  if (family === 6) rules.push(...ND_FROM_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
-  if (hostServices) rules.push(family === 4 ? '-p udp -m udp --sport 68 --dport 67 -j RETURN' : '-p udp -m udp --sport 546 --dport 547 -j RETURN');
-  // Anti-spoof: the source MAC must be the endpoint's, and the source address one of its nets.
-  rules.push(`-m mac ! --mac-source ${ep.mac.toLowerCase()} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source MAC`)} -j DROP`);
-  const own = nets(ep, family);
-  if (own.length === 0) {
-    rules.push(`${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): no IPv${family} address`)} -j DROP`);
-  } else if (own.length === 1) {
-    rules.push(`! -s ${own[0]} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source address`)} -j DROP`);
-  } else {
-    // Several nets: the no-match bit is set, each own net clears it, a packet still carrying it is spoofed.
-    rules.push(`-j MARK --set-xmark ${hex(mark)}/${hex(mark)}`);
-    rules.push(...own.map((n) => `-s ${n} -j MARK --set-xmark 0x0/${hex(mark)}`));
-    rules.push(`-m mark --mark ${hex(mark)}/${hex(mark)} ${comment(`Anti-spoof DROP (endpoint ${ep.endpointId}): source address`)} -j DROP`);
-  }
   if (hostServices) {
     // DNS to this host itself (felix allowed it ahead of policy); forwarded DNS goes through the rules.
     rules.push('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
     rules.push('-p tcp -m tcp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
   }
-  rules.push(...profileBlock(ep, profiles, profileOutboundChain, mark));
-  rules.push(`${comment(`Default DROP if no profile allowed it (endpoint ${ep.endpointId})`)} -j DROP`);
-  return { table: 'filter', name: fromEndpointChain(ep.name), rules };
+  rules.push(...profileBlock(ids, profileOutboundChain, mark), classDrop(ids));
+  return { table: 'filter', name: fromClassChain(endpointClassKey(ids)), rules };
 }
 
-export function toEndpoint(ep: Endpoint, family: IpFamily, profiles: Map<string, Profile>, mark: number): DesiredChain {
-  const rules: string[] = [];
-  if (family === 6) rules.push(...ND_TO_WORKLOAD.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
-  rules.push(...profileBlock(ep, profiles, profileInboundChain, mark));
-  rules.push(`${comment(`Default DROP if no profile allowed it (endpoint ${ep.endpointId})`)} -j DROP`);
-  return { table: 'filter', name: toEndpointChain(ep.name), rules };
+/** To a workload of the class: its inbound rules. */
+export function toClass(ids: string[], mark: number): DesiredChain {
+  return { table: 'filter', name: toClassChain(endpointClassKey(ids)), rules: [...profileBlock(ids, profileInboundChain, mark), classDrop(ids)] };
 }
 
 /**

@@ -9,8 +9,8 @@
 import type { Endpoint } from '../datastore/endpoint-store';
 import type { Profile } from '../datastore/profile-store';
 import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
-import { fromEndpointChain, fromEndpointDispatchChain, hostToEndpointDispatchChain, tagIpset, toEndpointChain, toEndpointDispatchChain } from '../names/kernel';
-import { byName, compareMembers, dispatchTree, fromEndpoint, policyHooks, profileFamily, setMember, toEndpoint, topChains } from './chains';
+import { classIpset, endpointClassKey, tagIpset } from '../names/kernel';
+import { byName, classMembers, compareMembers, dispatchChains, endpointClass, fromClass, policyHooks, profileFamily, setMember, toClass, topChains } from './chains';
 
 export { toHostRules } from './chains';
 
@@ -85,15 +85,19 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
   const profiles = new Map(input.profiles.map((p) => [p.name, p]));
   const local = programmedEndpoints(input);
 
-  const chains: DesiredChain[] = [...topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark)];
-  chains.push(...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'));
-  chains.push(...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'));
-  if (hostReaches) {
-    chains.push(...dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination'));
-  }
+  // Endpoint classes (the same stored profiles in the same order): their chains, and their sets of (address, interface).
+  const classes = new Map<string, { ids: string[]; members: string[] }>();
   for (const ep of local) {
-    chains.push(fromEndpoint(ep, family, profiles, mark, hostServices), toEndpoint(ep, family, profiles, mark));
+    const ids = endpointClass(ep, profiles);
+    const key = endpointClassKey(ids);
+    let c = classes.get(key);
+    if (!c) classes.set(key, (c = { ids, members: [] }));
+    c.members.push(...classMembers(ep, family));
   }
+  const keys = [...classes.keys()].sort(compareMembers);
+  const chains: DesiredChain[] = [...topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark)];
+  chains.push(...dispatchChains(family, keys, hostReaches, hostServices));
+  for (const key of keys) chains.push(fromClass(classes.get(key)!.ids, mark, hostServices), toClass(classes.get(key)!.ids, mark));
 
   // Profile chains only for profiles a programmed endpoint uses; tag sets only for tags their rules name.
   const used = [...new Set(local.flatMap((ep) => ep.profile_ids.filter((id) => profiles.has(id))))].sort();
@@ -105,12 +109,10 @@ function compileFamily(input: PolicyInput, family: IpFamily): DesiredState['v4']
   }
 
   const members = allTagMembers(input, tags, family);
-  const ipsets: DesiredIpset[] = [...tags].sort().map((tag) => ({
-    name: tagIpset(family, tag),
-    type: 'hash:net',
-    family,
-    members: members.get(tag)!,
-  }));
+  const ipsets: DesiredIpset[] = [
+    ...keys.map((key) => ({ name: classIpset(family, key), type: 'hash:net,iface' as const, family, members: classes.get(key)!.members.sort(compareMembers) })),
+    ...[...tags].sort().map((tag) => ({ name: tagIpset(family, tag), type: 'hash:net' as const, family, members: members.get(tag)! })),
+  ];
 
   return {
     chains: chains.sort(byName),

@@ -4,19 +4,18 @@
 import type { Endpoint } from '../datastore/endpoint-store';
 import type { Profile } from '../datastore/profile-store';
 import type { DesiredChain, DesiredIpset, DesiredState, IpFamily } from '../dataplane/applier/types';
-import { fromEndpointChain, fromEndpointDispatchChain, hostToEndpointDispatchChain, tagIpset, toEndpointChain, toEndpointDispatchChain } from '../names/kernel';
-import { byName, compareMembers, dispatchTree, fromEndpoint, policyHooks, profileFamily, sameRules, setMember, toEndpoint, topChains } from './chains';
+import { classIpset, endpointClassKey, tagIpset } from '../names/kernel';
+import { byName, classMembers, compareMembers, dispatchChains, endpointClass, fromClass, policyHooks, profileFamily, sameRules, setMember, toClass, topChains } from './chains';
 import { DEFAULT_NO_MATCH_MARK, DEFAULT_RECHECK_MARK, DEFAULT_TO_HOST_MARK, programmedEndpoints, type PolicyInput } from './compile';
-
-type FamilyChains = { 4: DesiredChain[]; 6: DesiredChain[] };
 
 /**
  * The same compilation as compilePolicy, kept up to date across calls so
  * that a change costs what it changes (pure; no I/O). Remembered between
  * calls, by object (the syncer hands the same Endpoint and Profile objects
  * again while they are unchanged):
- * - each local endpoint's chains (anew when its record or the set of its
- *   profiles that exist changes),
+ * - each local endpoint's class (its stored profiles, in order) and its
+ *   (address, interface) pairs (anew when its record or the set of its
+ *   profiles that exist changes); each class's chains, by its key,
  * - each profile's chains and the tags its rules name,
  * - every tag's members, as counts updated by the endpoints that came,
  *   went or changed (and those of a profile whose tags changed),
@@ -27,9 +26,22 @@ type FamilyChains = { 4: DesiredChain[]; 6: DesiredChain[] };
  * all other work is per change. Same input, same output as compilePolicy
  * (test/unit/policy-incremental.test.ts).
  */
+interface ClassMemo {
+  ids: string[];
+  chains: DesiredChain[];
+  eps: Endpoint[];
+  4: string[];
+  6: string[];
+}
+
 export class PolicyCompiler {
   private optionsKey?: string;
-  private endpointChains = new WeakMap<Endpoint, { sig: string; chains: FamilyChains }>();
+  /** Each local endpoint's class and pairs, valid while the stored profiles' names are those of `namesEpoch`. */
+  private endpointClasses = new WeakMap<Endpoint, { epoch: number; key: string; ids: string[]; 4: string[]; 6: string[] }>();
+  private namesKey?: string;
+  private namesEpoch = 0;
+  /** Each class of the last compile: its two chains (they depend on its key and the options only), its endpoints and their pairs per family. */
+  private classes = new Map<string, ClassMemo>();
   private profileChains = new WeakMap<Profile, { 4: { chains: DesiredChain[]; tags: string[] }; 6: { chains: DesiredChain[]; tags: string[] } }>();
   /** Last output's chains and sets by name, per family: computed chains equal to one of them are replaced by it. */
   private lastChains: { 4: Map<string, DesiredChain>; 6: Map<string, DesiredChain> } = { 4: new Map(), 6: new Map() };
@@ -48,15 +60,57 @@ export class PolicyCompiler {
     const profiles = new Map(input.profiles.map((p) => [p.name, p]));
     this.updateMembership(input.endpoints, profiles);
     const local = programmedEndpoints(input);
-    const out = { v4: this.family(input, local, profiles, 4), v6: this.family(input, local, profiles, 6) };
+    this.groupClasses(local, profiles, input);
+    const out = { v4: this.family(input, profiles, 4), v6: this.family(input, profiles, 6) };
     this.dirtyTags.clear();
     return out;
   }
 
+  /**
+   * The local endpoints by class, in their order. A class that holds the
+   * very same endpoint objects as last time keeps its pair lists (and so its
+   * set objects); only a class an endpoint joined or left builds them again.
+   */
+  private groupClasses(local: Endpoint[], profiles: Map<string, Profile>, input: PolicyInput): void {
+    const namesKey = [...profiles.keys()].sort().join('\n');
+    if (namesKey !== this.namesKey) {
+      this.namesKey = namesKey;
+      this.namesEpoch++;
+    }
+    const grouped = new Map<string, { ids: string[]; eps: Endpoint[] }>();
+    for (const ep of local) {
+      let memo = this.endpointClasses.get(ep);
+      if (!memo || memo.epoch !== this.namesEpoch) {
+        const ids = endpointClass(ep, profiles);
+        memo = { epoch: this.namesEpoch, key: endpointClassKey(ids), ids, 4: classMembers(ep, 4), 6: classMembers(ep, 6) };
+        this.endpointClasses.set(ep, memo);
+      }
+      const g = grouped.get(memo.key);
+      if (g) g.eps.push(ep);
+      else grouped.set(memo.key, { ids: memo.ids, eps: [ep] });
+    }
+    const mark = input.options?.noMatchMark ?? DEFAULT_NO_MATCH_MARK;
+    const hostServices = (input.options?.endpointToHostAction ?? 'drop') === 'accept';
+    const next = new Map<string, ClassMemo>();
+    for (const [key, g] of grouped) {
+      const was = this.classes.get(key);
+      if (was && was.eps.length === g.eps.length && was.eps.every((ep, i) => ep === g.eps[i])) {
+        next.set(key, was);
+        continue;
+      }
+      const pairs = (v: IpFamily) => g.eps.flatMap((ep) => this.endpointClasses.get(ep)![v]).sort(compareMembers);
+      const chains = was?.chains ?? [fromClass(g.ids, mark, hostServices), toClass(g.ids, mark)];
+      next.set(key, { ids: g.ids, chains, eps: g.eps, 4: pairs(4), 6: pairs(6) });
+    }
+    this.classes = next;
+  }
+
   private reset(optionsKey: string): void {
     this.optionsKey = optionsKey;
-    this.endpointChains = new WeakMap();
+    this.endpointClasses = new WeakMap();
+    this.classes = new Map();
     this.profileChains = new WeakMap();
+    this.dispatch = {};
   }
 
   /** Tag members follow the endpoints that are new, gone or in a profile whose tags changed. */
@@ -119,7 +173,7 @@ export class PolicyCompiler {
     }
   }
 
-  private family(input: PolicyInput, local: Endpoint[], profiles: Map<string, Profile>, family: IpFamily): DesiredState['v4'] {
+  private family(input: PolicyInput, profiles: Map<string, Profile>, family: IpFamily): DesiredState['v4'] {
     const mark = input.options?.noMatchMark ?? DEFAULT_NO_MATCH_MARK;
     const hostReaches = input.options?.hostReachesContainers ?? true;
     const hostServices = (input.options?.endpointToHostAction ?? 'drop') === 'accept';
@@ -131,31 +185,18 @@ export class PolicyCompiler {
       next.set(c.name, was && sameRules(was.rules, c.rules) ? was : c);
     };
     topChains(hostReaches, input.options?.recheckMark ?? DEFAULT_RECHECK_MARK, toHostMark).forEach(keep);
-    // The dispatch chains depend on the local endpoints' names only: the same records in the same order, the same chains.
-    const names = local.map((ep) => ep.name).join(' ');
+    const classes = this.classes;
+    const keys = [...classes.keys()].sort(compareMembers);
+    // The dispatch chains depend on the classes only: an endpoint of a class already here changes no rule.
+    const names = keys.join(' ');
     let tree = this.dispatch[family];
     if (!tree || tree.names !== names || tree.hostReaches !== hostReaches) {
-      const chains = [
-        ...dispatchTree(fromEndpointDispatchChain(), fromEndpointDispatchChain, '-i', local, (ep) => `-g ${fromEndpointChain(ep.name)}`, 'source'),
-        ...dispatchTree(toEndpointDispatchChain(), toEndpointDispatchChain, '-o', local, (ep) => `-g ${toEndpointChain(ep.name)}`, 'destination'),
-        ...(hostReaches ? dispatchTree(hostToEndpointDispatchChain(), hostToEndpointDispatchChain, '-o', local, () => '-j RETURN', 'destination') : []),
-      ];
-      tree = { names, hostReaches, chains };
+      tree = { names, hostReaches, chains: dispatchChains(family, keys, hostReaches, hostServices) };
       this.dispatch[family] = tree;
     }
     tree.chains.forEach(keep);
-    for (const ep of local) {
-      const sig = ep.profile_ids.map((id) => (profiles.has(id) ? '1' : '0')).join('');
-      let memo = this.endpointChains.get(ep);
-      if (!memo || memo.sig !== sig) {
-        const chains = { 4: [] as DesiredChain[], 6: [] as DesiredChain[] };
-        for (const v of [4, 6] as const) chains[v].push(fromEndpoint(ep, v, profiles, mark, hostServices), toEndpoint(ep, v, profiles, mark));
-        memo = { sig, chains };
-        this.endpointChains.set(ep, memo);
-      }
-      memo.chains[family].forEach(keep);
-    }
-    const used = [...new Set(local.flatMap((ep) => ep.profile_ids.filter((id) => profiles.has(id))))].sort();
+    for (const key of keys) classes.get(key)!.chains.forEach(keep);
+    const used = [...new Set(keys.flatMap((key) => classes.get(key)!.ids))].sort();
     const tags = new Set<string>();
     for (const id of used) {
       const p = profiles.get(id)!;
@@ -171,6 +212,12 @@ export class PolicyCompiler {
 
     const lastSets = this.lastSets[family];
     const sets = new Map<string, DesiredIpset>();
+    for (const key of keys) {
+      const name = classIpset(family, key);
+      const was = lastSets.get(name);
+      const members = classes.get(key)![family];
+      sets.set(name, was && sameRules(was.members, members) ? was : { name, type: 'hash:net,iface', family, members });
+    }
     for (const tag of [...tags].sort()) {
       const name = tagIpset(family, tag);
       const was = lastSets.get(name);

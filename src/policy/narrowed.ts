@@ -4,8 +4,9 @@
 // (or a profile change) no longer allows would otherwise live on.
 //
 // Conservative on purpose: any change to the rules an endpoint's chains run
-// (its own fw/tw chains and the profile chains they jump to) counts as
-// narrowing that endpoint. A member leaving a tag set narrows the flows
+// (its class's fc/tc chains and the profile chains they jump to) counts as
+// narrowing that endpoint. An endpoint that leaves its class's set (it went,
+// or moved to another class) is narrowed by the set rule below. A member leaving a tag set narrows the flows
 // *of that member's address* (those are the only flows the set decided on
 // its account), not those of every endpoint whose rules name the tag: a
 // container of a group that stops must not disturb the group's other
@@ -13,7 +14,7 @@
 // tag, on every container start) and touch nobody's connections.
 import type { DesiredChain, DesiredState, IpFamily } from '../dataplane/applier/types';
 import type { Endpoint } from '../datastore/endpoint-store';
-import { fromEndpointChain, toEndpointChain } from '../names/kernel';
+import { fromEndpointDispatchChain, toEndpointDispatchChain } from '../names/kernel';
 
 /** An address whose open flows are to be checked again, by family. */
 export interface RecheckTarget {
@@ -24,6 +25,8 @@ export interface RecheckTarget {
 interface FamilyIndex {
   chains: Map<string, string[]>;
   sets: Map<string, string[]>;
+  /** Interface -> the chains of its endpoint's class (from the dispatch rules and the class sets' members); built when first asked. */
+  own?: Map<string, string[]>;
 }
 
 // A state is compared twice (as next, then as prev): indexed once.
@@ -41,6 +44,29 @@ function index(state: DesiredState, v: IpFamily): FamilyIndex {
   };
   known[v] = ix;
   return ix;
+}
+
+const DISPATCH = /--match-set\s+(\S+)\s+(?:src,src|dst,dst)\s+-g\s+(\S+)/;
+
+/** The chains an interface's packets are dispatched to: its class's, found through the class set holding one of its pairs. */
+function ownChains(ix: FamilyIndex, ifName: string): string[] {
+  if (!ix.own) {
+    const own = new Map<string, string[]>();
+    for (const dispatch of [fromEndpointDispatchChain(), toEndpointDispatchChain()]) {
+      for (const r of ix.chains.get(dispatch) ?? []) {
+        const m = DISPATCH.exec(r);
+        if (!m) continue;
+        for (const member of ix.sets.get(m[1]!) ?? []) {
+          const iface = member.slice(member.lastIndexOf(',') + 1);
+          const list = own.get(iface);
+          if (!list) own.set(iface, [m[2]!]);
+          else if (!list.includes(m[2]!)) list.push(m[2]!);
+        }
+      }
+    }
+    ix.own = own;
+  }
+  return ix.own.get(ifName) ?? [];
 }
 
 // The chains a rule list jumps to, remembered per list (the compiler hands the same lists again while they are unchanged).
@@ -75,7 +101,8 @@ function sameLists(a: FamilyIndex, b: FamilyIndex, ifName: string): boolean {
     if (!rules) return true;
     return jumps(rules).every(walk);
   };
-  return walk(fromEndpointChain(ifName)) && walk(toEndpointChain(ifName));
+  const own = ownChains(a, ifName);
+  return own.join(' ') === ownChains(b, ifName).join(' ') && own.every(walk);
 }
 
 const JUMP = /(?:^|\s)-[jg]\s+(cali-\S+)/;
@@ -83,7 +110,7 @@ const MATCH_SET = /--match-set\s+(\S+)/g;
 
 /** The rules one endpoint's packets meet (its chains, then the profile chains they jump to), and the sets those match. */
 function endpointView(ix: FamilyIndex, ifName: string): { rules: string[]; sets: string[] } | undefined {
-  const own = [fromEndpointChain(ifName), toEndpointChain(ifName)];
+  const own = ownChains(ix, ifName);
   if (!own.some((c) => ix.chains.has(c))) return undefined;
   const rules: string[] = [];
   const sets = new Set<string>();
@@ -148,10 +175,9 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
     // changed are looked at; otherwise (a profile's rules) each is checked.
     const dirty = reachesChanged(a, b, changed);
     for (const ep of prevEndpoints) {
-      const fw = fromEndpointChain(ep.name);
-      const tw = toEndpointChain(ep.name);
-      if (!a.chains.has(fw) && !a.chains.has(tw)) continue;
-      if (!changed.has(fw) && !changed.has(tw) && ![fw, tw].some((c) => [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(dirty)))) continue;
+      const own = ownChains(a, ep.name);
+      if (!own.some((c) => a.chains.has(c))) continue;
+      if (!own.some((c) => changed.has(c) || [a, b].some((ix) => jumps(ix.chains.get(c) ?? []).some(dirty)))) continue;
       if (sameLists(a, b, ep.name)) continue;
       const was = endpointView(a, ep.name);
       if (!was) continue;
@@ -163,7 +189,8 @@ export function narrowedEndpoints(prev: DesiredState, next: DesiredState, prevEn
       const list = b.sets.get(name);
       if (list === before) continue;
       const after = new Set(list);
-      for (const m of before) if (!after.has(m)) found.add(m);
+      // A class set's member is `<address>,<interface>`: its address's flows.
+      for (const m of before) if (!after.has(m)) found.add(m.includes(',') ? m.slice(0, m.lastIndexOf(',')) : m);
     }
     for (const address of found) out.push({ family: v, address });
   }

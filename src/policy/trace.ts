@@ -15,16 +15,18 @@ import type { Endpoint } from '../datastore/endpoint-store';
 import type { Profile } from '../datastore/profile-store';
 import type { RuleValue } from '../datastore/schemas';
 import {
-  fromEndpointChain,
+  endpointClassKey,
+  fromClassChain,
   fromEndpointDispatchChain,
   hostToEndpointDispatchChain,
   policyOutputChain,
   profileInboundChain,
   profileOutboundChain,
   profileToHostChain,
-  toEndpointChain,
+  toClassChain,
   toEndpointDispatchChain,
 } from '../names/kernel';
+import { endpointClass } from './chains';
 import { tagMembers, toHostRules, type EndpointToHostAction } from './compile';
 import { ruleSkip } from './rules';
 
@@ -71,8 +73,8 @@ export type StepKind =
   | 'no-match' // a profile was consulted and none of its rules matched
   | 'missing-profile' // a profile the endpoint names is not stored: it matches nothing
   | 'default-drop' // no profile of the endpoint allowed it
-  | 'anti-spoof' // the source check of the endpoint's chain
-  | 'inactive' // the endpoint has no chains: its interface is unknown, dropped
+  | 'anti-spoof' // the source check of the dispatch: its class set's (address, interface) pairs
+  | 'inactive' // no class set holds its pairs: dropped as unknown
   | 'host-reaches' // the host opening a connection to its own container
   | 'neighbour-discovery' // IPv6 ND/MLD, allowed ahead of policy
   | 'host-service' // accept mode: DHCP / DNS to the host, ahead of policy
@@ -195,7 +197,8 @@ function profileSide(
     }
     steps.push({ side, kind: 'no-match', verdict: 'pass', host: ep.host, chain, profile: id, ...(toHost ? { toHost } : {}) });
   }
-  const own = side === 'inbound' ? toEndpointChain(ep.name) : fromEndpointChain(ep.name);
+  const key = endpointClassKey(endpointClass(ep, profiles));
+  const own = side === 'inbound' ? toClassChain(key) : fromClassChain(key);
   steps.push({ side, kind: 'default-drop', verdict: 'deny', host: ep.host, chain: own, ...(toHost ? { toHost } : {}) });
   return steps;
 }
@@ -203,23 +206,25 @@ function profileSide(
 function outbound(a: Endpoint, b: TraceParty, pkt: TracePacket, input: TraceInput): TraceStep[] {
   const side = 'outbound';
   if (a.state !== 'active') return [{ side, kind: 'inactive', verdict: 'deny', host: a.host, chain: fromEndpointDispatchChain() }];
-  const own = a.name;
+  // Neighbour discovery, DHCP and the source check are the dispatch's; DNS to the host the class chain's.
+  const dispatch = fromEndpointDispatchChain();
   if (pkt.family === 6 && pkt.protocol === 'icmpv6' && ND_FROM.includes(pkt.icmpType ?? -1)) {
-    return [{ side, kind: 'neighbour-discovery', verdict: 'allow', host: a.host, chain: fromEndpointChain(own) }];
+    return [{ side, kind: 'neighbour-discovery', verdict: 'allow', host: a.host, chain: dispatch }];
   }
   const accept = (input.options?.endpointToHostAction ?? 'drop') === 'accept';
   const toOwnHost = b.kind === 'address' && b.host === a.host;
   if (accept && pkt.protocol === 'udp' && pkt.srcPort === (pkt.family === 4 ? 68 : 546) && pkt.dstPort === (pkt.family === 4 ? 67 : 547)) {
-    return [{ side, kind: 'host-service', verdict: 'allow', host: a.host, chain: fromEndpointChain(own), note: 'DHCP' }];
+    return [{ side, kind: 'host-service', verdict: 'allow', host: a.host, chain: dispatch, note: 'DHCP' }];
   }
   const nets = pkt.family === 4 ? a.ipv4_nets : a.ipv6_nets;
   const steps: TraceStep[] = [];
   if (!nets.some((n) => contains(n, pkt.src))) {
-    return [{ side, kind: 'anti-spoof', verdict: 'deny', host: a.host, chain: fromEndpointChain(own) }];
+    return [{ side, kind: 'anti-spoof', verdict: 'deny', host: a.host, chain: dispatch }];
   }
-  steps.push({ side, kind: 'anti-spoof', verdict: 'pass', host: a.host, chain: fromEndpointChain(own) });
+  steps.push({ side, kind: 'anti-spoof', verdict: 'pass', host: a.host, chain: dispatch });
   if (accept && toOwnHost && (pkt.protocol === 'udp' || pkt.protocol === 'tcp') && pkt.dstPort === 53) {
-    steps.push({ side, kind: 'host-service', verdict: 'allow', host: a.host, chain: fromEndpointChain(own), note: 'DNS to this host' });
+    const key = endpointClassKey(endpointClass(a, new Set(input.profiles.map((p) => p.name))));
+    steps.push({ side, kind: 'host-service', verdict: 'allow', host: a.host, chain: fromClassChain(key), note: 'DNS to this host' });
     return steps;
   }
   steps.push(...profileSide(side, a, pkt, input, toOwnHost && !accept));
@@ -236,7 +241,7 @@ function inbound(a: TraceParty, b: Endpoint, pkt: TracePacket, input: TraceInput
   }
   if (b.state !== 'active') return [{ side, kind: 'inactive', verdict: 'deny', host: b.host, chain: toEndpointDispatchChain() }];
   if (pkt.family === 6 && pkt.protocol === 'icmpv6' && ND_TO.includes(pkt.icmpType ?? -1)) {
-    return [{ side, kind: 'neighbour-discovery', verdict: 'allow', host: b.host, chain: toEndpointChain(b.name) }];
+    return [{ side, kind: 'neighbour-discovery', verdict: 'allow', host: b.host, chain: toEndpointDispatchChain() }];
   }
   return profileSide(side, b, pkt, input, false);
 }

@@ -76,14 +76,6 @@ export async function removeContainers(lab: CalicoLab, names: string[]): Promise
   await lab.direct(['rm', '-f', ...names]);
 }
 
-/** The host-side interface of a container's endpoint. */
-export async function ifaceOf(lab: CalicoLab, container: string): Promise<string> {
-  const id = (await lab.direct(['inspect', '-f', '{{.Id}}', container])).stdout.trim();
-  const ep = (await lab.state()).endpoints.find((e) => e.containerId === id);
-  if (!ep) throw new Error(`no endpoint recorded for ${container} (${id})`);
-  return ep.name;
-}
-
 /** Packets counted by the rules of `chain` (IPv4 or IPv6 filter) whose line matches `what`. */
 export async function counted(lab: CalicoLab, family: 4 | 6, chain: string, what: RegExp): Promise<number> {
   const r = await lab.ns.ok(family === 4 ? 'iptables' : 'ip6tables', ['-w', '-L', chain, '-v', '-x', '-n']);

@@ -10,7 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CALICOCTL_MAIN, teardownAll, isRoot, Netns, vethLink, addRoute, makeRunDir, onTeardown, removeTree, waitFor } from '../harness';
 import { CalicoLab, LAB_HOST_IP } from './calico-lab';
-import { counted, ifaceOf, probe, putRules, removeContainers, ruleUpdate, StreamResult } from './calico-policy-lab';
+import { counted, probe, putRules, removeContainers, ruleUpdate, StreamResult } from './calico-policy-lab';
+import { fromClassChain } from '../../src/names/kernel';
+import { DEFAULT_PROFILE } from '../../src/datastore';
 
 after(teardownAll);
 const skip = !isRoot() && 'needs root (netns, dockerd, iptables)';
@@ -123,7 +125,8 @@ test('a container sending from a forged source address is dropped and counted', 
   try {
     await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.91.2', '--name', 'peer', lab.image, 'sleep', '1d']);
     await lab.dockerOk(['run', '-d', '--cap-add', 'NET_ADMIN', '-e', 'CALICO_IP=10.67.91.1', '--name', 'spoofer', lab.image, 'sleep', '1d']);
-    const chain = `cali-fw-${await ifaceOf(lab, 'spoofer')}`;
+    // The source check is the dispatch's: (address, interface) pairs of this host's endpoints.
+    const chain = 'cali-from-wl-dispatch';
     assert.equal(await ping('spoofer', '10.67.91.2'), true, 'from its own address it reaches its peer (same default profile)');
     const before = await counted(lab, 4, chain, /Anti-spoof.*source address/);
     await lab.dockerOk(['exec', 'spoofer', 'ip', 'addr', 'add', '10.67.91.99/32', 'dev', 'eth0']);
@@ -227,7 +230,8 @@ test("a container on the default profile cannot open a TCP service of its own ho
     await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.1', '-e', 'CALICO_IP6=fd67::94:1', '--name', 'hc1', lab.image, ...ECHO_8080]);
     await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.2', '-e', 'CALICO_IP6=fd67::94:2', '--name', 'hc2', lab.image, 'sleep', '1d']);
     await lab.dockerOk(['run', '-d', '-e', 'CALICO_IP=10.67.94.3', '-e', 'CALICO_PROFILE=HOSTOK', '--name', 'hc3', lab.image, 'sleep', '1d']);
-    const fw = `cali-fw-${await ifaceOf(lab, 'hc1')}`;
+    // hc1's class: the default profile alone.
+    const fw = fromClassChain(DEFAULT_PROFILE);
     const dropsBefore = await counted(lab, 4, fw, /Default DROP/);
 
     // The host's LAN address, docker0's, and IPv6 (the host's own addresses on lab0): all closed.

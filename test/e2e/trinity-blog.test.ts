@@ -226,10 +226,12 @@ test('policy trace and endpoint show against the kernels: host 1 explains traffi
   const home = await trinity30.calicoctlOk(['endpoint', 'show', 'group1-node3', ...dockerOf(trinity30)]);
   t.diagnostic(home);
   assert.match(home, /^Route: +from trinity30: 192\.168\.89\.3 dev cali[0-9a-f]{11}/m);
-  assert.match(home, /dispatch cali-from-wl-dispatch\S*: -i cali[0-9a-f]{11} -g cali-fw-cali[0-9a-f]{11} +\[\d+ packets\]/);
-  assert.match(home, /dispatch cali-to-wl-dispatch\S*: -o cali[0-9a-f]{11} -g cali-tw-cali[0-9a-f]{11} +\[[1-9]\d* packets\]/);
-  assert.match(home, /chain cali-fw-cali[0-9a-f]{11}: present, \d+ rules/);
-  assert.match(home, /chain cali-tw-cali[0-9a-f]{11}: present, \d+ rules/);
+  // Its class (PROF_GROUP1 alone): the class's dispatch rules and chains, and its own pair in the class's set, counted.
+  assert.match(home, /dispatch cali-from-wl-dispatch: -m set --match-set cali4-ep-PROF_GROUP1 src,src -g cali-fc-PROF_GROUP1 +\[\d+ packets, its class's\]/);
+  assert.match(home, /dispatch cali-to-wl-dispatch: -m set --match-set cali4-ep-PROF_GROUP1 dst,dst -g cali-tc-PROF_GROUP1 +\[[1-9]\d* packets, its class's\]/);
+  assert.match(home, /set cali4-ep-PROF_GROUP1: holds 192\.168\.89\.3,cali[0-9a-f]{11} +\[[1-9]\d* packets\]/);
+  assert.match(home, /chain cali-fc-PROF_GROUP1: present, \d+ rules/);
+  assert.match(home, /chain cali-tc-PROF_GROUP1: present, \d+ rules/);
   assert.match(home, /set cali4-tag-PROF_GROUP1: member/);
   const list = JSON.parse(await trinity10.calicoctlOk(['endpoint', 'show', '--all', '-o', 'json', ...dockerOf(trinity10)])) as { host: string; name?: string }[];
   assert.deepEqual(list.filter((e) => e.host === 'trinity30').map((e) => e.name).sort(), ['group1-node3', 'plain-node3']);

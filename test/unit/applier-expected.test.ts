@@ -70,23 +70,14 @@ for (const [what, states, actual] of cases) {
   });
 }
 
-test('expectedKernel: a change planned against it is the change alone (one endpoint added: its chains, its dispatch entries, its set member)', () => {
+test('expectedKernel: a change planned against it is the change alone (one endpoint added to its class: its pair and its tag member, no rule)', () => {
   const spell = new RuleSpelling().spell;
   const m1 = mergeStates(new Map([['policy', policy(20)]]));
   const k1 = expectedKernel(m1, kernel('', '', ''), spell);
   const m2 = mergeStates(new Map([['policy', policy(21)]]));
   const p = planApply(m2, k1, spell);
-  const v4 = p.steps.find((s) => s.kind === 'iptables' && s.family === 4);
-  assert.ok(v4 && v4.kind === 'iptables');
-  const lines = v4.text.split('\n');
-  const declared = lines.filter((l) => l.startsWith(':')).map((l) => l.split(' ')[0]);
-  assert.deepEqual(declared.sort(), [':cali-fw-cali00000000015', ':cali-tw-cali00000000015']);
-  // The dispatch chains are not rewritten: one entry inserted into each, after the new chains are declared.
-  const inserted = lines.filter((l) => l.startsWith('-I cali-'));
-  assert.deepEqual(inserted.map((l) => l.split(' ')[1]).sort(), ['cali-from-wl-dispatch-0', 'cali-host-wl-dispatch-0', 'cali-to-wl-dispatch-0']);
-  assert.ok(inserted.every((l) => l.includes('cali00000000015')));
-  assert.ok(lines.findIndex((l) => l.startsWith('-I ')) > lines.findIndex((l) => l.startsWith('-A cali-tw-cali00000000015')));
-  const sets = p.steps.find((s) => s.kind === 'ipset-restore');
-  assert.ok(sets && sets.kind === 'ipset-restore');
-  assert.match(sets.text, /^add \S+ 10\.1\.0\.21\nadd \S+ fd80::21\n$/);
+  assert.deepEqual(p.steps.map((s) => s.kind), ['ipset-restore'], 'no iptables step');
+  const sets = p.steps[0]!;
+  assert.ok(sets.kind === 'ipset-restore');
+  assert.match(sets.text, /^add cali4-ep-\S+ 10\.1\.0\.21,cali00000000015\nadd cali4-tag-\S+ 10\.1\.0\.21\nadd cali6-ep-\S+ fd80::21,cali00000000015\nadd cali6-tag-\S+ fd80::21\n$/);
 });

@@ -60,6 +60,26 @@ test('parseIpsetSave: names, types, families, members as printed (captured from 
   assert.throws(() => parseIpsetSave('add nope 1.2.3.4\n'), /unknown set/);
 });
 
+test('parseIpsetSave: class sets with counters, members of sets in turn, nomatch, odd spacing: the fast path and the general one agree', () => {
+  const s = parseIpsetSave(
+    [
+      'create cali4-ep-A hash:net,iface family inet hashsize 1024 maxelem 1048576 counters bucketsize 12 initval 0x1',
+      'add cali4-ep-A 10.0.0.1,cali0000000001 packets 12 bytes 1008',
+      'add cali4-ep-A 10.0.0.2,cali0000000002',
+      'create cali4-tag-A hash:net family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x2',
+      'add cali4-tag-A 10.0.0.1',
+      'add cali4-ep-A 10.0.0.3,cali0000000003',
+      'add  cali4-tag-A   10.0.0.2 ',
+      'add cali4-tag-A 10.0.0.0/24 nomatch',
+      'add cali4-tag-A 10.0.0.4',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual(s.get('cali4-ep-A'), { name: 'cali4-ep-A', type: 'hash:net,iface', family: 4, members: ['10.0.0.1,cali0000000001', '10.0.0.2,cali0000000002', '10.0.0.3,cali0000000003'] });
+  assert.deepEqual(s.get('cali4-tag-A')!.members, ['10.0.0.1', '10.0.0.2', '10.0.0.0/24 nomatch', '10.0.0.4']);
+  assert.throws(() => parseIpsetSave('create a hash:net family inet\nadd b 1.2.3.4\n'), /unknown set/);
+});
+
 test('canonicalMember: spelled as the kernel prints it back', () => {
   // Each pair: what was added, what `ipset save` printed (seen on this kernel).
   assert.equal(canonicalMember('hash:net', 4, '10.1.2.3/16'), '10.1.0.0/16');

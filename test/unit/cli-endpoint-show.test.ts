@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { defaultProfile, DEFAULT_PROFILE, type Endpoint } from '../../src/datastore';
 import { endpointView, renderEndpoint } from '../../src/cli/commands/endpoint';
 import { byContainer, byIdPrefix, endpointsWithAddress } from '../../src/cli/commands/endpoint-lookup';
-import { countersMoved, parseChainCounters } from '../../src/cli/commands/kernel-view';
+import { countersMoved, parseChainCounters, parseIpsetCounters } from '../../src/cli/commands/kernel-view';
 
 const EP: Endpoint = {
   host: 'trinity30', containerId: '3ce2b578b98f00aa', endpointId: '9f1e2d3c4b5a69788796a5b4c3d2e1f0', state: 'active', name: 'cali9f1e2d3c4b5',
@@ -27,24 +27,43 @@ test('endpoint view: profiles in order, a missing one marked, tags of the stored
   assert.match(text, /on host trinity30 only/, 'no kernel state away from its host');
 });
 
-test('endpoint view on its own host: chains with counters, a missing chain and set membership said plainly', () => {
+test("endpoint view on its own host: its class's dispatch rules, its pairs with their own counters, its class's chains, a missing one and set membership said plainly", () => {
   const v = endpointView(EP, [defaultProfile('PROF_GROUP1')]);
   v.kernel = {
-    dispatch: [{ family: 4, chain: 'cali-from-wl-dispatch', rule: { rule: '-i cali9f1e2d3c4b5 -g cali-fw-cali9f1e2d3c4b5', packets: 7, bytes: 588 } }, { family: 4, chain: 'cali-to-wl-dispatch' }],
+    dispatch: [
+      { family: 4, chain: 'cali-from-wl-dispatch', rule: { rule: '-m set --match-set cali4-ep-PROF_GROUP1 src,src -g cali-fc-PROF_GROUP1', packets: 7, bytes: 588 } },
+      { family: 4, chain: 'cali-to-wl-dispatch' },
+    ],
+    pairs: [
+      { family: 4, set: 'cali4-ep-PROF_GROUP1', member: '192.168.89.3,cali9f1e2d3c4b5', present: true, packets: 5 },
+      { family: 6, set: 'cali6-ep-PROF_GROUP1', member: 'fd00::3,cali9f1e2d3c4b5', present: false },
+    ],
     chains: [
-      { family: 4, name: 'cali-fw-cali9f1e2d3c4b5', present: true, rules: [{ rule: '-m comment --comment "Default DROP if no profile allowed it (endpoint x)" -j DROP', packets: 3, bytes: 252 }, { rule: '-j cali-pro-PROF_GROUP1', packets: 7, bytes: 588 }] },
-      { family: 4, name: 'cali-tw-cali9f1e2d3c4b5', present: false, rules: [] },
+      { family: 4, name: 'cali-fc-PROF_GROUP1', present: true, rules: [{ rule: '-m comment --comment "Default DROP if no profile allowed it (profiles: PROF_GROUP1)" -j DROP', packets: 3, bytes: 252 }, { rule: '-j cali-pro-PROF_GROUP1', packets: 7, bytes: 588 }] },
+      { family: 4, name: 'cali-tc-PROF_GROUP1', present: false, rules: [] },
     ],
     sets: [{ family: 4, name: 'cali4-tag-PROF_GROUP1', tag: 'PROF_GROUP1', member: true }],
   };
   const text = renderEndpoint(v, false);
-  assert.match(text, /dispatch cali-from-wl-dispatch: -i cali9f1e2d3c4b5 -g cali-fw-cali9f1e2d3c4b5 +\[7 packets\]/);
+  assert.match(text, /dispatch cali-from-wl-dispatch: -m set --match-set cali4-ep-PROF_GROUP1 src,src -g cali-fc-PROF_GROUP1 +\[7 packets, its class's\]/);
   assert.match(text, /dispatch cali-to-wl-dispatch: MISSING/);
-  assert.match(text, /chain cali-fw-cali9f1e2d3c4b5: present, 2 rules, 3 packets dropped\n +\[ +3 packets\] .*Default DROP/);
-  assert.doesNotMatch(text, /cali-pro-PROF_GROUP1/, 'only the DROPs that counted, without --detailed');
+  assert.match(text, /set cali4-ep-PROF_GROUP1: holds 192\.168\.89\.3,cali9f1e2d3c4b5 +\[5 packets\]/);
+  assert.match(text, /IPv6 set cali6-ep-PROF_GROUP1: MISSING fd00::3,cali9f1e2d3c4b5 \(its packets are dropped as spoofed or unknown\)/);
+  assert.match(text, /chain cali-fc-PROF_GROUP1: present, 2 rules, 3 packets dropped\n +\[ +3 packets\] .*Default DROP/);
+  assert.doesNotMatch(text, /\] -j cali-pro-PROF_GROUP1/, 'only the DROPs that counted, without --detailed');
   assert.match(renderEndpoint(v, true), /\[ +7 packets\] -j cali-pro-PROF_GROUP1/);
-  assert.match(text, /chain cali-tw-cali9f1e2d3c4b5: MISSING/);
+  assert.match(text, /chain cali-tc-PROF_GROUP1: MISSING/);
   assert.match(text, /set cali4-tag-PROF_GROUP1: member/);
+});
+
+test('ipset save of a class set: members and their packet counters', () => {
+  const text = [
+    'create cali4-ep-P hash:net,iface family inet hashsize 1024 maxelem 1048576 counters bucketsize 12 initval 0x1',
+    'add cali4-ep-P 10.0.0.1,cali0000000001 packets 12 bytes 1008',
+    'add cali4-ep-P 10.0.0.2,cali0000000002 packets 0 bytes 0',
+  ].join('\n');
+  assert.deepEqual([...parseIpsetCounters(text)], [['10.0.0.1,cali0000000001', 12], ['10.0.0.2,cali0000000002', 0]]);
+  assert.deepEqual([...parseIpsetCounters('create x hash:net,iface family inet\nadd x 10.0.0.1,cali1\n')], [['10.0.0.1,cali1', 0]], 'a set without counters: 0');
 });
 
 test('iptables -S -v counters are parsed and their movement computed', () => {

@@ -131,15 +131,20 @@ function matches(t: string[], ctx: Ctx): { ok: boolean; at: number } {
               break;
             }
             case 'set --match-set': {
-              const dir = t[i + 2]!;
+              // `src`/`dst`: the packet's address; a second one (hash:net,iface): `src` the incoming interface, `dst` the outgoing one.
+              const [dir, ifDir, extra] = t[i + 2]!.split(',');
               const members = ctx.sets.get(val);
               if (!members) throw new Error(`rule names set ${val}, which the state does not define`);
+              if (extra !== undefined || !['src', 'dst'].includes(dir!) || (ifDir !== undefined && !['src', 'dst'].includes(ifDir))) throw new Error(`iptables-sim does not know set flags ${t[i + 2]}`);
               const addr = dir === 'src' ? p.src : p.dst;
-              h(members.some((m) => inNet(m, addr)));
+              if (ifDir === undefined) h(members.some((m) => inNet(m, addr)));
+              else {
+                const iface = ifDir === 'src' ? p.iif : p.oif;
+                h(members.some((m) => m.slice(m.lastIndexOf(',') + 1) === iface && inNet(m.slice(0, m.lastIndexOf(',')), addr)));
+              }
               i += 3;
               break;
             }
-            case 'mac --mac-source': h((p.mac ?? '').toLowerCase() === val.toLowerCase()); i += 2; break;
             case 'mark --mark': h(markMatch(val, ctx.mark)); i += 2; break;
             case 'connmark --mark': h(markMatch(val, 0)); i += 2; break; // a new flow's connmark is 0
             case 'conntrack --ctstate': h(val.split(',').includes('NEW')); i += 2; break;

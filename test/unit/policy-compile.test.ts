@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compilePolicy, portChunks, ruleMatches, toHostRules, PolicyInput } from '../../src/policy';
 import { defaultProfile, DEFAULT_PROFILE, Endpoint, Profile, ProfileRulesInput } from '../../src/datastore';
 import type { DesiredState, IpFamily } from '../../src/dataplane/applier/types';
-import { profileInboundChain, profileOutboundChain, tagIpset, MAX_CHAIN_NAME, MAX_IPSET_NAME } from '../../src/names/kernel';
+import { classIpset, profileInboundChain, profileOutboundChain, tagIpset, MAX_CHAIN_NAME, MAX_IPSET_NAME } from '../../src/names/kernel';
 
 function ep(over: Partial<Endpoint> & { name: string }): Endpoint {
   return {
@@ -48,15 +48,17 @@ test('several profiles per endpoint: tried in order, first allow returns, a deny
   const s = compilePolicy({
     host: 'h1', endpoints: [ep({ name: 'cali0000000001', endpointId: 'E', profile_ids: ['A', 'MISSING', 'B'], ipv4_nets: ['10.0.0.1/32'] })], profiles: [b, a],
   });
-  assert.deepEqual(chain(s, 4, 'cali-tw-cali0000000001'), [
+  // The endpoint's class is its stored profiles in order: A then B.
+  assert.deepEqual(chain(s, 4, 'cali-tc-A+B'), [
     '-j MARK --set-xmark 0x0/0x10000',
     '-j cali-pri-A',
     '-m mark --mark 0x0/0x10000 -m comment --comment "Return if profile A accepted" -j RETURN',
     '-j MARK --set-xmark 0x0/0x10000',
     '-j cali-pri-B',
     '-m mark --mark 0x0/0x10000 -m comment --comment "Return if profile B accepted" -j RETURN',
-    '-m comment --comment "Default DROP if no profile allowed it (endpoint E)" -j DROP',
+    '-m comment --comment "Default DROP if no profile allowed it (profiles: A, B)" -j DROP',
   ]);
+  assert.deepEqual(s.v4.ipsets.find((x) => x.name === 'cali4-ep-A+B'), { name: 'cali4-ep-A+B', type: 'hash:net,iface', family: 4, members: ['10.0.0.1,cali0000000001'] });
   assert.deepEqual(chain(s, 4, 'cali-pri-A'), ['-p udp -j DROP', '-m comment --comment "No rule of profile A matched" -j MARK --set-xmark 0x10000/0x10000']);
   assert.ok(!s.v4.chains.some((c) => c.name.includes('MISSING')), 'a missing profile gets no chain and matches nothing');
 });
@@ -105,14 +107,15 @@ test('tag sets: per tag and family, members from every host, only tags the rules
   };
   const s = compilePolicy(input);
   assert.deepEqual(s.v4.ipsets, [
+    { name: 'cali4-ep-web', type: 'hash:net,iface', family: 4, members: ['10.0.0.1,cali0000000001'] },
     { name: 'cali4-tag-db', type: 'hash:net', family: 4, members: ['10.0.0.3'] },
     { name: 'cali4-tag-web', type: 'hash:net', family: 4, members: ['10.0.0.1', '10.0.0.2', '10.5.0.0/24'] },
   ]);
-  assert.deepEqual(s.v6.ipsets.map((x) => [x.name, x.members]), [['cali6-tag-db', []], ['cali6-tag-web', ['fd00::1']]]);
+  assert.deepEqual(s.v6.ipsets.map((x) => [x.name, x.members]), [['cali6-ep-web', ['fd00::1,cali0000000001']], ['cali6-tag-db', []], ['cali6-tag-web', ['fd00::1']]]);
   assert.ok(!s.v4.ipsets.some((x) => x.name.includes('frontend')), 'a tag no rule names gets no set');
   assert.deepEqual(chain(s, 4, 'cali-pri-web').slice(0, 2), ['-m set --match-set cali4-tag-web src -j RETURN', '-m set --match-set cali4-tag-db dst -j RETURN']);
-  // Only local, active endpoints get chains.
-  assert.deepEqual(s.v4.chains.filter((c) => c.name.startsWith('cali-tw-')).map((c) => c.name), ['cali-tw-cali0000000001']);
+  // Only the classes of local, active endpoints get chains.
+  assert.deepEqual(s.v4.chains.filter((c) => c.name.startsWith('cali-tc-')).map((c) => c.name), ['cali-tc-web']);
 });
 
 test('long profile and tag names are shortened with a hash, never truncated into a collision', () => {
@@ -131,7 +134,7 @@ test('long profile and tag names are shortened with a hash, never truncated into
   const names = s.v4.chains.map((c) => c.name);
   assert.equal(new Set(names).size, names.length);
   assert.ok(names.every((n) => n.length <= MAX_CHAIN_NAME));
-  assert.ok(s.v4.ipsets.every((x) => x.name.length <= MAX_IPSET_NAME) && s.v4.ipsets.length === 2);
+  assert.ok(s.v4.ipsets.every((x) => x.name.length <= MAX_IPSET_NAME) && s.v4.ipsets.length === 3, 'the class set and two tag sets');
 });
 
 test("the blog post's prof_group1.json and the 2015 default profile compile as felix would", () => {
@@ -157,7 +160,12 @@ test("the blog post's prof_group1.json and the 2015 default profile compile as f
     `-m set --match-set ${tagIpset(4, DEFAULT_PROFILE)} src -j RETURN`,
     `-m comment --comment "No rule of profile ${DEFAULT_PROFILE} matched" -j MARK --set-xmark 0x10000/0x10000`,
   ]);
-  assert.deepEqual(s.v4.ipsets.map((x) => [x.name, x.members]), [['cali4-tag-PROF_GROUP1', ['192.168.0.1']], [tagIpset(4, DEFAULT_PROFILE), ['192.168.0.2']]]);
+  assert.deepEqual(s.v4.ipsets.map((x) => [x.name, x.members]), [
+    ['cali4-ep-PROF_GROUP1', ['192.168.0.1,cali0000000001']],
+    [classIpset(4, DEFAULT_PROFILE), ['192.168.0.2,cali1000000001']],
+    ['cali4-tag-PROF_GROUP1', ['192.168.0.1']],
+    [tagIpset(4, DEFAULT_PROFILE), ['192.168.0.2']],
+  ]);
 });
 
 test('dispatch: hooks at the top, conntrack early, unknown cali interfaces dropped, anti-spoof, host access option', () => {
@@ -183,24 +191,29 @@ test('dispatch: hooks at the top, conntrack early, unknown cali interfaces dropp
     '-o cali+ -m connmark --mark 0x20000/0x20000 -j CONNMARK --set-xmark 0x0/0x20000',
     '-o cali+ -m comment --comment "Policy allowed it" -j ACCEPT',
   ]);
+  // One class (no profiles: key "+"), one set of (address, interface) pairs: dispatch and anti-spoof in one lookup.
   assert.deepEqual(chain(s, 4, 'cali-from-wl-dispatch'), [
-    '-i cali0+ -g cali-from-wl-dispatch-0',
-    '-i calif000000003 -g cali-fw-calif000000003',
-    '-m comment --comment "Unknown source interface" -j DROP',
+    '-m set --match-set cali4-ep-+ src,src -g cali-fc-+',
+    '-m comment --comment "Anti-spoof DROP: no endpoint of this host has this source address on this interface" -j DROP',
   ]);
-  assert.deepEqual(chain(s, 4, 'cali-from-wl-dispatch-0').at(-1), '-m comment --comment "Unknown source interface" -j DROP');
-  const fw1 = chain(s, 4, 'cali-fw-cali0000000001');
-  assert.ok(fw1.includes('-m mac ! --mac-source 02:aa:00:00:00:01 -m comment --comment "Anti-spoof DROP (endpoint E1): source MAC" -j DROP'));
-  assert.ok(fw1.includes('! -s 10.0.0.1/32 -m comment --comment "Anti-spoof DROP (endpoint E1): source address" -j DROP'));
-  assert.ok(chain(s, 4, 'cali-fw-cali0000000002').includes('-s 10.0.0.3/32 -j MARK --set-xmark 0x0/0x10000'));
-  assert.ok(chain(s, 6, 'cali-fw-cali0000000001').includes('-m comment --comment "Anti-spoof DROP (endpoint E1): no IPv6 address" -j DROP'));
+  assert.deepEqual(chain(s, 4, 'cali-to-wl-dispatch'), ['-m set --match-set cali4-ep-+ dst,dst -g cali-tc-+', '-m comment --comment "Unknown destination interface or address" -j DROP']);
+  assert.deepEqual(chain(s, 4, 'cali-host-wl-dispatch'), ['-m set --match-set cali4-ep-+ dst,dst -j RETURN', '-m comment --comment "Unknown destination interface or address" -j DROP']);
+  assert.deepEqual(s.v4.ipsets, [
+    { name: 'cali4-ep-+', type: 'hash:net,iface', family: 4, members: ['10.0.0.1,cali0000000001', '10.0.0.2,cali0000000002', '10.0.0.3,cali0000000002', '10.0.0.4,calif000000003'] },
+  ]);
+  // No IPv6 address: no pair in the IPv6 set, so all of its IPv6 is dropped as spoofed.
+  assert.deepEqual(s.v6.ipsets, [{ name: 'cali6-ep-+', type: 'hash:net,iface', family: 6, members: [] }]);
+  assert.deepEqual(chain(s, 4, 'cali-fc-+'), ['-m comment --comment "Default DROP if no profile allowed it (profiles: none)" -j DROP']);
+  // Neighbour discovery passes ahead of the sets (link-local and multicast addresses are no endpoint's).
+  assert.deepEqual(chain(s, 6, 'cali-from-wl-dispatch').slice(0, 6), [130, 131, 132, 133, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
+  assert.deepEqual(chain(s, 6, 'cali-to-wl-dispatch').slice(0, 6), [130, 131, 132, 134, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`));
   assert.deepEqual(chain(s, 4, 'cali-OUTPUT')[3], '-o cali+ -j cali-host-wl-dispatch');
   const closed = compilePolicy({ host: 'h1', endpoints: eps, profiles: [], options: { hostReachesContainers: false } });
   assert.deepEqual(chain(closed, 4, 'cali-OUTPUT')[3], '-o cali+ -j cali-to-wl-dispatch');
   assert.ok(!closed.v4.chains.some((c) => c.name.startsWith('cali-host-wl')));
   // No endpoints at all: every cali interface is dropped.
   const none = compilePolicy({ host: 'h1', endpoints: [], profiles: [] });
-  assert.deepEqual(chain(none, 4, 'cali-to-wl-dispatch'), ['-m comment --comment "Unknown destination interface" -j DROP']);
+  assert.deepEqual(chain(none, 4, 'cali-to-wl-dispatch'), ['-m comment --comment "Unknown destination interface or address" -j DROP']);
 });
 
 test('deterministic: the same input in another order gives identical output', () => {
@@ -270,8 +283,8 @@ test('workload to its own host (INPUT), drop by default: only outbound allow rul
   assert.deepEqual(toHostRules(open.rules.outbound_rules), [open.rules.outbound_rules[0], open.rules.outbound_rules[2], open.rules.outbound_rules[4]]);
 
   // No host service ahead of policy: no DHCP, no DNS to this host; IPv6 neighbour discovery and router solicitation stay.
-  const fw4 = chain(s, 4, 'cali-fw-cali0000000001');
-  const fw6 = chain(s, 6, 'cali-fw-cali0000000001');
+  const fw4 = [...chain(s, 4, 'cali-from-wl-dispatch'), ...chain(s, 4, 'cali-fc-OPEN')];
+  const fw6 = [...chain(s, 6, 'cali-from-wl-dispatch'), ...chain(s, 6, 'cali-fc-OPEN')];
   assert.ok(!fw4.some((r) => /--dport (53|67)\b|addrtype/.test(r)), fw4.join('\n'));
   assert.ok(!fw6.some((r) => /--dport (53|547)\b|addrtype/.test(r)), fw6.join('\n'));
   for (const t of [133, 135, 136]) assert.ok(fw6.includes(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`), `ICMPv6 type ${t} from the workload`);
@@ -286,10 +299,10 @@ test('workload to its own host (INPUT), drop by default: only outbound allow rul
   ]);
   for (const v of [4, 6] as const) assert.ok(!acc[`v${v}`].chains.some((c) => c.name.startsWith('cali-prh-') || c.rules.some((r) => r.includes('0x40000'))));
   assert.deepEqual(chain(acc, 4, 'cali-pro-OPEN')[0], '-p tcp -m multiport --dports 2379 -j DROP');
-  const afw4 = chain(acc, 4, 'cali-fw-cali0000000001');
-  assert.equal(afw4[0], '-p udp -m udp --sport 68 --dport 67 -j RETURN');
-  assert.ok(afw4.includes('-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN'));
-  assert.ok(chain(acc, 6, 'cali-fw-cali0000000001').includes('-p udp -m udp --sport 546 --dport 547 -j RETURN'));
+  // DHCP ahead of the source check (its source is 0.0.0.0), DNS to this host after it, ahead of the profiles.
+  assert.equal(chain(acc, 4, 'cali-from-wl-dispatch')[0], '-p udp -m udp --sport 68 --dport 67 -j RETURN');
+  assert.equal(chain(acc, 4, 'cali-fc-OPEN')[0], '-p udp -m udp --dport 53 -m addrtype --dst-type LOCAL -j RETURN');
+  assert.ok(chain(acc, 6, 'cali-from-wl-dispatch').includes('-p udp -m udp --sport 546 --dport 547 -j RETURN'));
   // The FORWARD path's chains are the same in both modes but for the detour line and the host-service exceptions.
   assert.deepEqual(chain(acc, 4, 'cali-FORWARD'), chain(s, 4, 'cali-FORWARD'));
   assert.deepEqual(chain(acc, 4, 'cali-pro-OPEN'), chain(s, 4, 'cali-pro-OPEN').slice(1));

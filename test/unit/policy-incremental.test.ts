@@ -66,7 +66,7 @@ test('PolicyCompiler: equal to compilePolicy after every change of a random sequ
   assert.deepEqual(c.compile(input), compilePolicy(input));
 });
 
-test('PolicyCompiler: one endpoint added or removed changes its chains, its dispatch chains and its tag sets; a rule update the profile chain only; a remote endpoint its sets only', () => {
+test("PolicyCompiler: an endpoint added to or removed from a class already here changes its class's set and its tag sets only; a new class its chains and the dispatch; a rule update the profile chain only; a remote endpoint its sets only", () => {
   const profiles = ['A', 'B'].map((n, i) => prof(n, 80 + i));
   const endpoints = Array.from({ length: 200 }, (_, i) => ep(i, [i % 2 ? 'A' : 'B']));
   const c = new PolicyCompiler();
@@ -75,16 +75,20 @@ test('PolicyCompiler: one endpoint added or removed changes its chains, its disp
 
   const added = ep(500, ['A']);
   const s1 = c.compile({ host: 'h1', endpoints: [...endpoints, added], profiles });
-  const bin = added.name[4];
-  const mine = (v: number) => [`${v} cali-from-wl-dispatch-${bin}`, `${v} cali-fw-${added.name}`, `${v} cali-host-wl-dispatch-${bin}`, `${v} cali-to-wl-dispatch-${bin}`, `${v} cali-tw-${added.name}`, `${v} cali${v}-tag-A`];
-  assert.deepEqual(changed(s0, s1), [...mine(4), ...mine(6)].sort());
+  const mine = (v: number) => [`${v} cali${v}-ep-A`, `${v} cali${v}-tag-A`];
+  assert.deepEqual(changed(s0, s1), [...mine(4), ...mine(6)].sort(), 'no chain: its pairs and its tag members');
 
   const s2 = c.compile({ host: 'h1', endpoints, profiles });
-  assert.deepEqual(changed(s1, s2), [`4 cali-from-wl-dispatch-${bin}`, `4 cali-host-wl-dispatch-${bin}`, `4 cali-to-wl-dispatch-${bin}`, '4 cali4-tag-A', `6 cali-from-wl-dispatch-${bin}`, `6 cali-host-wl-dispatch-${bin}`, `6 cali-to-wl-dispatch-${bin}`, '6 cali6-tag-A']);
+  assert.deepEqual(changed(s1, s2), [...mine(4), ...mine(6)].sort());
 
   const s3 = c.compile({ host: 'h1', endpoints, profiles: [prof('A', 8080), profiles[1]!] });
   assert.deepEqual(changed(s2, s3), ['4 cali-pri-A', '6 cali-pri-A']);
 
   const s4 = c.compile({ host: 'h1', endpoints: [...endpoints, ep(600, ['B'], 'h2')], profiles: [prof('A', 8080), profiles[1]!] });
   assert.deepEqual(changed(s3, s4), ['4 cali4-tag-B', '6 cali6-tag-B']);
+
+  // The first endpoint of a class (B then A): the class's chains and set, and the three dispatch chains.
+  const s5 = c.compile({ host: 'h1', endpoints: [...endpoints, ep(600, ['B'], 'h2'), ep(700, ['B', 'A'])], profiles: [prof('A', 8080), profiles[1]!] });
+  const fresh = (v: number) => [`${v} cali-fc-B+A`, `${v} cali-from-wl-dispatch`, `${v} cali-host-wl-dispatch`, `${v} cali-tc-B+A`, `${v} cali-to-wl-dispatch`, `${v} cali${v}-ep-B+A`, `${v} cali${v}-tag-A`, `${v} cali${v}-tag-B`];
+  assert.deepEqual(changed(s4, s5), [...fresh(4), ...fresh(6)].sort());
 });

@@ -145,7 +145,7 @@ function rows(): Row[] {
     { name: 'icmp type/code', profiles: all, a: d1, b: ic, port: 'icmp/3/1', expect: 'allow', text: 'profile ICMP inbound rule 2: allow icmp type 3 code 1' },
     { name: 'icmp other code', profiles: all, a: d1, b: ic, port: 'icmp/3/2', expect: 'deny', text: /Default DROP/.source },
     { name: 'inactive endpoint: fail closed', profiles: all, a: g1a, b: gone, expect: 'deny', text: /inactive.*Unknown destination interface/.source },
-    { name: 'inactive source: fail closed', profiles: all, a: gone, b: g1c3, expect: 'deny', text: /inactive.*Unknown source interface/.source },
+    { name: 'inactive source: fail closed', profiles: all, a: gone, b: g1c3, expect: 'deny', text: /inactive.*no class set holds its addresses/.source },
     { name: 'a second address of the source', profiles: all, a: { ...d1, ipv4_nets: ['192.168.1.100/32', '192.168.1.1/32'] }, b: d3, expect: 'allow', text: 'profile calico:default inbound rule 1: allow from tag calico:default' },
     { name: 'IPv6 neighbour discovery to the workload', profiles: all, a: { address: 'fd00::99' }, b: l, family: 6, port: 'icmpv6/135', expect: 'allow', text: /neighbour discovery/.source },
     { name: 'no profiles at all', profiles: all, a: d1, b: ep('h3', [], ['192.168.9.1/32']), expect: 'deny', text: /Default DROP/.source },

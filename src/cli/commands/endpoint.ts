@@ -8,13 +8,13 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { EndpointStore, ProfileStore, type Datastore, type Endpoint, type Profile } from '../../datastore';
-import { HOST_IF_PREFIX } from '../../names/interfaces';
-import { fromEndpointChain, fromEndpointDispatchChain, tagIpset, toEndpointChain, toEndpointDispatchChain } from '../../names/kernel';
+import { classIpset, endpointClassKey, fromClassChain, fromEndpointDispatchChain, tagIpset, toClassChain, toEndpointDispatchChain } from '../../names/kernel';
+import { setMember } from '../../policy/chains';
 import { dockerClient } from '../../node/docker-client';
 import { withDatastore } from '../datastore';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
 import { byContainer, findContainer, ipamName } from './endpoint-lookup';
-import { chainCounters, inIpset, routeGet, type RuleCounter } from './kernel-view';
+import { chainCounters, inIpset, ipsetCounters, routeGet, type RuleCounter } from './kernel-view';
 
 export interface ProfileView {
   name: string;
@@ -31,8 +31,10 @@ export interface ChainView {
 }
 
 export interface KernelView {
-  /** The dispatch rules that send the interface's packets to its chains (their counters: packets that entered). */
+  /** The dispatch rules that send its class's packets to the class's chains (their counters: packets of the whole class). */
   dispatch: { family: 4 | 6; chain: string; rule?: RuleCounter }[];
+  /** Its (address, interface) pairs in its class's set: present, and the packets dispatched on each (this endpoint's own). */
+  pairs: { family: 4 | 6; set: string; member: string; present: boolean; packets?: number }[];
   chains: ChainView[];
   /** Tag sets the endpoint should be in: member true/false, or undefined when no such set (no rule names the tag). */
   sets: { family: 4 | 6; name: string; tag: string; member?: boolean }[];
@@ -74,29 +76,27 @@ export function endpointView(ep: Endpoint, profiles: Profile[], name?: string): 
   return v;
 }
 
-function ownDispatch(rules: RuleCounter[] | undefined, dir: '-i' | '-o', iface: string): RuleCounter | undefined {
-  return rules?.find((r) => r.rule.startsWith(`${dir} ${iface} `));
-}
-
 /** Reads this host's kernel for the endpoint (root). */
 async function kernelView(v: EndpointView): Promise<KernelView> {
   const families = ([4, 6] as const).filter((f) => (f === 4 ? v.ipv4_nets : v.ipv6_nets).length);
   const dispatch: KernelView['dispatch'] = [];
+  const pairs: KernelView['pairs'] = [];
   const chains: ChainView[] = [];
   const sets: KernelView['sets'] = [];
-  const bin = v.interface.charAt(HOST_IF_PREFIX.length);
+  const key = endpointClassKey(v.profiles.filter((p) => p.stored).map((p) => p.name));
   for (const f of families.length ? families : [4 as const]) {
-    for (const [root, dir] of [[fromEndpointDispatchChain, '-i'], [toEndpointDispatchChain, '-o']] as const) {
-      // A bin of one is matched in the root chain, a bigger one in its leaf.
-      let chain = root();
-      let rule = ownDispatch(await chainCounters(f, chain), dir, v.interface);
-      if (!rule) {
-        chain = root(bin);
-        rule = ownDispatch(await chainCounters(f, chain), dir, v.interface);
-      }
-      dispatch.push({ family: f, chain: rule ? chain : root(), ...(rule ? { rule } : {}) });
+    const set = classIpset(f, key);
+    for (const [chain, dir] of [[fromEndpointDispatchChain(), 'src'], [toEndpointDispatchChain(), 'dst']] as const) {
+      const rule = (await chainCounters(f, chain))?.find((r) => r.rule.includes(`--match-set ${set} ${dir},${dir} `));
+      dispatch.push({ family: f, chain, ...(rule ? { rule } : {}) });
     }
-    for (const name of [fromEndpointChain(v.interface), toEndpointChain(v.interface)]) {
+    const counters = await ipsetCounters(set);
+    for (const n of f === 4 ? v.ipv4_nets : v.ipv6_nets) {
+      const member = `${setMember(n)},${v.interface}`;
+      const packets = counters?.get(member);
+      pairs.push({ family: f, set, member, present: packets !== undefined, ...(packets !== undefined ? { packets } : {}) });
+    }
+    for (const name of [fromClassChain(key), toClassChain(key)]) {
       const rules = await chainCounters(f, name);
       chains.push({ family: f, name, present: rules !== undefined, rules: rules ?? [] });
     }
@@ -111,7 +111,7 @@ async function kernelView(v: EndpointView): Promise<KernelView> {
       sets.push({ family: f, name: set, tag, ...(member !== undefined ? { member } : {}) });
     }
   }
-  return { dispatch, chains, sets };
+  return { dispatch, pairs, chains, sets };
 }
 
 /** The text of one endpoint's view (pure). */
@@ -133,7 +133,19 @@ export function renderEndpoint(v: EndpointView, detailed: boolean): string {
     lines.push(`Kernel (this host):`);
     for (const d of v.kernel.dispatch) {
       const fam = d.family === 6 ? 'IPv6 ' : '';
-      lines.push(d.rule ? `  ${fam}dispatch ${d.chain}: ${d.rule.rule}  [${d.rule.packets} packets]` : `  ${fam}dispatch ${d.chain}: MISSING (no rule for ${v.interface}; its packets are dropped as unknown)`);
+      lines.push(
+        d.rule
+          ? `  ${fam}dispatch ${d.chain}: ${d.rule.rule}  [${d.rule.packets} packets, its class's]`
+          : `  ${fam}dispatch ${d.chain}: MISSING (no rule for its class; its packets are dropped as unknown)`,
+      );
+    }
+    for (const p of v.kernel.pairs) {
+      const fam = p.family === 6 ? 'IPv6 ' : '';
+      lines.push(
+        p.present
+          ? `  ${fam}set ${p.set}: holds ${p.member}  [${p.packets} packets]`
+          : `  ${fam}set ${p.set}: MISSING ${p.member}${v.state === 'active' ? ' (its packets are dropped as spoofed or unknown)' : ' (the endpoint is inactive: expected)'}`,
+      );
     }
     for (const c of v.kernel.chains) {
       const fam = c.family === 6 ? 'IPv6 ' : '';

@@ -1,7 +1,7 @@
 // What this host's kernel says about an endpoint, read-only, for `endpoint
 // show` and `policy trace --probe`: a chain's rules with their packet
 // counters (`iptables -S <chain> -v`), whether an address is in a tag set
-// (`ipset test`), the route to an address (`ip route get`). Nothing here
+// (`ipset test`), a class set's members and their counters (`ipset save`), the route to an address (`ip route get`). Nothing here
 // writes; a missing tool or chain is a fact to print, not an error.
 import { execFile } from 'node:child_process';
 
@@ -49,6 +49,29 @@ export async function inIpset(set: string, address: string): Promise<boolean | u
   if (r.code === 0) return true;
   if (/is NOT in set/.test(r.stderr)) return false;
   return undefined;
+}
+
+/**
+ * The members of ipset `set` with their packet counters (a set created with
+ * `counters`; 0 without), or undefined when the set is not there (or ipset
+ * cannot run).
+ */
+export async function ipsetCounters(set: string): Promise<Map<string, number> | undefined> {
+  const r = await run('ipset', ['save', set]);
+  if (r.code !== 0) return undefined;
+  return parseIpsetCounters(r.stdout);
+}
+
+/** `ipset save <set>`'s members and their packet counters (pure). */
+export function parseIpsetCounters(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const w = line.trim().split(/\s+/);
+    if (w[0] !== 'add' || w.length < 3) continue;
+    const i = w.indexOf('packets');
+    out.set(w[2]!, i > 0 ? Number(w[i + 1]) || 0 : 0);
+  }
+  return out;
 }
 
 /** `ip route get <address>` on this host, one line; or why it failed. */

@@ -39,9 +39,13 @@ export function stepText(s: TraceStep): string {
         ? 'Default DROP if no profile allowed it: to this host only an outbound allow naming a dst_net opens it (endpoint-to-host action drop)'
         : 'Default DROP if no profile allowed it';
     case 'anti-spoof':
-      return s.verdict === 'deny' ? 'Anti-spoof DROP: the source address is not one of the endpoint\'s' : 'anti-spoof: the source is the endpoint\'s own address and MAC';
+      return s.verdict === 'deny'
+        ? 'Anti-spoof DROP: the source address is not one of the endpoint\'s (no class set holds it with its interface)'
+        : 'anti-spoof: the source is the endpoint\'s own address, on its own interface';
     case 'inactive':
-      return `endpoint is inactive (its container is stopped): it has no chains, DROP "Unknown ${s.side === 'outbound' ? 'source' : 'destination'} interface"`;
+      return s.side === 'outbound'
+        ? 'endpoint is inactive (its container is stopped): no class set holds its addresses, DROP "Anti-spoof DROP: no endpoint of this host has this source address on this interface"'
+        : 'endpoint is inactive (its container is stopped): no class set holds its addresses, DROP "Unknown destination interface or address"';
     case 'host-reaches':
       return `host ${s.host} reaches its own containers: ACCEPT (inbound rules are not consulted)`;
     case 'neighbour-discovery':

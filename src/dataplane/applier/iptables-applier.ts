@@ -26,6 +26,7 @@ import type { Logger } from 'pino';
 import type { Component } from '../../lifecycle/component';
 import { toolRunner, type ToolCall, type ToolResult, type ToolRunner } from './exec';
 import { parseIpsetSave } from './ipset-save';
+import { fitsSession, IpsetSession } from './ipset-session';
 import { parseIptablesSave, SavedTables } from './iptables-save';
 import { emptyMerged, mergeStates, MergedState } from './merge';
 import { expectedKernel, KernelState, Plan, planApply, Step } from './plan';
@@ -91,6 +92,7 @@ interface Waiter {
 export class IptablesApplier implements KernelApplier, Component {
   readonly name = 'kernel-applier';
   private readonly run: ToolRunner;
+  private readonly sets: IpsetSession;
   private readonly spelling = new RuleSpelling();
   private readonly states = new Map<string, DesiredState>();
   private merged: MergedState = emptyMerged();
@@ -124,6 +126,7 @@ export class IptablesApplier implements KernelApplier, Component {
 
   constructor(private readonly o: IptablesApplierOptions) {
     this.run = toolRunner({ netns: o.netns, timeoutMs: o.toolTimeoutMs });
+    this.sets = new IpsetSession({ netns: o.netns, timeoutMs: o.toolTimeoutMs });
   }
 
   /** Throws (and records nothing) when the state is wrong in itself or clashes with another owner's. */
@@ -154,6 +157,8 @@ export class IptablesApplier implements KernelApplier, Component {
   async start(): Promise<void> {
     this.started = true;
     this.stopped = false;
+    // The ipset session's process is started now, not by the first container's Join.
+    this.sets.open();
     const every = this.o.resyncMs ?? 5000;
     this.resync = setInterval(() => this.request('resync'), every);
     this.resync.unref();
@@ -172,6 +177,7 @@ export class IptablesApplier implements KernelApplier, Component {
     this.timer = undefined;
     this.timerDue = Infinity;
     await this.running?.catch(() => undefined);
+    this.sets.close();
     const waiters = this.waiters;
     this.waiters = [];
     waiters.forEach((w) => w.reject(new Error('kernel applier stopped before applying')));
@@ -187,7 +193,11 @@ export class IptablesApplier implements KernelApplier, Component {
     this.states.clear();
     this.merged = emptyMerged();
     this.resyncDue = true;
-    await this.pass(() => undefined);
+    try {
+      await this.pass(() => undefined);
+    } finally {
+      this.sets.close();
+    }
   }
 
   /** For the node's status file (`calicoctl status`). */
@@ -358,9 +368,12 @@ export class IptablesApplier implements KernelApplier, Component {
         if (isProgram(n) && n.family !== s.family) group.push(n);
       }
       i += group.length;
-      // One process start for the group (see exec.ts: each start forks the node).
-      const results = await this.run.many(group.map(toolCall));
-      group.forEach((g, k) => checkResult(g, results[k]!));
+      // Member changes go to the long-lived ipset process; the rest start from one process (see exec.ts: each start forks the node).
+      const session = s.kind === 'ipset-restore' && fitsSession(s.text);
+      const tools = session ? group.slice(1) : group;
+      const [first, results] = await Promise.all([session ? this.sets.apply(s.text) : undefined, tools.length ? this.run.many(tools.map(toolCall)) : []]);
+      if (first) checkResult(s, first, 'ipset -exist - (the applier\'s ipset session)');
+      tools.forEach((g, k) => checkResult(g, results[k]!));
     }
   }
 
@@ -402,10 +415,10 @@ function toolCall(step: Step): ToolCall {
 }
 
 /** Throws the step's error when its tool failed; a set already gone is what a destroy wanted (idempotent). */
-function checkResult(step: Step, r: ToolResult): void {
+function checkResult(step: Step, r: ToolResult, via?: string): void {
   if (r.code === 0) return;
   const call = toolCall(step);
-  const command = `${call.cmd} ${call.args.join(' ')}`;
+  const command = via ?? `${call.cmd} ${call.args.join(' ')}`;
   if (step.kind === 'ipset-destroy') {
     if (/does not exist/.test(r.stderr)) return;
     throw new ApplierError(`${command} failed: ${r.stderr.trim()}`, command, r.stderr);

@@ -97,7 +97,7 @@ export function mergeStates(states: ReadonlyMap<string, DesiredState>): MergedSt
         if (!isOurIpset(s.name) || s.name.length > MAX_IPSET_NAME || s.name === applierTempIpset()) {
           throw new Error(`${what}: not a name of ours (cali prefix, at most ${MAX_IPSET_NAME} characters, not ${applierTempIpset()})`);
         }
-        if (s.type !== 'hash:ip' && s.type !== 'hash:net') throw new Error(`${what}: type ${s.type} is not supported`);
+        if (s.type !== 'hash:ip' && s.type !== 'hash:net' && s.type !== 'hash:net,iface') throw new Error(`${what}: type ${s.type} is not supported`);
         if (s.family !== v) throw new Error(`${what}: family ${s.family} listed under IPv${v}`);
         const merged = mergedIpset(what, s);
         const prev = out.ipsets.get(s.name);

@@ -121,7 +121,7 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
   const recreate: string[] = [];
   const fill = (name: string, s: MergedIpset) => s.members.forEach((m) => restore.push(`add ${name} ${m}`));
   const create = (name: string, s: MergedIpset) =>
-    restore.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem ${IPSET_MAXELEM}`);
+    restore.push(`create ${name} ${s.type} family ${s.family === 4 ? 'inet' : 'inet6'} maxelem ${IPSET_MAXELEM}${s.type === 'hash:net,iface' ? ' counters' : ''}`);
   for (const s of [...desired.ipsets.values()].sort((a, b) => cmp(a.name, b.name))) {
     const have = actual.get(s.name);
     // Written from this very member list (merge.ts keeps it while the owner's set object is the same): unchanged.
@@ -165,18 +165,17 @@ function planIpsets(desired: MergedState, actual: Map<string, SavedIpset>): Ipse
 
 /** Members to add and to delete (canonical, sorted), how many stay, and whether either side has a nomatch exception. */
 export function memberDelta(have: SavedIpset, want: MergedIpset): { add: string[]; del: string[]; kept: number; nomatch: boolean } {
-  const spelled = new Set(
-    have.from === have.members
-      ? have.members
-      : have.members.map((m) => {
-          try {
-            return canonicalMember(want.type, want.family, m);
-          } catch {
-            return m;
-          }
-        }),
-  );
   const wanted = new Set(want.members);
+  // A member read from the kernel that we want as it is needs no respelling (most of them, on a repair pass).
+  const spell = (m: string) => {
+    if (wanted.has(m)) return m;
+    try {
+      return canonicalMember(want.type, want.family, m);
+    } catch {
+      return m;
+    }
+  };
+  const spelled = new Set(have.from === have.members ? have.members : have.members.map(spell));
   const add = want.members.filter((m) => !spelled.has(m));
   const del = [...spelled].filter((m) => !wanted.has(m)).sort(cmp);
   const nomatch = [...spelled, ...want.members].some((m) => m.endsWith(` ${NOMATCH}`));

@@ -27,10 +27,13 @@ export interface DesiredHook {
   position: 'top' | 'bottom';
 }
 
+export type IpsetType = 'hash:ip' | 'hash:net' | 'hash:net,iface';
+
 export interface DesiredIpset {
   /** Name from src/names/kernel.ts (at most 31 characters). */
   name: string;
-  type: 'hash:ip' | 'hash:net';
+  /** hash:net,iface: members `<net>,<interface>` (created with per-member packet counters). */
+  type: IpsetType;
   family: IpFamily;
   members: string[];
 }
