@@ -16,7 +16,7 @@ import type { Component } from '../lifecycle/component';
 import type { DatastoreSnapshot, DatastoreSyncer } from '../syncer/types';
 import { DEFAULT_RECHECK_MARK, programmedEndpoints, type PolicyOptions } from './compile';
 import { PolicyCompiler } from './compiler';
-import { deleteFlows, markForRecheck } from './conntrack';
+import { deleteFlows, markForRecheck, mayHaveFlows } from './conntrack';
 import { narrowedEndpoints, type RecheckTarget } from './narrowed';
 
 export interface PolicyStatus {
@@ -111,8 +111,10 @@ export class PolicyComponent implements Component {
     await Promise.all([this.o.applier.flush(), stale.length ? this.forgetStale(stale) : undefined]);
   }
 
-  private async forgetStale(targets: RecheckTarget[]): Promise<void> {
-    const r = await deleteFlows(this.conntrack, targets);
+  private async forgetStale(all: RecheckTarget[]): Promise<void> {
+    // In the node's own namespace its conntrack table says first whether there is anything to delete (usually not).
+    const targets = this.o.conntrack ? all : await mayHaveFlows(all);
+    const r = targets.length ? await deleteFlows(this.conntrack, targets) : { deleted: 0, errors: [] };
     if (r.errors.length) {
       this.state.lastError = r.errors.join('; ');
       this.o.log.warn({ errors: r.errors }, 'conntrack: stale entries of a reused address not deleted');

@@ -6,8 +6,44 @@
 // side, is picked up as a new flow (nf_conntrack_tcp_loose), and when the
 // container speaks first its outbound rules let the "new" flow out, and the
 // other side's packets ride on it as replies.
+import { readFile } from 'node:fs/promises';
+import ipaddr from 'ipaddr.js';
 import type { ToolRunner } from '../dataplane/applier/exec';
 import type { RecheckTarget } from './narrowed';
+
+/** How /proc/net/nf_conntrack prints an address: IPv4 dotted, IPv6 as eight groups of four hex digits. */
+export function conntrackSpelling(t: RecheckTarget): string {
+  return t.family === 4 ? t.address : ipaddr.IPv6.parse(t.address).parts.map((p) => p.toString(16).padStart(4, '0')).join(':');
+}
+
+/** The targets that appear as a source or destination in the text of /proc/net/nf_conntrack (pure). */
+export function listedIn(table: string, targets: RecheckTarget[]): RecheckTarget[] {
+  return targets.filter((t) => {
+    const a = conntrackSpelling(t);
+    return table.includes(`src=${a} `) || table.includes(`dst=${a} `);
+  });
+}
+
+/** Above this many entries the table is not read: conntrack is asked directly. */
+const READ_AT_MOST = 20000;
+
+/**
+ * The targets that may have entries in this process's network namespace:
+ * none when its table is empty, those /proc/net/nf_conntrack lists when it
+ * is small; all of them when it cannot be read (or is large), so that
+ * conntrack is asked. Reading the table costs a file read; asking conntrack
+ * costs a process start, a fork of the node.
+ */
+export async function mayHaveFlows(targets: RecheckTarget[]): Promise<RecheckTarget[]> {
+  try {
+    const count = Number((await readFile('/proc/sys/net/netfilter/nf_conntrack_count', 'utf8')).trim());
+    if (count === 0) return [];
+    if (!(count <= READ_AT_MOST)) return targets;
+    return listedIn(await readFile('/proc/net/nf_conntrack', 'utf8'), targets);
+  } catch {
+    return targets;
+  }
+}
 
 /**
  * Runs `conntrack <op> -f <family> -s|-d <address> ...extra` for each target

@@ -6,10 +6,11 @@
 // the next; with its errors on the same pipe, a batch of N lines is done when
 // the prompt has come N more times, and whatever else came meanwhile is the
 // batch's errors (ipset runs under `stdbuf -o0`, or stdio would hold the
-// prompts back on a pipe). `-exist`: adding a member that is there, or deleting one
-// that is not, is no error (the outcome is the one wanted). Only `add`/`del`
-// lines go here; creating, swapping and destroying sets stay with
-// `ipset restore` (all or nothing up to its first error).
+// prompts back on a pipe). `-exist`: adding a member that is there, deleting
+// one that is not, or creating a set that is there as asked, is no error (the
+// outcome is the one wanted). Members, the creation of a new class's sets and
+// the destruction of stale sets go here; a refresh (fill a temporary set,
+// swap) stays with `ipset restore`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { ToolResult } from './exec';
 
@@ -42,9 +43,15 @@ export function readPrompts(buf: string): { prompts: number; text: string; rest:
   return { prompts, text, rest: tail };
 }
 
-/** Whether an `ipset restore` text is only `add|del SET MEMBER` lines (no option after a member), which the session runs. */
+/**
+ * Whether an `ipset restore` text is one the session runs: `add|del SET
+ * MEMBER` (no option after a member), `create` as the applier writes it, and
+ * `destroy SET`. A refresh (`swap`) stays with `ipset restore`.
+ */
 export function fitsSession(text: string): boolean {
-  return text.split('\n').every((l) => l === '' || /^(add|del) [^\s]+ [^\s]+$/.test(l));
+  return text
+    .split('\n')
+    .every((l) => l === '' || /^(add|del) [^\s]+ [^\s]+$/.test(l) || /^create [^\s]+ hash:(ip|net|net,iface) family inet6? maxelem \d+( counters)?$/.test(l) || /^destroy [^\s]+$/.test(l));
 }
 
 interface Waiter {
@@ -64,10 +71,10 @@ export class IpsetSession {
 
   constructor(private readonly o: { netns?: string; timeoutMs?: number }) {}
 
-  /** Runs `add`/`del` lines (fitsSession); code 0 when every line succeeded, else 1 with the errors (the lines before and after an error still ran). */
+  /** Runs lines that fitsSession accepts; code 0 when every line succeeded, else 1 with the errors (the lines before and after an error still ran). */
   apply(text: string): Promise<ToolResult> {
     const lines = text.split('\n').filter((l) => l !== '');
-    if (!fitsSession(text)) return Promise.resolve({ code: 2, stdout: '', stderr: 'ipset session takes "add|del SET MEMBER" lines only' });
+    if (!fitsSession(text)) return Promise.resolve({ code: 2, stdout: '', stderr: 'ipset session takes add, del, create and destroy lines only' });
     const run = this.queue.then(() => this.batch(lines));
     this.queue = run.catch(() => undefined);
     return run;

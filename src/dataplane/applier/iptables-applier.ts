@@ -361,6 +361,14 @@ export class IptablesApplier implements KernelApplier, Component {
     for (let i = 0; i < steps.length; ) {
       const group = [steps[i]!];
       const s = steps[i]!;
+      if (s.kind === 'ipset-destroy') {
+        // Stale sets in a row: one batch of the ipset session.
+        while (steps[i + group.length]?.kind === 'ipset-destroy') group.push(steps[i + group.length]!);
+        i += group.length;
+        const names = group.map((g) => (g as Extract<Step, { kind: 'ipset-destroy' }>).name);
+        checkDestroyed(names, await this.sets.apply(names.map((n) => `destroy ${n}\n`).join('')));
+        continue;
+      }
       if (s.kind === 'ipset-restore' && membersOnly(s.text)) {
         while (isProgram(steps[i + group.length]) && group.length < 3) group.push(steps[i + group.length]!);
       } else if (isProgram(s)) {
@@ -414,16 +422,20 @@ function toolCall(step: Step): ToolCall {
   return { cmd: step.family === 4 ? 'iptables-restore' : 'ip6tables-restore', args: ['--noflush', '-w'], input: step.text };
 }
 
-/** Throws the step's error when its tool failed; a set already gone is what a destroy wanted (idempotent). */
+/** Throws the step's error when its tool failed. */
 function checkResult(step: Step, r: ToolResult, via?: string): void {
   if (r.code === 0) return;
   const call = toolCall(step);
-  const command = via ?? `${call.cmd} ${call.args.join(' ')}`;
-  if (step.kind === 'ipset-destroy') {
-    if (/does not exist/.test(r.stderr)) return;
-    throw new ApplierError(`${command} failed: ${r.stderr.trim()}`, command, r.stderr);
-  }
-  throw refused(command, step, r.stderr, r.code);
+  throw refused(via ?? `${call.cmd} ${call.args.join(' ')}`, step, r.stderr, r.code);
+}
+
+/** Throws unless every set is gone: one that already was is what a destroy wanted (idempotent). */
+function checkDestroyed(names: string[], r: ToolResult): void {
+  if (r.code === 0) return;
+  const errors = r.stderr.split('\n').filter((l) => l.trim() && !/does not exist/.test(l));
+  if (!errors.length && r.code === 1) return;
+  const command = `ipset destroy ${names.join(', ')} (the applier's ipset session)`;
+  throw new ApplierError(`${command} failed: ${r.stderr.trim()}`, command, r.stderr);
 }
 
 function isProgram(s: Step | undefined): s is Extract<Step, { kind: 'iptables' }> {
