@@ -1,7 +1,7 @@
 // The applier's long-lived `ipset -exist -` on a real kernel, in a namespace:
 // batches of member changes land one after another, a batch with a bad line
-// reports it (and the session goes on), a killed ipset is started again, and
-// close() ends it.
+// reports it (and the session goes on), sets are created and destroyed, a
+// killed ipset is started again, and close() ends it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -57,8 +57,14 @@ test('ipset session: batches apply in order, errors are reported per batch, a ki
   assert.deepEqual(await members(h, 'cali4-tag-A'), ['10.0.0.1', '10.0.0.2', '10.0.0.3'], 'the line after the error still ran');
   assert.equal((await s.apply('del cali4-tag-A 10.0.0.3\n')).code, 0);
 
-  // Not member lines: refused without running.
-  assert.equal((await s.apply('destroy cali4-tag-A\n')).code, 2);
+  // A refresh (swap) is not the session's: refused without running.
+  assert.equal((await s.apply('swap cali4-tag-A cali4-ep-A\n')).code, 2);
+  // Creating a set as the applier writes it, and destroying one.
+  assert.equal((await s.apply('create cali4-tag-B hash:net family inet maxelem 1048576\nadd cali4-tag-B 10.0.9.1\n')).code, 0);
+  assert.deepEqual(await members(h, 'cali4-tag-B'), ['10.0.9.1']);
+  assert.equal((await s.apply('destroy cali4-tag-B\n')).code, 0);
+  assert.equal((await s.apply('destroy cali4-tag-B\n')).code, 0, '-exist: a set already gone is no error either');
+  assert.equal((await h.exec('ipset', ['list', '-n', 'cali4-tag-B'])).code === 0, false, 'it is gone');
 
   // ipset killed under it: the batch in flight (if any) fails, the next one starts a new process.
   const pid = sessionPid(h.name);

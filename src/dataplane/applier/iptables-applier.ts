@@ -314,16 +314,26 @@ export class IptablesApplier implements KernelApplier, Component {
     // The waiters' continuations (promise callbacks) run before what follows.
     await new Promise<void>((r) => setImmediate(r));
     if (fresh) {
-      const after = await this.read();
-      const misfits = this.spelling.learn(plan.written, desired, after.tables);
+      // The rules only: the kernel prints set members as we write them (canonicalMember), and at a
+      // cluster's size `ipset save` is the long part of a read. The sets are as the read before found them, and as written.
+      const tables = await this.readTables();
+      const misfits = this.spelling.learn(plan.written, desired, tables);
       this.spelling.retain(desired);
       misfits.forEach((m) => this.warnOnce(`kernel applier: rules do not read back one for one (the chain will be rewritten on each pass): ${m}`));
-      this.kernel = expectedKernel(desired, after, this.spelling.spell);
+      this.kernel = expectedKernel(desired, { tables, ipsets: actual.ipsets }, this.spelling.spell);
     } else {
       // Rules never seen before keep our own text here; the next resync reads the kernel's spelling.
       this.kernel = expectedKernel(desired, actual, this.spelling.spell);
     }
     this.o.log.info({ ms: Date.now() - started, read: fresh, steps: plan.steps.map(describe) }, 'kernel applier: applied');
+  }
+
+  private async readTables(): Promise<KernelState['tables']> {
+    const [v4, v6] = await this.run.many([
+      { cmd: 'iptables-save', args: [] },
+      { cmd: 'ip6tables-save', args: [] },
+    ]);
+    return { 4: this.savedTables(4, v4!), 6: this.savedTables(6, v6!) };
   }
 
   private async read(): Promise<KernelState> {
