@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIptablesSave, ruleIpsets, ruleTarget, ruleWords } from '../../src/dataplane/applier/iptables-save';
 import { canonicalMember, parseIpsetSave } from '../../src/dataplane/applier/ipset-save';
-import { membersOnly, refused } from '../../src/dataplane/applier/iptables-applier';
+import { membersOnly, refused } from '../../src/dataplane/applier/steps';
 import { IPSET_V4_SAVE, IPTABLES_V4_SAVE, IPTABLES_V6_SAVE } from './applier-fixtures';
 
 test('parseIptablesSave: tables, built-in and user chains, rules as printed (captured from iptables-nft 1.8.9)', () => {
