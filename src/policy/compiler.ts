@@ -8,6 +8,15 @@ import { classIpset, endpointClassKey, tagIpset } from '../names/kernel';
 import { byName, classMembers, compareMembers, dispatchChains, endpointClass, fromClass, policyHooks, profileFamily, sameRules, setMember, toClass, topChains } from './chains';
 import { DEFAULT_NO_MATCH_MARK, DEFAULT_RECHECK_MARK, DEFAULT_TO_HOST_MARK, programmedEndpoints, type PolicyInput } from './compile';
 
+/** One class of endpoints as the compiler remembers it between calls. */
+interface ClassMemo {
+  ids: string[];
+  chains: DesiredChain[];
+  eps: Endpoint[];
+  4: string[];
+  6: string[];
+}
+
 /**
  * The same compilation as compilePolicy, kept up to date across calls so
  * that a change costs what it changes (pure; no I/O). Remembered between
@@ -26,14 +35,6 @@ import { DEFAULT_NO_MATCH_MARK, DEFAULT_RECHECK_MARK, DEFAULT_TO_HOST_MARK, prog
  * all other work is per change. Same input, same output as compilePolicy
  * (test/unit/policy-incremental.test.ts).
  */
-interface ClassMemo {
-  ids: string[];
-  chains: DesiredChain[];
-  eps: Endpoint[];
-  4: string[];
-  6: string[];
-}
-
 export class PolicyCompiler {
   private optionsKey?: string;
   /** Each local endpoint's class and pairs, valid while the stored profiles' names are those of `namesEpoch`. */
