@@ -105,13 +105,20 @@ export function requestFramingStrict(h: Head): Framing | Refusal {
   return n ? { kind: 'length', n } : { kind: 'none' };
 }
 
+/** The bytes of golang.org/x/net/http/httpguts validHostByte: letters, digits and !$%&'()*+,-.:;=[]_~ (an empty Host is valid). */
+const VALID_HOST = /^[0-9A-Za-z!$%&'()*+,\-.:;=[\]_~]*$/;
+
 /** The one decision per request head: see the module comment. */
 export function decideRequest(buf: Buffer, size: number, policy?: HeadPolicy): HeadDecision {
   const head = parseRequestHeadStrict(buf, size);
   if ('action' in head) return head;
   const framing = requestFramingStrict(head);
   if ('action' in framing) return framing;
-  if (values(head.rawHeaders, 'host').length > 1) return refuse(400, 'too many Host headers');
+  const hosts = values(head.rawHeaders, 'host');
+  if (hosts.length > 1) return refuse(400, 'too many Host headers');
+  // Go's readRequest refuses a Host with a byte httpguts.ValidHostHeader does not allow, and closes
+  // (with the body unread: a reset that can beat its 400 to us). Refused here with Go's words.
+  if (hosts.length === 1 && !VALID_HOST.test(hosts[0]!)) return refuse(400, `malformed Host header ${JSON.stringify(hosts[0]!.slice(0, 60))}`);
   // Go's server answers 417 to any Expect but 100-continue before a handler runs (server.go, readRequest's caller).
   const expect = values(head.rawHeaders, 'expect')[0];
   if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
