@@ -60,7 +60,7 @@ export interface AnswerHead {
  */
 export function scanAnswerHead(buf: Buffer, size: number, method: string): AnswerHead | undefined {
   let eol = buf.indexOf(10);
-  const m = STATUS_LINE.exec(buf.toString('latin1', 0, eol > 0 && buf[eol - 1] === 13 ? eol - 1 : eol));
+  const m = STATUS_LINE.exec(buf.toString('latin1', 0, lineEnd(buf, 0, eol)));
   if (!m) return undefined;
   let te: string | undefined;
   let cl: string | undefined;
@@ -68,7 +68,7 @@ export function scanAnswerHead(buf: Buffer, size: number, method: string): Answe
   for (let at = eol + 1; at < size; at = eol + 1) {
     eol = buf.indexOf(10, at);
     if (eol < 0 || eol > size) eol = size;
-    const end = eol > at && buf[eol - 1] === 13 ? eol - 1 : eol;
+    const end = lineEnd(buf, at, eol);
     if (end === at) continue; // the blank line
     const c = buf.indexOf(58, at);
     if (c <= at || c >= end) return undefined;
@@ -89,6 +89,11 @@ export function scanAnswerHead(buf: Buffer, size: number, method: string): Answe
 }
 
 const NO_BODY: Framing = { kind: 'none' };
+
+/** Where the line from `at` to the LF at `eol` ends: one CR before the LF dropped. */
+export function lineEnd(buf: Buffer, at: number, eol: number): number {
+  return eol > at && buf[eol - 1] === 13 ? eol - 1 : eol;
+}
 
 /** Whether a message of HTTP `version` with this Connection header ends its connection. */
 export function closes(version: string, connection = ''): boolean {

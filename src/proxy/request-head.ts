@@ -8,7 +8,7 @@
  * does (docs/proxy-framing.md has the table, with the Go source of each row).
  * Pure: bytes in, decision out.
  */
-import { type Framing, type Head, headerValues as values } from './framing';
+import { type Framing, type Head, headerValues as values, lineEnd } from './framing';
 import { checkRequestTarget, isHijackRoute, type RequestTarget } from './request-target';
 import { webRefusal, type WebGuardPolicy } from './web-guard';
 
@@ -34,8 +34,6 @@ export type HeadDecision =
 type Refusal = Extract<HeadDecision, { action: 'refuse' }>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Where the line ending at the LF `eol` ends, one CR before the LF dropped. */
-const lineEnd = (buf: Buffer, at: number, eol: number): number => (eol > at && buf[eol - 1] === 13 ? eol - 1 : eol);
 const refuse = (status: Refusal['status'], message: string): Refusal => ({ action: 'refuse', status, message: `calico proxy: ${message}` });
 
 /**
