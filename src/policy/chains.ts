@@ -67,9 +67,14 @@ export function endpointClass(ep: Endpoint, stored: { has(id: string): boolean }
   return ep.profile_ids.filter((id) => stored.has(id));
 }
 
-/** An endpoint's pairs in its class's dispatch set: `<address or net>,<host-side interface>`, one per own net of the family. */
+/** One (address, interface) pair as its class's hash:net,iface set holds it: `<address or net>,<host-side interface>`. */
+export function classPair(net: string, iface: string): string {
+  return `${setMember(net)},${iface}`;
+}
+
+/** An endpoint's pairs in its class's dispatch set, one per own net of the family. */
 export function classMembers(ep: Endpoint, family: IpFamily): string[] {
-  return nets(ep, family).map((n) => `${setMember(n)},${ep.name}`);
+  return nets(ep, family).map((n) => classPair(n, ep.name));
 }
 
 /**

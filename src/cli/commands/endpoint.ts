@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { EndpointStore, ProfileStore, type Datastore, type Endpoint, type Profile } from '../../datastore';
 import { classIpset, endpointClassKey, fromClassChain, fromEndpointDispatchChain, tagIpset, toClassChain, toEndpointDispatchChain } from '../../names/kernel';
-import { setMember } from '../../policy/chains';
+import { classPair } from '../../policy/chains';
 import { dockerClient } from '../../node/docker-client';
 import { withDatastore } from '../datastore';
 import { addOutputOption, outputFormat, renderJson, renderTable } from '../output';
@@ -92,7 +92,7 @@ async function kernelView(v: EndpointView): Promise<KernelView> {
     }
     const counters = await ipsetCounters(set);
     for (const n of f === 4 ? v.ipv4_nets : v.ipv6_nets) {
-      const member = `${setMember(n)},${v.interface}`;
+      const member = classPair(n, v.interface);
       const packets = counters?.get(member);
       pairs.push({ family: f, set, member, present: packets !== undefined, ...(packets !== undefined ? { packets } : {}) });
     }
