@@ -26,8 +26,6 @@ import type { Logger } from 'pino';
 import type { Component } from '../../lifecycle/component';
 import { toolRunner, type ToolResult, type ToolRunner } from './exec';
 import { ApplierError, checkDestroyed, checkResult, describe, isProgram, membersOnly, toolCall } from './steps';
-
-export { ApplierError } from './steps';
 import { parseIpsetSave } from './ipset-save';
 import { fitsSession, IpsetSession } from './ipset-session';
 import { parseIptablesSave, SavedTables } from './iptables-save';
@@ -35,6 +33,8 @@ import { emptyMerged, mergeStates, MergedState } from './merge';
 import { expectedKernel, KernelState, Plan, planApply, Step } from './plan';
 import { RuleSpelling } from './spelling';
 import type { DesiredState, IpFamily, KernelApplier } from './types';
+
+export { ApplierError } from './steps';
 
 export interface IptablesApplierOptions {
   log: Logger;
@@ -66,6 +66,12 @@ export interface ApplierStats {
   lastError?: string;
   lastErrorAt?: number;
 }
+
+/** The rules' reads, both families, side by side. */
+const SAVES = [
+  { cmd: 'iptables-save', args: [] },
+  { cmd: 'ip6tables-save', args: [] },
+];
 
 type Why = 'resync' | 'set' | 'now';
 const URGENCY: Record<Why, number> = { resync: 0, set: 1, now: 2 };
@@ -317,19 +323,12 @@ export class IptablesApplier implements KernelApplier, Component {
   }
 
   private async readTables(): Promise<KernelState['tables']> {
-    const [v4, v6] = await this.run.many([
-      { cmd: 'iptables-save', args: [] },
-      { cmd: 'ip6tables-save', args: [] },
-    ]);
+    const [v4, v6] = await this.run.many(SAVES);
     return { 4: this.savedTables(4, v4!), 6: this.savedTables(6, v6!) };
   }
 
   private async read(): Promise<KernelState> {
-    const [v4, v6, sets] = await this.run.many([
-      { cmd: 'iptables-save', args: [] },
-      { cmd: 'ip6tables-save', args: [] },
-      { cmd: 'ipset', args: ['save'] },
-    ]);
+    const [v4, v6, sets] = await this.run.many([...SAVES, { cmd: 'ipset', args: ['save'] }]);
     if (sets!.code !== 0) throw new ApplierError(`ipset save failed (exit ${sets!.code}): ${sets!.stderr.trim()}`, 'ipset save', sets!.stderr);
     return { tables: { 4: this.savedTables(4, v4!), 6: this.savedTables(6, v6!) }, ipsets: parseIpsetSave(sets!.stdout) };
   }
