@@ -113,6 +113,8 @@ export function decideRequest(buf: Buffer, size: number, policy?: HeadPolicy): H
   const framing = requestFramingStrict(head);
   if ('action' in framing) return framing;
   const hosts = values(head.rawHeaders, 'host');
+  // Go's readRequest: an HTTP/1.1 request without Host is refused (and closed, as above); 1.0 may leave it out.
+  if (!hosts.length && head.line[2] === 'HTTP/1.1') return refuse(400, 'missing required Host header');
   if (hosts.length > 1) return refuse(400, 'too many Host headers');
   // Go's readRequest refuses a Host with a byte httpguts.ValidHostHeader does not allow, and closes
   // (with the body unread: a reset that can beat its 400 to us). Refused here with Go's words.

@@ -90,6 +90,8 @@ const TABLE: Row[] = [
   { case: 'extra space in request line', head: `GET /_ping  HTTP/1.1\r\n${H}\r\n`, dockerd: '400 malformed HTTP version (parseRequestLine)', proxy: 'refuse 400' },
   { case: 'two Host headers', head: `GET /_ping HTTP/1.1\r\n${H}${H}\r\n`, dockerd: '400 too many Host headers (readRequest)', proxy: 'refuse 400' },
   { case: 'Host with a space', head: `${CREATE}Host: a b\r\nContent-Length: 6\r\n\r\n`.replace(H, ''), dockerd: '400 malformed Host header (readRequest: httpguts.ValidHostHeader), then closes with the body unread', proxy: 'refuse 400' },
+  { case: 'HTTP/1.1 without Host', head: 'GET /_ping HTTP/1.1\r\n\r\n', dockerd: '400 missing required Host header (readRequest: ProtoAtLeast(1, 1) && !haveHost), then closes', proxy: 'refuse 400' },
+  { case: 'HTTP/1.0 without Host', head: 'GET /_ping HTTP/1.0\r\n\r\n', dockerd: 'takes it (Host is required from 1.1 on)', proxy: 'forward none /_ping' },
   { case: 'Host with a bracketed IPv6 address and a port', head: 'GET /_ping HTTP/1.1\r\nHost: [::1]:2377\r\n\r\n', dockerd: 'takes it (validHostByte has [ ] :)', proxy: 'forward none /_ping' },
   { case: 'Upgrade on /_ping', head: `GET /_ping HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n`, dockerd: 'answers framed: only hijacking handlers act on Upgrade', proxy: 'forward none /_ping' },
   { case: 'Upgrade on attach', head: `POST /v1.41/containers/abc/attach?stream=1 HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n`, dockerd: 'hijacks, 101 (router/container attach)', proxy: 'forward none /containers/abc/attach upgrade' },
