@@ -25,6 +25,7 @@ import { PrivateDockerd, ensureTestImage, makeRunDir, removeTree, runOk, teardow
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const WARMUP = 300;
+const CREATES = Number(process.env.BENCH_CREATES ?? 150);
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -206,7 +207,7 @@ async function main(): Promise<void> {
   // A create (no Calico env) through a proxy with the node's create
   // interceptor (a --proxy-only node has none): the body is gathered, read as
   // Go reads it, and passed on. Its IPAM and datastore are never reached
-  // without CALICO_IP, so they are left out. p50 of alternating blocks.
+  // without CALICO_IP, so they are left out.
   const icpProxy = new DockerProxy(
     { listen: 'tcp://127.0.0.1:0', upstream: d.host, interceptors: [new CreateContainerInterceptor({} as CreateContainerDeps)] },
     silentLogger(),
@@ -215,22 +216,23 @@ async function main(): Promise<void> {
   const icpAddr = icpProxy.address;
   const intercepted = new Client(`http://127.0.0.1:${icpAddr.kind === 'tcp' ? icpAddr.port : 0}`);
   const createBody = JSON.stringify({ Image: image, Cmd: ['true'], Env: ['A=1'], Labels: { bench: 'create' } });
-  const creates = async (c: Client) => {
-    const xs: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const t = process.hrtime.bigint();
-      const r = await c.request({ method: 'POST', path: '/containers/create', headers: { 'content-type': 'application/json' }, body: createBody });
-      await r.body.dump();
-      if (r.statusCode !== 201) throw new Error(`create answered ${r.statusCode}`);
-      xs.push(Number(process.hrtime.bigint() - t) / 1e6);
-    }
-    return xs;
+  const create = async (c: Client) => {
+    const t = process.hrtime.bigint();
+    const r = await c.request({ method: 'POST', path: '/containers/create', headers: { 'content-type': 'application/json' }, body: createBody });
+    await r.body.dump();
+    if (r.statusCode !== 201) throw new Error(`create answered ${r.statusCode}`);
+    return Number(process.hrtime.bigint() - t) / 1e6;
   };
+  // One create takes ~12 ms and varies by a few ms from one to the next
+  // (dockerd writes a layer for each): CREATES pairs, direct and proxied one
+  // after the other, so both see the same dockerd (the same number of
+  // containers, the same load) and each p50 rests on CREATES samples.
   const cd: number[] = [];
   const cp: number[] = [];
-  for (let block = 0; block < 4; block++) {
-    cd.push(...(await creates(direct)));
-    cp.push(...(await creates(intercepted)));
+  for (let i = 0; i < 5; i++) await create(intercepted);
+  for (let i = 0; i < CREATES; i++) {
+    cd.push(await create(direct));
+    cp.push(await create(intercepted));
   }
   cd.sort((x, y) => x - y);
   cp.sort((x, y) => x - y);
@@ -247,7 +249,9 @@ async function main(): Promise<void> {
   await docker(d.host, `run -d --name cpbench ${image} sleep 3600`);
   await docker(d.host, `run --name logbench ${image} sh -c 'yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c 104857600'`);
   // Each transfer: the baseline, the raw relay (floor of any user-space hop)
-  // and the proxy, alternating, best of 2 each.
+  // and the proxy, alternating, best of `rounds` each (3 for cp in, which
+  // has targets and takes about a second; 2 for the others: cp out over TCP
+  // alone takes ~12 s, the docker CLI's own pace there).
   let proxyCpu = 0;
   let relayCpu = 0;
   let dockerdCpu = 0;
@@ -256,11 +260,11 @@ async function main(): Promise<void> {
   const relayHost = { tcp: `tcp://127.0.0.1:${relayPort}`, unix: `unix://${relaySock}` };
   for (const [label, via, base] of [['tcp', proxyHost, dockerTcp], ['unix', proxyUnix, d.host]] as const) {
     const baseName = label === 'tcp' ? "dockerd's TCP listener" : "dockerd's socket";
-    const transfer = async (what: string, mib: number, args: string) => {
+    const transfer = async (what: string, mib: number, args: string, rounds = 2) => {
       let b = Infinity;
       let r = Infinity;
       let p = Infinity;
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < rounds; i++) {
         b = Math.min(b, await timed(() => docker(base, args)));
         const r0 = cpuSeconds(pids[label].relay);
         r = Math.min(r, await timed(() => docker(relayHost[label], args)));
@@ -277,7 +281,7 @@ async function main(): Promise<void> {
       add(`${what} (raw relay ${label} vs ${baseName}: the floor)`, mib / b, mib / r, 'MiB/s', b / r, '');
       add(`${what} (proxy ${label} vs raw relay ${label})`, mib / r, mib / p, 'MiB/s', r / p, cpIn ? '>= 0.95' : '');
     };
-    await transfer('docker cp 256 MiB in', 256, `cp ${blob} cpbench:/tmp/blob`);
+    await transfer('docker cp 256 MiB in', 256, `cp ${blob} cpbench:/tmp/blob`, 3);
     await transfer('docker cp 256 MiB out', 256, `cp cpbench:/tmp/blob - > /dev/null`);
     await transfer('docker logs 100 MiB', 100, 'logs logbench > /dev/null');
   }
