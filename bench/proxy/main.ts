@@ -18,9 +18,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Client } from 'undici';
-import { DockerProxy } from '../../src/proxy';
-import { CreateContainerInterceptor, type CreateContainerDeps } from '../../src/proxy/interceptors/create-container';
-import { silentLogger } from '../../src/log/logger';
 import { PrivateDockerd, ensureTestImage, makeRunDir, removeTree, runOk, teardownAll, onTeardown, waitFor, CALICOCTL_MAIN } from '../../test/harness';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
@@ -205,16 +202,11 @@ async function main(): Promise<void> {
   await relayed.close();
 
   // A create (no Calico env) through a proxy with the node's create
-  // interceptor (a --proxy-only node has none): the body is gathered, read as
-  // Go reads it, and passed on. Its IPAM and datastore are never reached
-  // without CALICO_IP, so they are left out.
-  const icpProxy = new DockerProxy(
-    { listen: 'tcp://127.0.0.1:0', upstream: d.host, interceptors: [new CreateContainerInterceptor({} as CreateContainerDeps)] },
-    silentLogger(),
-  );
-  await icpProxy.start();
-  const icpAddr = icpProxy.address;
-  const intercepted = new Client(`http://127.0.0.1:${icpAddr.kind === 'tcp' ? icpAddr.port : 0}`);
+  // interceptor, in a process of its own (create-proxy.ts): the body is
+  // gathered, read as Go reads it, and passed on.
+  const icpPort = await freePort();
+  await child('the create-interceptor proxy', [path.join(__dirname, 'create-proxy.js'), String(icpPort), d.host], (out) => out.includes('READY'), 10000);
+  const intercepted = new Client(`http://127.0.0.1:${icpPort}`);
   const createBody = JSON.stringify({ Image: image, Cmd: ['true'], Env: ['A=1'], Labels: { bench: 'create' } });
   const create = async (c: Client) => {
     const t = process.hrtime.bigint();
@@ -240,7 +232,6 @@ async function main(): Promise<void> {
   await docker(d.host, 'container prune -f --filter label=bench=create');
   await proxied.close();
   await intercepted.close();
-  await icpProxy.stop();
   await direct.close();
 
   // docker cp of 256 MiB in and out.
