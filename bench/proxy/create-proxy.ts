@@ -2,9 +2,9 @@
  * A proxy with the node's create interceptor, in a process of its own, for
  * bench/proxy's create row: `node create-proxy.js <port> <upstream>`, prints
  * READY once listening. A `--proxy-only` node has no create interceptor, and
- * a proxy inside the bench process would share its event loop with the
- * bench's client (which put ~0.2-0.4 ms on every call there, and in no
- * deployment). Its IPAM and datastore are never reached by a create without
+ * a proxy inside the bench process shares its event loop with the bench's
+ * client, as in no deployment (against a stand-in dockerd that cost about
+ * 0.2 ms a call more than a proxy in its own process). Its IPAM and datastore are never reached by a create without
  * CALICO_IP, so they are left out.
  */
 import { DockerProxy } from '../../src/proxy';

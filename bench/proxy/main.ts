@@ -215,8 +215,8 @@ async function main(): Promise<void> {
     if (r.statusCode !== 201) throw new Error(`create answered ${r.statusCode}`);
     return Number(process.hrtime.bigint() - t) / 1e6;
   };
-  // One create takes ~12 ms and varies by a few ms from one to the next
-  // (dockerd writes a layer for each): CREATES pairs, direct and proxied one
+  // One create takes 12-25 ms (more as containers pile up in dockerd) and
+  // varies by a few ms from one to the next: CREATES pairs, direct and proxied one
   // after the other, so both see the same dockerd (the same number of
   // containers, the same load) and each p50 rests on CREATES samples.
   const cd: number[] = [];
