@@ -30,13 +30,13 @@ export function headEnd(buf: Buffer): number {
 export function parseAnswerHead(buf: Buffer, size: number): Head | undefined {
   const text = buf.toString('latin1', 0, size);
   let eol = text.indexOf('\n');
-  const m = STATUS_LINE.exec(text.slice(0, eol > 0 && text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol));
+  const m = STATUS_LINE.exec(text.slice(0, lineEnd(buf, 0, eol)));
   if (!m) return undefined;
   const rawHeaders: string[] = [];
   for (let at = eol + 1; at < text.length; at = eol + 1) {
     eol = text.indexOf('\n', at);
     if (eol < 0) eol = text.length;
-    const end = eol > at && text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol;
+    const end = lineEnd(buf, at, eol); // latin1: character i of text is byte i of buf
     if (end === at) continue; // the blank line
     const c = text.indexOf(':', at);
     if (c <= at || c >= end) return undefined;
